@@ -1,0 +1,34 @@
+"""Typed errors. Every error a user can cause says what was expected, what came, and the fix.
+
+The CLI turns any :class:`QdtError` into one line on stderr and exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+
+class QdtError(Exception):
+    """Base class of every error qdt raises on purpose."""
+
+
+class QdtInputError(QdtError, ValueError):
+    """Bad input: a file, field, shape, value or option that qdt cannot accept.
+
+    ``field`` names the offending field (a JSON path such as ``users[2].deadline_s`` or an
+    option such as ``--assignment``) so that the message can point at it.
+    """
+
+    def __init__(self, field: str, expected: str, got: object, fix: str | None = None) -> None:
+        self.field = field
+        self.expected = expected
+        self.got = got
+        self.fix = fix
+        got_text = _short_repr(got)
+        message = f"{field}: expected {expected}, got {got_text}"
+        if fix:
+            message += f" ({fix})"
+        super().__init__(message)
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from helpers import brute_force_optimum, small_instance
+from qdt.errors import QdtInputError
+from qdt.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.model import PlacementModel
+from qdt.solvers import ENUMERATION_LIMIT, solve
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 2), (4, 2), (4, 3), (6, 3), (8, 3), (9, 4)])
+def test_enumeration_and_milp_agree(shape):
+    users, servers = shape
+    statuses = set()
+    for seed in range(25):
+        model = PlacementModel(generate_instance(GeneratorConfig(users=users, servers=servers), seed))
+        exact = solve(model, "enumerate")
+        milp = solve(model, "milp")
+        assert exact.status == milp.status, f"seed {seed}"
+        statuses.add(exact.status)
+        if exact.status == "optimal":
+            assert milp.total_latency_s == pytest.approx(exact.total_latency_s, rel=1e-9), f"seed {seed}"
+            assert model.evaluate_assignment(milp.assignment).feasible
+    assert "optimal" in statuses
+
+
+def test_enumeration_matches_brute_force_over_binary_matrices():
+    for seed in range(40):
+        model = PlacementModel(small_instance(seed, 3, 3))
+        exact = solve(model, "enumerate")
+        reference = brute_force_optimum(model)
+        if reference is None:
+            assert exact.status == "infeasible"
+        else:
+            assert exact.status == "optimal"
+            assert exact.total_latency_s == pytest.approx(reference, rel=1e-12)
+
+
+def test_heuristics_return_feasible_placements_no_better_than_optimum():
+    found = {"greedy": 0, "random": 0}
+    for seed in range(60):
+        model = PlacementModel(small_instance(seed, 6, 3))
+        exact = solve(model, "enumerate")
+        for name in found:
+            result = solve(model, name, seed=seed)
+            if exact.status == "infeasible":
+                assert result.status in ("infeasible", "unsolved")
+                assert result.assignment is None
+            elif result.status == "feasible":
+                found[name] += 1
+                assert model.evaluate_assignment(result.assignment).feasible
+                assert result.total_latency_s >= exact.total_latency_s - 1e-12
+    assert found["greedy"] >= 30 and found["random"] >= 30
+
+
+def test_paper_preset_optimum_and_greedy_gap():
+    model = PlacementModel(paper_instance())
+    exact = solve(model)
+    assert exact.status == "optimal" and exact.solver == "enumerate"
+    assert exact.assignment == [0, 0, 0, 1]
+    greedy = solve(model, "greedy")
+    assert greedy.status == "feasible" and greedy.total_latency_s > exact.total_latency_s * 1.05
+
+
+def test_auto_switches_to_milp_past_the_enumeration_limit():
+    model = PlacementModel(generate_instance(GeneratorConfig(users=21, servers=2), 0))
+    assert 2**21 > ENUMERATION_LIMIT
+    assert solve(model, "auto").solver == "milp"
+    with pytest.raises(QdtInputError, match="milp"):
+        solve(model, "enumerate")
+
+
+def test_milp_handles_200_by_10():
+    model = PlacementModel(generate_instance(GeneratorConfig(users=200, servers=10), 1))
+    result = solve(model, "milp", time_limit_s=120)
+    assert result.status in ("optimal", "infeasible")
+    if result.status == "optimal":
+        assert model.evaluate_assignment(result.assignment).feasible
+        greedy = solve(model, "greedy")
+        if greedy.status == "feasible":
+            assert result.total_latency_s <= greedy.total_latency_s + 1e-9
+
+
+def test_random_solver_is_seeded():
+    model = PlacementModel(small_instance(3, 6, 3))
+    a = solve(model, "random", seed=np.random.SeedSequence(7))
+    b = solve(model, "random", seed=np.random.SeedSequence(7))
+    assert a.assignment == b.assignment
+
+
+def test_unknown_solver_is_rejected():
+    with pytest.raises(QdtInputError, match="--solver"):
+        solve(PlacementModel(paper_instance()), "cplex")
