@@ -68,12 +68,12 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         self._step = 0
 
     # ---- spaces ------------------------------------------------------------------------
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - PettingZoo wants the same object each call
+    @functools.cache  # noqa: B019 - PettingZoo wants the same object each call
     def observation_space(self, agent: str) -> spaces.MultiBinary:
         self._check_agent(agent)
         return spaces.MultiBinary(self.instance.n_users)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.MultiBinary:
         self._check_agent(agent)
         return spaces.MultiBinary(self.instance.n_users)
@@ -110,12 +110,14 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         dict[str, dict[str, Any]],
     ]:
         if not self.agents:
-            raise QdtInputError("step", "a call after reset()", "a step on a finished episode", "call reset() first")
+            raise QdtInputError(
+                "step", "a call after reset()", "a step on a finished episode", "call reset() first"
+            )
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise QdtInputError("actions", f"an action for every agent {self.agents}", f"none for {missing}")
         columns = []
-        for j, agent in enumerate(self.possible_agents):
+        for agent in self.possible_agents:
             column = np.asarray(actions[agent])
             if column.shape != (self.instance.n_users,) or not np.all((column == 0) | (column == 1)):
                 raise QdtInputError(
@@ -150,7 +152,11 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
 
     # ---- helpers -----------------------------------------------------------------------
     def _observations(self) -> dict[str, NDArray[np.int8]]:
-        return {agent: self._state[:, j].copy() for j, agent in enumerate(self.possible_agents) if agent in self.agents}
+        return {
+            agent: self._state[:, j].copy()
+            for j, agent in enumerate(self.possible_agents)
+            if agent in self.agents
+        }
 
     def _info(self) -> dict[str, Any]:
         x = self._state

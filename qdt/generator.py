@@ -13,19 +13,21 @@ deadlines τ_i. qdt draws them as follows (all from one seeded ``numpy.random.Ge
   loss is the 3GPP macro model 128.1 + 37.6·log10(d/km) dB with log-normal shadowing of
   8 dB standard deviation; h_ij = 10^(−PL/10).
 * Capacity. C_j ~ U[1, 2]·10^9 bits/s (one bit per cycle).
-* Compute rates. c_ij = s_ij·C_j with s_ij ~ U[0.2, 0.5]: the share of server j's capacity
-  that user i's DT takes. Two DTs always fit, three or four may not, so capacity (24) binds
-  for some placements and is slack for others.
+* Compute rates. c_ij = s_ij·C_j, the share of server j's capacity that user i's DT takes, with
+  s_ij ~ U[0.2, 0.5]·2/k and k = max(2, ceil(N/M)) the users per server of an even split: k DTs
+  fill 40–100% of a server, so capacity (24) binds for some placements and is slack for others,
+  at every size. (For the paper's N = 4, M = 2, k = 2: two DTs always fit, three may not.)
 * User caps. M_j = ceil(N/M) + b_j, b_j ~ Bernoulli(1/2): some servers can take one user more
   than an even split.
 * Deadlines. τ_i = T_i,min + u_i·(T_i,max − T_i,min), u_i ~ U[0.6, 1.6], where T_i,min/max are
   user i's fastest and slowest latency over servers. The fastest server always meets the
   deadline; for about 40% of users (with two servers) the slowest does not, so (26) binds.
 
-Measured over seeds 0–149 (``benchmarks/solvers.py`` reruns it): per-pair latencies T_ij have
-5/50/95th percentiles of 1.4/2.0/2.9 s; placing every user on its fastest server breaks the
-user cap or the capacity in about two thirds of the feasible 4×2 instances; 9% of 4×2 and 14%
-of 8×3 instances are infeasible. Infeasible instances are a result, not an error.
+Measured (seeds 0–149 at 4×2, 8×2, 8×3; 0–19 larger): per-pair latencies T_ij have 5/50/95th
+percentiles of 1.4/2.0/2.9 s at 4×2, growing with the users per server (5.5/9.0/15.7 s at
+200×10); placing every user on its fastest server breaks the user cap or the capacity in about
+two thirds of the feasible 4×2 instances and in nearly all larger ones; 9% of 4×2 and 3% of 8×2
+instances are infeasible, none of the larger ones drawn. Infeasible instances are a result, not an error.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ class GeneratorConfig:
                 raise QdtInputError(f"--{name}", "an integer >= 1", value)
         if self.users > 100_000 or self.servers > 10_000:
             raise QdtInputError(
-                "--users/--servers", "at most 100000 users and 10000 servers",
+                "--users/--servers",
+                "at most 100000 users and 10000 servers",
                 f"{self.users}×{self.servers}",
             )
 
@@ -100,20 +103,25 @@ def generate_instance(config: GeneratorConfig, seed: int | np.random.SeedSequenc
     pathloss_db = pathloss_db + rng.normal(0.0, config.shadowing_db, size=(n, m))
     channel_gain = 10.0 ** (-pathloss_db / 10.0)
 
-    share = rng.uniform(*config.share_range, size=(n, m))
+    share = rng.uniform(*config.share_range, size=(n, m)) * 2.0 / max(2, math.ceil(n / m))
     compute_rate = share * capacity[None, :]
     max_users = math.ceil(n / m) + rng.integers(0, 2, size=m)
 
     noise_w = dbm_to_watt(config.noise_power_dbm)
     snr = config.tx_power_w * channel_gain / noise_w
-    latency = data_bits[:, None] / (config.bandwidth_hz * np.log2(1 + snr)) + data_bits[:, None] / compute_rate
+    latency = (
+        data_bits[:, None] / (config.bandwidth_hz * np.log2(1 + snr)) + data_bits[:, None] / compute_rate
+    )
     t_min, t_max = latency.min(axis=1), latency.max(axis=1)
     slack = rng.uniform(*config.deadline_slack_range, size=n)
     deadline = t_min + slack * (t_max - t_min)
     deadline = np.maximum(deadline, t_min * 1.001)  # one server (M = 1) or equal latencies
 
     seed_meta: int | list[int]
-    seed_meta = int(seed) if not isinstance(seed, np.random.SeedSequence) else list(np.atleast_1d(seed.entropy))
+    if isinstance(seed, np.random.SeedSequence):
+        seed_meta = [int(v) for v in np.atleast_1d(np.asarray(seed.entropy))]
+    else:
+        seed_meta = int(seed)
     return Instance(
         name=f"generated N={n} M={m} seed={seed_meta}",
         bandwidth_hz=config.bandwidth_hz,

@@ -88,15 +88,11 @@ class Instance:
         for name in ("channel_gain", "compute_rate"):
             matrix = getattr(self, name)
             if matrix.shape != shape:
-                raise QdtInputError(
-                    name, f"an N×M = {shape[0]}×{shape[1]} matrix", f"shape {matrix.shape}"
-                )
+                raise QdtInputError(name, f"an N×M = {shape[0]}×{shape[1]} matrix", f"shape {matrix.shape}")
             bad = np.argwhere(~(np.isfinite(matrix) & (matrix > 0)))
             if bad.size:
                 i, j = (int(v) for v in bad[0])
-                raise QdtInputError(
-                    f"{name}[{i}][{j}]", "a finite number > 0", float(matrix[i, j])
-                )
+                raise QdtInputError(f"{name}[{i}][{j}]", "a finite number > 0", float(matrix[i, j]))
         matrix_gain = np.array(self.channel_gain, dtype=np.float64)
         matrix_rate = np.array(self.compute_rate, dtype=np.float64)
         matrix_gain.setflags(write=False)

@@ -139,7 +139,11 @@ class PlacementModel:
                 field, f"{self.n_users} server indices (one per user)", f"{values.size} values"
             )
         if values.dtype.kind not in "iu":
-            if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            if (
+                values.dtype.kind == "f"
+                and np.all(np.isfinite(values))
+                and np.all(values == np.round(values))
+            ):
                 values = values.astype(np.int64)
             else:
                 raise QdtInputError(field, "integer server indices", values.tolist())
@@ -219,10 +223,7 @@ class PlacementModel:
         violations = {
             "one_server": [int(i) for i in np.flatnonzero(per_user_count != 1)],
             "max_users": [int(j) for j in np.flatnonzero(per_server_count > self.max_users)],
-            "capacity": [
-                int(j)
-                for j in np.flatnonzero(load > self.capacity * (1 + RELATIVE_TOLERANCE))
-            ],
+            "capacity": [int(j) for j in np.flatnonzero(load > self.capacity * (1 + RELATIVE_TOLERANCE))],
             "deadline": [int(i) for i in np.flatnonzero(late.any(axis=1))],
         }
         per_user = (xf * self.latency).sum(axis=1)

@@ -188,7 +188,9 @@ def _milp(model: PlacementModel, time_limit_s: float | None) -> tuple[Status, ND
             return "unsolved", None  # time or node limit with no incumbent
         x = np.rint(result.x.reshape(n, m)).astype(np.int64)
         assignment = x.argmax(axis=1)
-        load = (model.compute_rate[np.arange(n), assignment][:, None] * (assignment[:, None] == np.arange(m))).sum(axis=0)
+        load = (
+            model.compute_rate[np.arange(n), assignment][:, None] * (assignment[:, None] == np.arange(m))
+        ).sum(axis=0)
         over = load > model.capacity * (1 + RELATIVE_TOLERANCE)
         if not over.any():
             return ("optimal" if result.status == 0 else "unsolved"), assignment
@@ -213,7 +215,9 @@ def _greedy(model: PlacementModel) -> tuple[Status, NDArray[np.int64] | None]:
         movers = np.flatnonzero(overloaded[assignment])
         # Extra latency of moving user i (on an overloaded server) to server k.
         extra = latency[movers] - latency[movers, assignment[movers]][:, None]
-        room = (counts[None, :] + 1 <= model.max_users[None, :]) & (load[None, :] + rate[movers] <= limit[None, :])
+        room = (counts[None, :] + 1 <= model.max_users[None, :]) & (
+            load[None, :] + rate[movers] <= limit[None, :]
+        )
         allowed = room & model.deadline_ok[movers] & ~overloaded[None, :]
         if not allowed.any():
             return "unsolved", None

@@ -20,7 +20,11 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, ma
 
     out = [line(list(headers))]
     if markdown:
-        out.append("|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|")
+        out.append(
+            "|"
+            + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric))
+            + "|"
+        )
     else:
         out.append("  ".join("-" * w for w in widths))
     out.extend(line(row) for row in cells)

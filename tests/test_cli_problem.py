@@ -74,7 +74,9 @@ def test_generate_is_deterministic(capsys, tmp_path):
     _, first, _ = run(capsys, "instance", "generate", "--users", "5", "--servers", "3", "--seed", "4")
     _, second, _ = run(capsys, "instance", "generate", "-N", "5", "-M", "3", "--seed", "4")
     assert first == second
-    assert json.loads(first) == json.loads(json.dumps(generate_instance(GeneratorConfig(users=5, servers=3), 4).to_dict()))
+    assert json.loads(first) == json.loads(
+        json.dumps(generate_instance(GeneratorConfig(users=5, servers=3), 4).to_dict())
+    )
     out_path = tmp_path / "g.json"
     code, out, _ = run(capsys, "instance", "generate", "--seed", "4", "-o", str(out_path))
     assert code == 0 and json.loads(out_path.read_text())["format"] == "qdt-instance/1"
@@ -127,7 +129,8 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, paper_file, argv,
 def test_argparse_errors_are_one_line_exit_2():
     proc = subprocess.run(
         [sys.executable, "-m", "qdt.cli", "optimum", "--preset", "paper", "--solver", "cplex"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--solver" in proc.stderr

@@ -49,10 +49,21 @@ def test_mangled_instances_raise_only_input_errors(data):
     path = data.draw(
         st.sampled_from(
             [
-                ("bandwidth_hz",), ("noise_power_w",), ("name",), ("format",), ("users",), ("servers",),
-                ("users", 0, "data_bits"), ("users", 3, "deadline_s"), ("users", 1, "tx_power_w"),
-                ("servers", 1, "capacity"), ("servers", 0, "max_users"),
-                ("channel_gain", 2, 1), ("compute_rate", 0, 0), ("channel_gain", 1), ("compute_rate",),
+                ("bandwidth_hz",),
+                ("noise_power_w",),
+                ("name",),
+                ("format",),
+                ("users",),
+                ("servers",),
+                ("users", 0, "data_bits"),
+                ("users", 3, "deadline_s"),
+                ("users", 1, "tx_power_w"),
+                ("servers", 1, "capacity"),
+                ("servers", 0, "max_users"),
+                ("channel_gain", 2, 1),
+                ("compute_rate", 0, 0),
+                ("channel_gain", 1),
+                ("compute_rate",),
             ]
         )
     )

@@ -40,16 +40,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for result in results:
         total = result.total_latency_s
         gap = None if total is None or optimum is None else (total - optimum) / optimum
-        rows.append([
-            result.solver,
-            result.status,
-            "-" if result.assignment is None else ",".join(map(str, result.assignment)),
-            total,
-            None if total is None else total / model.n_users,
-            None if gap is None else f"{100 * gap:.2f}%",
-            result.wall_s * 1e3,
-        ])
-    print(format_table(
-        ["solver", "status", "assignment", "total latency (s)", "per user (s)", "gap", "wall (ms)"], rows
-    ))
+        rows.append(
+            [
+                result.solver,
+                result.status,
+                "-" if result.assignment is None else ",".join(map(str, result.assignment)),
+                total,
+                None if total is None else total / model.n_users,
+                None if gap is None else f"{100 * gap:.2f}%",
+                result.wall_s * 1e3,
+            ]
+        )
+    print(
+        format_table(
+            ["solver", "status", "assignment", "total latency (s)", "per user (s)", "gap", "wall (ms)"], rows
+        )
+    )
     return 0

@@ -106,9 +106,7 @@ def parse_assignment(text: str) -> list[int]:
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise QdtInputError(
-            "--assignment", "comma-separated server indices such as 0,1,1,0", text
-        ) from None
+        raise QdtInputError("--assignment", "comma-separated server indices such as 0,1,1,0", text) from None
 
 
 def _print_json(data: Any) -> None:
@@ -124,7 +122,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _print_json(instance.to_dict())
     else:
         save_instance(instance, args.output)
-        print(f"wrote {args.output} ({instance.n_users} users, {instance.n_servers} servers, seed {args.seed})")
+        print(
+            f"wrote {args.output} ({instance.n_users} users, {instance.n_servers} servers, seed {args.seed})"
+        )
     return 0
 
 
@@ -162,7 +162,9 @@ def render_instance(model: PlacementModel) -> str:
         ]
         for j, server in enumerate(instance.servers)
     ]
-    out.append(format_table(["", "capacity C_j (Gb/s)", "max users M_j", "c_ij per user (Gb/s)"], server_rows))
+    out.append(
+        format_table(["", "capacity C_j (Gb/s)", "max users M_j", "c_ij per user (Gb/s)"], server_rows)
+    )
     return "\n".join(out)
 
 
@@ -198,7 +200,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    print(f"{instance.name}: {'feasible' if evaluation.feasible else 'INFEASIBLE'}, reward {evaluation.reward:.4f}")
+    verdict = "feasible" if evaluation.feasible else "INFEASIBLE"
+    print(f"{instance.name}: {verdict}, reward {evaluation.reward:.4f}")
     rows = [[f"user {i}", t] for i, t in enumerate(evaluation.per_user_latency_s)]
     rows.append(["total", evaluation.total_latency_s])
     print(format_table(["", "latency (s)"], rows))
