@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # One module per group of subcommands, in the order `qdt --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "problem"]
+COMMAND_MODULES: list[str] = ["demo", "problem", "train"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,8 @@ Options:
   gains as h_ij·10^(g_ij/10) with g_ij ~ N(0, σ²) in dB (log-normal fading around the instance's
   gains), so each episode sees other latencies, deadlines-feasibility and a new optimum.
 
-Seeding: ``reset(seed=S)`` reseeds the environment's generator; ``reset()`` continues it.
+Seeding: ``reset(seed=S)`` reseeds the environment's generator ``rng``; ``reset()`` continues it
+(its ``bit_generator.state`` is what a training checkpoint saves).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         self.model = self.base_model
         self.possible_agents = [f"bs_{j}" for j in range(instance.n_servers)]
         self.agents: list[str] = []
-        self._rng = np.random.default_rng()
+        self.rng = np.random.default_rng()
         self._state = np.zeros((instance.n_users, instance.n_servers), dtype=np.int8)
         self._step = 0
 
@@ -83,17 +84,17 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, NDArray[np.int8]], dict[str, dict[str, Any]]]:
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self.rng = np.random.default_rng(seed)
             for agent in self.possible_agents:
-                self.action_space(agent).seed(int(self._rng.integers(2**31)))
-                self.observation_space(agent).seed(int(self._rng.integers(2**31)))
+                self.action_space(agent).seed(int(self.rng.integers(2**31)))
+                self.observation_space(agent).seed(int(self.rng.integers(2**31)))
         if self.channel_fading_db > 0:
-            fading_db = self._rng.normal(0.0, self.channel_fading_db, size=self.instance.channel_gain.shape)
+            fading_db = self.rng.normal(0.0, self.channel_fading_db, size=self.instance.channel_gain.shape)
             gains = self.instance.channel_gain * 10.0 ** (fading_db / 10.0)
             self.model = PlacementModel(self.instance.with_channel_gain(gains), self.reward_config)
         n, m = self.instance.n_users, self.instance.n_servers
         if self.initial_state == "random":
-            self._state = self._rng.integers(0, 2, size=(n, m), dtype=np.int8)
+            self._state = self.rng.integers(0, 2, size=(n, m), dtype=np.int8)
         else:
             self._state = np.zeros((n, m), dtype=np.int8)
         self._step = 0

@@ -1,0 +1,124 @@
+"""Training configuration: every option of Algorithm 1, with the defaults the paper leaves open.
+
+Defaults and why:
+* ``steps_per_episode`` (N_t) = 10: the paper does not say; ten steps let a policy that starts
+  from the empty placement correct itself several times per episode.
+* ``replay_size`` (N_m) = 10 000 transitions (20% of a 2000-episode run at N_t = 10).
+* ``updates_per_episode`` = 1 training phase per episode as Algorithm 1 prints it; each phase
+  makes ``gradient_steps`` gradient steps per agent (critic, then actor).
+* ``target_update`` = "hard": θ_t ← θ after every training phase (eqs. 39–40); "soft" with
+  ``tau`` is the common alternative.
+* ``exploration`` = "flip" (the default): the greedy action round(â) with every bit flipped with
+  probability p, p decaying linearly from ``explore_start`` to ``explore_end`` over the first
+  ``explore_fraction`` of the episodes. "paper" is rule (31) as printed, a = round(â + ε) with
+  ε ~ U[0, 1], which biases every bit towards 1 and never decays; "gaussian" adds N(0, σ²) to â
+  with σ on the same schedule.
+* Adam with lr 1e-3, γ = 0.99, batch 128: Table 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from qdt.errors import QdtInputError
+
+AgentKind = Literal["quantum", "classical"]
+EXPLORATIONS = ("flip", "gaussian", "paper")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    agent: AgentKind = "quantum"
+    layers: int = 6
+    backend: str = "statevector"
+    episodes: int = 2000
+    steps_per_episode: int = 10
+    batch_size: int = 128
+    replay_size: int = 10_000
+    gamma: float = 0.99
+    lr_actor: float = 1e-3
+    lr_critic: float = 1e-3
+    updates_per_episode: int = 1
+    gradient_steps: int = 1
+    warmup_transitions: int = 128
+    target_update: Literal["hard", "soft"] = "hard"
+    tau: float = 0.01
+    exploration: str = "flip"
+    explore_start: float = 0.3
+    explore_end: float = 0.01
+    explore_fraction: float = 0.6
+    hidden: int = 192
+    reward_scale: float | None = None
+    channel_fading_db: float = 0.0
+    checkpoint_every: int = 100
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("agent", self.agent, ("quantum", "classical"))
+        _choice("target_update", self.target_update, ("hard", "soft"))
+        _choice("exploration", self.exploration, EXPLORATIONS)
+        _int_at_least("layers", self.layers, 0)
+        for name in (
+            "episodes",
+            "steps_per_episode",
+            "batch_size",
+            "replay_size",
+            "updates_per_episode",
+            "gradient_steps",
+            "hidden",
+            "checkpoint_every",
+            "threads",
+        ):
+            _int_at_least(name, getattr(self, name), 1)
+        _int_at_least("warmup_transitions", self.warmup_transitions, 0)
+        _int_at_least("seed", self.seed, 0)
+        for name in ("lr_actor", "lr_critic"):
+            _float_in(name, getattr(self, name), 0.0, math.inf, low_open=True)
+        _float_in("gamma", self.gamma, 0.0, 1.0)
+        _float_in("tau", self.tau, 0.0, 1.0, low_open=True)
+        _float_in("explore_start", self.explore_start, 0.0, 1.0)
+        _float_in("explore_end", self.explore_end, 0.0, 1.0)
+        _float_in("explore_fraction", self.explore_fraction, 0.0, 1.0)
+        _float_in("channel_fading_db", self.channel_fading_db, 0.0, math.inf)
+        if self.reward_scale is not None:
+            _float_in("reward_scale", self.reward_scale, 0.0, math.inf, low_open=True)
+        if self.batch_size > self.replay_size:
+            raise QdtInputError("batch_size", f"at most replay_size = {self.replay_size}", self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise QdtInputError(f"config.{unknown[0]}", f"one of {sorted(known)}", "an unknown field")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise QdtInputError(f"--{name.replace('_', '-')}", f"one of {', '.join(options)}", value)
+
+
+def _int_at_least(name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise QdtInputError(f"--{name.replace('_', '-')}", f"an integer >= {low}", value)
+
+
+def _float_in(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        assert isinstance(value, (int, float))
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise QdtInputError(f"--{name.replace('_', '-')}", f"a finite number in {bound}", value)

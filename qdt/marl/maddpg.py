@@ -1,0 +1,133 @@
+"""The multi-agent actor-critic of Algorithm 1 (eqs. 37–40): one agent per base station, each
+with its own actor, its own centralised critic over all agents' states and actions, and targets.
+
+Shapes: a joint state or action is X [B, N, M]; agent j's part is column X[:, :, j]. The
+critic's input v stacks the M state columns, then the M action columns: [B, 2MN].
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from qdt.marl.config import TrainConfig
+from qdt.nn.networks import Actor, Critic
+
+
+def joint_input(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """v = (s^1, …, s^M, a^1, …, a^M) from X-shaped [B, N, M] states and actions → [B, 2MN]."""
+    batch = states.shape[0]
+    return torch.cat(
+        [states.transpose(1, 2).reshape(batch, -1), actions.transpose(1, 2).reshape(batch, -1)], dim=1
+    )
+
+
+@dataclass
+class AgentNets:
+    actor: Actor
+    critic: Critic
+    target_actor: Actor
+    target_critic: Critic
+    actor_optimizer: torch.optim.Adam
+    critic_optimizer: torch.optim.Adam
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    critic_loss: float
+    actor_loss: float
+
+
+class NonFiniteError(FloatingPointError):
+    pass
+
+
+def make_agents(
+    config: TrainConfig,
+    n_servers: int,
+    build_actor: Callable[[], Actor],
+    build_critic: Callable[[], Critic],
+) -> list[AgentNets]:
+    agents = []
+    for _ in range(n_servers):
+        actor, critic = build_actor(), build_critic()
+        agents.append(
+            AgentNets(
+                actor=actor,
+                critic=critic,
+                target_actor=copy.deepcopy(actor).requires_grad_(False),
+                target_critic=copy.deepcopy(critic).requires_grad_(False),
+                actor_optimizer=torch.optim.Adam(actor.parameters(), lr=config.lr_actor),
+                critic_optimizer=torch.optim.Adam(critic.parameters(), lr=config.lr_critic),
+            )
+        )
+    return agents
+
+
+def update_agent(
+    agents: list[AgentNets],
+    j: int,
+    states: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    gamma: float,
+) -> UpdateStats:
+    """One gradient step for agent j: critic on (37), then actor on (38)."""
+    me = agents[j]
+    next_states = actions  # the next placement is the joint action
+    with torch.no_grad():
+        next_actions = torch.stack(
+            [agent.target_actor(next_states[:, :, k]) for k, agent in enumerate(agents)], dim=2
+        )
+        target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions))
+    q = me.critic(joint_input(states, actions))
+    critic_loss = torch.mean((target - q) ** 2)
+    _check_finite(critic_loss, f"critic loss of agent {j}")
+    me.critic_optimizer.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    me.critic_optimizer.step()
+
+    policy_actions = actions.clone()
+    policy_actions[:, :, j] = me.actor(states[:, :, j])
+    actor_loss = -torch.mean(me.critic(joint_input(states, policy_actions)))
+    _check_finite(actor_loss, f"actor loss of agent {j}")
+    me.actor_optimizer.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    me.actor_optimizer.step()
+    me.critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
+    return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
+
+
+def update_targets(agent: AgentNets, hard: bool, tau: float) -> None:
+    """θ_t ← θ (39–40), or θ_t ← τ·θ + (1 − τ)·θ_t when soft."""
+    with torch.no_grad():
+        for net, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+            for p, tp in zip(net.parameters(), target.parameters()):
+                if hard:
+                    tp.copy_(p)
+                else:
+                    tp.mul_(1.0 - tau).add_(p, alpha=tau)
+
+
+def policy_scores(agents: list[AgentNets], state: torch.Tensor) -> torch.Tensor:
+    """â for every agent from a joint state X [N, M] (no gradients) → [N, M]."""
+    with torch.no_grad():
+        return torch.stack([agent.actor(state[None, :, k])[0] for k, agent in enumerate(agents)], dim=1)
+
+
+def _check_finite(value: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(f"non-finite {where}: {float(value.detach())}")
+
+
+def non_finite_parameter(modules: dict[str, nn.Module]) -> str | None:
+    """The name of the first parameter holding NaN or inf, or None."""
+    for prefix, module in modules.items():
+        for name, parameter in module.named_parameters():
+            if not torch.isfinite(parameter).all():
+                return f"{prefix}.{name}"
+    return None

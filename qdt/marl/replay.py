@@ -1,0 +1,56 @@
+"""Replay memory of joint transitions. The next state equals the joint action, so a transition
+is (X, A, r): the placement before, the placement chosen (= the next state), the shared reward."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+
+class ReplayMemory:
+    def __init__(self, capacity: int, n_users: int, n_servers: int) -> None:
+        self.capacity = capacity
+        self.states = np.zeros((capacity, n_users, n_servers), dtype=np.int8)
+        self.actions = np.zeros((capacity, n_users, n_servers), dtype=np.int8)
+        self.rewards = np.zeros(capacity, dtype=np.float64)
+        self.position = 0
+        self.size = 0
+
+    def add(self, state: NDArray[np.int8], action: NDArray[np.int8], reward: float) -> None:
+        self.states[self.position] = state
+        self.actions[self.position] = action
+        self.rewards[self.position] = reward
+        self.position = (self.position + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(
+        self, rng: np.random.Generator, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A uniform batch as float64 tensors: states [B, N, M], actions [B, N, M], rewards [B]."""
+        index = rng.integers(0, self.size, size=batch_size)
+        return (
+            torch.from_numpy(self.states[index].astype(np.float64)),
+            torch.from_numpy(self.actions[index].astype(np.float64)),
+            torch.from_numpy(self.rewards[index]),
+        )
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "states": torch.from_numpy(self.states.copy()),
+            "actions": torch.from_numpy(self.actions.copy()),
+            "rewards": torch.from_numpy(self.rewards.copy()),
+            "position": self.position,
+            "size": self.size,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        states = state["states"]
+        assert isinstance(states, torch.Tensor)
+        if tuple(states.shape) != self.states.shape:
+            raise ValueError(f"replay memory shape {tuple(states.shape)} != {self.states.shape}")
+        self.states[...] = states.numpy()
+        self.actions[...] = state["actions"].numpy()  # type: ignore[union-attr]
+        self.rewards[...] = state["rewards"].numpy()  # type: ignore[union-attr]
+        self.position = int(state["position"])  # type: ignore[call-overload]
+        self.size = int(state["size"])  # type: ignore[call-overload]

@@ -1,0 +1,147 @@
+"""Training: determinism, bit-identical resume, refused config changes, NaN stops, summary keys."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qdt.cli import main
+from qdt.generator import paper_instance
+from qdt.marl import train as train_module
+from qdt.marl.checkpoint import load_checkpoint
+from qdt.marl.config import TrainConfig
+from qdt.marl.train import TrainingDivergedError, train
+
+SMALL = dict(
+    agent="classical",
+    episodes=30,
+    steps_per_episode=4,
+    batch_size=16,
+    replay_size=200,
+    warmup_transitions=16,
+    hidden=16,
+    checkpoint_every=7,
+    gradient_steps=2,
+)
+
+
+def _params(run_dir):
+    payload = load_checkpoint(run_dir)
+    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent[net].values()]
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _strip_wall(records):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+
+def test_same_seed_same_run_and_different_seed_differs(tmp_path):
+    config = TrainConfig(**SMALL, seed=3)
+    train(config, paper_instance(), tmp_path / "a", progress=False)
+    train(config, paper_instance(), tmp_path / "b", progress=False)
+    train(config.replace(seed=4), paper_instance(), tmp_path / "c", progress=False)
+    assert _strip_wall(_metrics(tmp_path / "a")) == _strip_wall(_metrics(tmp_path / "b"))
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "a"), _params(tmp_path / "b")))
+    assert _strip_wall(_metrics(tmp_path / "a")) != _strip_wall(_metrics(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("stop_at", [int(np.random.default_rng().integers(8, 29))])
+def test_resume_is_bit_identical(tmp_path, stop_at):
+    config = TrainConfig(**SMALL, seed=1, exploration="gaussian")
+    full = train(config, paper_instance(), tmp_path / "full", progress=False)
+    partial = train(config, paper_instance(), tmp_path / "part", progress=False, stop_after=stop_at)
+    assert partial["stopped_early"]
+    resumed = train(config, paper_instance(), tmp_path / "part", resume=True, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "full"), _params(tmp_path / "part")))
+    assert _strip_wall(_metrics(tmp_path / "full")) == _strip_wall(_metrics(tmp_path / "part"))
+    for key in ("assignment", "total_latency_s", "best_seen_total_latency_s", "reward"):
+        assert full[key] == resumed[key]
+
+
+def test_summary_keys_and_files(tmp_path):
+    summary = train(TrainConfig(**SMALL), paper_instance(), tmp_path, progress=False)
+    for key in (
+        "assignment",
+        "feasible",
+        "total_latency_s",
+        "per_user_latency_s",
+        "optimum_total_latency_s",
+        "gap",
+        "best_seen_total_latency_s",
+        "episodes",
+        "wall_s",
+        "seed",
+        "config",
+    ):
+        assert key in summary
+    assert summary["optimum_total_latency_s"] == pytest.approx(7.7698036865798)
+    assert summary["episodes"] == 30
+    assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 30
+    assert (tmp_path / "reward.png").stat().st_size > 1000
+    assert len(_metrics(tmp_path)) == 30
+
+
+def test_nan_stops_the_run_and_is_never_checkpointed(tmp_path, monkeypatch):
+    real_update = train_module.update_agent
+    calls = {"n": 0}
+
+    def poisoned(agents, j, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            with torch.no_grad():
+                next(agents[j].critic.parameters()).fill_(float("nan"))
+        return real_update(agents, j, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "update_agent", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"episode \d+: non-finite critic loss of agent"):
+        train(TrainConfig(**SMALL), paper_instance(), tmp_path, progress=False)
+    payload = load_checkpoint(tmp_path)
+    assert all(torch.isfinite(t).all() for t in _params(tmp_path))
+    assert payload["episode"] < 30
+
+
+def test_cli_train_resume_and_refused_change(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--preset",
+        "paper",
+        "--agent",
+        "classical",
+        "--episodes",
+        "12",
+        "--seed",
+        "2",
+        "--checkpoint-every",
+        "5",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--steps-per-episode",
+        "3",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "greedy placement" in out and "optimum 7.7698" in out
+    assert main(["train", "--resume", str(run), "--seed", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed: expected the run's own value 2 when resuming, got 3" in err
+    assert main(["train", "--resume", str(run), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 12
+    assert main(args) == 2  # the folder already holds a run
+    assert "use --resume" in capsys.readouterr().err
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="--episodes"):
+        TrainConfig(episodes=0)
+    with pytest.raises(ValueError, match="--gamma"):
+        TrainConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="--exploration"):
+        TrainConfig(exploration="boltzmann")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=500, replay_size=100)
