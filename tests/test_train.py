@@ -49,9 +49,13 @@ def test_same_seed_same_run_and_different_seed_differs(tmp_path):
     assert _strip_wall(_metrics(tmp_path / "a")) != _strip_wall(_metrics(tmp_path / "c"))
 
 
-@pytest.mark.parametrize("stop_at", [int(np.random.default_rng().integers(8, 29))])
-def test_resume_is_bit_identical(tmp_path, stop_at):
-    config = TrainConfig(**SMALL, seed=1, exploration="gaussian")
+@pytest.mark.parametrize(
+    "stop_at, decode, exploration",
+    [(int(np.random.default_rng().integers(8, 29)), "argmax", "gaussian"),
+     (int(np.random.default_rng().integers(8, 29)), "round", "flip")],
+)
+def test_resume_is_bit_identical(tmp_path, stop_at, decode, exploration):
+    config = TrainConfig(**SMALL, seed=1, decode=decode, exploration=exploration)
     full = train(config, paper_instance(), tmp_path / "full", progress=False)
     partial = train(config, paper_instance(), tmp_path / "part", progress=False, stop_after=stop_at)
     assert partial["stopped_early"]

@@ -11,7 +11,7 @@ from typing import Any
 from qdt.errors import QdtInputError
 from qdt.generator import paper_instance
 from qdt.instance import load_instance
-from qdt.marl.config import EXPLORATIONS, TrainConfig
+from qdt.marl.config import DECODES, EXPLORATIONS, TrainConfig
 
 # CLI flag → TrainConfig field, for every option `qdt train` exposes.
 _FLAGS: dict[str, str] = {
@@ -29,6 +29,7 @@ _FLAGS: dict[str, str] = {
     "target_update": "target_update",
     "tau": "tau",
     "exploration": "exploration",
+    "decode": "decode",
     "explore_start": "explore_start",
     "explore_end": "explore_end",
     "explore_fraction": "explore_fraction",
@@ -66,9 +67,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--gamma", type=float, help="discount (default 0.99)")
     parser.add_argument("--lr", type=float, help="Adam learning rate, actor and critic (default 1e-3)")
     parser.add_argument("--gradient-steps", type=int, help="gradient steps per agent per episode")
-    parser.add_argument("--target-update", choices=("hard", "soft"), help="default hard (eqs. 39-40)")
+    parser.add_argument("--target-update", choices=("hard", "soft"), help="default soft; hard = eqs. 39-40")
     parser.add_argument("--tau", type=float, help="soft target rate (default 0.01)")
-    parser.add_argument("--exploration", choices=EXPLORATIONS, help="default flip (see qdt/marl/config.py)")
+    parser.add_argument("--exploration", choices=EXPLORATIONS, help="default gaussian (see qdt/marl/config.py)")
+    parser.add_argument("--decode", choices=DECODES, help="argmax (default) or round (the paper's)")
     parser.add_argument("--explore-start", type=float, help="initial exploration level")
     parser.add_argument("--explore-end", type=float, help="final exploration level")
     parser.add_argument("--explore-fraction", type=float, help="share of episodes the decay takes")

@@ -5,6 +5,10 @@
 * "paper": rule (31) as printed, round(â + ε) with ε ~ U[0, 1]: biased to 1, no decay.
 p decays linearly from ``start`` to ``end`` over the first ``fraction`` of the episodes.
 round(x) = 1 if x > 0.5 else 0, as in the paper.
+
+With argmax decoding (``decode="argmax"``) the agents' outputs are scores and every user goes to
+the server that scores it highest; exploration then perturbs the scores: "flip" replaces each
+user's row of scores with uniform random ones with probability p, "gaussian" adds N(0, p²).
 """
 
 from __future__ import annotations
@@ -32,3 +36,26 @@ def explore(
     if rule == "paper":
         return (greedy_scores + rng.random(greedy_scores.shape) > 0.5).astype(np.int8)
     raise ValueError(f"unknown exploration rule {rule!r}")
+
+
+def explore_scores(
+    rule: str, scores: NDArray[np.float64], level: float, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Perturbed scores [N, M] for argmax decoding (rows are users, columns agents)."""
+    if rule == "flip":
+        replace = rng.random(scores.shape[0]) < level
+        noisy = np.where(replace[:, None], rng.random(scores.shape), scores)
+    elif rule == "gaussian":
+        noisy = scores + rng.normal(0.0, level, scores.shape)
+    elif rule == "paper":
+        noisy = scores + rng.random(scores.shape)
+    else:
+        raise ValueError(f"unknown exploration rule {rule!r}")
+    return np.clip(noisy, 0.0, 1.0)
+
+
+def decode_argmax(scores: NDArray[np.float64]) -> NDArray[np.int8]:
+    """Each user (row) to the server (column) with the highest score; ties to the lowest index."""
+    placement = np.zeros(scores.shape, dtype=np.int8)
+    placement[np.arange(scores.shape[0]), np.argmax(scores, axis=1)] = 1
+    return placement

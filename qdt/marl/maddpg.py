@@ -74,11 +74,11 @@ def update_agent(
     states: torch.Tensor,
     actions: torch.Tensor,
     rewards: torch.Tensor,
+    next_states: torch.Tensor,
     gamma: float,
 ) -> UpdateStats:
     """One gradient step for agent j: critic on (37), then actor on (38)."""
     me = agents[j]
-    next_states = actions  # the next placement is the joint action
     with torch.no_grad():
         next_actions = torch.stack(
             [agent.target_actor(next_states[:, :, k]) for k, agent in enumerate(agents)], dim=2

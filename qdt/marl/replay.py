@@ -1,5 +1,6 @@
-"""Replay memory of joint transitions. The next state equals the joint action, so a transition
-is (X, A, r): the placement before, the placement chosen (= the next state), the shared reward."""
+"""Replay memory of joint transitions (X, A, r, X'): the placement before, the joint action (binary
+columns, or the agents' scores when actions are decoded by argmax), the shared reward and the
+placement after (equal to A under the paper's rounding)."""
 
 from __future__ import annotations
 
@@ -12,33 +13,39 @@ class ReplayMemory:
     def __init__(self, capacity: int, n_users: int, n_servers: int) -> None:
         self.capacity = capacity
         self.states = np.zeros((capacity, n_users, n_servers), dtype=np.int8)
-        self.actions = np.zeros((capacity, n_users, n_servers), dtype=np.int8)
+        self.actions = np.zeros((capacity, n_users, n_servers), dtype=np.float64)
+        self.next_states = np.zeros((capacity, n_users, n_servers), dtype=np.int8)
         self.rewards = np.zeros(capacity, dtype=np.float64)
         self.position = 0
         self.size = 0
 
-    def add(self, state: NDArray[np.int8], action: NDArray[np.int8], reward: float) -> None:
+    def add(
+        self, state: NDArray[np.int8], action: NDArray[np.float64], reward: float, next_state: NDArray[np.int8]
+    ) -> None:
         self.states[self.position] = state
         self.actions[self.position] = action
+        self.next_states[self.position] = next_state
         self.rewards[self.position] = reward
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(
         self, rng: np.random.Generator, batch_size: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A uniform batch as float64 tensors: states [B, N, M], actions [B, N, M], rewards [B]."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A uniform batch as float64 tensors: states, actions [B, N, M], rewards [B], next states."""
         index = rng.integers(0, self.size, size=batch_size)
         return (
             torch.from_numpy(self.states[index].astype(np.float64)),
-            torch.from_numpy(self.actions[index].astype(np.float64)),
+            torch.from_numpy(self.actions[index]),
             torch.from_numpy(self.rewards[index]),
+            torch.from_numpy(self.next_states[index].astype(np.float64)),
         )
 
     def state_dict(self) -> dict[str, object]:
         return {
             "states": torch.from_numpy(self.states.copy()),
             "actions": torch.from_numpy(self.actions.copy()),
+            "next_states": torch.from_numpy(self.next_states.copy()),
             "rewards": torch.from_numpy(self.rewards.copy()),
             "position": self.position,
             "size": self.size,
@@ -51,6 +58,7 @@ class ReplayMemory:
             raise ValueError(f"replay memory shape {tuple(states.shape)} != {self.states.shape}")
         self.states[...] = states.numpy()
         self.actions[...] = state["actions"].numpy()  # type: ignore[union-attr]
+        self.next_states[...] = state["next_states"].numpy()  # type: ignore[union-attr]
         self.rewards[...] = state["rewards"].numpy()  # type: ignore[union-attr]
         self.position = int(state["position"])  # type: ignore[call-overload]
         self.size = int(state["size"])  # type: ignore[call-overload]

@@ -25,7 +25,7 @@ from qdt.errors import QdtError, QdtInputError
 from qdt.instance import Instance, write_json_atomic
 from qdt.marl.checkpoint import decode_json, encode_json, load_checkpoint, save_checkpoint
 from qdt.marl.config import TrainConfig
-from qdt.marl.exploration import exploration_level, explore
+from qdt.marl.exploration import decode_argmax, exploration_level, explore, explore_scores
 from qdt.marl.maddpg import (
     AgentNets,
     NonFiniteError,
@@ -99,18 +99,23 @@ class Trainer:
         info: dict[str, Any] = {}
         for _step in range(config.steps_per_episode):
             scores = policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
-            action = explore(config.exploration, scores, level, self.explore_rng)
-            actions = {agent: action[:, j] for j, agent in enumerate(self.env.possible_agents)}
+            if config.decode == "argmax":
+                action = explore_scores(config.exploration, scores, level, self.explore_rng)
+                placement = decode_argmax(action)
+            else:
+                placement = explore(config.exploration, scores, level, self.explore_rng)
+                action = placement.astype(np.float64)
+            actions = {agent: placement[:, j] for j, agent in enumerate(self.env.possible_agents)}
             _, reward_by_agent, _, _, infos = self.env.step(actions)
             reward = reward_by_agent[self.env.possible_agents[0]]
             if not math.isfinite(reward):
                 raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {reward}")
-            self.replay.add(x, action, reward)
+            self.replay.add(x, action, reward, placement)
             rewards.append(reward)
             info = infos[self.env.possible_agents[0]]
             if info["feasible"]:
-                self._track_best(action)
-            x = action
+                self._track_best(placement)
+            x = placement
         losses = self._train_phase()
         self.state.episode += 1
         record: dict[str, Any] = {
@@ -136,9 +141,11 @@ class Trainer:
             for _phase in range(config.updates_per_episode):
                 for _step in range(config.gradient_steps):
                     for j in range(len(self.agents)):
-                        states, actions, rewards = self.replay.sample(self.replay_rng, config.batch_size)
+                        states, actions, rewards, next_states = self.replay.sample(
+                            self.replay_rng, config.batch_size
+                        )
                         stats = update_agent(
-                            self.agents, j, states, actions, rewards * self.reward_scale, config.gamma
+                            self.agents, j, states, actions, rewards * self.reward_scale, next_states, config.gamma
                         )
                         critic_losses.append(stats.critic_loss)
                         actor_losses.append(stats.actor_loss)
@@ -158,11 +165,11 @@ class Trainer:
 
     # ---- greedy policy -----------------------------------------------------------------
     def greedy_placement(self) -> np.ndarray:
-        """Roll the deterministic policy round(π(s)) for N_t steps from the empty placement."""
+        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty placement."""
         x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
         for _ in range(self.config.steps_per_episode):
             scores = policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
-            x = (scores > 0.5).astype(np.int8)
+            x = decode_argmax(scores) if self.config.decode == "argmax" else (scores > 0.5).astype(np.int8)
         return x
 
     def _greedy_record(self) -> dict[str, Any]:
