@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # One module per group of subcommands, in the order `qdt --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "problem", "train"]
+COMMAND_MODULES: list[str] = ["demo", "problem", "train", "quantum", "bench"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QdtError as error:
         print(f"{_command_path(args)}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `qdt ... | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"{_command_path(args)}: interrupted", file=sys.stderr)
         return 130

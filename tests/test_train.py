@@ -39,8 +39,9 @@ def _strip_wall(records):
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
 
 
-def test_same_seed_same_run_and_different_seed_differs(tmp_path):
-    config = TrainConfig(**SMALL, seed=3)
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_same_seed_same_run_and_different_seed_differs(tmp_path, agent):
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2}, seed=3)
     train(config, paper_instance(), tmp_path / "a", progress=False)
     train(config, paper_instance(), tmp_path / "b", progress=False)
     train(config.replace(seed=4), paper_instance(), tmp_path / "c", progress=False)
@@ -50,12 +51,16 @@ def test_same_seed_same_run_and_different_seed_differs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stop_at, decode, exploration",
-    [(int(np.random.default_rng().integers(8, 29)), "argmax", "gaussian"),
-     (int(np.random.default_rng().integers(8, 29)), "round", "flip")],
+    "stop_at, agent, decode, exploration",
+    [
+        (int(np.random.default_rng().integers(8, 29)), "quantum", "argmax", "gaussian"),
+        (int(np.random.default_rng().integers(8, 29)), "classical", "round", "flip"),
+    ],
 )
-def test_resume_is_bit_identical(tmp_path, stop_at, decode, exploration):
-    config = TrainConfig(**SMALL, seed=1, decode=decode, exploration=exploration)
+def test_resume_is_bit_identical(tmp_path, stop_at, agent, decode, exploration):
+    config = TrainConfig(
+        **{**SMALL, "agent": agent, "layers": 3}, seed=1, decode=decode, exploration=exploration
+    )
     full = train(config, paper_instance(), tmp_path / "full", progress=False)
     partial = train(config, paper_instance(), tmp_path / "part", progress=False, stop_after=stop_at)
     assert partial["stopped_early"]

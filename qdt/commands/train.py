@@ -69,7 +69,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--gradient-steps", type=int, help="gradient steps per agent per episode")
     parser.add_argument("--target-update", choices=("hard", "soft"), help="default soft; hard = eqs. 39-40")
     parser.add_argument("--tau", type=float, help="soft target rate (default 0.01)")
-    parser.add_argument("--exploration", choices=EXPLORATIONS, help="default gaussian (see qdt/marl/config.py)")
+    parser.add_argument(
+        "--exploration", choices=EXPLORATIONS, help="default gaussian (see qdt/marl/config.py)"
+    )
     parser.add_argument("--decode", choices=DECODES, help="argmax (default) or round (the paper's)")
     parser.add_argument("--explore-start", type=float, help="initial exploration level")
     parser.add_argument("--explore-end", type=float, help="final exploration level")

@@ -21,6 +21,9 @@ Defaults and why:
   user can end up on no server or on two, and moving a user needs two agents to change at once:
   on the paper preset (classical agents, 4 seeds, 2000 episodes) rounding ended at the optimum in
   1 of 4 seeds and at the placement 1,0,0,1 (11.4% above it) otherwise; argmax in 4 of 4.
+* ``logit_penalty`` = 1e-3: c·mean(z²) of the actor's pre-sigmoid outputs joins the actor loss
+  (38), as in the reference MADDPG implementation, so the sigmoids do not saturate; a saturated
+  actor has no gradient, and no exploration noise moves its argmax.
 * Adam with lr 1e-3, γ = 0.99, batch 128: Table 2.
 """
 
@@ -62,6 +65,7 @@ class TrainConfig:
     explore_fraction: float = 0.6
     hidden: int = 192
     reward_scale: float | None = None
+    logit_penalty: float = 1e-3
     channel_fading_db: float = 0.0
     checkpoint_every: int = 100
     threads: int = 1
@@ -95,6 +99,7 @@ class TrainConfig:
         _float_in("explore_end", self.explore_end, 0.0, 1.0)
         _float_in("explore_fraction", self.explore_fraction, 0.0, 1.0)
         _float_in("channel_fading_db", self.channel_fading_db, 0.0, math.inf)
+        _float_in("logit_penalty", self.logit_penalty, 0.0, math.inf)
         if self.reward_scale is not None:
             _float_in("reward_scale", self.reward_scale, 0.0, math.inf, low_open=True)
         if self.batch_size > self.replay_size:

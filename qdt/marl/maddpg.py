@@ -7,7 +7,6 @@ critic's input v stacks the M state columns, then the M action columns: [B, 2MN]
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,12 +54,16 @@ def make_agents(
     agents = []
     for _ in range(n_servers):
         actor, critic = build_actor(), build_critic()
+        # Targets come from the same builders (sharing the executor), then take the weights.
+        target_actor, target_critic = build_actor(), build_critic()
+        target_actor.load_state_dict(actor.state_dict())
+        target_critic.load_state_dict(critic.state_dict())
         agents.append(
             AgentNets(
                 actor=actor,
                 critic=critic,
-                target_actor=copy.deepcopy(actor).requires_grad_(False),
-                target_critic=copy.deepcopy(critic).requires_grad_(False),
+                target_actor=target_actor.requires_grad_(False),
+                target_critic=target_critic.requires_grad_(False),
                 actor_optimizer=torch.optim.Adam(actor.parameters(), lr=config.lr_actor),
                 critic_optimizer=torch.optim.Adam(critic.parameters(), lr=config.lr_critic),
             )
@@ -76,8 +79,14 @@ def update_agent(
     rewards: torch.Tensor,
     next_states: torch.Tensor,
     gamma: float,
+    logit_penalty: float = 0.0,
 ) -> UpdateStats:
-    """One gradient step for agent j: critic on (37), then actor on (38)."""
+    """One gradient step for agent j: critic on (37), then actor on (38).
+
+    ``logit_penalty`` adds c·mean(z²) of the actor's pre-sigmoid outputs to (38), as the
+    reference MADDPG implementation does, so that sigmoids do not saturate (a saturated actor
+    has no gradient and no exploration noise can move it).
+    """
     me = agents[j]
     with torch.no_grad():
         next_actions = torch.stack(
@@ -92,8 +101,11 @@ def update_agent(
     me.critic_optimizer.step()
 
     policy_actions = actions.clone()
-    policy_actions[:, :, j] = me.actor(states[:, :, j])
+    logits = me.actor.logits(states[:, :, j])
+    policy_actions[:, :, j] = torch.sigmoid(logits)
     actor_loss = -torch.mean(me.critic(joint_input(states, policy_actions)))
+    if logit_penalty:
+        actor_loss = actor_loss + logit_penalty * torch.mean(logits**2)
     _check_finite(actor_loss, f"actor loss of agent {j}")
     me.actor_optimizer.zero_grad(set_to_none=True)
     actor_loss.backward()

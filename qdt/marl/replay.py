@@ -20,7 +20,11 @@ class ReplayMemory:
         self.size = 0
 
     def add(
-        self, state: NDArray[np.int8], action: NDArray[np.float64], reward: float, next_state: NDArray[np.int8]
+        self,
+        state: NDArray[np.int8],
+        action: NDArray[np.float64],
+        reward: float,
+        next_state: NDArray[np.int8],
     ) -> None:
         self.states[self.position] = state
         self.actions[self.position] = action

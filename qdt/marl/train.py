@@ -145,7 +145,14 @@ class Trainer:
                             self.replay_rng, config.batch_size
                         )
                         stats = update_agent(
-                            self.agents, j, states, actions, rewards * self.reward_scale, next_states, config.gamma
+                            self.agents,
+                            j,
+                            states,
+                            actions,
+                            rewards * self.reward_scale,
+                            next_states,
+                            config.gamma,
+                            config.logit_penalty,
                         )
                         critic_losses.append(stats.critic_loss)
                         actor_losses.append(stats.actor_loss)

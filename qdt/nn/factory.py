@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import numpy as np
 
 from qdt.errors import QdtInputError
+from qdt.execution import Executor, executor_names, get_executor
 from qdt.marl.config import TrainConfig
 from qdt.nn.networks import Actor, Critic
+from qdt.nn.quantum import quantum_front
 
 
 def network_builders(
@@ -20,4 +23,40 @@ def network_builders(
             lambda: Actor(None, n_users, n_users, config.hidden),
             lambda: Critic(None, joint_width, config.hidden),
         )
-    raise QdtInputError("--agent", "classical (quantum agents need qdt.nn.quantum)", config.agent)
+    executor = make_executor(config.backend, executor_seed)
+    if not executor.capabilities.differentiable:
+        raise QdtInputError(
+            "--backend",
+            "an executor that gives gradients for training",
+            config.backend,
+            "train on statevector or density; evaluate on the others",
+        )
+
+    def actor() -> Actor:
+        front = quantum_front(n_users, config.layers, executor)
+        return Actor(front, front.output_width, n_users, config.hidden)
+
+    def critic() -> Critic:
+        front = quantum_front(joint_width, config.layers, executor)
+        return Critic(front, front.output_width, config.hidden)
+
+    return actor, critic
+
+
+def make_executor(name: str, seed: np.random.SeedSequence) -> Executor:
+    """The named executor; a seed is passed when it takes one (shot noise, sampling)."""
+    factory_params = executor_options(name)
+    options: dict[str, object] = {"seed": seed} if "seed" in factory_params else {}
+    return get_executor(name, **options)
+
+
+def executor_options(name: str) -> list[str]:
+    if name not in executor_names():
+        get_executor(name)  # raises the standard unknown-executor error
+    return [p for p in inspect.signature(_factory(name)).parameters if p != "self"]
+
+
+def _factory(name: str) -> Callable[..., Executor]:
+    from qdt.execution import registry
+
+    return registry._FACTORIES[name]

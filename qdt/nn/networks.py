@@ -21,8 +21,12 @@ class Actor(nn.Module):
         self.front = front if front is not None else nn.Identity()
         self.body = fc_stack(front_width, n_actions, hidden)
 
+    def logits(self, state: torch.Tensor) -> torch.Tensor:
+        """Pre-activation outputs z; the policy is sigmoid(z)."""
+        return self.body(self.front(state))
+
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.body(self.front(state)))
+        return torch.sigmoid(self.logits(state))
 
 
 class Critic(nn.Module):

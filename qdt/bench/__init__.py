@@ -1,0 +1,1 @@
+"""Benchmarks run from the CLI (`qdt bench ...`); results land in benchmarks/results/."""

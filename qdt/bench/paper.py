@@ -1,0 +1,275 @@
+"""``qdt bench paper``: the paper's experiment (§5) over seeds, next to the exact optimum.
+
+Agents: classical, and quantum with L = 1, 3, 6 (Table 3, Fig. 7), on the paper preset, each
+trained for ``episodes`` episodes with ``seeds`` seeds. Runs go to ``runs_dir`` (one folder each,
+resumed from its checkpoint if interrupted, skipped if finished) in a pool of worker processes.
+
+Outputs in ``out_dir``:
+  table3.csv / table3.md   per-user latency per agent: mean and 95% t-interval over seeds, with
+                           the optimum, greedy and random baselines, gap and feasibility counts
+  fig7.png / rewards.csv   reward versus episode per agent: mean over seeds with a min–max band
+  timing.md                wall time, and the time of one training update of qdt's networks next
+                           to the same update built on PennyLane default.qubit + TorchLayer
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from qdt.generator import paper_instance
+from qdt.marl.config import TrainConfig
+from qdt.model import PlacementModel
+from qdt.solvers import solve
+from qdt.tables import format_table
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    label: str
+    agent: str
+    layers: int
+
+
+PAPER_AGENTS = (
+    AgentSpec("classical", "classical", 0),
+    AgentSpec("quantum L=1", "quantum", 1),
+    AgentSpec("quantum L=3", "quantum", 3),
+    AgentSpec("quantum L=6", "quantum", 6),
+)
+
+
+def run_folder(runs_dir: Path, spec: AgentSpec, seed: int) -> Path:
+    name = "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
+    return runs_dir / f"{name}-seed{seed}"
+
+
+def _train_one(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """One run in a worker process: resume if a checkpoint exists, reuse if finished."""
+    from qdt.marl.train import SUMMARY_FILE, train
+
+    path = Path(run_dir)
+    summary_path = path / SUMMARY_FILE
+    config = TrainConfig.from_dict(config_dict)
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("config") == config.to_dict():
+            return summary
+    resume = (path / "checkpoint.pt").exists() and (path / "config.json").exists()
+    if resume:
+        saved = json.loads((path / "config.json").read_text())["config"]
+        resume = saved == config.to_dict()
+    if not resume and path.exists():
+        for child in path.iterdir():
+            child.unlink()
+    return train(config, paper_instance(), path, resume=resume, progress=False)
+
+
+def run_bench(
+    out_dir: Path,
+    runs_dir: Path,
+    *,
+    seeds: int = 5,
+    episodes: int = 2000,
+    agents: Sequence[AgentSpec] = PAPER_AGENTS,
+    workers: int | None = None,
+    base_config: TrainConfig | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    timing: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    base = base_config or TrainConfig()
+    jobs = []
+    for spec in agents:
+        for seed in range(seeds):
+            config = base.replace(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed)
+            jobs.append((spec, seed, config))
+    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
+    summaries: dict[tuple[str, int], dict[str, Any]] = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_train_one, config.to_dict(), str(run_folder(runs_dir, spec, seed))): (spec, seed)
+            for spec, seed, config in jobs
+        }
+        for future in as_completed(futures):
+            spec, seed = futures[future]
+            summary = future.result()
+            summaries[(spec.label, seed)] = summary
+            if on_result is not None:
+                on_result(f"{spec.label} seed {seed}", summary)
+    wall = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = write_table3(out_dir, agents, seeds, summaries)
+    write_fig7(out_dir, runs_dir, agents, seeds, table["optimum_total_latency_s"])
+    timing_result = timing() if timing is not None else None
+    write_timing(out_dir, wall, len(jobs), episodes, workers, timing_result)
+    return {"wall_s": wall, "runs": len(jobs), "table": table, "timing": timing_result}
+
+
+# ---- Table 3 -----------------------------------------------------------------------------
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval; the interval collapses to the mean for one value."""
+    data = np.asarray(values, dtype=np.float64)
+    mean = float(data.mean())
+    if data.size < 2 or float(data.std(ddof=1)) == 0.0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
+    return mean, mean - half, mean + half
+
+
+def write_table3(
+    out_dir: Path, agents: Sequence[AgentSpec], seeds: int, summaries: dict[tuple[str, int], dict[str, Any]]
+) -> dict[str, Any]:
+    model = PlacementModel(paper_instance())
+    n = model.n_users
+    optimum = solve(model, "auto")
+    greedy = solve(model, "greedy")
+    randoms = [solve(model, "random", seed=np.random.SeedSequence([2024, s])) for s in range(max(seeds, 2))]
+    columns: list[tuple[str, list[list[float]], int, int]] = []  # label, per-seed per-user, feasible, total
+    for spec in agents:
+        runs = [summaries[(spec.label, s)] for s in range(seeds)]
+        feasible = [r for r in runs if r["feasible"]]
+        columns.append((spec.label, [r["per_user_latency_s"] for r in feasible], len(feasible), len(runs)))
+    rows_csv = []
+    header = ["user"]
+    for label, _, _, _ in columns:
+        header += [f"{label} mean", f"{label} lo95", f"{label} hi95"]
+    header += ["optimum", "greedy", "random mean", "random lo95", "random hi95"]
+    random_latencies = [r.per_user_latency_s for r in randoms if r.per_user_latency_s is not None]
+    for i in range(n + 1):
+        label = f"user {i + 1}" if i < n else "average"
+        row: list[Any] = [label]
+        for _, latencies, _, _ in columns:
+            values = [lat[i] if i < n else float(np.mean(lat)) for lat in latencies]
+            row += list(mean_interval(values)) if values else [None, None, None]
+        row.append(optimum.per_user_latency_s[i] if i < n else optimum.total_latency_s / n)
+        row.append(greedy.per_user_latency_s[i] if i < n else greedy.total_latency_s / n)
+        values = [lat[i] if i < n else float(np.mean(lat)) for lat in random_latencies]
+        row += list(mean_interval(values))
+        rows_csv.append(row)
+    with open(out_dir / "table3.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows_csv)
+
+    md_header = ["user", *[c[0] for c in columns], "optimum", "greedy", "random"]
+    md_rows = []
+    for row in rows_csv:
+        cells = [row[0]]
+        for k in range(len(columns)):
+            mean, lo, hi = row[1 + 3 * k : 4 + 3 * k]
+            cells.append("-" if mean is None else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        base = 1 + 3 * len(columns)
+        cells += [
+            f"{row[base]:.3f}",
+            f"{row[base + 1]:.3f}",
+            f"{row[base + 2]:.3f} [{row[base + 3]:.3f}, {row[base + 4]:.3f}]",
+        ]
+        md_rows.append(cells)
+    opt_total = optimum.total_latency_s
+    gap_cells = ["gap to optimum (mean total)"]
+    within = ["within 5% of optimum"]
+    feas = ["feasible runs"]
+    for spec, (_, _latencies, n_feasible, n_runs) in zip(agents, columns):
+        runs = [summaries[(spec.label, s)] for s in range(seeds)]
+        gaps = [r["gap"] for r in runs if r["gap"] is not None]
+        gap_cells.append("-" if not gaps else f"{100 * float(np.mean(gaps)):.2f}%")
+        within.append(f"{sum(g <= 0.05 for g in gaps)}/{n_runs}")
+        feas.append(f"{n_feasible}/{n_runs}")
+    gap_cells += [
+        "0.00%",
+        f"{100 * (greedy.total_latency_s - opt_total) / opt_total:.2f}%",
+        _random_gap(random_latencies, opt_total),
+    ]
+    within += ["-", "-", "-"]
+    feas += ["-", "-", f"{len(random_latencies)}/{len(randoms)}"]
+    md_rows += [gap_cells, within, feas]
+    note = (
+        f"Per-user latency (s) of the trained policy's greedy placement, mean [95% t-interval] over "
+        f"{seeds} seeds (feasible runs only); paper preset, optimum {opt_total:.4f} s total "
+        f"(placement {','.join(map(str, optimum.assignment or []))})."
+    )
+    (out_dir / "table3.md").write_text(note + "\n\n" + format_table(md_header, md_rows, markdown=True) + "\n")
+    return {"optimum_total_latency_s": opt_total, "markdown": format_table(md_header, md_rows)}
+
+
+def _random_gap(latencies: list[list[float]], optimum: float) -> str:
+    if not latencies:
+        return "-"
+    return f"{100 * (float(np.mean([sum(lat) for lat in latencies])) - optimum) / optimum:.2f}%"
+
+
+# ---- Fig. 7 ------------------------------------------------------------------------------
+def write_fig7(
+    out_dir: Path, runs_dir: Path, agents: Sequence[AgentSpec], seeds: int, optimum: float | None
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    rows: list[list[Any]] = []
+    for spec in agents:
+        curves = []
+        for seed in range(seeds):
+            lines = (run_folder(runs_dir, spec, seed) / "metrics.jsonl").read_text().splitlines()
+            curves.append([json.loads(line)["reward_mean"] for line in lines])
+        length = min(len(c) for c in curves)
+        data = np.array([c[:length] for c in curves])
+        window = max(1, length // 40)
+        kernel = np.ones(window) / window
+        smooth = np.array([np.convolve(c, kernel, mode="valid") for c in data])
+        x = np.arange(window, length + 1)
+        mean = smooth.mean(axis=0)
+        ax.plot(x, mean, lw=1.6, label=spec.label)
+        ax.fill_between(x, smooth.min(axis=0), smooth.max(axis=0), alpha=0.18)
+        for episode in range(length):
+            rows.append(
+                [
+                    spec.label,
+                    episode + 1,
+                    float(data[:, episode].mean()),
+                    float(data[:, episode].min()),
+                    float(data[:, episode].max()),
+                ]
+            )
+    if optimum is not None:
+        ax.axhline(-optimum, color="k", ls="--", lw=1, label="optimum")
+    ax.set_xlabel("episode")
+    ax.set_ylabel(f"reward (episode mean, moving average; band = min–max over {seeds} seeds)")
+    ax.set_title("Paper preset: reward versus episode (analogue of Fig. 7)")
+    ax.set_ylim(bottom=max(-40.0, ax.get_ylim()[0]))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "fig7.png", dpi=110)
+    plt.close(fig)
+    with open(out_dir / "rewards.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["agent", "episode", "reward_mean_over_seeds", "min", "max"])
+        writer.writerows(rows)
+
+
+def write_timing(
+    out_dir: Path, wall: float, runs: int, episodes: int, workers: int, timing: dict[str, Any] | None
+) -> None:
+    lines = [
+        f"- wall time of the whole benchmark: {wall:.1f} s for {runs} runs × {episodes} episodes "
+        f"on {workers} worker process(es)",
+    ]
+    if timing:
+        for key, value in timing.items():
+            lines.append(f"- {key}: {value}")
+    (out_dir / "timing.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,79 @@
+"""``qdt bench paper``: the paper's experiment reproduced over seeds, next to the exact optimum."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from qdt.errors import QdtInputError
+
+DEFAULT_OUT = Path("benchmarks/results/paper")
+DEFAULT_RUNS = Path("runs/bench-paper")
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmarks behind the published figures",
+        description="Benchmarks that write tables (CSV, Markdown) and figures (PNG).",
+    )
+    kinds = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    paper = kinds.add_parser(
+        "paper",
+        help="the paper's experiment: classical and quantum L=1,3,6 over seeds",
+        description=(
+            "Train the classical agent and quantum agents with L = 1, 3, 6 on the paper preset "
+            "for --episodes episodes with --seeds seeds each (in parallel worker processes), "
+            "then write the analogue of Table 3 (per-user latency, mean and 95%% interval over "
+            "seeds, next to the exact optimum, greedy and random), of Fig. 7 (reward versus "
+            "episode, mean and band over seeds) and the timing of one training update against "
+            "PennyLane default.qubit + TorchLayer. Interrupted runs resume from their checkpoints."
+        ),
+    )
+    paper.add_argument("--seeds", type=int, default=5, help="seeds per agent (default 5)")
+    paper.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+    paper.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
+    paper.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})"
+    )
+    paper.add_argument(
+        "--runs", type=Path, default=DEFAULT_RUNS, help=f"run folders (default {DEFAULT_RUNS})"
+    )
+    paper.add_argument("--no-timing", action="store_true", help="skip the PennyLane update timing")
+    paper.set_defaults(handler=_cmd_paper)
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.bench.paper import PAPER_AGENTS, run_bench
+    from qdt.bench.update_timing import compare_update_time
+
+    for flag, value in (("--seeds", args.seeds), ("--episodes", args.episodes)):
+        if value < 1:
+            raise QdtInputError(flag, "an integer >= 1", value)
+    if args.workers is not None and args.workers < 1:
+        raise QdtInputError("--workers", "an integer >= 1", args.workers)
+    total = len(PAPER_AGENTS) * args.seeds
+    with tqdm(total=total, desc="bench paper", unit="run") as bar:
+
+        def done(label: str, summary: dict[str, Any]) -> None:
+            gap = summary.get("gap")
+            bar.set_postfix_str(f"{label}: {'infeasible' if gap is None else f'gap {100 * gap:.1f}%'}")
+            bar.update(1)
+
+        result = run_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            workers=args.workers,
+            on_result=done,
+            timing=None if args.no_timing else compare_update_time,
+        )
+    print(result["table"]["markdown"])
+    print()
+    print((args.out / "timing.md").read_text())
+    print(f"wrote {args.out}/table3.md, table3.csv, fig7.png, rewards.csv, timing.md")
+    return 0

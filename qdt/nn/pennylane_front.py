@@ -1,0 +1,50 @@
+"""The paper's own stack for comparison: the same VQC written natively in PennyLane.
+
+``AmplitudeEmbedding`` of qdt's feature map φ(x) (never the zero vector, so ``normalize=True``
+is safe), then L layers of RX and the CZ ring, then the probabilities, on ``default.qubit``
+with backprop inside a ``qml.qnn.TorchLayer`` (the setup of the paper, §5.1). Wires are listed
+most significant first so that the probability vector uses Qiskit's bit order and equals qdt's
+executors' output for the same weights (tested).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qdt.circuits import build_vqc, ring_pairs
+
+
+class PennyLaneFront(nn.Module):
+    def __init__(self, input_width: int, layers: int) -> None:
+        super().__init__()
+        import pennylane as qml
+
+        self.vqc = build_vqc(input_width=input_width, n_layers=layers)
+        n = self.vqc.n_qubits
+        order = list(range(n - 1, -1, -1))  # qiskit qubit n-1 is the most significant
+        device = qml.device("default.qubit", wires=n)
+        pairs = ring_pairs(n)
+
+        @qml.qnode(device, interface="torch", diff_method="backprop")
+        def circuit(inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            qml.AmplitudeEmbedding(inputs, wires=order, normalize=True)
+            for layer in range(layers):
+                for qubit in range(n):
+                    qml.RX(weights[layer * n + qubit], wires=qubit)
+                for control, target in pairs:
+                    qml.CZ(wires=[control, target])
+            return qml.probs(wires=order)
+
+        self.layer = qml.qnn.TorchLayer(
+            circuit,
+            {"weights": max(1, n * layers)},
+            init_method=lambda t: nn.init.uniform_(t, 0.0, 2 * math.pi),
+        )
+        self.layer.double()
+        self.output_width = 2**n
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layer(self.vqc.feature_map(inputs))

@@ -1,0 +1,616 @@
+"""Conformance suite every executor must pass, plus the density executor's noise and shots.
+
+Executors join by adding an entry to ``EXECUTORS``: (id, registry name, options). Exact
+executors must match qiskit.quantum_info to 1e-10; the same bad input must raise the same
+QdtInputError from every executor before any simulation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ParameterVector
+from qiskit.circuit.library import GlobalPhaseGate
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit.quantum_info import DensityMatrix, Statevector
+from qiskit_aer.noise import (
+    ReadoutError,
+    amplitude_damping_error,
+    depolarizing_error,
+    phase_damping_error,
+)
+
+from qdt.circuits import build_vqc
+from qdt.errors import QdtInputError
+from qdt.execution import Executor, PreparedCircuit, executor_names, get_executor
+from qdt.noise import NoiseConfig, readout_matrix
+
+TOL = 1e-10
+
+# (test id, registry name, options). Later executors (aer, ibm, pennylane) join this list.
+EXECUTORS = [
+    ("statevector", "statevector", {}),
+    ("statevector-unfused", "statevector", {"fuse": False}),
+    ("density", "density", {}),
+    ("density-pauli", "density", {"method": "pauli", "noise": NoiseConfig()}),
+]
+EXACT = [entry for entry in EXECUTORS]
+
+
+def make(entry) -> Executor:
+    _, name, options = entry
+    return get_executor(name, **options)
+
+
+def by_id(entries):
+    return pytest.mark.parametrize("entry", entries, ids=[e[0] for e in entries])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are tiny: one thread is faster, and immune to OpenMP spin-waits when
+    other processes hold the machine's cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- random circuits
+
+ONE_QUBIT_FIXED = ["h", "x", "y", "z", "s", "sdg", "sx", "t", "id"]
+ONE_QUBIT_PARAM = ["rx", "ry", "rz", "p"]
+TWO_QUBIT_FIXED = ["cx", "cz", "ecr", "swap"]
+TWO_QUBIT_PARAM = ["rzz", "rxx", "crx", "cp"]
+
+
+def random_circuit(
+    n_qubits: int, n_gates: int, seed: int, extras: bool = True
+) -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
+    """Random circuit over the whole gate set; parameters are angles, weights, numbers and
+    affine expressions (a·enc + b, enc + w, w/2 …)."""
+    rng = np.random.default_rng(seed)
+    angles = ParameterVector("a", 4)
+    weights = ParameterVector("w", 3)
+
+    def parameter():
+        kind = rng.integers(6)
+        a = angles[int(rng.integers(len(angles)))]
+        w = weights[int(rng.integers(len(weights)))]
+        if kind == 0:
+            return float(rng.uniform(-4, 4))
+        if kind == 1:
+            return a
+        if kind == 2:
+            return w
+        if kind == 3:
+            return float(rng.uniform(-2, 2)) * a + float(rng.uniform(-1, 1))
+        if kind == 4:
+            return a + w - 0.25
+        return w / 2 + math.pi / 2
+
+    circuit = QuantumCircuit(n_qubits)
+    for _ in range(n_gates):
+        two = n_qubits > 1 and rng.random() < 0.4
+        qubits = [int(q) for q in rng.choice(n_qubits, size=2 if two else 1, replace=False)]
+        if two:
+            name = str(rng.choice(TWO_QUBIT_FIXED + TWO_QUBIT_PARAM))
+        else:
+            name = str(rng.choice(ONE_QUBIT_FIXED + ONE_QUBIT_PARAM + (["u"] if extras else [])))
+        method = getattr(circuit, name)
+        if name == "u":
+            method(parameter(), parameter(), parameter(), *qubits)
+        elif name in ONE_QUBIT_PARAM + TWO_QUBIT_PARAM:
+            method(parameter(), *qubits)
+        else:
+            method(*qubits)
+        if extras and rng.random() < 0.1:
+            circuit.barrier()
+    if extras:
+        circuit.append(GlobalPhaseGate(0.3), [])
+    return circuit, angles, weights
+
+
+def random_values(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    angles = torch.rand(batch, 4, generator=generator, dtype=torch.float64) * 8 - 4
+    weights = torch.rand(3, generator=generator, dtype=torch.float64) * 8 - 4
+    return angles, weights
+
+
+def bind(circuit, angle_params, weight_params, angles_row, weights) -> QuantumCircuit:
+    values = dict(zip(angle_params, [float(v) for v in angles_row]))
+    values.update(zip(weight_params, [float(v) for v in weights]))
+    return circuit.assign_parameters(values, strict=False)
+
+
+def z_expectations(probs: np.ndarray) -> np.ndarray:
+    bits = int(np.log2(probs.shape[-1]))
+    k = np.arange(probs.shape[-1])
+    signs = 1 - 2 * ((k[:, None] >> np.arange(bits)[None, :]) & 1)
+    return probs @ signs
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+@by_id(EXACT)
+@pytest.mark.parametrize("seed", range(12))
+def test_random_circuits_match_qiskit(entry, seed):
+    n_qubits = 1 + seed % 5
+    circuit, angle_params, weight_params = random_circuit(n_qubits, 6 + 3 * n_qubits, seed)
+    executor = make(entry)
+    prepared = executor.prepare(circuit, angle_params, weight_params)
+    angles, weights = random_values(3, seed)
+    probs = executor.run(prepared, angles, weights).numpy()
+    expval = executor.run(prepared, angles, weights, readout="expval_z").numpy()
+    for row in range(3):
+        bound = bind(circuit, angle_params, weight_params, angles[row], weights)
+        reference = Statevector(bound).probabilities()
+        if entry[1] == "density":
+            reference_dm = DensityMatrix(bound).probabilities()
+            assert np.max(np.abs(probs[row] - reference_dm)) < TOL
+        assert np.max(np.abs(probs[row] - reference)) < TOL
+        assert np.max(np.abs(expval[row] - z_expectations(reference))) < TOL
+
+
+@by_id(EXACT)
+@pytest.mark.parametrize(("width", "layers"), [(1, 2), (2, 3), (4, 1), (4, 6), (5, 2), (16, 6)])
+def test_paper_vqc_matches_qiskit(entry, width, layers):
+    vqc = build_vqc(width, layers)
+    executor = make(entry)
+    prepared = executor.prepare_vqc(vqc)
+    generator = torch.Generator().manual_seed(width * 10 + layers)
+    x = torch.rand(4, width, generator=generator, dtype=torch.float64).round()
+    x[0] = 0.0
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 2 * math.pi
+    angles = vqc.angles(x)
+    probs = executor.run(prepared, angles, weights).numpy()
+    for row in range(4):
+        reference = Statevector(vqc.bound_circuit(angles[row].tolist(), weights.tolist()))
+        assert np.max(np.abs(probs[row] - reference.probabilities())) < TOL
+    assert probs.shape == (4, 2**vqc.n_qubits)
+
+
+def test_paper_vqc_matches_pennylane():
+    """The same bound circuit through qml.from_qiskit on default.qubit (wire 0 is PennyLane's
+    most significant bit, qiskit's least significant: reverse the bit order)."""
+    qml = pytest.importorskip("pennylane")
+    vqc = build_vqc(16, 3)
+    executor = get_executor("statevector")
+    prepared = executor.prepare_vqc(vqc)
+    x = torch.tensor([[1.0, 0.0] * 8, [0.0] * 16], dtype=torch.float64)
+    weights = torch.linspace(0.2, 2.9, vqc.n_weights, dtype=torch.float64)
+    angles = vqc.angles(x)
+    probs = executor.run(prepared, angles, weights).numpy()
+    device = qml.device("default.qubit", wires=vqc.n_qubits)
+    for row in range(2):
+        bound = vqc.bound_circuit(angles[row].tolist(), weights.tolist())
+        template = qml.from_qiskit(bound)
+
+        @qml.qnode(device)
+        def circuit(template=template):
+            template(wires=range(vqc.n_qubits))
+            return qml.probs(wires=range(vqc.n_qubits))
+
+        pennylane = np.asarray(circuit()).reshape([2] * vqc.n_qubits)
+        little_endian = pennylane.transpose(list(reversed(range(vqc.n_qubits)))).reshape(-1)
+        assert np.max(np.abs(probs[row] - little_endian)) < TOL
+
+
+def _generic_backend(basis):
+    return lambda: GenericBackendV2(6, basis_gates=basis, seed=11)
+
+
+def _fake_brisbane():
+    fake_provider = pytest.importorskip("qiskit_ibm_runtime.fake_provider")
+    return fake_provider.FakeBrisbane()
+
+
+@by_id(EXACT)
+@pytest.mark.parametrize(
+    ("backend", "layout", "optimization"),
+    [
+        (_generic_backend(["rz", "sx", "x", "ecr"]), None, 1),
+        (_generic_backend(["rz", "sx", "x", "cz"]), [5, 2, 0, 3], 1),
+        (_fake_brisbane, None, 3),
+    ],
+    ids=["generic6-ecr", "generic6-cz-layout", "fake-brisbane-127"],
+)
+def test_transpiled_vqc_gives_the_logical_marginals(entry, backend, layout, optimization):
+    """The VQC transpiled for an IBM-style device (rz, sx, x, ecr/cz on 6 or 127 qubits): the
+    executor simulates only the used qubits, reads the logical ones through the layout and
+    matches the logical circuit."""
+    vqc = build_vqc(16, 2)
+    device = backend()
+    isa = transpile(
+        vqc.circuit, device, initial_layout=layout, optimization_level=optimization, seed_transpiler=5
+    )
+    assert isa.num_qubits == device.num_qubits >= 6
+    assert set(isa.count_ops()) <= {"rz", "sx", "x", "ecr", "cz", "barrier"}
+    executor = make(entry)
+    prepared = executor.prepare(isa, vqc.encoding_params, vqc.weight_params)
+    assert prepared.readout_qubits == tuple(isa.layout.final_index_layout())
+    if layout is not None:
+        assert prepared.readout_qubits == tuple(layout)
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0] * 4, [0.0] * 16], dtype=torch.float64)
+    weights = torch.linspace(-1.0, 2.5, vqc.n_weights, dtype=torch.float64)
+    angles = vqc.angles(x)
+    probs = executor.run(prepared, angles, weights).numpy()
+    for row in range(2):
+        reference = Statevector(vqc.bound_circuit(angles[row].tolist(), weights.tolist()))
+        assert np.max(np.abs(probs[row] - reference.probabilities())) < TOL
+
+
+@by_id(EXACT)
+def test_explicit_readout_qubits_reorder_and_marginalise(entry):
+    circuit, angle_params, weight_params = random_circuit(4, 14, seed=99)
+    executor = make(entry)
+    prepared = executor.prepare(circuit, angle_params, weight_params, readout_qubits=[2, 0])
+    angles, weights = random_values(2, 7)
+    probs = executor.run(prepared, angles, weights).numpy()
+    for row in range(2):
+        bound = bind(circuit, angle_params, weight_params, angles[row], weights)
+        reference = Statevector(bound).probabilities([2, 0])
+        assert np.max(np.abs(probs[row] - reference)) < TOL
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@by_id(EXACT)
+def test_gradients_match_finite_differences(entry):
+    """gradcheck wrt the weights and the raw inputs (through the input → angles map)."""
+    executor = make(entry)
+    vqc = build_vqc(5, 2)
+    prepared = executor.prepare_vqc(vqc)
+    generator = torch.Generator().manual_seed(1)
+    x = (torch.rand(3, 5, generator=generator, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64).requires_grad_()
+    for readout in ("probs", "expval_z"):
+
+        def f(x, w, readout=readout):
+            return executor.run(prepared, vqc.angles(x), w, readout=readout)
+
+        assert torch.autograd.gradcheck(f, (x, weights), eps=1e-6, atol=1e-7)
+
+
+@by_id(EXACT)
+def test_gradients_on_random_circuits_with_affine_parameters(entry):
+    executor = make(entry)
+    circuit, angle_params, weight_params = random_circuit(3, 14, seed=5)
+    prepared = executor.prepare(circuit, angle_params, weight_params)
+    angles, weights = random_values(2, 5)
+    angles.requires_grad_()
+    weights.requires_grad_()
+
+    def f(a, w):
+        return executor.run(prepared, a, w, readout="expval_z")
+
+    assert torch.autograd.gradcheck(f, (angles, weights), eps=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+BAD_RUNS = [
+    ("nan angle", lambda a, w: (a.index_fill_(1, torch.tensor([2]), float("nan")), w), "angles"),
+    ("inf angle", lambda a, w: (a.index_fill_(1, torch.tensor([0]), float("inf")), w), "angles"),
+    ("nan weight", lambda a, w: (a, w.index_fill_(0, torch.tensor([3]), float("nan"))), "weights"),
+    ("-inf weight", lambda a, w: (a, w.index_fill_(0, torch.tensor([0]), -float("inf"))), "weights"),
+    ("short weights", lambda a, w: (a, w[:-1]), "weights"),
+    ("2-D weights", lambda a, w: (a, w[None]), "weights"),
+    ("narrow angles", lambda a, w: (a[:, :-1], w), "angles"),
+    ("1-D angles", lambda a, w: (a[0], w), "angles"),
+    ("3-D angles", lambda a, w: (a[None], w), "angles"),
+    ("empty batch", lambda a, w: (a[:0], w), "angles"),
+    ("complex angles", lambda a, w: (a.to(torch.complex128), w), "angles"),
+]
+
+
+@pytest.mark.parametrize(("label", "corrupt", "field"), BAD_RUNS, ids=[b[0] for b in BAD_RUNS])
+def test_bad_input_raises_the_same_error_before_simulation(label, corrupt, field, monkeypatch):
+    vqc = build_vqc(4, 3)
+    messages = set()
+    for entry in EXECUTORS:
+        executor = make(entry)
+        prepared = executor.prepare_vqc(vqc)
+
+        def must_not_run(*args, **kwargs):
+            raise AssertionError("simulated despite bad input")
+
+        monkeypatch.setattr(executor, "_run", must_not_run)
+        angles = vqc.angles(torch.ones(2, 4, dtype=torch.float64)).detach().clone()
+        weights = torch.ones(vqc.n_weights, dtype=torch.float64)
+        bad_angles, bad_weights = corrupt(angles, weights)
+        with pytest.raises(QdtInputError) as info:
+            executor.run(prepared, bad_angles, bad_weights)
+        assert info.value.field == field
+        messages.add(str(info.value))
+    assert len(messages) == 1
+
+
+@by_id(EXECUTORS)
+def test_bad_readout_and_foreign_prepared_circuits(entry):
+    vqc = build_vqc(4, 1)
+    executor = make(entry)
+    prepared = executor.prepare_vqc(vqc)
+    angles = vqc.angles(torch.zeros(1, 4, dtype=torch.float64))
+    weights = torch.zeros(vqc.n_weights, dtype=torch.float64)
+    with pytest.raises(QdtInputError, match="readout"):
+        executor.run(prepared, angles, weights, readout="counts")
+    other = make(entry)
+    with pytest.raises(QdtInputError, match="prepared"):
+        other.run(prepared, angles, weights)
+
+
+@by_id(EXECUTORS)
+def test_prepare_rejects_what_it_cannot_run(entry):
+    executor = make(entry)
+    a = ParameterVector("a", 2)
+    loose = QuantumCircuit(2)
+    loose.rx(a[0], 0)
+    loose.ry(a[1], 1)
+    with pytest.raises(QdtInputError, match="unlisted parameters"):
+        executor.prepare(loose, [a[0]], [])
+    nonlinear = QuantumCircuit(1)
+    nonlinear.rx(a[0] * a[1], 0)
+    with pytest.raises(QdtInputError, match="affine"):
+        executor.prepare(nonlinear, list(a), [])
+    mid = QuantumCircuit(1, 1)
+    mid.h(0)
+    mid.measure(0, 0)
+    mid.x(0)
+    with pytest.raises(QdtInputError, match="measurements only at the end"):
+        executor.prepare(mid, [], [])
+    reset = QuantumCircuit(1)
+    reset.reset(0)
+    with pytest.raises(QdtInputError, match="reset"):
+        executor.prepare(reset, [], [])
+    with pytest.raises(QdtInputError, match="readout_qubits"):
+        executor.prepare(loose, list(a), [], readout_qubits=[0, 2])
+    with pytest.raises(QdtInputError, match="not also encoding angles"):
+        executor.prepare(loose, list(a), [a[0]])
+
+
+@by_id(EXECUTORS)
+def test_final_measurements_are_ignored_for_the_readout(entry):
+    circuit = QuantumCircuit(2, 2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure([0, 1], [0, 1])
+    executor = make(entry)
+    prepared = executor.prepare(circuit, [], [])
+    probs = executor.run(prepared, torch.zeros(1, 0), torch.zeros(0))
+    assert torch.allclose(probs, torch.tensor([[0.5, 0.0, 0.0, 0.5]], dtype=torch.float64))
+
+
+def test_registry_names_and_errors():
+    assert {"statevector", "density"} <= set(executor_names())
+    with pytest.raises(QdtInputError) as info:
+        get_executor("qpu")
+    assert "'density'" in str(info.value) and "'statevector'" in str(info.value)
+    with pytest.raises(QdtInputError, match="options"):
+        get_executor("statevector", shots=100)
+    exact = get_executor("statevector").capabilities
+    assert (exact.differentiable, exact.shots, exact.noisy, exact.remote) == (True, False, False, False)
+
+
+# ----------------------------------------------------------------------------- noise
+
+NOISE = NoiseConfig(
+    depolarizing_1q=0.03,
+    depolarizing_2q=0.07,
+    amplitude_damping=0.05,
+    phase_damping=0.04,
+    readout=(readout_matrix(0.02, 0.05), readout_matrix(0.01, 0.03), readout_matrix(0.04, 0.0)),
+)
+
+
+def reference_noisy_probabilities(bound: QuantumCircuit, noise: NoiseConfig) -> np.ndarray:
+    """DensityMatrix evolved gate by gate with the same channels built from qiskit_aer.noise."""
+    one = (
+        depolarizing_error(noise.depolarizing_1q, 1)
+        .compose(amplitude_damping_error(noise.amplitude_damping))
+        .compose(phase_damping_error(noise.phase_damping))
+        .to_quantumchannel()
+    )
+    local = amplitude_damping_error(noise.amplitude_damping).compose(phase_damping_error(noise.phase_damping))
+    two = depolarizing_error(noise.depolarizing_2q, 2).compose(local.tensor(local))
+    two = two.to_quantumchannel()
+    state = DensityMatrix.from_label("0" * bound.num_qubits)
+    for instruction in bound.data:
+        op = instruction.operation
+        if op.name in ("barrier", "measure") or op.num_qubits == 0:
+            continue
+        qubits = [bound.find_bit(q).index for q in instruction.qubits]
+        state = state.evolve(op, qubits)
+        if op.name not in noise.noiseless_gates:
+            state = state.evolve(one if len(qubits) == 1 else two, qubits)
+    probs = state.probabilities()
+    assignment = np.ones((1, 1))
+    readout = noise.readout * bound.num_qubits if len(noise.readout) == 1 else noise.readout
+    for matrix in readout:
+        assignment = np.kron(ReadoutError(matrix).probabilities, assignment)
+    return probs @ assignment
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noisy_random_circuits_match_density_matrix_with_aer_channels(seed):
+    circuit, angle_params, weight_params = random_circuit(3, 14, seed, extras=False)
+    executor = get_executor("density", noise=NOISE)
+    prepared = executor.prepare(circuit, angle_params, weight_params)
+    angles, weights = random_values(2, seed)
+    probs = executor.run(prepared, angles, weights).numpy()
+    for row in range(2):
+        bound = bind(circuit, angle_params, weight_params, angles[row], weights)
+        reference = reference_noisy_probabilities(bound, NOISE)
+        assert np.max(np.abs(probs[row] - reference)) < TOL
+
+
+def test_noisy_vqc_matches_aer_density_matrix_simulator():
+    """The noise model built the way a qiskit-aer executor would builds it, run by Aer."""
+    aer = pytest.importorskip("qiskit_aer")
+    from qiskit_aer.noise import NoiseModel
+
+    noise = NoiseConfig(
+        depolarizing_1q=0.02,
+        depolarizing_2q=0.05,
+        amplitude_damping=0.03,
+        phase_damping=0.01,
+        noiseless_gates=("rz",),
+    )
+    vqc = build_vqc(8, 2)
+    isa = transpile(vqc.circuit, basis_gates=["rz", "sx", "x", "cx", "cz"], optimization_level=0)
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    weights = torch.linspace(0.3, 1.7, vqc.n_weights, dtype=torch.float64)
+    angles = vqc.angles(x)
+    executor = get_executor("density", noise=noise)
+    probs = executor.run(executor.prepare(isa, vqc.encoding_params, vqc.weight_params), angles, weights)
+    local = amplitude_damping_error(0.03).compose(phase_damping_error(0.01))
+    model = NoiseModel(basis_gates=["rz", "sx", "x", "cx", "cz"])
+    model.add_all_qubit_quantum_error(depolarizing_error(0.02, 1).compose(local), ["sx", "x"])
+    model.add_all_qubit_quantum_error(depolarizing_error(0.05, 2).compose(local.tensor(local)), ["cx", "cz"])
+    bound = bind(isa, vqc.encoding_params, vqc.weight_params, angles[0], weights)
+    bound.save_probabilities()
+    simulator = aer.AerSimulator(method="density_matrix", noise_model=model)
+    result = simulator.run(transpile(bound, simulator, optimization_level=0)).result()
+    reference = np.asarray(result.data()["probabilities"])
+    assert np.max(np.abs(probs[0].numpy() - reference)) < 1e-9
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 1.0])
+def test_depolarizing_after_x_uses_aer_parameterisation(p):
+    """E(ρ) = (1 − p)ρ + p·I/2: after X, P(1) = 1 − p/2 (= 1 − 2q/3 with q = 3p/4)."""
+    circuit = QuantumCircuit(1)
+    circuit.x(0)
+    executor = get_executor("density", noise=NoiseConfig(depolarizing_1q=p))
+    probs = executor.run(executor.prepare(circuit, [], []), torch.zeros(1, 0), torch.zeros(0))
+    assert probs[0, 1].item() == pytest.approx(1 - p / 2, abs=1e-14)
+    aer_state = DensityMatrix.from_label("1").evolve(depolarizing_error(p, 1).to_quantumchannel())
+    assert probs[0, 1].item() == pytest.approx(aer_state.probabilities()[1], abs=1e-14)
+
+
+def test_amplitude_and_phase_damping_analytic():
+    circuit = QuantumCircuit(1)
+    circuit.x(0)
+    executor = get_executor("density", noise=NoiseConfig(amplitude_damping=0.3))
+    probs = executor.run(executor.prepare(circuit, [], []), torch.zeros(1, 0), torch.zeros(0))
+    assert probs[0, 1].item() == pytest.approx(0.7, abs=1e-14)
+    ramsey = QuantumCircuit(1)
+    ramsey.h(0)
+    ramsey.h(0)
+    lam = 0.36
+    executor = get_executor("density", noise=NoiseConfig(phase_damping=lam), seed=None)
+    probs = executor.run(executor.prepare(ramsey, [], []), torch.zeros(1, 0), torch.zeros(0))
+    # Dephasing after the first H shrinks the coherence by √(1 − λ); the second H's own
+    # dephasing acts on a diagonal state and changes nothing.
+    assert probs[0, 0].item() == pytest.approx((1 + math.sqrt(1 - lam)) / 2, abs=1e-14)
+
+
+def test_readout_error_alone_multiplies_the_assignment_matrix():
+    circuit = QuantumCircuit(2)
+    circuit.x(0)
+    noise = NoiseConfig(readout=(readout_matrix(0.1, 0.2),))
+    executor = get_executor("density", noise=noise)
+    assert executor.capabilities.noisy
+    probs = executor.run(executor.prepare(circuit, [], []), torch.zeros(1, 0), torch.zeros(0))
+    # qubit 0 is |1⟩ (recorded 0 w.p. 0.2), qubit 1 is |0⟩ (recorded 1 w.p. 0.1)
+    expected = np.kron([0.9, 0.1], [0.2, 0.8])
+    assert np.allclose(probs[0].numpy(), expected, atol=1e-14)
+
+
+def test_noisy_gradients_match_finite_differences():
+    executor = get_executor("density", noise=NOISE)
+    vqc = build_vqc(5, 1)
+    prepared = executor.prepare_vqc(vqc)
+    generator = torch.Generator().manual_seed(2)
+    x = (torch.rand(2, 5, generator=generator, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64).requires_grad_()
+
+    def f(x, w):
+        return executor.run(prepared, vqc.angles(x), w)
+
+    assert torch.autograd.gradcheck(f, (x, weights), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"depolarizing_1q": 1.5}, "noise.depolarizing_1q"),
+        ({"depolarizing_2q": -0.1}, "noise.depolarizing_2q"),
+        ({"amplitude_damping": float("nan")}, "noise.amplitude_damping"),
+        ({"phase_damping": "0.1"}, "noise.phase_damping"),
+        ({"readout": (((0.9, 0.2), (0.1, 0.9)),)}, "noise.readout[0]"),
+        ({"readout": (((0.9, 0.1, 0.0), (0.1, 0.9, 0.0)),)}, "noise.readout[0]"),
+        ({"readout": (((1.1, -0.1), (0.0, 1.0)),)}, "noise.readout[0]"),
+        ({"noiseless_gates": "rz"}, "noise.noiseless_gates"),
+    ],
+)
+def test_noise_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(QdtInputError) as info:
+        NoiseConfig(**kwargs)
+    assert info.value.field == field
+
+
+def test_readout_matrices_must_fit_the_readout_bits():
+    executor = get_executor("density", noise=NoiseConfig(readout=(readout_matrix(0.1, 0.1),) * 2))
+    with pytest.raises(QdtInputError, match="noise.readout"):
+        executor.prepare_vqc(build_vqc(8, 1))  # 3 readout bits, 2 matrices
+
+
+def test_density_options_are_validated():
+    with pytest.raises(QdtInputError, match="shots"):
+        get_executor("density", shots=0)
+    with pytest.raises(QdtInputError, match="seed"):
+        get_executor("density", seed=-3)
+    with pytest.raises(QdtInputError, match="method"):
+        get_executor("density", method="statevector", noise=NoiseConfig(depolarizing_1q=0.1))
+
+
+# ----------------------------------------------------------------------------- shots
+
+
+def _shot_run(seed, calls=2, shots=2000):
+    vqc = build_vqc(4, 2)
+    executor = get_executor("density", noise=NOISE.__class__(depolarizing_1q=0.05), shots=shots, seed=seed)
+    prepared = executor.prepare_vqc(vqc)
+    x = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    weights = torch.linspace(0.1, 1.2, vqc.n_weights, dtype=torch.float64)
+    results = [executor.run(prepared, vqc.angles(x), weights) for _ in range(calls)]
+    exact_executor = get_executor("density", noise=NoiseConfig(depolarizing_1q=0.05))
+    exact = exact_executor.run(exact_executor.prepare_vqc(vqc), vqc.angles(x), weights)
+    return executor, results, exact
+
+
+def test_shots_are_reproducible_fresh_per_call_and_within_four_sigma():
+    executor, first, exact = _shot_run(seed=np.random.SeedSequence(2024))
+    _, again, _ = _shot_run(seed=np.random.SeedSequence(2024))
+    _, other, _ = _shot_run(seed=np.random.SeedSequence(7))
+    caps = executor.capabilities
+    assert (caps.shots, caps.differentiable, caps.noisy) == (True, False, True)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], first[1])  # a fresh draw every call
+    assert not torch.equal(first[0], other[0])
+    shots = 2000
+    sigma = torch.sqrt(exact * (1 - exact) / shots)
+    for estimate in first:
+        assert torch.allclose(estimate.sum(dim=1), torch.ones(2, dtype=torch.float64))
+        assert torch.all((estimate - exact).abs() <= 4 * sigma + 1e-12)
+        assert torch.all((estimate * shots - (estimate * shots).round()).abs() < 1e-9)
+
+
+def test_shot_expectations_come_from_the_sampled_counts():
+    circuit = QuantumCircuit(1)
+    circuit.h(0)
+    executor = get_executor("density", shots=1000, seed=3)
+    prepared = executor.prepare(circuit, [], [])
+    generator_state = executor.generator.bit_generator.state
+    probs = executor.run(prepared, torch.zeros(1, 0), torch.zeros(0))
+    executor.generator.bit_generator.state = generator_state
+    expval = executor.run(prepared, torch.zeros(1, 0), torch.zeros(0), readout="expval_z")
+    assert expval[0, 0].item() == pytest.approx(probs[0, 0].item() - probs[0, 1].item(), abs=1e-12)
+    assert isinstance(prepared, PreparedCircuit)
