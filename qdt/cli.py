@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -34,14 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qdt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         module = importlib.import_module(f"qdt.commands.{name}")
         module.register(subparsers)
     return parser
 
 
-# One module per group of subcommands, in the order `qdt --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "problem", "train", "quantum", "bench"]
+# One module per group of subcommands in qdt/commands, each with ``register(subparsers)``.
+# These come first in `qdt --help`, in this order; any other module follows alphabetically.
+_LEADING_COMMANDS: tuple[str, ...] = ("demo", "problem", "train", "quantum", "bench")
+
+
+def command_modules() -> list[str]:
+    """Every subcommand module in :mod:`qdt.commands`, in the order `qdt --help` lists them."""
+    import qdt.commands
+
+    found = sorted(
+        info.name for info in pkgutil.iter_modules(qdt.commands.__path__) if not info.name.startswith("_")
+    )
+    leading = [name for name in _LEADING_COMMANDS if name in found]
+    return leading + [name for name in found if name not in leading]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 
 from qdt.errors import QdtInputError
-from qdt.execution import Executor, executor_names, get_executor
+from qdt.execution import Executor, get_executor
+from qdt.execution.registry import executor_factory
 from qdt.marl.config import TrainConfig
 from qdt.nn.networks import Actor, Critic
 from qdt.nn.quantum import quantum_front
@@ -51,12 +52,5 @@ def make_executor(name: str, seed: np.random.SeedSequence) -> Executor:
 
 
 def executor_options(name: str) -> list[str]:
-    if name not in executor_names():
-        get_executor(name)  # raises the standard unknown-executor error
-    return [p for p in inspect.signature(_factory(name)).parameters if p != "self"]
-
-
-def _factory(name: str) -> Callable[..., Executor]:
-    from qdt.execution import registry
-
-    return registry._FACTORIES[name]
+    """Option names the executor's factory accepts (unknown names raise QdtInputError)."""
+    return [p for p in inspect.signature(executor_factory(name)).parameters if p != "self"]

@@ -1,0 +1,72 @@
+"""Loading a trained run for inference: same placement as training's summary, any executor."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qdt.errors import QdtInputError
+from qdt.execution import get_executor
+from qdt.generator import paper_instance
+from qdt.marl.config import TrainConfig
+from qdt.marl.policy import all_observations, load_policy
+from qdt.marl.train import train
+
+SMALL = dict(
+    episodes=12,
+    steps_per_episode=3,
+    batch_size=8,
+    replay_size=64,
+    warmup_transitions=8,
+    hidden=8,
+    checkpoint_every=6,
+    layers=2,
+)
+
+
+@pytest.fixture(scope="module", params=["classical", "quantum"])
+def run(request, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp(request.param)
+    train(TrainConfig(**SMALL, agent=request.param, seed=3), paper_instance(), run_dir, progress=False)
+    return run_dir
+
+
+def test_loaded_policy_reproduces_the_summary_placement(run):
+    summary = json.loads((run / "summary.json").read_text())
+    policy = load_policy(run)
+    x = policy.placement()
+    expected = summary["assignment"]
+    if expected is None:
+        assert not ((x.sum(axis=1) == 1).all())
+    else:
+        assert x.argmax(axis=1).tolist() == expected and (x.sum(axis=1) == 1).all()
+    assert policy.episode == SMALL["episodes"]
+
+
+def test_batched_scores_equal_row_by_row(run):
+    policy = load_policy(run)
+    obs = all_observations(policy.n_users)
+    assert obs.shape == (2**policy.n_users, policy.n_users)
+    batch = policy.actor_scores(1, obs)
+    rows = torch.cat([policy.actor_scores(1, obs[k : k + 1]) for k in range(len(obs))])
+    torch.testing.assert_close(batch, rows, rtol=0, atol=1e-12)
+
+
+def test_other_executor_same_weights(run):
+    policy = load_policy(run)
+    if policy.config.agent == "classical":
+        pytest.skip("classical actors have no executor")
+    other = load_policy(run, executor=get_executor("density"))
+    states = np.random.default_rng(0).integers(0, 2, size=(5, policy.n_users, policy.n_servers))
+    torch.testing.assert_close(policy.scores(states), other.scores(states), rtol=0, atol=1e-10)
+
+
+def test_bad_inputs(run, tmp_path):
+    policy = load_policy(run)
+    with pytest.raises(QdtInputError, match="observations"):
+        policy.actor_scores(0, np.zeros((2, policy.n_users + 1)))
+    with pytest.raises(QdtInputError, match="states"):
+        policy.scores(np.zeros((2, 3)))
+    with pytest.raises(QdtInputError, match="--run"):
+        load_policy(tmp_path / "nothing-here")
