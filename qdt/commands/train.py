@@ -18,6 +18,8 @@ _FLAGS: dict[str, str] = {
     "agent": "agent",
     "layers": "layers",
     "backend": "backend",
+    "noise": "noise",
+    "shots": "shots",
     "episodes": "episodes",
     "seed": "seed",
     "steps_per_episode": "steps_per_episode",
@@ -59,6 +61,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--agent", choices=("quantum", "classical"), help="default quantum")
     parser.add_argument("--layers", type=int, help="VQC layers L (default 6)")
     parser.add_argument("--backend", help="executor for quantum agents (default statevector)")
+    parser.add_argument(
+        "--noise",
+        metavar="PROFILE",
+        help="noise-aware training: a noise profile (`qdt noise list`, or a file) for the executor",
+    )
+    parser.add_argument(
+        "--shots", type=int, help="sample the readout with S shots (parameter-shift gradients if needed)"
+    )
     parser.add_argument("--episodes", type=int, help="episodes N_e (default 2000)")
     parser.add_argument("--seed", type=int, help="run seed (default 0)")
     parser.add_argument("--steps-per-episode", type=int, help="steps per episode N_t (default 10)")

@@ -24,6 +24,10 @@ Defaults and why:
 * ``logit_penalty`` = 1e-3: c·mean(z²) of the actor's pre-sigmoid outputs joins the actor loss
   (38), as in the reference MADDPG implementation, so the sigmoids do not saturate; a saturated
   actor has no gradient, and no exploration noise moves its argmax.
+* ``noise``/``shots`` (default None, None): the executor runs exactly. With a noise profile the
+  circuits run under that noise (noise-aware training on ``density``); with shots the readout is
+  sampled, and an executor that cannot differentiate its sampled readout gets parameter-shift
+  gradients, every shifted point of a batch in the same call.
 * Adam with lr 1e-3, γ = 0.99, batch 128: Table 2.
 """
 
@@ -46,6 +50,8 @@ class TrainConfig:
     agent: AgentKind = "quantum"
     layers: int = 6
     backend: str = "statevector"
+    noise: str | None = None  # a noise profile (name in noise_models/ or a file) for the executor
+    shots: int | None = None  # None: exact readout; else sampled with this many shots
     episodes: int = 2000
     steps_per_episode: int = 10
     batch_size: int = 128
@@ -90,6 +96,17 @@ class TrainConfig:
         ):
             _int_at_least(name, getattr(self, name), 1)
         _int_at_least("warmup_transitions", self.warmup_transitions, 0)
+        if self.shots is not None:
+            _int_at_least("shots", self.shots, 1)
+        if self.noise is not None and (not isinstance(self.noise, str) or not self.noise.strip()):
+            raise QdtInputError("--noise", "a noise profile name or file path", self.noise)
+        if self.agent == "classical" and (self.noise is not None or self.shots is not None):
+            raise QdtInputError(
+                "--noise/--shots",
+                "no noise or shots for the classical agent",
+                "a quantum option",
+                "drop --noise/--shots or train --agent quantum",
+            )
         _int_at_least("seed", self.seed, 0)
         for name in ("lr_actor", "lr_critic"):
             _float_in(name, getattr(self, name), 0.0, math.inf, low_open=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,8 +65,8 @@ def make_agents(
                 critic=critic,
                 target_actor=target_actor.requires_grad_(False),
                 target_critic=target_critic.requires_grad_(False),
-                actor_optimizer=torch.optim.Adam(actor.parameters(), lr=config.lr_actor),
-                critic_optimizer=torch.optim.Adam(critic.parameters(), lr=config.lr_critic),
+                actor_optimizer=torch.optim.Adam(actor.parameters(), lr=config.lr_actor, fused=True),
+                critic_optimizer=torch.optim.Adam(critic.parameters(), lr=config.lr_critic, fused=True),
             )
         )
     return agents
@@ -129,6 +130,40 @@ def policy_scores(agents: list[AgentNets], state: torch.Tensor) -> torch.Tensor:
     """â for every agent from a joint state X [N, M] (no gradients) → [N, M]."""
     with torch.no_grad():
         return torch.stack([agent.actor(state[None, :, k])[0] for k, agent in enumerate(agents)], dim=1)
+
+
+# Below this many users an agent's whole observation space (2^N columns) is scored in one batch.
+MAX_TABLE_USERS = 10
+
+
+def observation_index(x: np.ndarray) -> np.ndarray:
+    """Row of :func:`all_observations` for each column of X [N, M] (user 0 = most significant bit)."""
+    n = x.shape[0]
+    weights = 1 << np.arange(n - 1, -1, -1, dtype=np.int64)
+    return weights @ x.astype(np.int64)
+
+
+def all_observations(n_users: int) -> np.ndarray:
+    """Every binary observation an agent can see, [2^N, N]; row k holds the bits of k, user 0 first."""
+    k = np.arange(2**n_users, dtype=np.int64)[:, None]
+    return ((k >> np.arange(n_users - 1, -1, -1, dtype=np.int64)) & 1).astype(np.float64)
+
+
+def policy_score_table(agents: list[AgentNets], n_users: int) -> np.ndarray:
+    """â^j for every observation, [M, 2^N, N]: one batched actor call per agent.
+
+    The policy is fixed for a whole episode (training happens after its steps), so the episode's
+    N_t decisions become table look-ups instead of N_t·M single-row actor calls.
+    """
+    obs = torch.from_numpy(all_observations(n_users))
+    with torch.no_grad():
+        return np.stack([agent.actor(obs).numpy() for agent in agents])
+
+
+def scores_from_table(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """â for the joint state X [N, M] from a :func:`policy_score_table` → [N, M]."""
+    rows = observation_index(x)
+    return np.stack([table[j, rows[j]] for j in range(table.shape[0])], axis=1)
 
 
 def _check_finite(value: torch.Tensor, where: str) -> None:

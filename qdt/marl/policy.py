@@ -12,7 +12,6 @@ observations an agent can see costs one call per agent.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +24,13 @@ from qdt.instance import Instance
 from qdt.marl.checkpoint import load_checkpoint
 from qdt.marl.config import TrainConfig
 from qdt.marl.exploration import decode_argmax
+from qdt.marl.maddpg import all_observations
 from qdt.model import PlacementModel
 from qdt.nn.factory import make_executor
 from qdt.nn.networks import Actor
 from qdt.nn.quantum import quantum_front
+
+__all__ = ["TrainedPolicy", "all_observations", "load_policy"]
 
 
 @dataclass
@@ -51,9 +53,7 @@ class TrainedPolicy:
         """Agent ``agent``'s â for a batch of observations [B, N] (its column of X) → [B, N]."""
         obs = torch.as_tensor(observations, dtype=torch.float64)
         if obs.ndim != 2 or obs.shape[1] != self.n_users:
-            raise QdtInputError(
-                "observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape)
-            )
+            raise QdtInputError("observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape))
         with torch.no_grad():
             return self.actors[agent](obs)
 
@@ -84,11 +84,6 @@ class TrainedPolicy:
 
     def model(self) -> PlacementModel:
         return PlacementModel(self.instance)
-
-
-def all_observations(n_users: int) -> np.ndarray:
-    """Every binary observation an agent can see, [2^N, N], row k = bits of k (user 0 first)."""
-    return np.array(list(itertools.product((0, 1), repeat=n_users)), dtype=np.float64)
 
 
 def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolicy:

@@ -27,11 +27,14 @@ from qdt.marl.checkpoint import decode_json, encode_json, load_checkpoint, save_
 from qdt.marl.config import TrainConfig
 from qdt.marl.exploration import decode_argmax, exploration_level, explore, explore_scores
 from qdt.marl.maddpg import (
+    MAX_TABLE_USERS,
     AgentNets,
     NonFiniteError,
     make_agents,
     non_finite_parameter,
+    policy_score_table,
     policy_scores,
+    scores_from_table,
     update_agent,
     update_targets,
 )
@@ -97,8 +100,9 @@ class Trainer:
         x = self.env.state()
         rewards = []
         info: dict[str, Any] = {}
+        table = self._score_table()
         for _step in range(config.steps_per_episode):
-            scores = policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
+            scores = self._scores(x, table)
             if config.decode == "argmax":
                 action = explore_scores(config.exploration, scores, level, self.explore_rng)
                 placement = decode_argmax(action)
@@ -131,6 +135,17 @@ class Trainer:
         if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
             record.update(self._greedy_record())
         return record
+
+    def _score_table(self) -> np.ndarray | None:
+        """Every agent's scores for all 2^N observations (small N), or None to score step by step."""
+        if self.instance.n_users > MAX_TABLE_USERS:
+            return None
+        return policy_score_table(self.agents, self.instance.n_users)
+
+    def _scores(self, x: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+        if table is not None:
+            return scores_from_table(table, x)
+        return policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
 
     def _train_phase(self) -> tuple[float | None, float | None]:
         config = self.config
@@ -174,8 +189,9 @@ class Trainer:
     def greedy_placement(self) -> np.ndarray:
         """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty placement."""
         x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
+        table = self._score_table()
         for _ in range(self.config.steps_per_episode):
-            scores = policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
+            scores = self._scores(x, table)
             x = decode_argmax(scores) if self.config.decode == "argmax" else (scores > 0.5).astype(np.int8)
         return x
 

@@ -24,14 +24,18 @@ def network_builders(
             lambda: Actor(None, n_users, n_users, config.hidden),
             lambda: Critic(None, joint_width, config.hidden),
         )
-    executor = make_executor(config.backend, executor_seed)
+    executor = make_executor(config.backend, executor_seed, noise=config.noise, shots=config.shots)
     if not executor.capabilities.differentiable:
-        raise QdtInputError(
-            "--backend",
-            "an executor that gives gradients for training",
-            config.backend,
-            "train on statevector or density; evaluate on the others",
-        )
+        if executor.capabilities.remote:
+            raise QdtInputError(
+                "--backend",
+                "a local executor for training",
+                config.backend,
+                "train on statevector, density or aer; run trained policies on devices with qdt infer",
+            )
+        from qdt.execution.parameter_shift import differentiable
+
+        executor = differentiable(executor)
 
     def actor() -> Actor:
         front = quantum_front(n_users, config.layers, executor)
@@ -44,10 +48,33 @@ def network_builders(
     return actor, critic
 
 
-def make_executor(name: str, seed: np.random.SeedSequence) -> Executor:
-    """The named executor; a seed is passed when it takes one (shot noise, sampling)."""
+def make_executor(
+    name: str,
+    seed: np.random.SeedSequence,
+    *,
+    noise: str | None = None,
+    shots: int | None = None,
+) -> Executor:
+    """The named executor; a seed is passed when it takes one (shot noise, sampling).
+
+    ``noise`` is a noise profile (see ``noise_models/``), ``shots`` a shot count; executors that
+    take neither reject them with a message naming the option.
+    """
     factory_params = executor_options(name)
     options: dict[str, object] = {"seed": seed} if "seed" in factory_params else {}
+    for option, value in (("noise", noise), ("shots", shots)):
+        if value is None:
+            continue
+        if option not in factory_params:
+            raise QdtInputError(
+                f"--{option}", f"an executor that takes {option}", name, "use --backend density or aer"
+            )
+        options[option] = value
+    if noise is not None:
+        from qdt.noise.profiles import load_noise_profile
+
+        profile = load_noise_profile(noise)
+        options["noise"] = profile.to_noise_config() if name == "density" else profile
     return get_executor(name, **options)
 
 
