@@ -55,25 +55,28 @@ def run_folder(runs_dir: Path, spec: AgentSpec, seed: int) -> Path:
     return runs_dir / f"{name}-seed{seed}"
 
 
-def _train_one(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def _train_one(
+    config_dict: dict[str, Any], run_dir: str, instance_dict: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One run in a worker process: resume if a checkpoint exists, reuse if finished."""
+    from qdt.instance import Instance
     from qdt.marl.train import SUMMARY_FILE, train
 
+    instance = paper_instance() if instance_dict is None else Instance.from_dict(instance_dict)
     path = Path(run_dir)
-    summary_path = path / SUMMARY_FILE
     config = TrainConfig.from_dict(config_dict)
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("config") == config.to_dict():
-            return summary
-    resume = (path / "checkpoint.pt").exists() and (path / "config.json").exists()
-    if resume:
-        saved = json.loads((path / "config.json").read_text())["config"]
-        resume = saved == config.to_dict()
+    config_path = path / "config.json"
+    same_run = False
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())
+        same_run = saved["config"] == config.to_dict() and saved["instance"] == instance.to_dict()
+    if same_run and (path / SUMMARY_FILE).exists():
+        return json.loads((path / SUMMARY_FILE).read_text())
+    resume = same_run and (path / "checkpoint.pt").exists()
     if not resume and path.exists():
         for child in path.iterdir():
             child.unlink()
-    return train(config, paper_instance(), path, resume=resume, progress=False)
+    return train(config, instance, path, resume=resume, progress=False)
 
 
 def run_bench(

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Train the classical agent and quantum agents with L = 1, 3, 6 on the paper preset "
             "for --episodes episodes with --seeds seeds each (in parallel worker processes), "
-            "then write the analogue of Table 3 (per-user latency, mean and 95%% interval over "
+            "then write the analogue of Table 3 (per-user latency, mean and 95% interval over "
             "seeds, next to the exact optimum, greedy and random), of Fig. 7 (reward versus "
             "episode, mean and band over seeds) and the timing of one training update against "
             "PennyLane default.qubit + TorchLayer. Interrupted runs resume from their checkpoints."
@@ -42,6 +42,85 @@ def register(subparsers: Any) -> None:
     )
     paper.add_argument("--no-timing", action="store_true", help="skip the PennyLane update timing")
     paper.set_defaults(handler=_cmd_paper)
+
+    generated = kinds.add_parser(
+        "instances",
+        help="policy quality on generated instances up to 8 users and 3 servers",
+        description=(
+            "Draw one feasible instance per shape with `qdt instance generate` (default 4x2, 6x2, "
+            "6x3, 8x3), train the classical agent and the quantum agent with L = 6 on each with "
+            "--seeds seeds, and report feasible runs, runs within 5% of the exact optimum and the "
+            "mean gap, next to greedy. Interrupted runs resume from their checkpoints."
+        ),
+    )
+    generated.add_argument(
+        "--shapes", default="4x2,6x2,6x3,8x3", help="comma-separated NxM shapes (default 4x2,6x2,6x3,8x3)"
+    )
+    generated.add_argument("--seeds", type=int, default=3, help="training seeds per agent (default 3)")
+    generated.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+    generated.add_argument("--instance-seed", type=int, default=1, help="first generator seed (default 1)")
+    generated.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
+    generated.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/instances"),
+        help="results folder (default benchmarks/results/instances)",
+    )
+    generated.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs/bench-instances"),
+        help="run folders (default runs/bench-instances)",
+    )
+    generated.set_defaults(handler=_cmd_instances)
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        pieces = part.strip().lower().split("x")
+        try:
+            users, servers = (int(p) for p in pieces)
+        except ValueError:
+            raise QdtInputError("--shapes", "shapes like 4x2,8x3", text) from None
+        if users < 1 or servers < 1 or users > 10:
+            raise QdtInputError("--shapes", "1 <= N <= 10 users and M >= 1 servers", part.strip())
+        shapes.append((users, servers))
+    return shapes
+
+
+def _cmd_instances(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.bench.instances import DEFAULT_AGENTS, run_instances_bench
+
+    shapes = _parse_shapes(args.shapes)
+    for flag, value in (("--seeds", args.seeds), ("--episodes", args.episodes)):
+        if value < 1:
+            raise QdtInputError(flag, "an integer >= 1", value)
+    if args.workers is not None and args.workers < 1:
+        raise QdtInputError("--workers", "an integer >= 1", args.workers)
+    total = len(shapes) * len(DEFAULT_AGENTS) * args.seeds
+    with tqdm(total=total, desc="bench instances", unit="run") as bar:
+
+        def done(label: str, summary: dict[str, Any]) -> None:
+            gap = summary.get("gap")
+            bar.set_postfix_str(f"{label}: {'infeasible' if gap is None else f'gap {100 * gap:.1f}%'}")
+            bar.update(1)
+
+        result = run_instances_bench(
+            args.out,
+            args.runs,
+            shapes=shapes,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            instance_seed=args.instance_seed,
+            workers=args.workers,
+            on_result=done,
+        )
+    print(result["markdown"])
+    print(f"wall time {result['wall_s']:.0f} s; wrote {args.out}/instances.md, instances.csv")
+    return 0
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
