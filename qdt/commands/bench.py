@@ -73,6 +73,76 @@ def register(subparsers: Any) -> None:
         help="run folders (default runs/bench-instances)",
     )
     generated.set_defaults(handler=_cmd_instances)
+    _register_scale(kinds)
+
+
+def _register_scale(kinds: Any) -> None:
+    scale = kinds.add_parser(
+        "scale",
+        help="scaling past 4 users: qubits, time per episode, gap to the MILP optimum",
+        description=(
+            "For users N in --users and servers M in --servers, draw an instance with `qdt instance "
+            "generate`, solve it by MILP, train the classical and the quantum (L = 6) agents for "
+            "--episodes episodes, and report qubits per actor and critic, time per training episode "
+            "(and its growth in N), and the gap to the optimum. Writes scale.csv, scale.md, scale.png."
+        ),
+    )
+    scale.add_argument("--users", default="4,8,16,32,64", help="comma-separated N (default 4,8,16,32,64)")
+    scale.add_argument("--servers", default="2,4,8", help="comma-separated M (default 2,4,8)")
+    scale.add_argument("--episodes", type=int, default=200, help="episodes per run (default 200)")
+    scale.add_argument("--instance-seed", type=int, default=1, help="generator seed (default 1)")
+    scale.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
+    scale.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/scale"), help="default benchmarks/results/scale"
+    )
+    scale.add_argument(
+        "--runs", type=Path, default=Path("runs/bench-scale"), help="run folders (default runs/bench-scale)"
+    )
+    scale.set_defaults(handler=_cmd_scale)
+
+
+def _int_list(flag: str, text: str, low: int, high: int) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise QdtInputError(flag, "comma-separated integers", text) from None
+    bad = [v for v in values if not low <= v <= high]
+    if bad or not values:
+        raise QdtInputError(flag, f"integers from {low} to {high}", text)
+    return values
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.bench.scale import DEFAULT_AGENTS, run_scale_bench
+
+    users = _int_list("--users", args.users, 1, 1024)
+    servers = _int_list("--servers", args.servers, 1, 64)
+    if args.episodes < 1:
+        raise QdtInputError("--episodes", "an integer >= 1", args.episodes)
+    if args.workers is not None and args.workers < 1:
+        raise QdtInputError("--workers", "an integer >= 1", args.workers)
+    total = len(users) * len(servers) * len(DEFAULT_AGENTS)
+    with tqdm(total=total, desc="bench scale", unit="run") as bar:
+
+        def done(label: str, summary: dict[str, Any]) -> None:
+            bar.set_postfix_str(f"{label}: {summary['wall_s'] / summary['episodes'] * 1e3:.0f} ms/episode")
+            bar.update(1)
+
+        result = run_scale_bench(
+            args.out,
+            args.runs,
+            users=users,
+            servers=servers,
+            episodes=args.episodes,
+            instance_seed=args.instance_seed,
+            workers=args.workers,
+            on_result=done,
+        )
+    print(result["markdown"])
+    print(f"wall time {result['wall_s']:.0f} s; wrote {args.out}/scale.md, scale.csv, scale.png")
+    return 0
 
 
 def _parse_shapes(text: str) -> list[tuple[int, int]]:

@@ -1,0 +1,198 @@
+"""``qdt bench scale``: how qdt grows past the paper's 4 users.
+
+For users N in {4, 8, 16, 32, 64} and servers M in {2, 4, 8}: one generated instance each
+(`qdt instance generate --users N --servers M --seed S`), its MILP optimum, and the classical and
+quantum (L = 6) agents trained with a fixed episode budget. Reported: qubits per actor and per
+critic, the time per training episode, the gap of the trained policy to the MILP optimum, and
+the growth exponent of time per episode in N (least squares on log-log, per M and agent).
+
+Outputs in ``out_dir``: scale.csv, scale.md, scale.png (time per episode and gap against N).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qdt.bench.paper import AgentSpec, _train_one
+from qdt.circuits import qubits_for_width
+from qdt.generator import GeneratorConfig, generate_instance
+from qdt.marl.config import TrainConfig
+from qdt.model import PlacementModel
+from qdt.solvers import solve
+from qdt.tables import format_table
+
+DEFAULT_USERS = (4, 8, 16, 32, 64)
+DEFAULT_SERVERS = (2, 4, 8)
+DEFAULT_AGENTS = (AgentSpec("classical", "classical", 0), AgentSpec("quantum L=6", "quantum", 6))
+
+
+def run_scale_bench(
+    out_dir: Path,
+    runs_dir: Path,
+    *,
+    users: Sequence[int] = DEFAULT_USERS,
+    servers: Sequence[int] = DEFAULT_SERVERS,
+    agents: Sequence[AgentSpec] = DEFAULT_AGENTS,
+    episodes: int = 200,
+    instance_seed: int = 1,
+    workers: int | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    optima: dict[tuple[int, int], dict[str, Any]] = {}
+    jobs = []
+    for n in users:
+        for m in servers:
+            instance = generate_instance(GeneratorConfig(users=n, servers=m), instance_seed)
+            t0 = time.perf_counter()
+            optimum = solve(PlacementModel(instance), "milp")
+            optima[(n, m)] = {
+                "status": optimum.status,
+                "total_latency_s": optimum.total_latency_s,
+                "milp_s": time.perf_counter() - t0,
+            }
+            for spec in agents:
+                name = "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
+                config = TrainConfig(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=0)
+                jobs.append(((n, m), spec, config, runs_dir / f"{n}x{m}" / name, instance))
+    # biggest first, so the long runs do not end up alone at the tail of the pool
+    jobs.sort(key=lambda job: -job[0][0] * job[0][1])
+    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_train_one, config.to_dict(), str(folder), instance.to_dict()): (shape, spec)
+            for shape, spec, config, folder, instance in jobs
+        }
+        for future in as_completed(futures):
+            (n, m), spec = futures[future]
+            summary = future.result()
+            quantum = spec.agent == "quantum"
+            rows.append(
+                {
+                    "users": n,
+                    "servers": m,
+                    "agent": spec.label,
+                    "actor_qubits": qubits_for_width(n) if quantum else 0,
+                    "critic_qubits": qubits_for_width(2 * n * m) if quantum else 0,
+                    "episodes": episodes,
+                    "s_per_episode": summary["wall_s"] / episodes,
+                    "feasible": summary["feasible"],
+                    "gap": summary["gap"],
+                    "optimum_status": optima[(n, m)]["status"],
+                    "optimum_total_latency_s": optima[(n, m)]["total_latency_s"],
+                    "milp_s": optima[(n, m)]["milp_s"],
+                }
+            )
+            if on_result is not None:
+                on_result(f"{n}x{m} {spec.label}", summary)
+    rows.sort(key=lambda r: (r["agent"], r["servers"], r["users"]))
+    wall = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "scale.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    growth = growth_exponents(rows)
+    markdown = write_markdown(out_dir, rows, growth, episodes, wall)
+    plot_scale(out_dir / "scale.png", rows, episodes)
+    return {"wall_s": wall, "rows": rows, "growth": growth, "markdown": markdown}
+
+
+def growth_exponents(rows: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
+    """Slope of log(time per episode) against log(N), per agent and M."""
+    out = {}
+    for key in sorted({(r["agent"], r["servers"]) for r in rows}):
+        pts = [(r["users"], r["s_per_episode"]) for r in rows if (r["agent"], r["servers"]) == key]
+        if len(pts) >= 2:
+            x = np.log([p[0] for p in pts])
+            y = np.log([p[1] for p in pts])
+            out[key] = float(np.polyfit(x, y, 1)[0])
+    return out
+
+
+def _gap(row: dict[str, Any]) -> str:
+    if row["optimum_status"] != "optimal":
+        return "no feasible placement"
+    if not row["feasible"] or row["gap"] is None:
+        return "infeasible"
+    return f"{100 * row['gap']:.2f}%"
+
+
+def write_markdown(
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    growth: dict[tuple[str, int], float],
+    episodes: int,
+    wall: float,
+) -> str:
+    header = ["agent", "N", "M", "qubits actor/critic", "ms per episode", "gap to MILP", "MILP (ms)"]
+    table = [
+        [
+            r["agent"],
+            r["users"],
+            r["servers"],
+            "-" if r["actor_qubits"] == 0 else f"{r['actor_qubits']}/{r['critic_qubits']}",
+            f"{1e3 * r['s_per_episode']:.1f}",
+            _gap(r),
+            f"{1e3 * r['milp_s']:.1f}",
+        ]
+        for r in rows
+    ]
+    growth_rows = [[agent, m, f"N^{slope:.2f}"] for (agent, m), slope in growth.items()]
+    note = (
+        f"Generated instances, each agent trained {episodes} episodes (seed 0), time per episode "
+        f"including its training update, gap of the trained greedy placement to the MILP optimum. "
+        f"Wall time {wall:.0f} s."
+    )
+    text = (
+        note
+        + "\n\n"
+        + format_table(header, table, markdown=True)
+        + "\n\nTime per episode grows with N as (least squares on log-log):\n\n"
+        + format_table(["agent", "M", "growth"], growth_rows, markdown=True)
+        + "\n"
+    )
+    (out_dir / "scale.md").write_text(text)
+    return format_table(header, table) + "\n\n" + format_table(["agent", "M", "growth"], growth_rows)
+
+
+def plot_scale(path: Path, rows: list[dict[str, Any]], episodes: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"classical": "--", "quantum L=6": "-"}
+    for agent in sorted({r["agent"] for r in rows}):
+        for m in sorted({r["servers"] for r in rows}):
+            pts = sorted(
+                (r["users"], r["s_per_episode"], r["gap"] if r["feasible"] else math.nan)
+                for r in rows
+                if r["agent"] == agent and r["servers"] == m
+            )
+            n_values = [p[0] for p in pts]
+            label = f"{agent}, M={m}"
+            left.plot(n_values, [1e3 * p[1] for p in pts], styles.get(agent, "-"), marker="o", label=label)
+            gaps = [100 * p[2] if p[2] is not None else math.nan for p in pts]
+            right.plot(n_values, gaps, styles.get(agent, "-"), marker="o", label=label)
+    left.set(xscale="log", yscale="log", xlabel="users N", ylabel="ms per training episode")
+    left.set_title("time per episode")
+    right.set(xscale="log", xlabel="users N", ylabel="gap to MILP optimum (%)")
+    right.set_title(f"gap after {episodes} episodes (missing = infeasible)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
