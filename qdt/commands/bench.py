@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
     )
     generated.set_defaults(handler=_cmd_instances)
     _register_scale(kinds)
+    _register_studies(kinds)
 
 
 def _register_scale(kinds: Any) -> None:
@@ -99,6 +100,121 @@ def _register_scale(kinds: Any) -> None:
         "--runs", type=Path, default=Path("runs/bench-scale"), help="run folders (default runs/bench-scale)"
     )
     scale.set_defaults(handler=_cmd_scale)
+
+
+def _register_studies(kinds: Any) -> None:
+    noise = kinds.add_parser(
+        "noise",
+        help="trained policies under depolarizing, readout and fake-device noise",
+        description=(
+            "Train quantum agents (L = 6) on the paper preset noiselessly and noise-aware (density "
+            "executor, depol-1e-3) with --seeds seeds, then evaluate each under depolarizing noise "
+            "p2 in {0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} (1-qubit p2/10) x readout error in "
+            "{0, 1e-2, 5e-2}, and under device-derived noise models of fake IBM devices on Aer. "
+            "Writes noise.csv, noise.md, noise.png (gap, feasibility, action agreement against noise)."
+        ),
+    )
+    shots = kinds.add_parser(
+        "shots",
+        help="trained policies with sampled readout, 8 to 8192 shots, vs Gaussian emulation",
+        description=(
+            "Train quantum agents (L = 6) noiselessly with --seeds seeds, then evaluate each with "
+            "the readout sampled from 8, 16, ..., 8192 shots on Aer and exactly, sampled "
+            "(multinomial) next to the Gaussian emulation of shot noise. Writes shots.csv, "
+            "shots.md, shots.png (gap, feasibility, decision agreement against shots)."
+        ),
+    )
+    for parser, name in ((noise, "noise"), (shots, "shots")):
+        parser.add_argument("--seeds", type=int, default=3, help="training seeds (default 3)")
+        parser.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+        parser.add_argument("--layers", type=int, default=6, help="VQC layers (default 6)")
+        parser.add_argument("--workers", type=int, default=None, help="training processes (default: cores)")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path(f"benchmarks/results/{name}"),
+            help=f"default benchmarks/results/{name}",
+        )
+        parser.add_argument(
+            "--runs",
+            type=Path,
+            default=Path("runs/bench-noise"),
+            help="run folders (default runs/bench-noise)",
+        )
+    noise.add_argument(
+        "--devices",
+        default="fake_brisbane,fake_torino,fake_sherbrooke",
+        help="fake devices whose noise models to use (default fake_brisbane,fake_torino,fake_sherbrooke)",
+    )
+    shots.add_argument("--repeats", type=int, default=5, help="shot draws per seed and setting (default 5)")
+    noise.set_defaults(handler=_cmd_noise)
+    shots.set_defaults(handler=_cmd_shots)
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    for flag, value in (("--seeds", args.seeds), ("--episodes", args.episodes), ("--layers", args.layers)):
+        if value < 1:
+            raise QdtInputError(flag, "an integer >= 1", value)
+    if args.workers is not None and args.workers < 1:
+        raise QdtInputError("--workers", "an integer >= 1", args.workers)
+
+
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.bench.noise import run_noise_bench
+
+    _check_common(args)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    total = 2 * args.seeds + 2 * args.seeds * (1 + len(devices))
+    with tqdm(total=total, desc="bench noise", unit="step") as bar:
+
+        def done(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        result = run_noise_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            layers=args.layers,
+            devices=devices,
+            workers=args.workers,
+            on_done=done,
+        )
+    print(result["markdown"])
+    print(f"wall time {result['wall_s']:.0f} s; wrote {args.out}/noise.md, noise.csv, noise.png")
+    return 0
+
+
+def _cmd_shots(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.bench.noise import run_shots_bench
+
+    _check_common(args)
+    if args.repeats < 1:
+        raise QdtInputError("--repeats", "an integer >= 1", args.repeats)
+    with tqdm(total=2 * args.seeds, desc="bench shots", unit="step") as bar:
+
+        def done(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        result = run_shots_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            layers=args.layers,
+            repeats=args.repeats,
+            workers=args.workers,
+            on_done=done,
+        )
+    print(result["markdown"])
+    print(f"wall time {result['wall_s']:.0f} s; wrote {args.out}/shots.md, shots.csv, shots.png")
+    return 0
 
 
 def _int_list(flag: str, text: str, low: int, high: int) -> list[int]:
