@@ -27,6 +27,7 @@ _FLAGS: dict[str, str] = {
     "replay_size": "replay_size",
     "gamma": "gamma",
     "lr": "lr_actor",
+    "lr_quantum": "lr_quantum",
     "gradient_steps": "gradient_steps",
     "target_update": "target_update",
     "tau": "tau",
@@ -76,6 +77,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--replay-size", type=int, help="replay memory N_m (default 10000)")
     parser.add_argument("--gamma", type=float, help="discount (default 0.99)")
     parser.add_argument("--lr", type=float, help="Adam learning rate, actor and critic (default 1e-3)")
+    parser.add_argument(
+        "--lr-quantum", type=float, help="learning rate of the circuit weights (default: as --lr)"
+    )
     parser.add_argument("--gradient-steps", type=int, help="gradient steps per agent per episode")
     parser.add_argument("--target-update", choices=("hard", "soft"), help="default soft; hard = eqs. 39-40")
     parser.add_argument("--tau", type=float, help="soft target rate (default 0.01)")

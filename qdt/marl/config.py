@@ -59,6 +59,7 @@ class TrainConfig:
     gamma: float = 0.99
     lr_actor: float = 1e-3
     lr_critic: float = 1e-3
+    lr_quantum: float | None = None  # learning rate of the circuits' weights; None: as the network's
     updates_per_episode: int = 1
     gradient_steps: int = 1
     warmup_transitions: int = 128
@@ -110,6 +111,8 @@ class TrainConfig:
         _int_at_least("seed", self.seed, 0)
         for name in ("lr_actor", "lr_critic"):
             _float_in(name, getattr(self, name), 0.0, math.inf, low_open=True)
+        if self.lr_quantum is not None:
+            _float_in("lr_quantum", self.lr_quantum, 0.0, math.inf, low_open=True)
         _float_in("gamma", self.gamma, 0.0, 1.0)
         _float_in("tau", self.tau, 0.0, 1.0, low_open=True)
         _float_in("explore_start", self.explore_start, 0.0, 1.0)

@@ -65,11 +65,20 @@ def make_agents(
                 critic=critic,
                 target_actor=target_actor.requires_grad_(False),
                 target_critic=target_critic.requires_grad_(False),
-                actor_optimizer=torch.optim.Adam(actor.parameters(), lr=config.lr_actor, fused=True),
-                critic_optimizer=torch.optim.Adam(critic.parameters(), lr=config.lr_critic, fused=True),
+                actor_optimizer=make_optimizer(actor, config.lr_actor, config.lr_quantum),
+                critic_optimizer=make_optimizer(critic, config.lr_critic, config.lr_quantum),
             )
         )
     return agents
+
+
+def make_optimizer(net: nn.Module, lr: float, lr_quantum: float | None) -> torch.optim.Optimizer:
+    """Adam over the network; the circuit weights (the front end's) get ``lr_quantum`` if given."""
+    front = [p for name, p in net.named_parameters() if name.startswith("front.")]
+    if lr_quantum is None or not front:
+        return torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    body = [p for name, p in net.named_parameters() if not name.startswith("front.")]
+    return torch.optim.Adam([{"params": body}, {"params": front, "lr": lr_quantum}], lr=lr, fused=True)
 
 
 def update_agent(
