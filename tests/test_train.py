@@ -154,3 +154,18 @@ def test_bad_config_values_are_named():
         TrainConfig(exploration="boltzmann")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=500, replay_size=100)
+
+
+def test_tensorboard_scalars_match_the_metrics_file(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(**SMALL, seed=4)
+    train(config, paper_instance(), tmp_path / "run", progress=False, stop_after=14)
+    train(config, paper_instance(), tmp_path / "run", resume=True, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("train/reward_mean")
+    metrics = _metrics(tmp_path / "run")
+    assert [s.step for s in scalars] == [m["episode"] for m in metrics]
+    assert [s.value for s in scalars] == pytest.approx([m["reward_mean"] for m in metrics], rel=1e-6)

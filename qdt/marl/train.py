@@ -39,6 +39,7 @@ from qdt.marl.maddpg import (
     update_targets,
 )
 from qdt.marl.replay import ReplayMemory
+from qdt.marl.tensorboard import TensorBoardLog
 from qdt.model import PlacementModel, matrix_to_assignment
 from qdt.nn.factory import network_builders
 from qdt.solvers import solve
@@ -289,6 +290,7 @@ def train(
         write_json_atomic(run_dir / CONFIG_FILE, {"config": config.to_dict(), "instance": instance.to_dict()})
         metrics_path.write_text("")
     last = config.episodes if stop_after is None else min(stop_after, config.episodes)
+    board = TensorBoardLog.open(run_dir, trainer.state.episode)
     bar = _progress_bar(progress, trainer.state.episode, config.episodes, config)
     pending: list[dict[str, Any]] = []
     try:
@@ -305,10 +307,14 @@ def train(
                 )
             if trainer.state.episode % config.checkpoint_every == 0 or trainer.state.episode == last:
                 _checkpoint(trainer, run_dir, metrics_path, pending)
+                if board is not None:
+                    board.write(pending)
                 pending = []
     finally:
         if bar is not None:
             bar.close()
+        if board is not None:
+            board.close()
     if trainer.state.episode < config.episodes:
         return {"episodes": trainer.state.episode, "stopped_early": True}
     summary = build_summary(trainer)
