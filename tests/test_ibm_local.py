@@ -1,0 +1,296 @@
+"""The ibm executor in qiskit-ibm-runtime's local testing mode: fake devices, the real code path.
+
+Same executor class, same SamplerV2, same job store as a real device; only the profile differs
+(``[device] provider = "fake"``). Local runs cost about 0.05 s per row on a 5-qubit fake device
+and 0.3-0.7 s per row on the 127/133-qubit ones (Aer applies the whole device's noise model per
+circuit), so these tests keep batches small; the fake_torino inference is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from test_ibm_scripted_service import tiny_run
+
+from qdt.circuits import build_vqc
+from qdt.cli import main
+from qdt.errors import QdtInputError
+from qdt.execution import get_executor
+from qdt.execution.backends import open_backend
+from qdt.execution.ibm import IBMRuntimeExecutor
+from qdt.execution.ibm_jobs import JobStore, JobTimeoutError
+from qdt.execution.ibm_mitigation import (
+    full_assignment_matrix,
+    mitigate_probabilities,
+    project_to_simplex,
+    readout_assignment_matrices,
+)
+
+
+def _batch(rows: int, layers: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    vqc = build_vqc(input_width=4, n_layers=layers)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(rows, 4, generator=generator, dtype=torch.float64)
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 6.28
+    return vqc, vqc.angles(x), weights
+
+
+def _exact(vqc: Any, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    executor = get_executor("statevector")
+    return executor.run(executor.prepare_vqc(vqc), angles, weights)
+
+
+@pytest.mark.parametrize(("device", "rows"), [("fake_manila", 6), ("fake_brisbane", 2)])
+def test_fake_devices_run_the_batch_in_one_job_close_to_the_exact_probabilities(
+    device: str, rows: int, tmp_path: Path
+) -> None:
+    executor = open_backend(device, shots=2048, seed=3, job_dir=tmp_path)
+    assert isinstance(executor, IBMRuntimeExecutor) and executor.capabilities.noisy
+    assert not executor.capabilities.remote and not executor.capabilities.differentiable
+    vqc, angles, weights = _batch(rows)
+    prepared = executor.prepare_vqc(vqc)
+    report = executor.isa_report(prepared)
+    assert report["device"] == device and len(report["physical_readout"]) == 2
+    assert report["two_qubit_gates"] >= 1 and report["depth"] >= 4
+    assert set(report["operations"]) <= set(executor.device.backend.operation_names) | {"barrier"}
+    probs = executor.run(prepared, angles, weights)
+    exact = _exact(vqc, angles, weights)
+    # device noise and 2048 shots: total variation distance per row well under 0.15
+    assert (0.5 * (probs - exact).abs().sum(dim=1)).max() < 0.15
+    (job,) = executor.jobs
+    assert job.rows == rows and job.pubs == 1 and job.shots == 2048
+    saved = JobStore(tmp_path).load_result(job.job_id)
+    assert saved is not None and np.asarray(saved["pubs"][0]["counts"]).sum(axis=1).tolist() == [2048] * rows
+    events = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events][:2] == ["submitting", "submitted"] and events[1]["local"] is True
+
+
+def test_transpiles_once_per_structure_and_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import qiskit.transpiler
+
+    from qdt.execution import ibm
+
+    calls = []
+    original = qiskit.transpiler.generate_preset_pass_manager
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(qiskit.transpiler, "generate_preset_pass_manager", counting)
+    monkeypatch.setattr(ibm, "_ISA_CACHE", {})  # the cache is process-wide; start this test empty
+    executor = open_backend("fake_manila", job_dir=tmp_path)
+    first, second = build_vqc(input_width=4, n_layers=5), build_vqc(input_width=4, n_layers=5)
+    a, b = executor.prepare_vqc(first), executor.prepare_vqc(second)
+    assert len(calls) == 1 and executor.isa_report(b)["transpile_cached"]
+    assert set(b.payload.circuit.parameters) == set(second.circuit.parameters)  # rebound to its own
+    assert executor.isa_report(a)["layout"] == executor.isa_report(b)["layout"]
+
+
+def test_invalid_input_is_refused_before_anything_is_submitted(tmp_path: Path) -> None:
+    from qiskit import QuantumCircuit
+
+    executor = open_backend("fake_manila", job_dir=tmp_path)
+    wide = QuantumCircuit(6)
+    wide.h(range(6))
+    with pytest.raises(QdtInputError, match="at most 5 qubits"):
+        executor.prepare(wide, [], [])
+    vqc, angles, weights = _batch(3)
+    prepared = executor.prepare_vqc(vqc)
+    bad_angles = angles.clone()
+    bad_angles[1, 0] = float("nan")
+    for call, match in (
+        (lambda: executor.run(prepared, bad_angles, weights), "finite"),
+        (lambda: executor.run(prepared, angles[:, :-1], weights), r"angles: expected a 2-D tensor"),
+        (lambda: executor.run(prepared, angles, weights[:-1]), "weights"),
+        (lambda: executor.run(prepared, angles, weights, readout="counts"), "readout"),
+    ):
+        with pytest.raises(QdtInputError, match=match):
+            call()
+    for shots in (0, -5, 10**8, 2.5):
+        with pytest.raises(QdtInputError, match="shots"):
+            open_backend("fake_manila", shots=shots, job_dir=tmp_path)  # type: ignore[arg-type]
+    too_many = open_backend("fake_manila", shots=200_000, job_dir=tmp_path)  # device max_shots is 100000
+    with pytest.raises(QdtInputError, match="at most 100000"):
+        too_many.run(too_many.prepare_vqc(vqc), angles, weights)
+    assert not (tmp_path / "jobs.jsonl").exists()  # nothing was submitted
+
+
+def test_same_seed_same_counts_and_every_job_draws_a_fresh_simulator_seed(tmp_path: Path) -> None:
+    vqc, angles, weights = _batch(3)
+    outputs = []
+    for _ in range(2):
+        executor = open_backend("fake_manila", shots=256, seed=11, job_dir=tmp_path)
+        prepared = executor.prepare_vqc(vqc)
+        outputs.append([executor.run(prepared, angles, weights) for _ in range(2)])
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+    assert not torch.equal(outputs[0][0], outputs[0][1])
+    seeds = [
+        json.loads(line)["options"]["simulator"]["seed_simulator"]
+        for line in (tmp_path / "jobs.jsonl").read_text().splitlines()
+        if '"submitted"' in line
+    ]
+    assert seeds[0] == seeds[2] and seeds[0] != seeds[1]
+
+
+def test_estimator_profile_gives_z_expectations_through_estimator_v2(tmp_path: Path) -> None:
+    profile = tmp_path / "fake_manila_estimator.toml"
+    profile.write_text(
+        'schema = "qdt-backend/1"\nname = "fake_manila_estimator"\nexecutor = "ibm"\nshots = 4096\n'
+        '[device]\nprovider = "fake"\nname = "fake_manila"\n'
+        "[estimator]\nuse_for_expval = true\nresilience_level = 1\n"
+    )
+    executor = open_backend(profile, seed=2, job_dir=tmp_path)
+    vqc, angles, weights = _batch(3)
+    values = executor.run(executor.prepare_vqc(vqc), angles, weights, readout="expval_z")
+    exact = get_executor("statevector")
+    reference = exact.run(exact.prepare_vqc(vqc), angles, weights, readout="expval_z")
+    assert values.shape == (3, 2) and (values - reference).abs().max() < 0.2
+    assert executor.jobs[-1].kind == "estimator"
+    assert any("resilience_level" in w or "no effect" in w for w in executor.jobs[-1].warnings)
+
+
+def test_local_job_outliving_qdt_timeout_is_saved_at_completion(tmp_path: Path) -> None:
+    profile = tmp_path / "fake_brisbane_fast.toml"
+    profile.write_text(
+        'schema = "qdt-backend/1"\nname = "fake_brisbane_fast"\nexecutor = "ibm"\nshots = 64\n'
+        '[device]\nprovider = "fake"\nname = "fake_brisbane"\n'
+        "[runtime]\ntimeout_s = 0.05\npoll_interval_s = 0.01\nmax_poll_interval_s = 0.01\n"
+    )
+    executor = open_backend(profile, job_dir=tmp_path)
+    vqc, angles, weights = _batch(3)
+    with pytest.raises(JobTimeoutError) as caught:
+        executor.run(executor.prepare_vqc(vqc), angles, weights)
+    assert caught.value.where == "qdt" and "saves its result when it completes" in str(caught.value)
+    store = JobStore(tmp_path)
+    job_id = caught.value.job_id
+    assert store.get(job_id).status == "TIMED_OUT"
+    deadline = time.monotonic() + 120
+    while store.load_result(job_id) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert store.load_result(job_id)["completed_after_timeout"] is True
+    assert store.get(job_id).status == "DONE"
+
+
+def test_fetch_reports_a_local_job_whose_process_died_as_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = JobStore(tmp_path)
+    dead = os.getpid()
+    while True:  # a pid that is not running
+        dead += 7919
+        try:
+            os.kill(dead, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            continue
+    store.append(
+        {"event": "submitted", "job_id": "local-job-1", "local": True, "pid": dead, "backend": "fake_manila"}
+    )
+    store.record_status("local-job-1", "RUNNING")
+    assert main(["jobs", "fetch", "--run", str(tmp_path), "local-job-1"]) == 2
+    err = capsys.readouterr().err
+    assert "local-job-1" in err and "result is gone" in err and "qdt infer" in err
+    assert store.get("local-job-1").status == "LOST"
+    assert main(["jobs", "list", "--run", str(tmp_path)]) == 0
+    assert "LOST" in capsys.readouterr().out
+
+
+def test_readout_mitigation_inverts_the_assignment_and_keeps_probabilities() -> None:
+    a0 = np.array([[0.97, 0.03], [0.06, 0.94]])
+    a1 = np.array([[0.99, 0.01], [0.02, 0.98]])
+    full = full_assignment_matrix([a0, a1])
+    assert full.shape == (4, 4) and np.allclose(full.sum(axis=1), 1)
+    # bit 0 flips by a0 alone: outcome |01> (index 1) from |00> has probability 0.03 * 0.99
+    assert np.isclose(full[0, 1], 0.03 * 0.99) and np.isclose(full[0, 2], 0.97 * 0.01)
+    true = np.array([[0.7, 0.1, 0.15, 0.05], [0.0, 0.0, 1.0, 0.0]])
+    assert np.allclose(mitigate_probabilities(true @ full, [a0, a1]), true, atol=1e-12)
+    noisy = np.array([[0.5, 0.3, -0.1, 0.3], [2.0, -1.0, 0.0, 0.0]])
+    projected = project_to_simplex(noisy)
+    assert np.all(projected >= 0) and np.allclose(projected.sum(axis=1), 1)
+    assert np.allclose(projected[1], [1, 0, 0, 0])
+
+
+def test_readout_calibration_of_a_fake_device_and_mitigation_on_its_counts(tmp_path: Path) -> None:
+    executor = open_backend("fake_manila", shots=8192, seed=4, job_dir=tmp_path)
+    from qiskit import QuantumCircuit
+
+    circuit = QuantumCircuit(2)  # |11>: readout errors only (plus two X gates)
+    circuit.x([0, 1])
+    prepared = executor.prepare(circuit, [], [])
+    physical = executor.isa_report(prepared)["physical_readout"]
+    matrices = readout_assignment_matrices(executor.device.backend, physical)
+    properties = executor.device.backend.properties()
+    assert matrices[0][0, 1] == pytest.approx(properties.qubit_property(physical[0])["prob_meas1_prep0"][0])
+    raw = executor.run(prepared, np.zeros((1, 0)), np.zeros(0)).numpy()
+    mitigated = mitigate_probabilities(raw, matrices)
+    assert mitigated[0, 3] > raw[0, 3]  # closer to the ideal 1.0
+
+
+def test_infer_cli_on_a_fake_device_reports_raw_and_mitigated_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tiny_run(tmp_path)
+    args = [
+        "infer",
+        "--run",
+        str(run),
+        "--backend",
+        "fake_manila",
+        "--shots",
+        "256",
+        "--mitigate",
+        "readout",
+        "--json",
+    ]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["decisions"]) == {"raw", "mitigated"} and report["strategy"] == "table"
+    raw = report["decisions"]["raw"]
+    assert len(raw["per_user_latency_s"]) == 4 and isinstance(raw["feasible"], bool)
+    assert report["optimum"]["status"] == "optimal" and report["timing"]["jobs"] == 1
+    (job,) = report["jobs"]
+    assert job["pubs"] == 2 and job["rows"] == 2 * 16  # every agent, every observation, one job
+    assert [c["agent"] for c in report["circuits"]] == [0, 1] and "two_qubit_gates" in report["circuits"][0]
+    assert Path(report["saved"]).is_file()
+    assert main(["jobs", "fetch", "--run", str(run), job["job_id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"][0]["message"].startswith("already saved")
+    assert (
+        main(
+            ["infer", "--run", str(run), "--backend", "fake_manila", "--shots", "256", "--strategy", "steps"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "strategy steps" in out and "2 job(s)" in out  # N_t = 2 steps, one job each
+
+
+def test_infer_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tiny_run(tmp_path)
+    assert main(["infer", "--run", str(run), "--backend", "statevector", "--mitigate", "readout"]) == 2
+    assert "--mitigate: expected an ibm profile" in capsys.readouterr().err
+    assert main(["infer", "--run", str(tmp_path / "missing"), "--backend", "fake_manila"]) == 2
+    assert main(["infer", "--run", str(run), "--backend", "fake_nosuchdevice"]) == 2
+    assert "fake device of qiskit_ibm_runtime.fake_provider" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_infer_on_fake_torino(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tiny_run(tmp_path)
+    assert (
+        main(["infer", "--run", str(run), "--backend", "fake_torino", "--mitigate", "readout", "--json"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"]["device"] == "fake_torino" and report["backend"]["num_qubits"] == 133
+    assert report["circuits"][0]["two_qubit_gates"] >= 1
+    assert report["noiseless"]["assignment"] is None or isinstance(
+        report["noiseless"]["agrees_with_raw"], bool
+    )
