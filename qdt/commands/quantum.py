@@ -3,8 +3,10 @@
 Contracts (scripts depend on them):
   qdt circuit --qubits Q --layers L [--inputs ...] [--weights ...] [--seed S] --qasm2
       prints the bound circuit as OpenQASM 2
-  qdt circuit ... --backend statevector|density --json
-      prints {"probs": [2^Q numbers], "expval_z": [Q numbers], ...} of that same bound circuit
+  qdt circuit ... --backend statevector|density|aer [--noise PROFILE] [--shots S] --json
+      prints {"probs": [2^Q numbers], "expval_z": [Q numbers], "mode": "exact"|"sampled", ...}
+      of that same bound circuit; exact when no --shots are given. expval_z is computed from
+      the same (possibly sampled) probabilities.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ def register(subparsers: Any) -> None:
     circuit.add_argument("--weights", help="Q*L weights, comma-separated (default: drawn from --seed)")
     circuit.add_argument("--seed", type=int, default=0, help="seed for the weights (default 0)")
     circuit.add_argument("--backend", default="statevector", help="executor (default statevector)")
+    circuit.add_argument(
+        "--noise",
+        metavar="PROFILE",
+        help="noise profile (density, aer): a name from `qdt noise list`, a file, or device:NAME (aer)",
+    )
+    circuit.add_argument("--shots", type=int, help="estimate from S shots (density, aer; default: exact)")
+    circuit.add_argument("--shot-seed", type=int, help="seed for the shots (default: derived from --seed)")
     mode = circuit.add_mutually_exclusive_group(required=True)
     mode.add_argument("--qasm2", action="store_true", help="print the bound circuit as OpenQASM 2")
     mode.add_argument("--json", action="store_true", help="run it and print probs and expval_z as JSON")
@@ -156,31 +165,82 @@ def _cmd_circuit(args: argparse.Namespace) -> int:
     else:
         weights = list(np.random.default_rng(args.seed).uniform(0.0, 2 * math.pi, vqc.n_weights))
     angles = vqc.angles(torch.tensor([inputs], dtype=torch.float64))
+    if args.qasm2 and (args.noise is not None or args.shots is not None):
+        raise QdtInputError("--noise/--shots", "only with --json (they change how it runs)", "--qasm2")
     if args.qasm2:
         from qiskit import qasm2
 
         bound = vqc.bound_circuit(angles[0].tolist(), weights)
         sys.stdout.write(qasm2.dumps(bound) + "\n")
         return 0
-    from qdt.execution import get_executor
+    from qdt.execution import expval_z
 
-    executor = get_executor(args.backend)
+    executor, noise_name = circuit_executor(args.backend, args.noise, args.shots, args.seed, args.shot_seed)
     prepared = executor.prepare_vqc(vqc)
     weight_tensor = torch.tensor(weights, dtype=torch.float64)
     with torch.no_grad():
-        probs = executor.run(prepared, angles, weight_tensor, readout="probs")[0]
-        expval = executor.run(prepared, angles, weight_tensor, readout="expval_z")[0]
-    result = {
+        probs_batch = executor.run(prepared, angles, weight_tensor, readout="probs")
+    probs, expval = probs_batch[0], expval_z(probs_batch)[0]
+    result: dict[str, Any] = {
         "qubits": args.qubits,
         "layers": args.layers,
         "backend": args.backend,
+        "mode": getattr(executor, "result_mode", "exact" if args.shots is None else "sampled"),
+        "shots": args.shots,
+        "noise": noise_name,
         "probs": [float(v) for v in probs],
         "expval_z": [float(v) for v in expval],
         "weights": [float(w) for w in weights],
     }
+    transpiled = getattr(prepared.payload, "transpiled", None)
+    if getattr(prepared.payload, "device", None) is not None and transpiled is not None:
+        result["transpiled"] = {
+            "device": prepared.payload.device,
+            "depth": transpiled.depth(),
+            "two_qubit_gates": prepared.payload.two_qubit_gates,
+            "physical_qubits": list(prepared.payload.physical_qubits),
+        }
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def circuit_executor(
+    backend: str, noise: str | None, shots: int | None, seed: int, shot_seed: int | None = None
+) -> tuple[Any, str | None]:
+    """The executor for ``--backend/--noise/--shots``, and the noise profile's name.
+
+    Options go only to executors that take them; the density executor gets the profile's
+    NoiseConfig (device profiles are refused there, with the reason).
+    """
+    from qdt.execution import get_executor
+    from qdt.execution.registry import executor_factory
+    from qdt.nn.factory import executor_options
+
+    executor_factory(backend)  # unknown names: one clear error first
+    accepted = executor_options(backend)
+    options: dict[str, Any] = {}
+    noise_name = None
+    if noise is not None:
+        if "noise" not in accepted:
+            raise QdtInputError(
+                "--noise", "an executor that takes a noise model (density, aer)", backend, "add --backend aer"
+            )
+        from qdt.noise.profiles import load_noise_profile
+
+        profile = load_noise_profile(noise)
+        noise_name = profile.name
+        options["noise"] = profile.to_noise_config() if backend == "density" else profile
+    if shots is not None:
+        if "shots" not in accepted:
+            raise QdtInputError("--shots", "an executor that samples shots (density, aer)", backend)
+        if shots < 1:
+            raise QdtInputError("--shots", "a positive number of shots", shots)
+        options["shots"] = shots
+        if "seed" in accepted:  # a child of --seed's sequence: a stream apart from the weights'
+            sequence = np.random.SeedSequence(seed).spawn(1)[0] if shot_seed is None else None
+            options["seed"] = sequence if sequence is not None else np.random.SeedSequence(shot_seed)
+    return get_executor(backend, **options), noise_name
 
 
 def _float_list(text: str, flag: str) -> list[float]:
