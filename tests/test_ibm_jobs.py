@@ -8,6 +8,7 @@ queued, running, done, failed, cancelled and timed out, and injects transient fa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,12 @@ class SimulatedCrash(BaseException):
 
 
 @pytest.fixture()
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ScriptedServer:
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ScriptedServer]:
     isolate_accounts(monkeypatch, tmp_path / "account")
     server = ScriptedServer()
     install(monkeypatch, server)
-    return server
+    yield server
+    server.release.set()
 
 
 def _vqc_batch(rows: int = 3) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -140,6 +142,24 @@ def test_qdt_timeout_names_the_job_and_leaves_or_cancels_it(
     assert JobStore(tmp_path).get(job_id).status == "TIMED_OUT"
     assert server.calls.get("job_cancel", 0) == (1 if on_timeout == "cancel" else 0)
     assert server.jobs[job_id].status == ("Cancelled" if on_timeout == "cancel" else "Queued")
+
+
+def test_a_status_poll_that_never_answers_cannot_outlast_qdt_timeout(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    import time
+
+    server.script_next("Queued", "Queued", "Running", "Completed")
+    executor = open_backend(scripted_profile(tmp_path, timeout_s=0.5), job_dir=tmp_path)
+    vqc, angles, weights = _vqc_batch()
+    prepared = executor.prepare_vqc(vqc)
+    server.fail("job_get", "hang")  # the first status poll hangs on a dead connection
+    started = time.monotonic()
+    with pytest.raises(JobTimeoutError) as caught:
+        executor.run(prepared, angles, weights)
+    assert time.monotonic() - started < 5 and caught.value.where == "qdt"
+    (job_id,) = server.jobs
+    assert JobStore(tmp_path).get(job_id).status == "TIMED_OUT" and server.submissions == 1
 
 
 def test_transient_errors_are_retried_without_a_second_submission(

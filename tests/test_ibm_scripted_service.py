@@ -91,6 +91,7 @@ class ScriptedServer:
         self.calls: dict[str, int] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.release = threading.Event()  # ends every "hang" fault
         self.seed = 7
 
     @property
@@ -102,7 +103,8 @@ class ScriptedServer:
         self.scripts.append([s if isinstance(s, tuple) else step(s) for s in statuses])
 
     def fail(self, method: str, *errors: BaseException | str) -> None:
-        """The next calls of ``method`` raise these errors ("after" = do the work, then lose the reply)."""
+        """The next calls of ``method`` raise these errors ("after": do the work, then lose the reply;
+        "hang": block until ``release`` is set)."""
         self.faults.setdefault(method, deque()).extend(errors)
 
     def fake(self, device: str) -> Any:
@@ -137,6 +139,8 @@ class ScriptedClient:
             fault = queue.popleft() if queue else None
         if isinstance(fault, BaseException):
             raise fault
+        if fault == "hang":  # a connection that never answers (the client has no read timeout)
+            server.release.wait(timeout=60)
         return fault
 
     # backends

@@ -16,7 +16,8 @@ JSON contract (``--json``, also saved as RUN/inference/<utc>-<profile>.json): ru
 {profile, executor, device, local, shots, ...}, strategy, circuits [per agent: layout, depth,
 two_qubit_gates, ...], decisions {raw, mitigated?: {assignment, feasible, violations,
 total_latency_s, per_user_latency_s, gap}}, optimum {status, assignment, total_latency_s},
-noiseless {assignment, total_latency_s} (the same actors, exact statevector), timing
+noiseless {assignment, feasible, total_latency_s, agrees_with_raw} (the same actors on the exact
+statevector executor), timing
 {decision_wall_s, prepare_s, queue_s, execution_s, quantum_seconds}, jobs [job_id, status, ...].
 """
 
@@ -198,6 +199,8 @@ def run_inference(
         )
     if strategy not in STRATEGIES:
         raise QdtInputError("--strategy", "one of " + ", ".join(STRATEGIES), strategy)
+    if seed is not None and seed < 0:
+        raise QdtInputError("--seed", "a non-negative integer", seed)
     if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s <= 0):
         raise QdtInputError("--timeout", "a positive number of seconds", timeout_s)
     profile = load_backend_profile(backend)
@@ -238,7 +241,7 @@ def run_inference(
     model = PlacementModel(instance)
     optimum = solve(model, "auto")
     optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
-    noiseless = load_policy(run_dir).placement()
+    noiseless = load_policy(run_dir, executor=open_backend("statevector")).placement()
     noiseless_eval = model.evaluate(noiseless)
     decisions = {"raw": _decision(model, x_raw, optimum_latency, matrix_to_assignment)}
     if x_mit is not None:
@@ -354,7 +357,7 @@ def _timing(decision_wall_s: float, prepare_s: float, jobs: list[dict[str, Any]]
         "note": (
             None
             if not jobs or total("queue_s") is not None
-            else "the service did not report queue and execution times (local testing mode reports none)"
+            else "queue and execution times not reported: local testing mode has no queue"
         ),
     }
 

@@ -197,6 +197,13 @@ def load_backend_profile(spec: str | Path | BackendProfile) -> BackendProfile:
         return ruled
     if text in ("statevector", "density", "aer"):
         return BackendProfile(name=text, executor=text, source=f"executor:{text}")
+    if text == "ibm":
+        raise QdtInputError(
+            "backend",
+            "a device for the ibm executor",
+            text,
+            "name one: fake_<device> (local testing mode, e.g. fake_torino) or ibm_<device> (ibm_torino)",
+        )
     names = sorted(files)
     raise QdtInputError(
         "backend",

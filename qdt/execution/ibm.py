@@ -50,6 +50,7 @@ from qdt.execution.base import (
 from qdt.execution.ibm_connect import RuntimeDevice, connect_device
 from qdt.execution.ibm_jobs import (
     JobStore,
+    JobTimeoutError,
     collect_result,
     default_job_dir,
     persist_local_on_completion,
@@ -341,7 +342,8 @@ class IBMRuntimeExecutor(Executor):
         self._check_shots(sum(v.shape[0] for _, _, v in checked))
         use_estimator = mode == "expval_z" and self.profile.estimator.use_for_expval
         kind = "estimator" if use_estimator else "sampler"
-        pubs, meta = [], []
+        pubs: list[tuple[Any, ...]] = []
+        meta: list[dict[str, Any]] = []
         for prepared, payload, values in checked:
             bits = len(prepared.readout_qubits)
             if use_estimator:
@@ -349,7 +351,16 @@ class IBMRuntimeExecutor(Executor):
             else:
                 pubs.append((payload.circuit, values, self.shots))
             meta.append(
-                {"kind": kind, "register": READOUT_REGISTER, "bits": bits, "rows": int(values.shape[0])}
+                {
+                    "kind": kind,
+                    "register": READOUT_REGISTER,
+                    "bits": bits,
+                    "rows": int(values.shape[0]),
+                    "layout": list(payload.layout),
+                    "physical_readout": list(payload.physical_readout),
+                    "depth": payload.depth,
+                    "two_qubit_gates": payload.two_qubit_gates,
+                }
             )
         result = self._execute(kind, pubs, meta, [(p.key, v) for _, p, v in checked])
         outputs = []
@@ -493,10 +504,8 @@ class IBMRuntimeExecutor(Executor):
         submit_s = time.monotonic() - started
         try:
             outcome = wait_for_job(job, job_id, self.store, settings, started, local=self.local)
-        except BaseException as error:
-            from qdt.execution.ibm_jobs import JobTimeoutError
-
-            if isinstance(error, JobTimeoutError) and self.local:
+        except JobTimeoutError:
+            if self.local:  # the simulation goes on in this process: keep its result when it ends
                 persist_local_on_completion(job, job_id, self.store, meta)
             raise
         payload = collect_result(job, job_id, self.store, settings, meta, local=self.local)
@@ -532,6 +541,7 @@ class IBMRuntimeExecutor(Executor):
         if payload is None:
             settings = self.profile.runtime
             service = self.device.service
+            assert service is not None  # find_reusable only returns pending jobs of a cloud device
             job = with_retries(lambda: service.job(record.job_id), "job lookup", settings, record.job_id)
             outcome = wait_for_job(job, record.job_id, self.store, settings, started, local=False)
             payload = collect_result(job, record.job_id, self.store, settings, meta, local=False)

@@ -27,12 +27,13 @@ import json
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -301,6 +302,37 @@ def submit_once(
 
 
 # ---- waiting ---------------------------------------------------------------------------------
+class CallTimedOut(Exception):
+    """A service call still had no answer at the deadline."""
+
+
+def call_before(deadline: float, call: Callable[[], T]) -> T:
+    """``call()`` in a daemon thread, abandoned at ``deadline`` (time.monotonic()): CallTimedOut.
+
+    qiskit-ibm-runtime sets no read timeout, so a call can hang on a dead connection; an abandoned
+    call's thread is a daemon and cannot keep the process alive.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise CallTimedOut()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as error:  # handed to the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="qdt-runtime-call", daemon=True)
+    thread.start()
+    thread.join(remaining)
+    if thread.is_alive():
+        raise CallTimedOut()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 @dataclass
 class WaitOutcome:
     status: str
@@ -317,7 +349,11 @@ def wait_for_job(
     last = None
     seen: list[tuple[str, float]] = []
     while True:
-        status = normalize_status(with_retries(job.status, "status poll", settings, job_id))
+        try:  # the Runtime client has no read timeout: a hung poll must not outlast qdt's timeout
+            polled = call_before(deadline, lambda: with_retries(job.status, "status poll", settings, job_id))
+        except CallTimedOut:
+            _time_out(job, job_id, store, settings, local)
+        status = normalize_status(polled)
         now = time.monotonic()
         if status != last:
             seen.append((status, now - started))
@@ -343,7 +379,7 @@ def wait_for_job(
     return outcome
 
 
-def _time_out(job: Any, job_id: str, store: JobStore, settings: RuntimeSettings, local: bool) -> None:
+def _time_out(job: Any, job_id: str, store: JobStore, settings: RuntimeSettings, local: bool) -> NoReturn:
     if local:
         note = (
             "the local simulation keeps running inside this process, which saves its result when "
@@ -383,7 +419,7 @@ def bitarray_counts(bits: Any) -> np.ndarray:
     """Counts per row of a BitArray of shape [B] → int64 [B, 2^num_bits] (vectorised, no row loop)."""
     array = np.asarray(bits.array, dtype=np.uint8)  # [B, shots, bytes], big-endian bytes
     num_bits = int(bits.num_bits)
-    values = np.zeros(array.shape[:-1], dtype=np.int64)
+    values: np.ndarray = np.zeros(array.shape[:-1], dtype=np.int64)
     for byte in range(array.shape[-1]):
         values = (values << 8) | array[..., byte].astype(np.int64)
     values &= (1 << num_bits) - 1
@@ -449,8 +485,20 @@ def collect_result(
     *,
     local: bool,
 ) -> dict[str, Any]:
-    """Fetch a DONE job's result and metrics, save them under jobs/<id>.json, return the payload."""
-    result = with_retries(job.result, "result download", settings, job_id)
+    """Fetch a DONE job's result and metrics, save them under jobs/<id>.json, return the payload.
+
+    The download gets a fresh ``timeout_s`` of its own (the job is done; only the transfer is left).
+    """
+    try:
+        result = call_before(
+            time.monotonic() + settings.timeout_s,
+            lambda: with_retries(job.result, "result download", settings, job_id),
+        )
+    except CallTimedOut:
+        raise ServiceUnavailableError(
+            f"IBM Quantum: job {job_id} is done but its result did not arrive within "
+            f"{settings.timeout_s:g} s; `qdt jobs fetch --run DIR {job_id}` later"
+        ) from None
     payload = result_payload(result, pubs)
     metrics = None
     if not local:  # local jobs stamp created = running = finished at submission: nothing to report
