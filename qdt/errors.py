@@ -28,6 +28,10 @@ class QdtInputError(QdtError, ValueError):
             message += f" ({fix})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, object, str | None]]:
+        # so the error crosses process boundaries (worker pools, Ray) intact
+        return (type(self), (self.field, self.expected, self.got, self.fix))
+
 
 def _short_repr(value: object, limit: int = 80) -> str:
     text = value if isinstance(value, str) else repr(value)

@@ -37,6 +37,7 @@ _TOP_FIELDS = {
 _REQUIRED_TOP = _TOP_FIELDS - {"meta"}
 _USER_FIELDS = ("data_bits", "tx_power_w", "deadline_s")
 _SERVER_FIELDS = ("capacity", "max_users")
+MAX_USERS_CAP = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,13 @@ class Instance:
             _check_positive(f"servers[{j}].capacity", server.capacity)
             if not isinstance(server.max_users, int) or isinstance(server.max_users, bool):
                 raise QdtInputError(f"servers[{j}].max_users", "an integer >= 1", server.max_users)
-            if server.max_users < 1:
-                raise QdtInputError(f"servers[{j}].max_users", "an integer >= 1", server.max_users)
+            if not 1 <= server.max_users <= MAX_USERS_CAP:
+                raise QdtInputError(
+                    f"servers[{j}].max_users",
+                    f"an integer from 1 to {MAX_USERS_CAP}",
+                    server.max_users,
+                    "a cap above the number of users means no cap",
+                )
         shape = (len(self.users), len(self.servers))
         for name in ("channel_gain", "compute_rate"):
             matrix = getattr(self, name)

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from qdt.cli import main
+from qdt.errors import QdtInputError
 from qdt.generator import GeneratorConfig, generate_instance, paper_instance
 from qdt.instance import save_instance
 
@@ -137,7 +138,9 @@ def test_argparse_errors_are_one_line_exit_2():
     assert "Traceback" not in proc.stderr
 
 
-def test_demo_runs(capsys):
-    code, out, _ = run(capsys, "demo")
-    assert code == 0
-    assert "enumerate" in out and "milp" in out and "greedy" in out and "11.37%" in out
+def test_input_errors_survive_pickling():
+    import pickle
+
+    error = QdtInputError("--shots", "a positive integer", 0, "drop --shots for exact")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is QdtInputError and str(copy) == str(error) and copy.fix == error.fix

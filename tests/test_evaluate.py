@@ -79,7 +79,7 @@ def test_cli_errors(quantum_run, tmp_path, capsys):
     assert main(["evaluate", "--run", str(quantum_run), "--shots", "0"]) == 2
     assert "--shots" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(quantum_run), "--backend", "nope"]) == 2
-    assert "executor" in capsys.readouterr().err
+    assert "backend" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     classical = tmp_path / "c"
     train(TrainConfig(**TINY, agent="classical"), paper_instance(), classical, progress=False)

@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--shots", type=int, help="shots per circuit (default: exact)")
     parser.add_argument("--repeats", type=int, default=1, help="independent draws (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation's randomness")
+    parser.add_argument(
+        "--rollout",
+        choices=("calls", "table"),
+        default="calls",
+        help="decisions by fresh calls (default) or from one batched call per agent (for slow devices)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_evaluate)
 
@@ -63,7 +69,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     show_bar = args.repeats > 1 and not args.json
     with tqdm(total=args.repeats, desc="evaluate", unit="draw", disable=not show_bar) as bar:
         result = evaluate_policy(
-            reference, target, repeats=args.repeats, seed=args.seed, on_repeat=lambda _: bar.update(1)
+            reference,
+            target,
+            repeats=args.repeats,
+            seed=args.seed,
+            rollout=args.rollout,
+            on_repeat=lambda _: bar.update(1),
         )
     result = {
         "run": str(args.run),

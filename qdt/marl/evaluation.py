@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from qdt.marl.maddpg import all_observations
+from qdt.errors import QdtInputError
+from qdt.marl.maddpg import all_observations, scores_from_table
 from qdt.marl.policy import TrainedPolicy
 from qdt.model import PlacementModel, matrix_to_assignment
 from qdt.solvers import solve
 
 MAX_ENUMERATED_STATES = 65_536
+ROLLOUTS = ("calls", "table")
 SAMPLED_STATES = 4096
 
 
@@ -82,9 +84,17 @@ def evaluate_policy(
     *,
     repeats: int = 1,
     seed: int = 0,
+    rollout: str = "calls",
     on_repeat: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Compare ``target`` (the run on the executor under study) with ``reference`` (noiseless)."""
+    """Compare ``target`` (the run on the executor under study) with ``reference`` (noiseless).
+
+    ``rollout="calls"`` makes each of the N_t decisions with fresh executor calls, as a deployed
+    policy would; ``"table"`` reads them off the repeat's score tables (one call per agent per
+    repeat: for slow backends such as fake or real devices, where a job costs seconds).
+    """
+    if rollout not in ROLLOUTS:
+        raise QdtInputError("rollout", f"one of {', '.join(ROLLOUTS)}", rollout)
     model = PlacementModel(reference.instance)
     optimum = solve(model, "auto")
     optimum_total = optimum.total_latency_s if optimum.status == "optimal" else None
@@ -110,6 +120,9 @@ def evaluate_policy(
         decision_agreement.append(float((decisions == reference_decisions).mean()))
         x = np.zeros((target.n_users, target.n_servers), dtype=np.int8)
         for _ in range(target.config.steps_per_episode):
+            if rollout == "table":
+                x = target.decide(x, scores=scores_from_table(tables, x))
+                continue
             start = time.perf_counter()
             x = target.decide(x)
             decision_times.append(time.perf_counter() - start)
@@ -155,8 +168,10 @@ def evaluate_policy(
             ),
         },
         "optimum_total_latency_s": optimum_total,
+        "rollout": rollout,
         "decision_latency": {
-            "per_decision_s": float(np.median(decision_times)),
+            # with table roll-outs a decision costs one batched call per agent
+            "per_decision_s": float(np.median(decision_times or [sum(batch_times) / repeats])),
             "per_decision_calls": target.n_servers,
             "per_batch_s": float(np.median(batch_times)),
             "batch_size": 2**target.n_users,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from qdt.errors import QdtInputError
-from qdt.execution import Executor, get_executor
+from qdt.execution import Executor
 from qdt.execution.registry import executor_factory
 from qdt.marl.config import TrainConfig
 from qdt.nn.networks import Actor, Critic
@@ -55,27 +55,14 @@ def make_executor(
     noise: str | None = None,
     shots: int | None = None,
 ) -> Executor:
-    """The named executor; a seed is passed when it takes one (shot noise, sampling).
+    """The executor for a backend profile (``backends/``, ``fake_<device>``) or executor name.
 
-    ``noise`` is a noise profile (see ``noise_models/``), ``shots`` a shot count; executors that
-    take neither reject them with a message naming the option.
+    ``noise`` is a noise profile (see ``noise_models/``), ``shots`` a shot count; both override
+    the profile's, and executors that take neither reject them with a message naming the option.
     """
-    factory_params = executor_options(name)
-    options: dict[str, object] = {"seed": seed} if "seed" in factory_params else {}
-    for option, value in (("noise", noise), ("shots", shots)):
-        if value is None:
-            continue
-        if option not in factory_params:
-            raise QdtInputError(
-                f"--{option}", f"an executor that takes {option}", name, "use --backend density or aer"
-            )
-        options[option] = value
-    if noise is not None:
-        from qdt.noise.profiles import load_noise_profile
+    from qdt.execution.backends import open_backend
 
-        profile = load_noise_profile(noise)
-        options["noise"] = profile.to_noise_config() if name == "density" else profile
-    return get_executor(name, **options)
+    return open_backend(name, shots=shots, seed=seed, noise=noise)
 
 
 def executor_options(name: str) -> list[str]:

@@ -118,7 +118,10 @@ def evaluate_agents(
         for label, backend, noise, shots in evaluation_settings(config):
             executor = make_executor(backend, next(seeds), noise=noise, shots=shots)
             repeats = 1 if (shots is None and noise is None) or backend == config.device else config.repeats
-            result = evaluate_policy(reference, load_policy(run_dir, executor=executor), repeats=repeats)
+            rollout = "table" if backend == config.device else "calls"
+            result = evaluate_policy(
+                reference, load_policy(run_dir, executor=executor), repeats=repeats, rollout=rollout
+            )
             rows.append(EvaluationRow(spec.label, label, backend, noise, shots, result))
             if on_done is not None:
                 on_done(f"evaluated {spec.label}: {label}")
