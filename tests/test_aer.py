@@ -197,8 +197,11 @@ def test_gaussian_shot_noise_function_is_centred():
 # ----------------------------------------------------------------------------- noise paths
 
 
-@pytest.mark.parametrize("noise", ["thermal-ibm-like", "device:fake_manila"])
-def test_shared_tail_path_equals_the_plain_density_matrix(noise):
+# Aer's C++ applies a device error whose Kraus/Pauli terms include probabilities down to 1e-8
+# within about 5e-11 of the exact channel (checked against qiskit.quantum_info); the tail uses
+# the exact channel, so device results agree to about 1e-11 per two-qubit gate.
+@pytest.mark.parametrize(("noise", "tol"), [("thermal-ibm-like", 1e-12), ("device:fake_manila", 1e-9)])
+def test_shared_tail_path_equals_the_plain_density_matrix(noise, tol):
     vqc, angles, weights = vqc_batch(16, 3, rows=SPLIT_MIN_ROWS + 3, seed=5)
     executor = get_executor("aer", noise=noise)
     prepared = executor.prepare_vqc(vqc)
@@ -207,7 +210,7 @@ def test_shared_tail_path_equals_the_plain_density_matrix(noise):
     for row in range(3):
         single = executor.run(prepared, angles[row : row + 1], weights)
         assert executor.last_run_info["method"] == "density_matrix"
-        assert torch.max(torch.abs(batch[row] - single[0])) < 1e-12
+        assert torch.max(torch.abs(batch[row] - single[0])) < tol
     again = executor.run(prepared, angles, weights)  # cached tail observables
     assert torch.max(torch.abs(batch - again)) < 1e-15
 

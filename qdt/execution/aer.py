@@ -107,21 +107,6 @@ def multinomial_estimates(probs: np.ndarray, shots: int, generator: np.random.Ge
     return generator.multinomial(shots, p) / shots
 
 
-def marginal(probs: np.ndarray, num_qubits: int, readout: Sequence[int]) -> np.ndarray:
-    """[B, 2**k] probabilities of k qubits -> [B, 2**m] with outcome bit i = qubit readout[i]."""
-    rows = probs.shape[0]
-    if list(readout) == list(range(num_qubits)):
-        return probs
-    tensor = probs.reshape([rows] + [2] * num_qubits)  # axis 1 + (k − 1 − q) is qubit q
-    axes = [1 + (num_qubits - 1 - q) for q in reversed(readout)]  # most significant bit first
-    others = tuple(a for a in range(1, num_qubits + 1) if a not in axes)
-    if others:
-        tensor = tensor.sum(axis=others)
-    remaining = sorted(axes)
-    tensor = tensor.transpose([0] + [1 + remaining.index(a) for a in axes])
-    return tensor.reshape(rows, 2 ** len(readout))
-
-
 # ---- circuit checks and transpilation ------------------------------------------------------
 def check_circuit(circuit: QuantumCircuit, *, allow_delays: bool = True) -> QuantumCircuit:
     """Reject what has no readout semantics here; return the circuit without final measurements."""

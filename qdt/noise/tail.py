@@ -23,17 +23,25 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterExpression
 
-from qdt.noise.pauli import pauli_basis, ptm_of_kraus, ptm_of_unitary
+from qdt.noise.pauli import pauli_basis, ptm_of_unitary
 
 # (gate name or unitary label, qubits) -> the qiskit-aer QuantumError applied after it, or None
 ErrorLookup = Callable[[str, tuple[int, ...]], Any]
 
 
 def error_ptm(error: Any) -> np.ndarray:
-    """PTM of a qiskit-aer QuantumError (its first qubit is the least significant)."""
-    from qiskit.quantum_info import Kraus
-
-    return ptm_of_kraus(list(Kraus(error.to_quantumchannel()).data))
+    """PTM of a qiskit-aer QuantumError (its first qubit is the least significant), from its
+    superoperator S (column stacking): R[i, j] = Tr(P_i · unvec(S·vec(P_j))) / 2**n, exactly."""
+    superop = np.asarray(error.to_quantumchannel().data, dtype=np.complex128)
+    dimension = int(round(np.sqrt(superop.shape[0])))
+    n = int(round(np.log2(dimension)))
+    basis = pauli_basis(n)
+    flat = basis.reshape(4**n, -1)  # row i: P_i row-major = vec(P_iᵀ) in column stacking
+    columns = basis.transpose(0, 2, 1).reshape(4**n, -1)  # row j: vec(P_j) in column stacking
+    ptm = flat @ superop @ columns.T / dimension
+    if np.max(np.abs(ptm.imag)) > 1e-10:
+        raise ValueError("the error's PTM has an imaginary part: not a valid channel")
+    return np.ascontiguousarray(ptm.real)
 
 
 def noise_key(operation: Any) -> str:
