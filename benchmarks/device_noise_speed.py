@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "naive (ms)",
         "qdt (ms)",
         "speed-up",
-        "max |z|",
+        "max abs z",
         "chi² / dof",
         "p-value",
     ]
@@ -185,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
             r["case"],
             r["isa_2q_gates"],
             r["simulated_qubits"],
-            r["naive_ms"],
-            r["qdt_ms"],
-            f"{r['speedup']}x",
-            r["max_abs_z"],
+            f"{r['naive_ms']:.0f}",
+            f"{r['qdt_ms']:.1f}",
+            f"{r['speedup']:.1f}x",
+            f"{r['max_abs_z']:.2f}",
             f"{r['chi_square']:.0f} / {r['chi_square_dof']}",
-            r["chi_square_p"],
+            f"{r['chi_square_p']:.3f}",
         ]
         for r in rows
     ]
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         f"NoiseModel.from_backend ({1000 * model_s:.0f} ms to build, once, not counted). qdt: "
         f"`get_executor('aer', noise='device:{args.device}', shots={args.shots})`, fresh weights "
         f"per call. Statistics: naive counts against qdt's exact probabilities, per outcome "
-        f"(max |z|, binomial sigma) and over all {repeats} x {args.rows} rows (Pearson chi-square)."
+        f"(max abs z, binomial sigma) and over all {repeats} x {args.rows} rows (Pearson chi-square)."
     )
     markdown = format_table(headers, table, markdown=True) + "\n\n" + note + "\n"
     (RESULTS / "device_noise_speed.md").write_text(markdown)
