@@ -15,7 +15,8 @@ from qdt.errors import QdtError
 
 _DESCRIPTION = """\
 qdt: multi-agent quantum reinforcement learning (QMARL) for digital-twin placement on 6G edge
-servers (Tariq et al.). Instances, exact optima, scores, the environment, circuits and training.
+servers (Tariq et al.): instances and exact optima, training, circuits on simulators and IBM
+devices, noise and shot studies, sweeps and benchmarks.
 Run `qdt COMMAND --help` for each command's options.
 """
 
