@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from qdt.cli import main
+from qdt.errors import QdtInputError
 from qdt.generator import paper_instance
 from qdt.marl import train as train_module
 from qdt.marl.checkpoint import load_checkpoint
@@ -169,3 +170,47 @@ def test_tensorboard_scalars_match_the_metrics_file(tmp_path):
     metrics = _metrics(tmp_path / "run")
     assert [s.step for s in scalars] == [m["episode"] for m in metrics]
     assert [s.value for s in scalars] == pytest.approx([m["reward_mean"] for m in metrics], rel=1e-6)
+
+
+NOISY_TINY = dict(
+    agent="quantum",
+    layers=1,
+    episodes=10,
+    steps_per_episode=2,
+    batch_size=8,
+    replay_size=64,
+    warmup_transitions=8,
+    hidden=8,
+    checkpoint_every=5,
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"backend": "density", "noise": "depol-1e-3"},
+        {"backend": "density", "noise": "depol-1e-3", "shots": 64},
+        {"backend": "aer", "shots": 64},
+    ],
+    ids=["density-noise", "density-noise-shots", "aer-shots-parameter-shift"],
+)
+def test_noise_aware_and_shot_based_training_reproduce(tmp_path, options):
+    config = TrainConfig(**NOISY_TINY, **options, seed=2)
+    first = train(config, paper_instance(), tmp_path / "a", progress=False)
+    second = train(config, paper_instance(), tmp_path / "b", progress=False)
+    assert _strip_wall(_metrics(tmp_path / "a")) == _strip_wall(_metrics(tmp_path / "b"))
+    for x, y in zip(_params(tmp_path / "a"), _params(tmp_path / "b")):
+        assert torch.equal(x, y)
+    assert first["config"]["noise"] == options.get("noise") and first["assignment"] == second["assignment"]
+    critic_losses = [m["critic_loss"] for m in _metrics(tmp_path / "a") if m["critic_loss"] is not None]
+    assert critic_losses and all(np.isfinite(critic_losses))
+
+
+def test_training_options_are_checked_before_training(tmp_path):
+    with pytest.raises(QdtInputError, match="shots"):
+        train(TrainConfig(**NOISY_TINY, shots=8), paper_instance(), tmp_path / "sv", progress=False)
+    with pytest.raises(QdtInputError, match="noise"):
+        train(TrainConfig(**NOISY_TINY, backend="density", noise="nope"), paper_instance(), tmp_path / "n")
+    with pytest.raises(QdtInputError, match="classical"):
+        TrainConfig(agent="classical", noise="depol-1e-3")
+    assert not (tmp_path / "sv").exists() and not (tmp_path / "n").exists()
