@@ -173,6 +173,39 @@ def test_encoder_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(vqc.angles, (x,), eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 16])
+def test_fast_encoder_matches_its_autograd_definition(width):
+    """vqc.angles runs a hand-written backward; values and gradients equal those of plain torch
+    autograd through the definition (reference_angles), zero norms and φ(x) = 0 included."""
+    vqc = build_vqc(width, 0)
+    generator = torch.Generator().manual_seed(width)
+    special = torch.full((2, width), 0.5, dtype=torch.float64)
+    special[0, 0] = 0.25  # φ(x) = 0
+    x = torch.cat(
+        [
+            torch.rand(5, width, generator=generator, dtype=torch.float64) * 3 - 1,
+            _binary_inputs(min(width, 4)).repeat(1, (width + 3) // 4)[:, :width],
+            torch.zeros(1, width, dtype=torch.float64),
+            special,
+        ]
+    ).requires_grad_()
+    g = torch.randn(x.shape[0], vqc.n_encoding, generator=generator, dtype=torch.float64)
+    fast = vqc.angles(x)
+    reference = vqc.encoder.reference_angles(x)
+    assert torch.equal(fast, reference) or (fast - reference).abs().max() < 1e-15
+    (fast_grad,) = torch.autograd.grad((fast * g).sum(), x)
+    (reference_grad,) = torch.autograd.grad((reference * g).sum(), x)
+    assert torch.isfinite(fast_grad).all()
+    assert (fast_grad - reference_grad).abs().max() < 1e-12
+
+
+def test_encoder_without_input_gradients_builds_no_graph():
+    vqc = build_vqc(4, 1)
+    assert not vqc.angles(torch.rand(3, 4, dtype=torch.float64)).requires_grad
+    with torch.no_grad():
+        assert not vqc.angles(torch.rand(3, 4, dtype=torch.float64, requires_grad=True)).requires_grad
+
+
 # ----------------------------------------------------------------------------- validation
 
 

@@ -37,6 +37,7 @@ EXECUTORS = [
     ("statevector-unfused", "statevector", {"fuse": False}),
     ("density", "density", {}),
     ("density-pauli", "density", {"method": "pauli", "noise": NoiseConfig()}),
+    ("density-pauli-unfused", "density", {"method": "pauli", "noise": NoiseConfig(), "fuse": False}),
 ]
 EXACT = [entry for entry in EXECUTORS]
 
@@ -292,6 +293,173 @@ def test_gradients_on_random_circuits_with_affine_parameters(entry):
         return executor.run(prepared, a, w, readout="expval_z")
 
     assert torch.autograd.gradcheck(f, (angles, weights), eps=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- fast kernels
+# The paper's circuits run through specialised kernels with hand-written backward passes
+# (qdt.execution.kernel); fuse=False runs the generic program. Both must agree, and the
+# kernels' gradients must match finite differences.
+
+KERNEL_NOISE = [
+    None,
+    NoiseConfig(depolarizing_1q=1e-3, depolarizing_2q=1e-2),
+    NoiseConfig(depolarizing_1q=0.03, depolarizing_2q=0.07, amplitude_damping=0.05, phase_damping=0.04),
+]
+
+
+def _kernel_executors(noise):
+    if noise is None:
+        return get_executor("statevector"), get_executor("statevector", fuse=False)
+    return (
+        get_executor("density", noise=noise, method="pauli"),
+        get_executor("density", noise=noise, method="pauli", fuse=False),
+    )
+
+
+def _kernel_of(prepared):
+    program = prepared.payload[0] if isinstance(prepared.payload, tuple) else prepared.payload
+    return program.kernel
+
+
+@pytest.mark.parametrize("noise", KERNEL_NOISE, ids=["statevector", "depolarizing", "all-channels"])
+@pytest.mark.parametrize(
+    ("width", "layers"), [(1, 0), (1, 2), (2, 3), (4, 1), (4, 6), (5, 2), (16, 6), (32, 1)]
+)
+def test_kernels_run_the_paper_circuits_and_agree_with_the_generic_program(noise, width, layers):
+    fast, generic = _kernel_executors(noise)
+    vqc = build_vqc(width, layers)
+    prepared_fast, prepared_generic = fast.prepare_vqc(vqc), generic.prepare_vqc(vqc)
+    assert _kernel_of(prepared_fast) is not None
+    assert _kernel_of(prepared_generic) is None
+    generator = torch.Generator().manual_seed(width * 7 + layers)
+    x = torch.cat(
+        [
+            torch.rand(4, width, generator=generator, dtype=torch.float64).round(),
+            torch.zeros(1, width, dtype=torch.float64),
+            torch.rand(2, width, generator=generator, dtype=torch.float64) * 2 - 0.5,
+        ]
+    ).requires_grad_()
+    weights = (torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 7 - 3).requires_grad_()
+    for readout in ("probs", "expval_z"):
+        a = fast.run(prepared_fast, vqc.angles(x), weights, readout=readout)
+        b = generic.run(prepared_generic, vqc.angles(x), weights, readout=readout)
+        assert (a - b).abs().max() < 1e-12
+        g = torch.randn(a.shape, generator=generator, dtype=torch.float64)
+        grads_a = torch.autograd.grad((a * g).sum(), (x, weights), allow_unused=True)
+        grads_b = torch.autograd.grad((b * g).sum(), (x, weights), allow_unused=True)
+        for u, v in zip(grads_a, grads_b):
+            assert (u is None) == (v is None)
+            if u is not None:
+                assert (u - v).abs().max() < 1e-11
+
+
+@pytest.mark.parametrize("noise", KERNEL_NOISE, ids=["statevector", "depolarizing", "all-channels"])
+@pytest.mark.parametrize(("width", "layers"), [(2, 2), (4, 1), (8, 2)])
+def test_kernel_backward_passes_match_finite_differences(noise, width, layers):
+    """gradcheck of the hand-written backward passes, w.r.t. the angles and the weights."""
+    fast, _ = _kernel_executors(noise)
+    vqc = build_vqc(width, layers)
+    prepared = fast.prepare_vqc(vqc)
+    assert _kernel_of(prepared) is not None
+    generator = torch.Generator().manual_seed(width + layers)
+    x = torch.rand(3, width, generator=generator, dtype=torch.float64) * 0.8 + 0.1
+    angles = vqc.angles(x).detach().requires_grad_()
+    weights = (torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 6).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, w: fast.run(prepared, a, w), (angles, weights), eps=1e-6, atol=1e-8
+    )
+
+
+def _tree_circuit_with_weighted_prefix() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
+    """A rotation tree whose angles mix encoding parameters and weights, a marginal readout,
+    constant gates between layers and a phase gate (complex) in the suffix."""
+    a = ParameterVector("a", 3)
+    w = ParameterVector("w", 4)
+    circuit = QuantumCircuit(3)
+    circuit.ry(a[0] + w[0], 2)
+    circuit.ry(0.5 * a[1] - 0.3, 1)
+    circuit.cx(2, 1)
+    circuit.ry(a[2], 1)
+    circuit.cx(2, 1)
+    circuit.ry(a[1] + a[2], 0)
+    circuit.rx(w[1], 0)
+    circuit.p(w[2] / 2 + 0.1, 1)
+    circuit.h(2)
+    circuit.cz(0, 2)
+    circuit.rz(w[3], 2)
+    circuit.swap(0, 1)
+    return circuit, a, w
+
+
+@pytest.mark.parametrize("noise", KERNEL_NOISE, ids=["statevector", "depolarizing", "all-channels"])
+@pytest.mark.parametrize("exponential", [True, False], ids=["generator", "derivative-kron"])
+def test_kernels_on_general_trees_marginals_and_weighted_prefixes(noise, exponential, monkeypatch):
+    if not exponential:  # force the layered suffix's general backward pass
+        import qdt.execution.layered as layered
+
+        monkeypatch.setattr(layered, "_generator", lambda fit: None)
+    fast, generic = _kernel_executors(noise)
+    circuit, a, w = _tree_circuit_with_weighted_prefix()
+    prepared = fast.prepare(circuit, a, w, readout_qubits=[2, 0])
+    reference = generic.prepare(circuit, a, w, readout_qubits=[2, 0])
+    kernel = _kernel_of(prepared)
+    assert kernel is not None
+    if noise is None:
+        assert (kernel.suffix.generators is not None) == exponential
+    generator = torch.Generator().manual_seed(11)
+    angles = (torch.rand(4, 3, generator=generator, dtype=torch.float64) * 6 - 3).requires_grad_()
+    weights = (torch.rand(4, generator=generator, dtype=torch.float64) * 6 - 3).requires_grad_()
+    probs = fast.run(prepared, angles, weights)
+    assert (probs - generic.run(reference, angles, weights)).abs().max() < 1e-12
+    for row in range(4):
+        bound = bind(circuit, a, w, angles[row].detach(), weights.detach())
+        if noise is None:
+            expected = Statevector(bound).probabilities([2, 0])
+            assert np.max(np.abs(probs[row].detach().numpy() - expected)) < TOL
+    assert torch.autograd.gradcheck(
+        lambda x, y: fast.run(prepared, x, y), (angles, weights), eps=1e-6, atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("noise", KERNEL_NOISE[:2], ids=["statevector", "depolarizing"])
+def test_kernels_give_only_the_gradients_asked_for(noise):
+    fast, generic = _kernel_executors(noise)
+    vqc = build_vqc(8, 2)
+    prepared, reference = fast.prepare_vqc(vqc), generic.prepare_vqc(vqc)
+    angles = vqc.angles(torch.rand(5, 8, dtype=torch.float64))
+    weights = torch.rand(vqc.n_weights, dtype=torch.float64)
+    for need_angles, need_weights in [(True, False), (False, True), (False, False)]:
+        a = angles.clone().requires_grad_(need_angles)
+        w = weights.clone().requires_grad_(need_weights)
+        out = fast.run(prepared, a, w)
+        assert out.requires_grad == (need_angles or need_weights)
+        if not out.requires_grad:
+            continue
+        wanted = [t for t in (a, w) if t.requires_grad]
+        got = torch.autograd.grad(out.sum() + (out[:, 0] ** 2).sum(), wanted)
+        a2, w2 = angles.clone().requires_grad_(need_angles), weights.clone().requires_grad_(need_weights)
+        ref = generic.run(reference, a2, w2)
+        expected = torch.autograd.grad(
+            ref.sum() + (ref[:, 0] ** 2).sum(), [t for t in (a2, w2) if t.requires_grad]
+        )
+        for u, v in zip(got, expected):
+            assert (u - v).abs().max() < 1e-12
+
+
+def test_transpiled_and_parameterised_two_qubit_suffixes_use_the_generic_program():
+    """Shapes the kernels do not cover still run (generic program), and correctly."""
+    a = ParameterVector("a", 1)
+    w = ParameterVector("w", 1)
+    circuit = QuantumCircuit(2)
+    circuit.ry(a[0], 0)
+    circuit.cx(0, 1)
+    circuit.rzz(w[0], 0, 1)  # parameterised two-qubit gate in the shared suffix
+    for executor in (get_executor("statevector"), get_executor("density", method="pauli")):
+        prepared = executor.prepare(circuit, a, w)
+        assert _kernel_of(prepared) is None
+        probs = executor.run(prepared, torch.tensor([[0.7]], dtype=torch.float64), torch.tensor([0.4]))
+        expected = Statevector(bind(circuit, a, w, [0.7], [0.4])).probabilities()
+        assert np.max(np.abs(probs[0].numpy() - expected)) < TOL
 
 
 # ----------------------------------------------------------------------------- bad input

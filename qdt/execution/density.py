@@ -19,6 +19,7 @@ from qdt.errors import QdtInputError
 from qdt.execution.base import Capabilities, Executor, PreparedCircuit, expval_z
 from qdt.execution.engine import probabilities
 from qdt.execution.gates import compile_circuit
+from qdt.execution.kernel import compile_pauli_kernel
 from qdt.execution.layout import Space
 from qdt.execution.lowering import PauliRepresentation
 from qdt.execution.program import Program, build_program
@@ -122,6 +123,10 @@ class DensityExecutor(Executor):
             n_angles=len(angle_params),
             n_weights=len(weight_params),
         )
+        if self.fuse:
+            program.kernel = compile_pauli_kernel(
+                ops, compiled.num_qubits, compiled.readout, len(angle_params), len(weight_params)
+            )
         return program, assignment
 
     def _run(

@@ -191,6 +191,8 @@ def evaluate_tables(program: Program, angles: torch.Tensor, weights: torch.Tenso
 
 def probabilities(program: Program, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Exact readout probabilities [B, 2**m] (before any readout error)."""
+    if program.kernel is not None:
+        return program.kernel(angles, weights)
     values = evaluate_tables(program, angles, weights)
     state = program.initial.expand(-1, angles.shape[0])
     for step in program.prefix:

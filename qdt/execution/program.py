@@ -25,6 +25,7 @@ Plan:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -245,6 +246,9 @@ class Program:
     readout_matrix: torch.Tensor | None  # state vectors: [2**m, D] marginal or None;
     #                                       Pauli coordinates: readout functional, transposed [D, 2**m]
     tables: dict[str, Table] = field(default_factory=dict)
+    # A specialised kernel (angles, weights) -> probabilities [B, 2**m] that replaces the steps
+    # above when the circuit has its shape (see qdt.execution.kernel); None: run the steps.
+    kernel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 # ----------------------------------------------------------------------------- building

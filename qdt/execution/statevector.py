@@ -15,6 +15,7 @@ from qdt.errors import QdtInputError
 from qdt.execution.base import Capabilities, Executor, PreparedCircuit, expval_z
 from qdt.execution.engine import probabilities
 from qdt.execution.gates import compile_circuit
+from qdt.execution.kernel import compile_statevector_kernel
 from qdt.execution.layout import Space
 from qdt.execution.lowering import UnitaryRepresentation
 from qdt.execution.multiplex import multiplex_rotations
@@ -41,7 +42,7 @@ def compile_unitary_program(
     if fuse:
         ops = multiplex_rotations(ops)
     space = Space(compiled.num_qubits, 2)
-    return build_program(
+    program = build_program(
         ops,
         space,
         representation.qubit_state(),
@@ -51,6 +52,11 @@ def compile_unitary_program(
         n_weights=len(weight_params),
         fuse=fuse,
     )
+    if fuse:
+        program.kernel = compile_statevector_kernel(
+            ops, compiled.num_qubits, compiled.readout, len(angle_params), len(weight_params)
+        )
+    return program
 
 
 class StatevectorExecutor(Executor):
