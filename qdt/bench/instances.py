@@ -4,7 +4,9 @@ For every shape N×M (default 4×2, 6×2, 6×3, 8×3) one instance is drawn with
 ``qdt instance generate --users N --servers M --seed S`` (the first seed from ``instance_seed``
 on whose instance a feasible placement exists), and every agent is trained on it with several
 seeds. Reported per (instance, agent): feasible runs, runs within 5% of the exact optimum, and
-the mean gap, next to the greedy heuristic's gap.
+the mean gap, next to the greedy heuristic's gap. The runs are cells of a sweep on qdt's Ray
+engine in ``runs_dir`` (:mod:`qdt.bench.runs`): resumed after an interruption, reused when
+finished; a run that fails is named under the table and counted as not feasible.
 
 Outputs in ``out_dir``: instances.csv (one row per run) and instances.md (the summary table).
 """
@@ -12,16 +14,15 @@ Outputs in ``out_dir``: instances.csv (one row per run) and instances.md (the su
 from __future__ import annotations
 
 import csv
-import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qdt.bench.paper import AgentSpec, _train_one
+from qdt.bench.paper import AgentSpec
+from qdt.bench.runs import OnRun, bench_run, failure_note, train_runs
 from qdt.generator import GeneratorConfig, generate_instance
 from qdt.instance import Instance
 from qdt.marl.config import TrainConfig
@@ -35,6 +36,18 @@ DEFAULT_AGENTS = (
     AgentSpec("quantum L=6", "quantum", 6),
 )
 WITHIN = 0.05
+ROW_FIELDS = [
+    "users",
+    "servers",
+    "instance_seed",
+    "agent",
+    "seed",
+    "feasible",
+    "gap",
+    "total_latency_s",
+    "optimum_total_latency_s",
+    "wall_s",
+]
 
 
 def feasible_instance(users: int, servers: int, first_seed: int, tries: int = 50) -> tuple[int, Instance]:
@@ -57,53 +70,66 @@ def run_instances_bench(
     episodes: int = 2000,
     instance_seed: int = 1,
     workers: int | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    on_result: OnRun | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     instances = {shape: feasible_instance(*shape, instance_seed) for shape in shapes}
-    jobs = []
-    for shape, (_, instance) in instances.items():
+    runs = []
+    for shape, (seed_used, instance) in instances.items():
+        name = f"{shape[0]}x{shape[1]}"
         for spec in agents:
             for seed in range(seeds):
                 config = TrainConfig(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed)
-                name = "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
-                folder = runs_dir / f"{shape[0]}x{shape[1]}" / f"{name}-seed{seed}"
-                jobs.append((shape, spec, seed, config, folder, instance))
-    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
+                label = f"{name} {spec.label} seed {seed}"
+                runs.append(
+                    bench_run((shape, spec.label, seed), label, config, instance, f"{name}-s{seed_used}")
+                )
+    trained = train_runs(
+        runs,
+        runs_dir,
+        name="bench-instances",
+        workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
+        on_result=on_result,
+    )
     rows: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(_train_one, config.to_dict(), str(folder), instance.to_dict()): (shape, spec, seed)
-            for shape, spec, seed, config, folder, instance in jobs
-        }
-        for future in as_completed(futures):
-            shape, spec, seed = futures[future]
-            summary = future.result()
-            rows.append(
-                {
-                    "users": shape[0],
-                    "servers": shape[1],
-                    "instance_seed": instances[shape][0],
-                    "agent": spec.label,
-                    "seed": seed,
-                    "feasible": summary["feasible"],
-                    "gap": summary["gap"],
-                    "total_latency_s": summary["total_latency_s"],
-                    "optimum_total_latency_s": summary["optimum_total_latency_s"],
-                    "wall_s": summary["wall_s"],
-                }
-            )
-            if on_result is not None:
-                on_result(f"{shape[0]}x{shape[1]} {spec.label} seed {seed}", summary)
+    for run in runs:
+        shape, label, seed = run.key
+        summary = trained.ok(run.key)
+        if summary is None:
+            continue  # failed: named in the summary's note, counted as not feasible
+        rows.append(
+            {
+                "users": shape[0],
+                "servers": shape[1],
+                "instance_seed": instances[shape][0],
+                "agent": label,
+                "seed": seed,
+                "feasible": summary["feasible"],
+                "gap": summary["gap"],
+                "total_latency_s": summary["total_latency_s"],
+                "optimum_total_latency_s": summary["optimum_total_latency_s"],
+                "wall_s": summary["wall_s"],
+            }
+        )
     wall = time.perf_counter() - start
     rows.sort(key=lambda r: (r["users"], r["servers"], r["agent"], r["seed"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "instances.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=ROW_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    markdown = write_summary(out_dir, instances, agents, seeds, episodes, rows, wall)
-    return {"wall_s": wall, "runs": len(jobs), "markdown": markdown}
+    markdown = write_summary(out_dir, instances, agents, seeds, episodes, rows, wall, failure_note(trained))
+    return {
+        "wall_s": wall,
+        "runs": len(runs),
+        "trained": trained.trained,
+        "failures": trained.failures,
+        "markdown": markdown,
+    }
 
 
 def write_summary(
@@ -114,6 +140,7 @@ def write_summary(
     episodes: int,
     rows: list[dict[str, Any]],
     wall: float,
+    failures: str = "",
 ) -> str:
     header = ["instance", "optimum (s)", "greedy gap"]
     for spec in agents:
@@ -136,9 +163,9 @@ def write_summary(
         for spec in agents:
             runs = [r for r in rows if (r["users"], r["servers"]) == shape and r["agent"] == spec.label]
             gaps = [r["gap"] for r in runs if r["feasible"] and r["gap"] is not None]
-            cells += [
-                f"{sum(r['feasible'] for r in runs)}/{len(runs)}",
-                f"{sum(g <= WITHIN for g in gaps)}/{len(runs)}",
+            cells += [  # out of every seed: a failed run counts as neither
+                f"{sum(bool(r['feasible']) for r in runs)}/{seeds}",
+                f"{sum(g <= WITHIN for g in gaps)}/{seeds}",
                 "-" if not gaps else f"{100 * float(np.mean(gaps)):.2f}%",
             ]
         table.append(cells)
@@ -148,5 +175,7 @@ def write_summary(
         f"placement to the exact optimum (feasible runs). Wall time {wall:.0f} s."
     )
     markdown = format_table(header, table, markdown=True)
-    (out_dir / "instances.md").write_text(note + "\n\n" + markdown + "\n")
+    (out_dir / "instances.md").write_text(
+        note + "\n\n" + markdown + "\n" + (f"\n{failures}\n" if failures else "")
+    )
     return format_table(header, table)

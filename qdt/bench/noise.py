@@ -14,22 +14,25 @@ emulation of shot noise, to show whether the common Gaussian shortcut predicts t
 
 Metrics (qdt.marl.evaluation): gap of the reached placement to the exact optimum, feasibility
 rate, action agreement with the noiseless policy (mean over agents), decision agreement.
+
+The policies are trained as cells of a sweep on qdt's Ray engine in the runs folder
+(:mod:`qdt.bench.runs`), and loaded from the run folders their result rows name. A policy whose
+training failed is named under the study's table and left out of it.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qdt.bench.paper import _train_one, mean_interval
+from qdt.bench.paper import mean_interval
+from qdt.bench.runs import TrainedRuns, bench_run, failure_note, train_runs
 from qdt.generator import paper_instance
 from qdt.marl.config import TrainConfig
 from qdt.tables import format_table
@@ -56,32 +59,51 @@ def train_policies(
     layers: int,
     noise_aware: bool,
     workers: int | None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
     on_done: Callable[[str], None] | None = None,
-) -> list[PolicyRun]:
-    """Train (or reuse, or resume) the policies the studies evaluate."""
-    instance = paper_instance().to_dict()
-    jobs: list[tuple[PolicyRun, TrainConfig]] = []
+) -> tuple[list[PolicyRun], TrainedRuns]:
+    """Train (or reuse, or resume) the policies the studies evaluate, as sweep cells in ``runs_dir``.
+
+    Returns the policies that finished (their run folders are the rows' ``run_dir``) and every
+    run's outcome, failures included.
+    """
+    instance = paper_instance()
+    runs = []
     for seed in range(seeds):
         base = TrainConfig(agent="quantum", layers=layers, episodes=episodes, seed=seed)
-        jobs.append(
-            (PolicyRun("noiseless-trained", seed, runs_dir / f"noiseless-L{layers}-seed{seed}"), base)
+        runs.append(
+            bench_run(("noiseless-trained", seed), f"noiseless-trained seed {seed}", base, instance, "paper")
         )
         if noise_aware:
             aware = base.replace(backend="density", noise=TRAINING_NOISE)
-            jobs.append(
-                (PolicyRun("noise-aware", seed, runs_dir / f"noise-aware-L{layers}-seed{seed}"), aware)
+            runs.append(
+                bench_run(("noise-aware", seed), f"noise-aware seed {seed}", aware, instance, "paper")
             )
-    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(_train_one, config.to_dict(), str(run.run_dir), instance): run for run, config in jobs
-        }
-        for future in as_completed(futures):
-            future.result()
-            if on_done is not None:
-                run = futures[future]
-                on_done(f"trained {run.label} seed {run.seed}")
-    return [run for run, _ in jobs]
+
+    def report(label: str, row: Mapping[str, Any]) -> None:
+        if on_done is not None:
+            on_done(f"trained {label}" if row["status"] == "ok" else f"FAILED {label}")
+
+    trained = train_runs(
+        runs,
+        runs_dir,
+        name="bench-noise",
+        workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
+        on_result=report,
+    )
+    policies = []
+    for run in runs:
+        folder = trained.run_dir(run.key)
+        if folder is not None:
+            label, seed = run.key
+            policies.append(PolicyRun(label, seed, folder))
+    return policies, trained
+
+
+METRIC_FIELDS = ["gap", "feasible_rate", "action_agreement", "decision_agreement", "per_decision_s"]
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, Any]:
@@ -162,14 +184,13 @@ def shots_study(
     seed: int = 0,
     on_done: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    from qdt.nn.factory import make_executor
-
     seeds = iter(np.random.SeedSequence([seed, 13]).spawn(100_000))
     rows = []
     for run in runs:
         if run.label != "noiseless-trained":
             continue
-        exact = _evaluate(run, make_executor("aer", next(seeds)), 1, seed)
+        # Exact Aer probabilities (the "aer" profile alone would sample 1024 shots).
+        exact = _evaluate(run, make_aer(next(seeds), None, "exact"), 1, seed)
         rows.append({"seed": run.seed, "mode": "exact", "shots": None} | exact)
         for count in shots:
             for mode in ("sampled", "gaussian"):
@@ -182,16 +203,20 @@ def shots_study(
     return rows
 
 
-def make_aer(seed: np.random.SeedSequence, shots: int, mode: str) -> Any:
+def make_aer(seed: np.random.SeedSequence, shots: int | None, mode: str) -> Any:
     from qdt.execution import get_executor
 
     return get_executor("aer", shots=shots, mode=mode, seed=seed)
 
 
 # ---- outputs -------------------------------------------------------------------------------
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+NOISE_FIELDS = ["policy", "seed", "model", "p2", "readout", *METRIC_FIELDS]
+SHOTS_FIELDS = ["seed", "mode", "shots", *METRIC_FIELDS]
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], fields: Sequence[str] | None = None) -> None:
     with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=list(fields or rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -278,6 +303,7 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
             if vals:
                 axis.axhline(100 * float(np.mean(vals)), color=f"C{7 + k % 3}", ls=":", lw=1.2, label=device)
         axis.set_xscale("log")
+        axis.set_xlim(min(x_plot) / 1.5, max(x_plot) * 1.5)  # also when every value is missing
         axis.set(xlabel="2-qubit depolarizing probability p2 (1-qubit: p2/10)", ylabel=label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
@@ -317,6 +343,8 @@ def plot_shots(path: Path, rows: list[dict[str, Any]]) -> None:
         if exact:
             axis.axhline(100 * float(np.mean(exact)), color="k", ls=":", label="exact")
         axis.set_xscale("log", base=2)
+        if shots:
+            axis.set_xlim(min(shots) / 1.5, max(shots) * 1.5)  # also when every value is missing
         axis.set(xlabel="shots", ylabel=label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -349,12 +377,19 @@ def shots_markdown(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any
 
 
 def write_study(
-    out_dir: Path, name: str, rows: list[dict[str, Any]], note: str, table: tuple[list[str], list[list[Any]]]
+    out_dir: Path,
+    name: str,
+    rows: list[dict[str, Any]],
+    note: str,
+    table: tuple[list[str], list[list[Any]]],
+    failures: str = "",
+    fields: Sequence[str] | None = None,
 ) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_rows(out_dir / f"{name}.csv", rows)
+    write_rows(out_dir / f"{name}.csv", rows, fields)
     header, body = table
-    (out_dir / f"{name}.md").write_text(note + "\n\n" + format_table(header, body, markdown=True) + "\n")
+    text = note + "\n\n" + format_table(header, body, markdown=True) + "\n"
+    (out_dir / f"{name}.md").write_text(text + (f"\n{failures}\n" if failures else ""))
     return format_table(header, body)
 
 
@@ -367,16 +402,20 @@ def run_noise_bench(
     layers: int = 6,
     devices: Sequence[str] = DEVICES,
     workers: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
     on_done: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    runs = train_policies(
+    runs, trained = train_policies(
         runs_dir,
         seeds=seeds,
         episodes=episodes,
         layers=layers,
         noise_aware=True,
         workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
         on_done=on_done,
     )
     rows = noise_study(runs, devices=devices, on_done=on_done)
@@ -389,9 +428,12 @@ def run_noise_bench(
         "1024 shots, 3 draws). Mean [95% t-interval] over seeds. Full grid in noise.csv. "
         f"Wall time {wall:.0f} s."
     )
-    text = write_study(out_dir, "noise", rows, note, noise_markdown(rows, seeds))
-    plot_noise(out_dir / "noise.png", rows)
-    return {"wall_s": wall, "markdown": text}
+    text = write_study(
+        out_dir, "noise", rows, note, noise_markdown(rows, seeds), failure_note(trained), NOISE_FIELDS
+    )
+    if rows:
+        plot_noise(out_dir / "noise.png", rows)
+    return {"wall_s": wall, "markdown": text, "trained": trained.trained, "failures": trained.failures}
 
 
 def run_shots_bench(
@@ -404,16 +446,20 @@ def run_shots_bench(
     shots: Sequence[int] = SHOTS,
     repeats: int = 5,
     workers: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
     on_done: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    runs = train_policies(
+    runs, trained = train_policies(
         runs_dir,
         seeds=seeds,
         episodes=episodes,
         layers=layers,
         noise_aware=False,
         workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
         on_done=on_done,
     )
     rows = shots_study(runs, shots=shots, repeats=repeats, on_done=on_done)
@@ -423,6 +469,9 @@ def run_shots_bench(
         f"sampled on Aer with S shots (multinomial) or emulated as Gaussian noise, {repeats} draws per "
         f"seed. Mean [95% t-interval] over seeds and draws. Wall time {wall:.0f} s."
     )
-    text = write_study(out_dir, "shots", rows, note, shots_markdown(rows))
-    plot_shots(out_dir / "shots.png", rows)
-    return {"wall_s": wall, "markdown": text}
+    text = write_study(
+        out_dir, "shots", rows, note, shots_markdown(rows), failure_note(trained), SHOTS_FIELDS
+    )
+    if rows:
+        plot_shots(out_dir / "shots.png", rows)
+    return {"wall_s": wall, "markdown": text, "trained": trained.trained, "failures": trained.failures}

@@ -1,8 +1,11 @@
 """``qdt bench paper``: the paper's experiment (§5) over seeds, next to the exact optimum.
 
 Agents: classical, and quantum with L = 1, 3, 6 (Table 3, Fig. 7), on the paper preset, each
-trained for ``episodes`` episodes with ``seeds`` seeds. Runs go to ``runs_dir`` (one folder each,
-resumed from its checkpoint if interrupted, skipped if finished) in a pool of worker processes.
+trained for ``episodes`` episodes with ``seeds`` seeds. The runs are cells of a sweep on qdt's
+Ray engine in ``runs_dir`` (see :mod:`qdt.bench.runs`): ``runs_dir/results.csv`` holds one row
+per run, ``runs_dir/cells/<id>/`` its run folder; an interrupted benchmark run again resumes
+unfinished runs from their checkpoints and trains nothing that finished. A run that fails is
+counted as failed in Table 3 and left out of Fig. 7.
 
 Outputs in ``out_dir``:
   table3.csv / table3.md   per-user latency per agent: mean and 95% t-interval over seeds, with
@@ -15,12 +18,9 @@ Outputs in ``out_dir``:
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from qdt.bench.runs import BenchRun, OnRun, bench_run, failure_note, train_runs
 from qdt.generator import paper_instance
 from qdt.marl.config import TrainConfig
 from qdt.model import PlacementModel
 from qdt.solvers import solve
+from qdt.sweep.cell import read_metrics_rewards
 from qdt.tables import format_table
 
 
@@ -50,33 +52,25 @@ PAPER_AGENTS = (
 )
 
 
-def run_folder(runs_dir: Path, spec: AgentSpec, seed: int) -> Path:
-    name = "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
-    return runs_dir / f"{name}-seed{seed}"
+PAPER_INSTANCE_LABEL = "paper"
 
 
-def _train_one(
-    config_dict: dict[str, Any], run_dir: str, instance_dict: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """One run in a worker process: resume if a checkpoint exists, reuse if finished."""
-    from qdt.instance import Instance
-    from qdt.marl.train import SUMMARY_FILE, train
-
-    instance = paper_instance() if instance_dict is None else Instance.from_dict(instance_dict)
-    path = Path(run_dir)
-    config = TrainConfig.from_dict(config_dict)
-    config_path = path / "config.json"
-    same_run = False
-    if config_path.exists():
-        saved = json.loads(config_path.read_text())
-        same_run = saved["config"] == config.to_dict() and saved["instance"] == instance.to_dict()
-    if same_run and (path / SUMMARY_FILE).exists():
-        return json.loads((path / SUMMARY_FILE).read_text())
-    resume = same_run and (path / "checkpoint.pt").exists()
-    if not resume and path.exists():
-        for child in path.iterdir():
-            child.unlink()
-    return train(config, instance, path, resume=resume, progress=False)
+def paper_runs(
+    agents: Sequence[AgentSpec], seeds: int, episodes: int, base: TrainConfig | None = None
+) -> list[BenchRun]:
+    """One run per (agent, seed) on the paper preset, keyed ``(agent label, seed)``."""
+    base = base or TrainConfig()
+    instance = paper_instance()
+    runs = []
+    for spec in agents:
+        for seed in range(seeds):
+            config = base.replace(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed)
+            runs.append(
+                bench_run(
+                    (spec.label, seed), f"{spec.label} seed {seed}", config, instance, PAPER_INSTANCE_LABEL
+                )
+            )
+    return runs
 
 
 def run_bench(
@@ -87,37 +81,43 @@ def run_bench(
     episodes: int = 2000,
     agents: Sequence[AgentSpec] = PAPER_AGENTS,
     workers: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
     base_config: TrainConfig | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    on_result: OnRun | None = None,
     timing: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Train every (agent, seed) as a sweep cell in ``runs_dir``, then write Table 3, Fig. 7, timing."""
     start = time.perf_counter()
-    base = base_config or TrainConfig()
-    jobs = []
-    for spec in agents:
-        for seed in range(seeds):
-            config = base.replace(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed)
-            jobs.append((spec, seed, config))
-    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
-    summaries: dict[tuple[str, int], dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(_train_one, config.to_dict(), str(run_folder(runs_dir, spec, seed))): (spec, seed)
-            for spec, seed, config in jobs
-        }
-        for future in as_completed(futures):
-            spec, seed = futures[future]
-            summary = future.result()
-            summaries[(spec.label, seed)] = summary
-            if on_result is not None:
-                on_result(f"{spec.label} seed {seed}", summary)
+    trained = train_runs(
+        paper_runs(agents, seeds, episodes, base_config),
+        runs_dir,
+        name="bench-paper",
+        workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
+        on_result=on_result,
+    )
     wall = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = write_table3(out_dir, agents, seeds, summaries)
-    write_fig7(out_dir, runs_dir, agents, seeds, table["optimum_total_latency_s"])
+    table = write_table3(out_dir, agents, seeds, trained.rows, failure_note(trained))
+    run_dirs = {
+        (spec.label, seed): trained.run_dir((spec.label, seed)) for spec in agents for seed in range(seeds)
+    }
+    write_fig7(out_dir, run_dirs, agents, seeds, table["optimum_total_latency_s"])
     timing_result = timing() if timing is not None else None
-    write_timing(out_dir, wall, len(jobs), episodes, workers, timing_result)
-    return {"wall_s": wall, "runs": len(jobs), "table": table, "timing": timing_result}
+    write_timing(
+        out_dir, wall, len(trained.runs), trained.trained, episodes, trained.max_parallel, timing_result
+    )
+    return {
+        "wall_s": wall,
+        "runs": len(trained.runs),
+        "trained": trained.trained,
+        "failures": trained.failures,
+        "runs_dir": trained.runs_dir,
+        "table": table,
+        "timing": timing_result,
+    }
 
 
 # ---- Table 3 -----------------------------------------------------------------------------
@@ -132,8 +132,13 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def write_table3(
-    out_dir: Path, agents: Sequence[AgentSpec], seeds: int, summaries: dict[tuple[str, int], dict[str, Any]]
+    out_dir: Path,
+    agents: Sequence[AgentSpec],
+    seeds: int,
+    results: Mapping[tuple[str, int], Mapping[str, Any]],
+    failures: str = "",
 ) -> dict[str, Any]:
+    """Table 3 from the runs' result rows (status ok: summary.json values; failed: counted as such)."""
     model = PlacementModel(paper_instance())
     n = model.n_users
     optimum = solve(model, "auto")
@@ -141,8 +146,8 @@ def write_table3(
     randoms = [solve(model, "random", seed=np.random.SeedSequence([2024, s])) for s in range(max(seeds, 2))]
     columns: list[tuple[str, list[list[float]], int, int]] = []  # label, per-seed per-user, feasible, total
     for spec in agents:
-        runs = [summaries[(spec.label, s)] for s in range(seeds)]
-        feasible = [r for r in runs if r["feasible"]]
+        runs = [results[(spec.label, s)] for s in range(seeds)]
+        feasible = [r for r in runs if _finished(r) and r["feasible"]]
         columns.append((spec.label, [r["per_user_latency_s"] for r in feasible], len(feasible), len(runs)))
     rows_csv = []
     header = ["user"]
@@ -184,12 +189,14 @@ def write_table3(
     gap_cells = ["gap to optimum (mean total)"]
     within = ["within 5% of optimum"]
     feas = ["feasible runs"]
+    failed = ["failed runs"]
     for spec, (_, _latencies, n_feasible, n_runs) in zip(agents, columns):
-        runs = [summaries[(spec.label, s)] for s in range(seeds)]
-        gaps = [r["gap"] for r in runs if r["gap"] is not None]
+        runs = [results[(spec.label, s)] for s in range(seeds)]
+        gaps = [r["gap"] for r in runs if _finished(r) and r["gap"] is not None]
         gap_cells.append("-" if not gaps else f"{100 * float(np.mean(gaps)):.2f}%")
         within.append(f"{sum(g <= 0.05 for g in gaps)}/{n_runs}")
         feas.append(f"{n_feasible}/{n_runs}")
+        failed.append(f"{sum(not _finished(r) for r in runs)}/{n_runs}")
     gap_cells += [
         "0.00%",
         f"{100 * (greedy.total_latency_s - opt_total) / opt_total:.2f}%",
@@ -198,13 +205,20 @@ def write_table3(
     within += ["-", "-", "-"]
     feas += ["-", "-", f"{len(random_latencies)}/{len(randoms)}"]
     md_rows += [gap_cells, within, feas]
+    if failures:  # runs that crashed count as neither feasible nor within 5%
+        md_rows.append([*failed, "-", "-", "-"])
     note = (
         f"Per-user latency (s) of the trained policy's greedy placement, mean [95% t-interval] over "
         f"{seeds} seeds (feasible runs only); paper preset, optimum {opt_total:.4f} s total "
         f"(placement {','.join(map(str, optimum.assignment or []))})."
     )
-    (out_dir / "table3.md").write_text(note + "\n\n" + format_table(md_header, md_rows, markdown=True) + "\n")
+    text = note + "\n\n" + format_table(md_header, md_rows, markdown=True) + "\n"
+    (out_dir / "table3.md").write_text(text + (f"\n{failures}\n" if failures else ""))
     return {"optimum_total_latency_s": opt_total, "markdown": format_table(md_header, md_rows)}
+
+
+def _finished(row: Mapping[str, Any]) -> bool:
+    return row.get("status", "ok") == "ok"
 
 
 def _random_gap(latencies: list[list[float]], optimum: float) -> str:
@@ -215,8 +229,14 @@ def _random_gap(latencies: list[list[float]], optimum: float) -> str:
 
 # ---- Fig. 7 ------------------------------------------------------------------------------
 def write_fig7(
-    out_dir: Path, runs_dir: Path, agents: Sequence[AgentSpec], seeds: int, optimum: float | None
+    out_dir: Path,
+    run_dirs: Mapping[tuple[str, int], Path | None],
+    agents: Sequence[AgentSpec],
+    seeds: int,
+    optimum: float | None,
 ) -> None:
+    """Reward curves from each finished run's metrics.jsonl (``run_dirs[(agent label, seed)]``,
+    None for a run that failed: left out of its agent's mean and band)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,10 +245,11 @@ def write_fig7(
     fig, ax = plt.subplots(figsize=(8, 4.6))
     rows: list[list[Any]] = []
     for spec in agents:
-        curves = []
-        for seed in range(seeds):
-            lines = (run_folder(runs_dir, spec, seed) / "metrics.jsonl").read_text().splitlines()
-            curves.append([json.loads(line)["reward_mean"] for line in lines])
+        folders = [run_dirs.get((spec.label, seed)) for seed in range(seeds)]
+        curves = [read_metrics_rewards(folder) for folder in folders if folder is not None]
+        curves = [curve for curve in curves if curve]
+        if not curves:
+            continue  # every run of this agent failed
         length = min(len(c) for c in curves)
         data = np.array([c[:length] for c in curves])
         window = max(1, length // 40)
@@ -251,8 +272,11 @@ def write_fig7(
     if optimum is not None:
         ax.axhline(-optimum, color="k", ls="--", lw=1, label="optimum")
     ax.set_xlabel("episode")
-    ax.set_ylabel(f"reward (episode mean, moving average; band = min–max over {seeds} seeds)")
-    ax.set_title("Paper preset: reward versus episode (analogue of Fig. 7)")
+    ax.set_ylabel("reward (episode mean, moving average)")
+    ax.set_title(
+        f"Paper preset: reward versus episode (analogue of Fig. 7)\nmean over {seeds} seeds, band: min–max",
+        fontsize=10,
+    )
     ax.set_ylim(bottom=max(-40.0, ax.get_ylim()[0]))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -266,11 +290,18 @@ def write_fig7(
 
 
 def write_timing(
-    out_dir: Path, wall: float, runs: int, episodes: int, workers: int, timing: dict[str, Any] | None
+    out_dir: Path,
+    wall: float,
+    runs: int,
+    trained: int,
+    episodes: int,
+    workers: int,
+    timing: dict[str, Any] | None,
 ) -> None:
+    reused = "" if trained == runs else f"; {trained} trained in this call, the others reused"
     lines = [
         f"- wall time of the whole benchmark: {wall:.1f} s for {runs} runs × {episodes} episodes "
-        f"on {workers} worker process(es)",
+        f"(sweep cells on Ray, at most {workers} at once{reused})",
     ]
     if timing:
         for key, value in timing.items():

@@ -5,6 +5,8 @@ For users N in {4, 8, 16, 32, 64} and servers M in {2, 4, 8}: one generated inst
 quantum (L = 6) agents trained with a fixed episode budget. Reported: qubits per actor and per
 critic, the time per training episode, the gap of the trained policy to the MILP optimum, and
 the growth exponent of time per episode in N (least squares on log-log, per M and agent).
+The runs are cells of a sweep on qdt's Ray engine in ``runs_dir`` (:mod:`qdt.bench.runs`):
+resumed after an interruption, reused when finished; a run that fails is named under the table.
 
 Outputs in ``out_dir``: scale.csv, scale.md, scale.png (time per episode and gap against N).
 """
@@ -13,16 +15,15 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qdt.bench.paper import AgentSpec, _train_one
+from qdt.bench.paper import AgentSpec
+from qdt.bench.runs import OnRun, bench_run, failure_note, train_runs
 from qdt.circuits import qubits_for_width
 from qdt.generator import GeneratorConfig, generate_instance
 from qdt.marl.config import TrainConfig
@@ -33,6 +34,20 @@ from qdt.tables import format_table
 DEFAULT_USERS = (4, 8, 16, 32, 64)
 DEFAULT_SERVERS = (2, 4, 8)
 DEFAULT_AGENTS = (AgentSpec("classical", "classical", 0), AgentSpec("quantum L=6", "quantum", 6))
+ROW_FIELDS = [
+    "users",
+    "servers",
+    "agent",
+    "actor_qubits",
+    "critic_qubits",
+    "episodes",
+    "s_per_episode",
+    "feasible",
+    "gap",
+    "optimum_status",
+    "optimum_total_latency_s",
+    "milp_s",
+]
 
 
 def run_scale_bench(
@@ -45,11 +60,13 @@ def run_scale_bench(
     episodes: int = 200,
     instance_seed: int = 1,
     workers: int | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    on_result: OnRun | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     optima: dict[tuple[int, int], dict[str, Any]] = {}
-    jobs = []
+    runs = []
     for n in users:
         for m in servers:
             instance = generate_instance(GeneratorConfig(users=n, servers=m), instance_seed)
@@ -61,51 +78,62 @@ def run_scale_bench(
                 "milp_s": time.perf_counter() - t0,
             }
             for spec in agents:
-                name = "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
                 config = TrainConfig(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=0)
-                jobs.append(((n, m), spec, config, runs_dir / f"{n}x{m}" / name, instance))
-    # biggest first, so the long runs do not end up alone at the tail of the pool
-    jobs.sort(key=lambda job: -job[0][0] * job[0][1])
-    workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
+                label = f"{n}x{m} {spec.label}"
+                runs.append(bench_run(((n, m), spec), label, config, instance, f"{n}x{m}-s{instance_seed}"))
+    # biggest first, so the long runs do not end up alone at the tail of the sweep
+    runs.sort(key=lambda run: -run.key[0][0] * run.key[0][1])
+    trained = train_runs(
+        runs,
+        runs_dir,
+        name="bench-scale",
+        workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
+        on_result=on_result,
+    )
     rows: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(_train_one, config.to_dict(), str(folder), instance.to_dict()): (shape, spec)
-            for shape, spec, config, folder, instance in jobs
-        }
-        for future in as_completed(futures):
-            (n, m), spec = futures[future]
-            summary = future.result()
-            quantum = spec.agent == "quantum"
-            rows.append(
-                {
-                    "users": n,
-                    "servers": m,
-                    "agent": spec.label,
-                    "actor_qubits": qubits_for_width(n) if quantum else 0,
-                    "critic_qubits": qubits_for_width(2 * n * m) if quantum else 0,
-                    "episodes": episodes,
-                    "s_per_episode": summary["wall_s"] / episodes,
-                    "feasible": summary["feasible"],
-                    "gap": summary["gap"],
-                    "optimum_status": optima[(n, m)]["status"],
-                    "optimum_total_latency_s": optima[(n, m)]["total_latency_s"],
-                    "milp_s": optima[(n, m)]["milp_s"],
-                }
-            )
-            if on_result is not None:
-                on_result(f"{n}x{m} {spec.label}", summary)
+    for run in runs:
+        (n, m), spec = run.key
+        summary = trained.ok(run.key)
+        if summary is None:
+            continue  # failed: named under the table
+        quantum = spec.agent == "quantum"
+        rows.append(
+            {
+                "users": n,
+                "servers": m,
+                "agent": spec.label,
+                "actor_qubits": qubits_for_width(n) if quantum else 0,
+                "critic_qubits": qubits_for_width(2 * n * m) if quantum else 0,
+                "episodes": episodes,
+                "s_per_episode": summary["wall_s"] / episodes,
+                "feasible": summary["feasible"],
+                "gap": summary["gap"],
+                "optimum_status": optima[(n, m)]["status"],
+                "optimum_total_latency_s": optima[(n, m)]["total_latency_s"],
+                "milp_s": optima[(n, m)]["milp_s"],
+            }
+        )
     rows.sort(key=lambda r: (r["agent"], r["servers"], r["users"]))
     wall = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "scale.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=ROW_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     growth = growth_exponents(rows)
-    markdown = write_markdown(out_dir, rows, growth, episodes, wall)
-    plot_scale(out_dir / "scale.png", rows, episodes)
-    return {"wall_s": wall, "rows": rows, "growth": growth, "markdown": markdown}
+    markdown = write_markdown(out_dir, rows, growth, episodes, wall, failure_note(trained))
+    if rows:  # nothing to draw when every run failed
+        plot_scale(out_dir / "scale.png", rows, episodes)
+    return {
+        "wall_s": wall,
+        "rows": rows,
+        "growth": growth,
+        "markdown": markdown,
+        "trained": trained.trained,
+        "failures": trained.failures,
+    }
 
 
 def growth_exponents(rows: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
@@ -134,6 +162,7 @@ def write_markdown(
     growth: dict[tuple[str, int], float],
     episodes: int,
     wall: float,
+    failures: str = "",
 ) -> str:
     header = ["agent", "N", "M", "qubits actor/critic", "ms per episode", "gap to MILP", "MILP (ms)"]
     table = [
@@ -161,6 +190,7 @@ def write_markdown(
         + "\n\nTime per episode grows with N as (least squares on log-log):\n\n"
         + format_table(["agent", "M", "growth"], growth_rows, markdown=True)
         + "\n"
+        + (f"\n{failures}\n" if failures else "")
     )
     (out_dir / "scale.md").write_text(text)
     return format_table(header, table) + "\n\n" + format_table(["agent", "M", "growth"], growth_rows)

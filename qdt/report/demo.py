@@ -1,7 +1,7 @@
 """``qdt demo``: the whole pipeline on the paper preset, ending in a self-contained HTML report.
 
 1. The instance and every solver (exact enumeration, MILP, greedy, random).
-2. Training: the classical agent and quantum agents with L = 1, 3, 6 (worker processes).
+2. Training: the classical agent and quantum agents with L = 1, 3, 6 (a sweep on qdt's Ray engine).
 3. Each quantum policy evaluated exactly, under a noise profile, and on a fake IBM device
    through qiskit-ibm-runtime's local testing mode (the code path a real device takes).
 4. A shot sweep of the L = 6 policy (sampled readout), next to exact.
@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qdt.bench.paper import AgentSpec, _train_one
+from qdt.bench.paper import AgentSpec
+from qdt.bench.runs import BenchRun, bench_run, train_runs
+from qdt.errors import QdtError
 from qdt.execution import get_executor
 from qdt.generator import paper_instance
 from qdt.marl.config import TrainConfig
@@ -31,6 +31,7 @@ from qdt.model import PlacementModel
 from qdt.nn.factory import make_executor
 from qdt.report.html import Section, write_report
 from qdt.solvers import solve
+from qdt.sweep import cell_dir
 from qdt.tables import format_table
 
 DEMO_AGENTS = (
@@ -63,36 +64,54 @@ class EvaluationRow:
     result: dict[str, Any] = field(repr=False)
 
 
-def _run_name(spec: AgentSpec) -> str:
-    return "classical" if spec.agent == "classical" else f"quantum-L{spec.layers}"
+def demo_runs(config: DemoConfig) -> list[BenchRun]:
+    """One training run per agent, the slowest (L = 6) first so it does not run alone at the end."""
+    instance = paper_instance()
+    runs = [
+        bench_run(
+            spec.label,
+            spec.label,
+            TrainConfig(agent=spec.agent, layers=spec.layers, episodes=config.episodes, seed=config.seed),
+            instance,
+            "paper",
+        )
+        for spec in DEMO_AGENTS
+    ]
+    return sorted(runs, key=lambda run: -(run.cell.config.layers if run.cell.config else 0))
+
+
+def agent_run_dir(runs_dir: Path, spec: AgentSpec, config: DemoConfig) -> Path:
+    """The run folder of an agent's training: the cell folder of its sweep in ``runs_dir``."""
+    run = next(run for run in demo_runs(config) if run.key == spec.label)
+    return cell_dir(runs_dir, run.cell.cell_id)
 
 
 def train_agents(
     runs_dir: Path, config: DemoConfig, on_done: Callable[[str], None] | None = None
 ) -> dict[str, dict[str, Any]]:
-    instance = paper_instance()
-    jobs = {
-        spec.label: (
-            TrainConfig(agent=spec.agent, layers=spec.layers, episodes=config.episodes, seed=config.seed),
-            runs_dir / _run_name(spec),
+    """Train the demo's agents as a sweep on qdt's Ray engine in ``runs_dir`` (all cores, or
+    ``config.workers`` at once); finished runs are reused, interrupted or failed ones run again.
+    Returns each agent's summary.json values and ``run_dir``; a failed run stops the demo."""
+
+    def report(label: str, row: Mapping[str, Any]) -> None:
+        if on_done is not None:
+            on_done(f"trained {label}" if row["status"] == "ok" else f"FAILED {label}")
+
+    trained = train_runs(
+        demo_runs(config), runs_dir, name="demo", workers=config.workers, retry_failed=True, on_result=report
+    )
+    if trained.failures:
+        listed = "; ".join(str(failure) for failure in trained.failures)
+        raise QdtError(
+            f"training failed: {listed} (traceback in {runs_dir}/cells/<cell>/error.txt; "
+            "the same command trains them again)"
         )
-        for spec in DEMO_AGENTS
-    }
-    workers = config.workers or max(1, min(os.cpu_count() or 1, len(jobs)))
-    summaries: dict[str, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        # the slowest (L = 6) first so it does not run alone at the end
-        order = sorted(jobs, key=lambda label: -jobs[label][0].layers)
-        futures = {
-            pool.submit(_train_one, jobs[label][0].to_dict(), str(jobs[label][1]), instance.to_dict()): label
-            for label in order
-        }
-        for future in as_completed(futures):
-            label = futures[future]
-            summaries[label] = future.result()
-            if on_done is not None:
-                on_done(f"trained {label}")
-    return {label: summaries[label] for label in jobs}
+    summaries = {}
+    for spec in DEMO_AGENTS:
+        row = trained.ok(spec.label)
+        assert row is not None
+        summaries[spec.label] = {**row, "run_dir": str(trained.run_dir(spec.label))}
+    return summaries
 
 
 def evaluation_settings(config: DemoConfig) -> list[tuple[str, str, str | None, int | None]]:
@@ -113,7 +132,7 @@ def evaluate_agents(
     for spec in DEMO_AGENTS:
         if spec.agent != "quantum":
             continue
-        run_dir = runs_dir / _run_name(spec)
+        run_dir = agent_run_dir(runs_dir, spec, config)
         reference = load_policy(run_dir, executor=get_executor("statevector"))
         for label, backend, noise, shots in evaluation_settings(config):
             executor = make_executor(backend, next(seeds), noise=noise, shots=shots)
@@ -300,7 +319,7 @@ def make_figures(
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for spec in DEMO_AGENTS:
-        lines = (runs_dir / _run_name(spec) / "metrics.jsonl").read_text().splitlines()
+        lines = (Path(summaries[spec.label]["run_dir"]) / "metrics.jsonl").read_text().splitlines()
         rewards = np.array([json.loads(line)["reward_mean"] for line in lines])
         window = max(1, len(rewards) // 40)
         smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")

@@ -1,0 +1,242 @@
+"""qdt bench paper|noise|shots|instances|scale on the sweep engine (tiny budgets).
+
+The CLI tests start their own embedded Ray (as a user's command does); the Python-API tests
+after them share one Ray session.
+"""
+
+import csv
+import json
+import logging
+
+import pytest
+
+from qdt.bench.instances import run_instances_bench
+from qdt.bench.paper import PAPER_AGENTS, paper_runs
+from qdt.bench.scale import run_scale_bench
+from qdt.cli import main
+from qdt.sweep import cell_dir, read_results
+from qdt.sweep.cell import read_attempts, read_metrics_rewards
+
+ray = pytest.importorskip("ray")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _csv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _md_row(text, first_cell):
+    """The cells of the Markdown table row starting with ``first_cell``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{text}")
+
+
+def _rows_by_key(runs_dir):
+    rows = read_results(runs_dir / "results.csv")
+    assert len(rows) == len({r["cell_id"] for r in rows}), "a run has two rows"
+    return {
+        ("classical" if r["agent"] == "classical" else f"quantum L={r['layers']}", r["seed"]): r for r in rows
+    }
+
+
+def test_bench_paper_writes_its_outputs_names_a_failed_run_reuses_finished_ones_and_retries(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "paper", "--episodes", "10", "--seeds", "2", "--no-timing", "--workers", "2"]
+    argv += ["--out", str(out), "--runs", str(runs)]
+    # A file where one run's folder should be: that run fails (after its retries), the others finish.
+    blocked = next(r for r in paper_runs(PAPER_AGENTS, 2, 10) if r.key == ("quantum L=3", 1))
+    blocked_dir = cell_dir(runs, blocked.cell.cell_id)
+    blocked_dir.parent.mkdir(parents=True)
+    blocked_dir.write_text("not a folder")
+
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert (
+        "1 training run(s) failed" in printed
+        and f"quantum L=3 seed 1 (cell {blocked.cell.cell_id})" in printed
+    )
+    assert "FileExistsError" in printed and "8 run(s) trained" in printed
+
+    rows = _rows_by_key(runs)
+    assert len(rows) == 8 and [k for k, r in rows.items() if r["status"] != "ok"] == [("quantum L=3", 1)]
+    assert rows[("quantum L=3", 1)]["attempts"] == 3  # retried twice, then recorded as failed
+    for row in rows.values():
+        if row["status"] == "ok":
+            assert row["episodes"] == 10 and row["run_dir"].startswith("cells/")
+            assert len(read_metrics_rewards(runs / row["run_dir"])) == 10
+
+    # Table 3: every agent, the failed run counted as such, feasibility from the rows.
+    table = _csv(out / "table3.csv")
+    assert [r["user"] for r in table] == ["user 1", "user 2", "user 3", "user 4", "average"]
+    for spec in PAPER_AGENTS:
+        assert {f"{spec.label} mean", f"{spec.label} lo95", f"{spec.label} hi95"} <= set(table[0])
+    md = (out / "table3.md").read_text()
+    header = _md_row(md, "user")
+    feasible, failed = _md_row(md, "feasible runs"), _md_row(md, "failed runs")
+    for spec in PAPER_AGENTS:
+        column = header.index(spec.label)
+        ok = [rows[(spec.label, s)] for s in range(2) if rows[(spec.label, s)]["status"] == "ok"]
+        assert feasible[column] == f"{sum(r['feasible'] for r in ok)}/2"
+        assert failed[column] == ("1/2" if spec.label == "quantum L=3" else "0/2")
+        if ok and any(r["feasible"] for r in ok):
+            first = [r["per_user_latency_s"][0] for r in ok if r["feasible"]]
+            assert float(table[0][f"{spec.label} mean"]) == pytest.approx(sum(first) / len(first))
+    assert blocked.cell.cell_id in md and "FileExistsError" in md
+
+    # Fig. 7 from each finished run's metrics.jsonl: means over both seeds, one seed for L=3.
+    rewards = _csv(out / "rewards.csv")
+    assert sorted({r["agent"] for r in rewards}) == sorted(s.label for s in PAPER_AGENTS)
+    for label, seeds in (("classical", (0, 1)), ("quantum L=3", (0,))):
+        curves = [read_metrics_rewards(runs / rows[(label, s)]["run_dir"]) for s in seeds]
+        mine = [r for r in rewards if r["agent"] == label]
+        assert len(mine) == 10
+        for episode, row in enumerate(mine):
+            values = [curve[episode] for curve in curves]
+            assert float(row["reward_mean_over_seeds"]) == pytest.approx(sum(values) / len(values))
+            assert float(row["min"]) == pytest.approx(min(values))
+    assert (out / "fig7.png").read_bytes()[:8] == PNG
+    assert "8 runs × 10 episodes" in (out / "timing.md").read_text()
+
+    # The same command again: nothing is trained, the failed run stays recorded.
+    stamps = {
+        key: (runs / r["run_dir"] / "summary.json").stat().st_mtime_ns
+        for key, r in rows.items()
+        if r["status"] == "ok"
+    }
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "0 run(s) trained" in printed and "quantum L=3 seed 1" in printed
+    assert _rows_by_key(runs) == rows
+    for key, stamp in stamps.items():
+        assert (runs / rows[key]["run_dir"] / "summary.json").stat().st_mtime_ns == stamp
+        assert len(read_attempts(runs / rows[key]["run_dir"])) == 1
+
+    # Cause removed, --retry-failed: only that run is trained; the table is complete.
+    blocked_dir.unlink()
+    assert main([*argv, "--retry-failed"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 run(s) trained" in printed and "failed" not in printed
+    rows = _rows_by_key(runs)
+    assert all(r["status"] == "ok" for r in rows.values()) and len(rows) == 8
+    for key, stamp in stamps.items():
+        assert (runs / rows[key]["run_dir"] / "summary.json").stat().st_mtime_ns == stamp
+    assert "failed runs" not in (out / "table3.md").read_text()
+    assert sum(r["agent"] == "quantum L=3" for r in _csv(out / "rewards.csv")) == 10
+
+
+def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path, capsys):
+    base = ["bench", "paper", "--episodes", "5", "--seeds", "1", "--no-timing", "--out", str(tmp_path / "o")]
+    runs = ["--runs", str(tmp_path / "r")]
+    assert main([*base, *runs, "--workers", "0"]) == 2
+    assert main([*base, *runs, "--ray-address", "127.0.0.1:1"]) == 2
+    assert "--ray-address" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "cells").exists()  # nothing trained
+    assert main(["bench", "shots", "--shots-list", "8,x", "--runs", str(tmp_path / "s")]) == 2
+    assert main(["bench", "scale", "--users", "4,4", "--runs", str(tmp_path / "s")]) == 2
+    assert main(["bench", "instances", "--shapes", "4x2,4x2", "--runs", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "--shots-list" in err and "--users" in err and "--shapes" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_bench_noise_smoke(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "noise", "--seeds", "1", "--episodes", "5", "--devices", "fake_manila"]
+    assert main([*argv, "--out", str(out), "--runs", str(runs)]) == 0
+    assert "2 run(s) trained" in capsys.readouterr().out
+    trained = {(r["backend"], r["noise"]) for r in read_results(runs / "results.csv") if r["status"] == "ok"}
+    assert trained == {("statevector", None), ("density", "depol-1e-3")}
+    rows = _csv(out / "noise.csv")
+    assert len(rows) == 2 * (7 * 3 + 1)  # per policy: the depolarizing x readout grid, one device
+    assert {r["policy"] for r in rows} == {"noiseless-trained", "noise-aware"}
+    assert sum(r["model"] == "fake_manila" for r in rows) == 2
+    for row in rows:
+        assert 0.0 <= float(row["feasible_rate"]) <= 1.0 and 0.0 <= float(row["action_agreement"]) <= 1.0
+    noiseless = [
+        r for r in rows if r["model"] == "parametric" and float(r["p2"]) == 0 and r["readout"] == "0.0"
+    ]
+    assert [float(r["action_agreement"]) for r in noiseless] == [1.0, 1.0]  # the density run = statevector
+    assert "fake_manila" in (out / "noise.md").read_text()
+    assert (out / "noise.png").read_bytes()[:8] == PNG
+
+
+def test_bench_shots_smoke(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "shots", "--seeds", "1", "--episodes", "5", "--shots-list", "8,64", "--repeats", "2"]
+    assert main([*argv, "--out", str(out), "--runs", str(runs)]) == 0
+    assert "1 run(s) trained" in capsys.readouterr().out
+    rows = _csv(out / "shots.csv")
+    assert [(r["mode"], r["shots"]) for r in rows] == [
+        ("exact", ""),
+        ("sampled", "8"),
+        ("gaussian", "8"),
+        ("sampled", "64"),
+        ("gaussian", "64"),
+    ]
+    assert float(rows[0]["decision_agreement"]) == 1.0  # exact readout decides as the noiseless policy
+    assert (out / "shots.png").read_bytes()[:8] == PNG
+    # Run again: the policy is reused, not trained.
+    assert main([*argv, "--out", str(out), "--runs", str(runs)]) == 0
+    assert "0 run(s) trained" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cluster, tmp_path):
+    heard = []
+    result = run_scale_bench(
+        tmp_path / "scale",
+        tmp_path / "scale-runs",
+        users=(2, 3),
+        servers=(2,),
+        episodes=3,
+        on_result=lambda label, row: heard.append((label, row["status"])),
+    )
+    assert sorted(heard) == sorted((f"{n}x2 {a}", "ok") for n in (2, 3) for a in ("classical", "quantum L=6"))
+    assert result["trained"] == 4 and not result["failures"]
+    rows = _csv(tmp_path / "scale" / "scale.csv")
+    assert {(r["users"], r["agent"]) for r in rows} == {
+        (n, a) for n in "23" for a in ("classical", "quantum L=6")
+    }
+    summaries = {
+        json.loads((tmp_path / "scale-runs" / r["run_dir"] / "summary.json").read_text())["wall_s"]
+        for r in read_results(tmp_path / "scale-runs" / "results.csv")
+    }
+    assert sorted(float(r["s_per_episode"]) * 3 for r in rows) == pytest.approx(sorted(summaries))
+    assert (tmp_path / "scale" / "scale.png").read_bytes()[:8] == PNG
+
+    heard.clear()  # again: every run reported (from the results table), none trained
+    again = run_scale_bench(
+        tmp_path / "scale",
+        tmp_path / "scale-runs",
+        users=(2, 3),
+        servers=(2,),
+        episodes=3,
+        on_result=lambda label, row: heard.append((label, row["status"])),
+    )
+    assert again["trained"] == 0 and len(heard) == 4
+
+    result = run_instances_bench(
+        tmp_path / "inst", tmp_path / "inst-runs", shapes=((3, 2),), seeds=2, episodes=3
+    )
+    assert result["trained"] == 4
+    rows = _csv(tmp_path / "inst" / "instances.csv")
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {"0", "1"}
+    md = (tmp_path / "inst" / "instances.md").read_text()
+    header = _md_row(md, "instance")
+    (line,) = [line for line in md.splitlines() if line.startswith("| 3x2")]
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for agent in ("classical", "quantum L=6"):
+        feasible = sum(r["feasible"] == "True" for r in rows if r["agent"] == agent)
+        assert cells[header.index(f"{agent} feasible")] == f"{feasible}/2"
