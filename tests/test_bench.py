@@ -227,6 +227,25 @@ def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cl
     )
     assert again["trained"] == 0 and len(heard) == 4
 
+    capped = run_scale_bench(  # 3x2: the critic reads 12 numbers, 4 qubits > 3: not trained
+        tmp_path / "scale-capped",
+        tmp_path / "scale-runs",
+        users=(2, 3),
+        servers=(2,),
+        episodes=3,
+        max_critic_qubits=3,
+    )
+    assert capped["trained"] == 0 and capped["skipped"] == ["3x2 quantum L=6 (4-qubit critic)"]
+    assert {(r["users"], r["agent"]) for r in capped["rows"]} == {
+        (2, "classical"),
+        (2, "quantum L=6"),
+        (3, "classical"),
+    }
+    assert (
+        "Not trained (critic above --max-critic-qubits 3): 3x2 quantum L=6"
+        in (tmp_path / "scale-capped" / "scale.md").read_text()
+    )
+
     result = run_instances_bench(
         tmp_path / "inst", tmp_path / "inst-runs", shapes=((3, 2),), seeds=2, episodes=3
     )

@@ -177,6 +177,26 @@ def test_paper_vqc_matches_qiskit(entry, width, layers):
     assert probs.shape == (4, 2**vqc.n_qubits)
 
 
+@pytest.mark.parametrize("cap", [2, 3])
+def test_trees_wider_than_the_multiplex_cap_keep_their_upper_levels_as_gates(cap, monkeypatch):
+    """Levels whose multiplexed rotation would span more than MAX_MULTIPLEX_QUBITS qubits stay
+    as RY/CNOT gates (memory of a multiplexed op grows as 8**k); the result must not change."""
+    import qdt.execution.multiplex as multiplex
+
+    monkeypatch.setattr(multiplex, "MAX_MULTIPLEX_QUBITS", cap)
+    vqc = build_vqc(32, 2)  # 5 qubits: levels with up to 4 controls
+    executor = get_executor("statevector")
+    prepared = executor.prepare_vqc(vqc)
+    generator = torch.Generator().manual_seed(cap)
+    x = torch.rand(3, 32, generator=generator, dtype=torch.float64)
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 2 * math.pi
+    angles = vqc.angles(x)
+    probs = executor.run(prepared, angles, weights).numpy()
+    for row in range(3):
+        reference = Statevector(vqc.bound_circuit(angles[row].tolist(), weights.tolist()))
+        assert np.max(np.abs(probs[row] - reference.probabilities())) < TOL
+
+
 def test_paper_vqc_matches_pennylane():
     """The same bound circuit through qml.from_qiskit on default.qubit (wire 0 is PennyLane's
     most significant bit, qiskit's least significant: reverse the bit order)."""

@@ -126,6 +126,17 @@ def _register_scale(kinds: Any) -> None:
     scale.add_argument("--episodes", type=int, default=200, help="episodes per run (default 200)")
     scale.add_argument("--instance-seed", type=int, default=1, help="generator seed (default 1)")
     scale.add_argument(
+        "--max-critic-qubits",
+        type=int,
+        default=9,
+        metavar="Q",
+        help=(
+            "train the quantum agent only where its critic needs at most Q qubits (default 9); the "
+            "others are listed as not trained. The critic reads 2·N·M numbers: ceil(log2(2NM)) qubits, "
+            "10 for 64x8, where one episode takes tens of seconds on 2 cores"
+        ),
+    )
+    scale.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/scale"), help="default benchmarks/results/scale"
     )
     _add_sweep_options(scale, Path("runs/bench-scale"))
@@ -320,12 +331,21 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from qdt.bench.scale import DEFAULT_AGENTS, run_scale_bench
+    from qdt.circuits import qubits_for_width
 
     users = _int_list("--users", args.users, 1, 1024)
     servers = _int_list("--servers", args.servers, 1, 64)
     _check_positive(("--episodes", args.episodes))
+    if not 1 <= args.max_critic_qubits <= 16:
+        raise QdtInputError("--max-critic-qubits", "an integer from 1 to 16", args.max_critic_qubits)
     _check_workers(args)
-    total = len(users) * len(servers) * len(DEFAULT_AGENTS)
+    total = sum(
+        1
+        for n in users
+        for m in servers
+        for spec in DEFAULT_AGENTS
+        if spec.agent != "quantum" or qubits_for_width(2 * n * m) <= args.max_critic_qubits
+    )
     with tqdm(total=total, desc="bench scale", unit="run") as bar:
         result = run_scale_bench(
             args.out,
@@ -334,6 +354,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             servers=servers,
             episodes=args.episodes,
             instance_seed=args.instance_seed,
+            max_critic_qubits=args.max_critic_qubits,
             on_result=_run_reporter(
                 bar, lambda row: f"{row['wall_s'] / row['episodes'] * 1e3:.0f} ms/episode"
             ),
@@ -377,6 +398,7 @@ def _cmd_instances(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             episodes=args.episodes,
             instance_seed=args.instance_seed,
+            max_critic_qubits=args.max_critic_qubits,
             on_result=_run_reporter(bar, _gap_text),
             **_sweep_kwargs(args),
         )

@@ -20,6 +20,10 @@ from qdt.execution.trig import TrigFit
 
 _AXES = {"rx": "X", "ry": "Y", "rz": "Z"}
 
+# A multiplexed rotation on k qubits stores 2**(k-1) coefficient tensors of 2**k × 2**k each
+# (memory ~ 8**k / 2): 7 qubits take ~25 MB, 10 would take ~13 GB. Wider runs stay as gates.
+MAX_MULTIPLEX_QUBITS = 9
+
 
 def _is_rotation(op: LocalOp) -> bool:
     return op.name in _AXES and len(op.qubits) == 1 and len(op.parts) == 1
@@ -75,7 +79,8 @@ def _multiplexed(block: list[LocalOp]) -> list[LocalOp]:
 
 def multiplex_rotations(ops: list[LocalOp]) -> list[LocalOp]:
     """Replace every run of ≥ 2 same-axis rotations on a target, interleaved with CNOTs into
-    that target, by a multiplexed rotation (and the CNOTs' net permutation, if any)."""
+    that target, by a multiplexed rotation (and the CNOTs' net permutation, if any), when it
+    spans at most MAX_MULTIPLEX_QUBITS qubits."""
     out: list[LocalOp] = []
     i = 0
     while i < len(ops):
@@ -92,7 +97,12 @@ def multiplex_rotations(ops: list[LocalOp]) -> list[LocalOp]:
         ):
             j += 1
         block = ops[i:j]
-        if sum(_is_rotation(o) for o in block) >= 2 and any(not _is_rotation(o) for o in block):
+        controls = {o.gate_qubits[0] for o in block if not _is_rotation(o)}
+        if (
+            sum(_is_rotation(o) for o in block) >= 2
+            and controls
+            and len(controls) + 1 <= MAX_MULTIPLEX_QUBITS
+        ):
             out.extend(_multiplexed(block))
         else:
             out.extend(block)
