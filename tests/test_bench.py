@@ -259,3 +259,13 @@ def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cl
     for agent in ("classical", "quantum L=6"):
         feasible = sum(r["feasible"] == "True" for r in rows if r["agent"] == agent)
         assert cells[header.index(f"{agent} feasible")] == f"{feasible}/2"
+
+
+def test_study_intervals_stay_inside_the_metrics_range():
+    from qdt.bench.noise import _summary, clipped_interval
+
+    mean, lo, hi = clipped_interval([0.0, 1.0, 1.0])  # a t-interval over 3 seeds spans ~[-0.8, 2.1]
+    assert mean == pytest.approx(2 / 3) and lo == 0.0 and hi == 1.0
+    assert clipped_interval([0.0, 0.5, 0.6], upper=None)[2] > 1.0  # gaps have no upper bound
+    assert _summary([0.0, 1.0, 1.0]) == "66.67 [0.00, 100.00]"
+    assert _summary([None, None]) == "-" and _summary([0.25, 0.25]) == "25.00"

@@ -221,15 +221,22 @@ def write_rows(path: Path, rows: list[dict[str, Any]], fields: Sequence[str] | N
         writer.writerows(rows)
 
 
-def _summary(values: list[float | None], percent: bool = True) -> str:
+def clipped_interval(values: Sequence[float], upper: float | None = 1.0) -> tuple[float, float, float]:
+    """Mean and 95% t-interval, the interval clipped to the metric's range [0, upper]: a rate
+    cannot leave [0, 100%], though with few seeds the t-interval would."""
+    mean, lo, hi = mean_interval(list(values))
+    return mean, max(lo, 0.0), hi if upper is None else min(hi, upper)
+
+
+def _summary(values: list[float | None], upper: float | None = 1.0) -> str:
+    """Mean [95% t-interval] in percent (see clipped_interval)."""
     data = [v for v in values if v is not None]
     if not data:
         return "-"
-    mean, lo, hi = mean_interval(data)
-    scale = 100.0 if percent else 1.0
+    mean, lo, hi = clipped_interval(data, upper)
     if lo == hi:
-        return f"{scale * mean:.2f}"
-    return f"{scale * mean:.2f} [{scale * lo:.2f}, {scale * hi:.2f}]"
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
 def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], list[list[Any]]]:
@@ -254,7 +261,7 @@ def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], l
                 [
                     policy,
                     name,
-                    _summary([r["gap"] for r in group]),
+                    _summary([r["gap"] for r in group], upper=None),
                     _summary([r["feasible_rate"] for r in group]),
                     _summary([r["action_agreement"] for r in group]),
                 ]
@@ -288,7 +295,8 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
                         if r["policy"] == policy and r["p2"] == p2 and r["readout"] == readout
                     ]
                     vals = [v for v in vals if v is not None]
-                    mean, lo, hi = mean_interval(vals) if vals else (np.nan, np.nan, np.nan)
+                    upper = None if key == "gap" else 1.0
+                    mean, lo, hi = clipped_interval(vals, upper) if vals else (np.nan, np.nan, np.nan)
                     means.append(100 * mean)
                     los.append(100 * lo)
                     his.append(100 * hi)
@@ -333,7 +341,8 @@ def plot_shots(path: Path, rows: list[dict[str, Any]]) -> None:
                 vals = [
                     r[key] for r in rows if r["mode"] == mode and r["shots"] == count and r[key] is not None
                 ]
-                mean, lo, hi = mean_interval(vals) if vals else (np.nan, np.nan, np.nan)
+                upper = None if key == "gap" else 1.0
+                mean, lo, hi = clipped_interval(vals, upper) if vals else (np.nan, np.nan, np.nan)
                 means.append(100 * mean)
                 los.append(100 * lo)
                 his.append(100 * hi)
@@ -368,7 +377,7 @@ def shots_markdown(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any
             [
                 "exact" if count is None else count,
                 mode,
-                _summary([r["gap"] for r in group]),
+                _summary([r["gap"] for r in group], upper=None),
                 _summary([r["feasible_rate"] for r in group]),
                 _summary([r["decision_agreement"] for r in group]),
             ]
@@ -425,7 +434,7 @@ def run_noise_bench(
         f"{seeds} seeds each, "
         f"noiselessly and noise-aware (density executor, profile {TRAINING_NOISE}); evaluated under "
         "depolarizing noise (density executor, exact probabilities) and fake-device noise models (Aer, "
-        "1024 shots, 3 draws). Mean [95% t-interval] over seeds. Full grid in noise.csv. "
+        "1024 shots, 3 draws). Mean [95% t-interval, clipped to 0–100%] over seeds. Full grid in noise.csv. "
         f"Wall time {wall:.0f} s."
     )
     text = write_study(
@@ -467,7 +476,7 @@ def run_shots_bench(
     note = (
         f"Noiseless-trained quantum policies (L = {layers}), {episodes} episodes, {seeds} seeds; readout "
         f"sampled on Aer with S shots (multinomial) or emulated as Gaussian noise, {repeats} draws per "
-        f"seed. Mean [95% t-interval] over seeds and draws. Wall time {wall:.0f} s."
+        f"seed. Mean [95% t-interval, clipped to 0–100%] over seeds and draws. Wall time {wall:.0f} s."
     )
     text = write_study(
         out_dir, "shots", rows, note, shots_markdown(rows), failure_note(trained), SHOTS_FIELDS
