@@ -235,7 +235,12 @@ def plot_scale(path: Path, rows: list[dict[str, Any]], episodes: int) -> None:
     left.set_title("time per episode")
     right.set(xscale="log", xlabel="users N", ylabel="gap to MILP optimum (%)")
     right.set_title(f"gap after {episodes} episodes (missing = infeasible)")
+    users = sorted({r["users"] for r in rows})
     for axis in (left, right):
+        axis.set_xscale("log")
+        axis.set_xticks(users, [str(n) for n in users])
+        axis.minorticks_off()
+        axis.set_xlim(users[0] / 1.3, users[-1] * 1.3)  # the same N axis, also where gaps are missing
         axis.grid(alpha=0.3)
     right.legend(fontsize=7)
     fig.tight_layout()
