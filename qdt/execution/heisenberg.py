@@ -23,12 +23,18 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from qdt.execution.affine import AffineValue
-from qdt.execution.layered import kron_pair
+from qdt.execution.layered import (
+    ConstFactor,
+    LayerFactor,
+    collect_slots,
+    group_factors,
+    half_angle_maps,
+    kron_pair,
+    slot_features,
+)
 from qdt.execution.layout import Space
-from qdt.execution.lowering import CONST, LocalOp
+from qdt.execution.lowering import LocalOp
 from qdt.execution.sparse_prefix import embed_sparse
-from qdt.execution.trig import TrigFit, function_frequency
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,17 +116,6 @@ class HeisenbergSaved:
     inputs: dict[tuple[int, int], torch.Tensor]  # (layer, chunk) → Φ before that chunk
 
 
-@dataclass(eq=False)
-class _Layer:
-    slots: dict[int, LocalOp]
-    post: sparse.csr_matrix | None = None
-
-
-@dataclass(eq=False)
-class _Const:
-    matrix: sparse.csr_matrix
-
-
 def compile_heisenberg_suffix(
     ops: list[LocalOp], num_qubits: int, readout: np.ndarray, n_weights: int
 ) -> HeisenbergSuffix | None:
@@ -128,58 +123,31 @@ def compile_heisenberg_suffix(
     None if it has parameterised multi-qubit gates or complex matrices."""
     n = num_qubits
     space = Space(n, 4)
-    factors: list[_Layer | _Const] = []
-    for op in ops:
-        last = factors[-1] if factors else None
-        if len(op.qubits) == 1:
-            if len(op.parts) > 1:
-                return None
-            q = op.qubits[0]
-            if isinstance(last, _Layer) and last.post is None and q not in last.slots:
-                last.slots[q] = op
-            else:
-                factors.append(_Layer({q: op}))
-        elif op.kind == CONST:
-            assert op.matrix is not None
-            if np.iscomplexobj(op.matrix):
-                return None
-            matrix = embed_sparse(op.matrix, op.qubits, space)
-            if isinstance(last, _Layer):
-                last.post = matrix if last.post is None else matrix @ last.post
-            elif isinstance(last, _Const):
-                last.matrix = matrix @ last.matrix
-            else:
-                factors.append(_Const(matrix))
-        else:
-            return None
-    layers = [f for f in factors if isinstance(f, _Layer)]
-    pool: list[np.ndarray] = [np.eye(4)]
-    parametric: list[tuple[AffineValue, TrigFit, int, int]] = []
-    slot_refs = np.zeros((len(layers), n), dtype=np.int64)
-    for i, layer in enumerate(layers):
-        for q, op in layer.slots.items():
-            if op.matrix is not None:
-                if np.iscomplexobj(op.matrix):
-                    return None
-                pool.append(op.matrix)
-                slot_refs[i, q] = len(pool) - 1
-            else:
-                value, fit = op.parts[0]
-                if np.iscomplexobj(fit.coefficients) or value.uses_angles:
-                    return None
-                parametric.append((value, fit, i, q))
-                slot_refs[i, q] = -len(parametric)
-    slot_refs = np.where(slot_refs < 0, len(pool) + (-slot_refs - 1), slot_refs)
+
+    def embed(op: LocalOp) -> sparse.csr_matrix | None:
+        assert op.matrix is not None
+        return None if np.iscomplexobj(op.matrix) else embed_sparse(op.matrix, op.qubits, space)
+
+    factors = group_factors(ops, embed)
+    if factors is None:
+        return None
+    layers = [f for f in factors if isinstance(f, LayerFactor)]
+    collected = collect_slots(
+        layers,
+        n,
+        np.eye(4),
+        lambda matrix: not np.iscomplexobj(matrix),
+        lambda value, fit: not np.iscomplexobj(fit.coefficients) and not value.uses_angles,
+    )
+    if collected is None:
+        return None
+    pool, parametric, slot_refs = collected
     functions = tuple(sorted({f for _, fit, _, _ in parametric for f in fit.functions}))
     coefficients = np.zeros((len(parametric), len(functions), 4, 4))
-    half_constant = np.zeros(len(parametric))
-    half_weights = np.zeros((len(parametric), n_weights))
-    for s, (value, fit, _, _) in enumerate(parametric):
+    for s, (_, fit, _, _) in enumerate(parametric):
         for i, f in enumerate(fit.functions):
             coefficients[s, functions.index(f)] = fit.coefficients[i]
-        half_constant[s] = value.constant / 2
-        for index, c in value.weight_terms:
-            half_weights[s, index] += c / 2
+    half_constant, half_weights = half_angle_maps(parametric, n_weights)
     chunks = []
     for lo in range(0, n, 2):
         size = min(2, n - lo)
@@ -187,7 +155,7 @@ def compile_heisenberg_suffix(
     order: list[tuple[str, int]] = []
     counts = {"layer": 0, "const": 0}
     for factor in factors:
-        kind = "layer" if isinstance(factor, _Layer) else "const"
+        kind = "layer" if isinstance(factor, LayerFactor) else "const"
         order.append((kind, counts[kind]))
         counts[kind] += 1
 
@@ -206,7 +174,7 @@ def compile_heisenberg_suffix(
         pool=torch.as_tensor(np.stack(pool)),
         slot_index=torch.as_tensor(slot_refs),
         post=tuple(None if layer.post is None else gathers(layer.post) for layer in layers),
-        consts=tuple(gathers(f.matrix) for f in factors if isinstance(f, _Const)),
+        consts=tuple(gathers(f.matrix) for f in factors if isinstance(f, ConstFactor)),
         n_slots=len(parametric),
         functions=functions,
         coefficients=torch.as_tensor(coefficients),
@@ -215,27 +183,6 @@ def compile_heisenberg_suffix(
         slot_layer=torch.as_tensor(np.array([p[2] for p in parametric], dtype=np.int64)),
         slot_qubit=torch.as_tensor(np.array([p[3] for p in parametric], dtype=np.int64)),
     )
-
-
-def _features(half: torch.Tensor, functions: tuple[int, ...], derivative: bool) -> torch.Tensor:
-    columns = []
-    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for f in functions:
-        if f == 0:
-            columns.append(torch.zeros_like(half) if derivative else torch.ones_like(half))
-            continue
-        k = function_frequency(f)
-        if k not in cache:
-            scaled = half if k == 1 else half * k
-            cache[k] = (torch.cos(scaled), torch.sin(scaled))
-        cos, sin = cache[k]
-        is_sine = f == 2 * k
-        if not derivative:
-            columns.append(sin if is_sine else cos)
-        else:
-            column = cos if is_sine else -sin
-            columns.append(column if k == 1 else column * k)
-    return torch.stack(columns, dim=1)
 
 
 def _chunk_matrices(suffix: HeisenbergSuffix, slots_t: torch.Tensor) -> torch.Tensor:
@@ -279,7 +226,7 @@ def heisenberg_forward(
             half = suffix.half_constant
             if suffix.half_weights is not None:
                 half = half + suffix.half_weights @ weights
-            features = _features(half, suffix.functions, derivative=False)
+            features = slot_features(half, suffix.functions, derivative=False)
             pool = torch.cat([pool, torch.einsum("sf,sfij->sij", features, suffix.coefficients)])
         slots_t = (
             pool.index_select(0, suffix.slot_index.view(-1)).view(suffix.n_layers, -1, 4, 4).transpose(-1, -2)
@@ -351,6 +298,6 @@ def heisenberg_backward(
         grad_slots_t[:, -1] = grad_single
     flat = suffix.slot_layer * suffix.num_qubits + suffix.slot_qubit
     grad_slots = grad_slots_t.view(-1, 4, 4).index_select(0, flat).transpose(-1, -2)  # [S, 4, 4]
-    derivative = _features(saved.half, suffix.functions, derivative=True)  # [S, F]
+    derivative = slot_features(saved.half, suffix.functions, derivative=True)  # [S, F]
     grad_half = (torch.einsum("sij,sfij->sf", grad_slots, suffix.coefficients) * derivative).sum(1)
     return grad_half @ suffix.half_weights

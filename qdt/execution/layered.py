@@ -31,7 +31,9 @@ all arguments come from one affine map of the weights and all features from one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,14 +104,90 @@ class LayeredSaved:
 
 
 @dataclass(eq=False)
-class _Layer:
+class LayerFactor:
     slots: dict[int, LocalOp]
-    post: np.ndarray | None = None
+    post: Any = None  # dense or sparse matrix of the constant gates after the layer
 
 
 @dataclass(eq=False)
-class _Const:
-    matrix: np.ndarray
+class ConstFactor:
+    matrix: Any
+
+
+Slot = tuple[AffineValue, TrigFit, int, int]  # value, fit, layer, qubit
+
+
+def group_factors(
+    ops: list[LocalOp], embed: Callable[[LocalOp], Any | None]
+) -> list[LayerFactor | ConstFactor] | None:
+    """The shared suffix ``ops`` (circuit order) as layers of one-qubit slots, each followed by
+    the constant gates after it (``embed`` gives a constant multi-qubit gate's full matrix, or
+    None to refuse it). None if a parameterised gate acts on more than one qubit."""
+    factors: list[LayerFactor | ConstFactor] = []
+    for op in ops:
+        last = factors[-1] if factors else None
+        if len(op.qubits) == 1:
+            if len(op.parts) > 1:
+                return None
+            q = op.qubits[0]
+            if isinstance(last, LayerFactor) and last.post is None and q not in last.slots:
+                last.slots[q] = op
+            else:
+                factors.append(LayerFactor({q: op}))
+        elif op.kind == CONST:
+            assert op.matrix is not None
+            matrix = embed(op)
+            if matrix is None:
+                return None
+            if isinstance(last, LayerFactor):
+                last.post = matrix if last.post is None else matrix @ last.post
+            elif isinstance(last, ConstFactor):
+                last.matrix = matrix @ last.matrix
+            else:
+                factors.append(ConstFactor(matrix))
+        else:
+            return None
+    return factors
+
+
+def collect_slots(
+    layers: list[LayerFactor],
+    num_qubits: int,
+    identity: np.ndarray,
+    accept_matrix: Callable[[np.ndarray], bool],
+    accept_part: Callable[[AffineValue, TrigFit], bool],
+) -> tuple[list[np.ndarray], list[Slot], np.ndarray] | None:
+    """Constant one-qubit matrices (a pool that starts with ``identity``), parameterised slots,
+    and every (layer, qubit)'s index into pool + slots; None if ``accept_*`` refuses a gate."""
+    pool: list[np.ndarray] = [identity]
+    parametric: list[Slot] = []
+    slot_refs = np.zeros((len(layers), num_qubits), dtype=np.int64)
+    for i, layer in enumerate(layers):
+        for q, op in layer.slots.items():
+            if op.matrix is not None:
+                if not accept_matrix(op.matrix):
+                    return None
+                pool.append(op.matrix)
+                slot_refs[i, q] = len(pool) - 1
+            else:
+                value, fit = op.parts[0]
+                if not accept_part(value, fit):
+                    return None
+                parametric.append((value, fit, i, q))
+                slot_refs[i, q] = -len(parametric)  # resolved below
+    slot_refs = np.where(slot_refs < 0, len(pool) + (-slot_refs - 1), slot_refs)
+    return pool, parametric, slot_refs
+
+
+def half_angle_maps(parametric: list[Slot], n_weights: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every slot's half-angle as constant [S] + weights [S, n_weights] @ w."""
+    half_constant = np.zeros(len(parametric))
+    half_weights = np.zeros((len(parametric), n_weights))
+    for s, (value, _, _, _) in enumerate(parametric):
+        half_constant[s] = value.constant / 2
+        for index, c in value.weight_terms:
+            half_weights[s, index] += c / 2
+    return half_constant, half_weights
 
 
 def compile_layered_unitary(ops: list[LocalOp], num_qubits: int, n_weights: int) -> LayeredUnitary | None:
@@ -117,58 +195,31 @@ def compile_layered_unitary(ops: list[LocalOp], num_qubits: int, n_weights: int)
     parameterised multi-qubit gates or gates that are not trigonometric of low order."""
     n = num_qubits
     dim = 2**n
-    factors: list[_Layer | _Const] = []
-    for op in ops:
-        last = factors[-1] if factors else None
-        if len(op.qubits) == 1:
-            if len(op.parts) > 1:
-                return None
-            q = op.qubits[0]
-            if isinstance(last, _Layer) and last.post is None and q not in last.slots:
-                last.slots[q] = op
-            else:
-                factors.append(_Layer({q: op}))
-        elif op.kind == CONST:
-            assert op.matrix is not None
-            matrix = embed_matrix(op.matrix, op.qubits, range(n), 2)
-            if isinstance(last, _Layer):
-                last.post = matrix if last.post is None else matrix @ last.post
-            elif isinstance(last, _Const):
-                last.matrix = matrix @ last.matrix
-            else:
-                factors.append(_Const(matrix))
-        else:
-            return None
-    pool: list[np.ndarray] = [np.eye(2)]
-    parametric: list[tuple[AffineValue, TrigFit, int, int]] = []  # value, fit, layer, qubit
-    layers: list[_Layer] = [f for f in factors if isinstance(f, _Layer)]
-    slot_refs = np.zeros((len(layers), n), dtype=np.int64)
-    for i, layer in enumerate(layers):
-        for q, op in layer.slots.items():
-            if op.matrix is not None:
-                pool.append(op.matrix)
-                slot_refs[i, q] = len(pool) - 1
-            else:
-                value, fit = op.parts[0]
-                if any(function_frequency(f) > MAX_FREQUENCY for f in fit.functions):
-                    return None
-                parametric.append((value, fit, i, q))
-                slot_refs[i, q] = -len(parametric)  # resolved below
-    slot_refs = np.where(slot_refs < 0, len(pool) + (-slot_refs - 1), slot_refs)
+    factors = group_factors(ops, lambda op: embed_matrix(op.matrix, op.qubits, range(n), 2))
+    if factors is None:
+        return None
+    layers: list[LayerFactor] = [f for f in factors if isinstance(f, LayerFactor)]
+    collected = collect_slots(
+        layers,
+        n,
+        np.eye(2),
+        lambda matrix: True,
+        lambda value, fit: (
+            not value.uses_angles  # the suffix is shared by construction
+            and all(function_frequency(f) <= MAX_FREQUENCY for f in fit.functions)
+        ),
+    )
+    if collected is None:
+        return None
+    pool, parametric, slot_refs = collected
     functions = tuple(sorted({f for _, fit, _, _ in parametric for f in fit.functions}))
     coefficients = np.zeros((len(parametric), len(functions), 2, 2), dtype=np.complex128)
-    half_constant = np.zeros(len(parametric))
-    half_weights = np.zeros((len(parametric), n_weights))
-    for s, (value, fit, _, _) in enumerate(parametric):
-        if value.uses_angles:  # pragma: no cover - the suffix is shared by construction
-            return None
+    for s, (_, fit, _, _) in enumerate(parametric):
         for i, f in enumerate(fit.functions):
             coefficients[s, functions.index(f)] = fit.coefficients[i]
-        half_constant[s] = value.constant / 2
-        for index, c in value.weight_terms:
-            half_weights[s, index] += c / 2
+    half_constant, half_weights = half_angle_maps(parametric, n_weights)
     posts = [layer.post if layer.post is not None else np.eye(dim) for layer in layers]
-    consts = [f.matrix for f in factors if isinstance(f, _Const)]
+    consts = [f.matrix for f in factors if isinstance(f, ConstFactor)]
     everything = [*pool, coefficients, *posts, *consts]
     is_complex = any(np.iscomplexobj(clean(np.asarray(a))) for a in everything)
     dtype = torch.complex128 if is_complex else torch.float64
@@ -180,7 +231,7 @@ def compile_layered_unitary(ops: list[LocalOp], num_qubits: int, n_weights: int)
     order: list[tuple[str, int]] = []
     layer_count = const_count = 0
     for factor in factors:
-        if isinstance(factor, _Layer):
+        if isinstance(factor, LayerFactor):
             order.append(("layer", layer_count))
             layer_count += 1
         else:
@@ -288,7 +339,7 @@ def _generators(
     return torch.as_tensor(out)
 
 
-def _features(half: torch.Tensor, functions: tuple[int, ...], derivative: bool) -> torch.Tensor:
+def slot_features(half: torch.Tensor, functions: tuple[int, ...], derivative: bool) -> torch.Tensor:
     """[S, F]: g_f(h) (or g_f'(h)) for every slot."""
     columns = []
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -311,7 +362,7 @@ def _features(half: torch.Tensor, functions: tuple[int, ...], derivative: bool) 
 
 
 def _slot_matrices(layered: LayeredUnitary, half: torch.Tensor, derivative: bool) -> torch.Tensor:
-    features = _features(half, layered.functions, derivative).to(layered.dtype)
+    features = slot_features(half, layered.functions, derivative).to(layered.dtype)
     return torch.einsum("sf,sfij->sij", features, layered.coefficients)
 
 
