@@ -18,7 +18,6 @@ from qdt.execution.backends import (
     open_backend,
     parse_profile,
 )
-from qdt.execution.registry import executor_names
 from qdt.noise import NoiseConfig
 
 IBM_MINIMAL = {
@@ -159,7 +158,6 @@ def test_open_backend_resolves_profiles_and_plain_executor_names() -> None:
     assert open_backend(profile).capabilities.differentiable
 
 
-@pytest.mark.skipif("aer" not in executor_names(), reason="qdt/execution/aer.py is not in this tree yet")
 def test_aer_profile_opens_the_aer_executor() -> None:
     executor = open_backend("aer", shots=128, seed=3)
     assert executor.name == "aer" and executor.capabilities.shots and not executor.capabilities.noisy
