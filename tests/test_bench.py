@@ -9,6 +9,7 @@ import json
 import logging
 
 import pytest
+import ray
 
 from qdt.bench.instances import run_instances_bench
 from qdt.bench.paper import PAPER_AGENTS, paper_runs
@@ -16,8 +17,6 @@ from qdt.bench.scale import run_scale_bench
 from qdt.cli import main
 from qdt.sweep import cell_dir, read_results
 from qdt.sweep.cell import read_attempts, read_metrics_rewards
-
-ray = pytest.importorskip("ray")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

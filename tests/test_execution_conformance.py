@@ -200,7 +200,8 @@ def test_trees_wider_than_the_multiplex_cap_keep_their_upper_levels_as_gates(cap
 def test_paper_vqc_matches_pennylane():
     """The same bound circuit through qml.from_qiskit on default.qubit (wire 0 is PennyLane's
     most significant bit, qiskit's least significant: reverse the bit order)."""
-    qml = pytest.importorskip("pennylane")
+    import pennylane as qml
+
     vqc = build_vqc(16, 3)
     executor = get_executor("statevector")
     prepared = executor.prepare_vqc(vqc)
@@ -228,7 +229,8 @@ def _generic_backend(basis):
 
 
 def _fake_brisbane():
-    fake_provider = pytest.importorskip("qiskit_ibm_runtime.fake_provider")
+    from qiskit_ibm_runtime import fake_provider
+
     return fake_provider.FakeBrisbane()
 
 
@@ -641,7 +643,7 @@ def test_noisy_random_circuits_match_density_matrix_with_aer_channels(seed):
 
 def test_noisy_vqc_matches_aer_density_matrix_simulator():
     """The noise model built the way a qiskit-aer executor would builds it, run by Aer."""
-    aer = pytest.importorskip("qiskit_aer")
+    import qiskit_aer as aer
     from qiskit_aer.noise import NoiseModel
 
     noise = NoiseConfig(

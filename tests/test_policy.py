@@ -25,11 +25,20 @@ SMALL = dict(
 )
 
 
-@pytest.fixture(scope="module", params=["classical", "quantum"])
-def run(request, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp(request.param)
-    train(TrainConfig(**SMALL, agent=request.param, seed=3), paper_instance(), run_dir, progress=False)
-    return run_dir
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One small trained run per agent kind, shared by the module's tests."""
+    out = {}
+    for agent in ("classical", "quantum"):
+        run_dir = tmp_path_factory.mktemp(agent)
+        train(TrainConfig(**SMALL, agent=agent, seed=3), paper_instance(), run_dir, progress=False)
+        out[agent] = run_dir
+    return out
+
+
+@pytest.fixture(params=["classical", "quantum"])
+def run(request, runs):
+    return runs[request.param]
 
 
 def test_loaded_policy_reproduces_the_summary_placement(run):
@@ -53,11 +62,9 @@ def test_batched_scores_equal_row_by_row(run):
     torch.testing.assert_close(batch, rows, rtol=0, atol=1e-12)
 
 
-def test_other_executor_same_weights(run):
-    policy = load_policy(run)
-    if policy.config.agent == "classical":
-        pytest.skip("classical actors have no executor")
-    other = load_policy(run, executor=get_executor("density"))
+def test_quantum_policy_on_another_executor_keeps_its_scores(runs):
+    policy = load_policy(runs["quantum"])
+    other = load_policy(runs["quantum"], executor=get_executor("density"))
     states = np.random.default_rng(0).integers(0, 2, size=(5, policy.n_users, policy.n_servers))
     torch.testing.assert_close(policy.scores(states), other.scores(states), rtol=0, atol=1e-10)
 

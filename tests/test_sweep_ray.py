@@ -8,13 +8,12 @@ import threading
 import time
 
 import pytest
+import ray
 
 from qdt.generator import paper_instance
 from qdt.marl.train import train
 from qdt.sweep import cell_dir, expand_cells, parse_spec, read_results, run_sweep
 from qdt.sweep.cell import read_attempts
-
-ray = pytest.importorskip("ray")
 
 TINY = dict(
     episodes=20,

@@ -158,7 +158,6 @@ def test_bad_config_values_are_named():
 
 
 def test_tensorboard_scalars_match_the_metrics_file(tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = TrainConfig(**SMALL, seed=4)
