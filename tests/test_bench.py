@@ -268,3 +268,7 @@ def test_study_intervals_stay_inside_the_metrics_range():
     assert clipped_interval([0.0, 0.5, 0.6], upper=None)[2] > 1.0  # gaps have no upper bound
     assert _summary([0.0, 1.0, 1.0]) == "66.67 [0.00, 100.00]"
     assert _summary([None, None]) == "-" and _summary([0.25, 0.25]) == "25.00"
+
+    from qdt.marl.evaluation import RATE, interval  # the evaluation's own intervals (qdt evaluate, demo)
+
+    assert interval([0.0, 1.0, 1.0], RATE) == {"mean": pytest.approx(2 / 3), "lo95": 0.0, "hi95": 1.0}

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from qdt.bench.paper import mean_interval
 from qdt.bench.runs import TrainedRuns, bench_run, failure_note, train_runs
 from qdt.generator import paper_instance
 from qdt.marl.config import TrainConfig
+from qdt.marl.evaluation import mean_interval
 from qdt.tables import format_table
 
 DEPOLARIZING_2Q = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -222,10 +222,8 @@ def write_rows(path: Path, rows: list[dict[str, Any]], fields: Sequence[str] | N
 
 
 def clipped_interval(values: Sequence[float], upper: float | None = 1.0) -> tuple[float, float, float]:
-    """Mean and 95% t-interval, the interval clipped to the metric's range [0, upper]: a rate
-    cannot leave [0, 100%], though with few seeds the t-interval would."""
-    mean, lo, hi = mean_interval(list(values))
-    return mean, max(lo, 0.0), hi if upper is None else min(hi, upper)
+    """Mean and 95% t-interval of a metric in [0, upper] (see mean_interval)."""
+    return mean_interval(values, (0.0, upper))
 
 
 def _summary(values: list[float | None], upper: float | None = 1.0) -> str:

@@ -18,7 +18,6 @@ Outputs in ``out_dir``:
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from qdt.bench.runs import BenchRun, OnRun, bench_run, failure_note, train_runs
 from qdt.generator import paper_instance
 from qdt.marl.config import TrainConfig
+from qdt.marl.evaluation import NON_NEGATIVE, mean_interval
 from qdt.model import PlacementModel
 from qdt.solvers import solve
 from qdt.sweep.cell import read_metrics_rewards
+from qdt.sweep.table import STATUS_OK
 from qdt.tables import format_table
 
 
@@ -121,16 +121,6 @@ def run_bench(
 
 
 # ---- Table 3 -----------------------------------------------------------------------------
-def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval; the interval collapses to the mean for one value."""
-    data = np.asarray(values, dtype=np.float64)
-    mean = float(data.mean())
-    if data.size < 2 or float(data.std(ddof=1)) == 0.0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
-    return mean, mean - half, mean + half
-
-
 def write_table3(
     out_dir: Path,
     agents: Sequence[AgentSpec],
@@ -160,11 +150,11 @@ def write_table3(
         row: list[Any] = [label]
         for _, latencies, _, _ in columns:
             values = [lat[i] if i < n else float(np.mean(lat)) for lat in latencies]
-            row += list(mean_interval(values)) if values else [None, None, None]
+            row += list(mean_interval(values, NON_NEGATIVE)) if values else [None, None, None]
         row.append(optimum.per_user_latency_s[i] if i < n else optimum.total_latency_s / n)
         row.append(greedy.per_user_latency_s[i] if i < n else greedy.total_latency_s / n)
         values = [lat[i] if i < n else float(np.mean(lat)) for lat in random_latencies]
-        row += list(mean_interval(values))
+        row += list(mean_interval(values, NON_NEGATIVE))
         rows_csv.append(row)
     with open(out_dir / "table3.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
@@ -218,7 +208,7 @@ def write_table3(
 
 
 def _finished(row: Mapping[str, Any]) -> bool:
-    return row.get("status", "ok") == "ok"
+    return row.get("status", STATUS_OK) == STATUS_OK
 
 
 def _random_gap(latencies: list[list[float]], optimum: float) -> str:

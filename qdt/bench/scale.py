@@ -53,6 +53,11 @@ ROW_FIELDS = [
 ]
 
 
+def is_trained(spec: AgentSpec, users: int, servers: int, max_critic_qubits: int) -> bool:
+    """Whether the bench trains ``spec`` at N x M: quantum only up to ``max_critic_qubits``."""
+    return spec.agent != "quantum" or qubits_for_width(2 * users * servers) <= max_critic_qubits
+
+
 def run_scale_bench(
     out_dir: Path,
     runs_dir: Path,
@@ -83,7 +88,7 @@ def run_scale_bench(
                 "milp_s": time.perf_counter() - t0,
             }
             for spec in agents:
-                if spec.agent == "quantum" and qubits_for_width(2 * n * m) > max_critic_qubits:
+                if not is_trained(spec, n, m, max_critic_qubits):
                     skipped.append(f"{n}x{m} {spec.label} ({qubits_for_width(2 * n * m)}-qubit critic)")
                     continue
                 config = TrainConfig(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=0)

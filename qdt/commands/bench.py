@@ -330,8 +330,7 @@ def _int_list(flag: str, text: str, low: int, high: int) -> list[int]:
 def _cmd_scale(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from qdt.bench.scale import DEFAULT_AGENTS, run_scale_bench
-    from qdt.circuits import qubits_for_width
+    from qdt.bench.scale import DEFAULT_AGENTS, is_trained, run_scale_bench
 
     users = _int_list("--users", args.users, 1, 1024)
     servers = _int_list("--servers", args.servers, 1, 64)
@@ -340,11 +339,10 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         raise QdtInputError("--max-critic-qubits", "an integer from 1 to 16", args.max_critic_qubits)
     _check_workers(args)
     total = sum(
-        1
+        is_trained(spec, n, m, args.max_critic_qubits)
         for n in users
         for m in servers
         for spec in DEFAULT_AGENTS
-        if spec.agent != "quantum" or qubits_for_width(2 * n * m) <= args.max_critic_qubits
     )
     with tqdm(total=total, desc="bench scale", unit="run") as bar:
         result = run_scale_bench(

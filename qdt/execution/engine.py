@@ -92,7 +92,7 @@ def _dense(state: torch.Tensor, step: DenseStep, values: Values) -> torch.Tensor
     return torch.einsum(step.equation, matrix.reshape(shape), view).reshape(-1, columns)
 
 
-def _kron(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+def kron_pair(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     """Batched Kronecker product high ⊗ low over any leading dimensions."""
     size = high.shape[-1] * low.shape[-1]
     product = high[..., :, None, :, None] * low[..., None, :, None, :]
@@ -106,9 +106,9 @@ def kron_layers(layer: torch.Tensor) -> torch.Tensor:
     if count == 1:
         return layer[:, 0]
     if count % 2:
-        return _kron(layer[:, -1], kron_layers(layer[:, :-1]))
+        return kron_pair(layer[:, -1], kron_layers(layer[:, :-1]))
     low, high = layer.reshape(layer.shape[0], count // 2, 2, *layer.shape[2:]).unbind(2)
-    return kron_layers(_kron(high, low))
+    return kron_layers(kron_pair(high, low))
 
 
 def _factors(plan: FusedPlan, values: Values) -> list[torch.Tensor]:

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from qdt.execution.engine import kron_pair
 from qdt.execution.layered import (
     ConstFactor,
     LayerFactor,
     collect_slots,
     group_factors,
     half_angle_maps,
-    kron_pair,
     slot_features,
 )
 from qdt.execution.layout import Space

@@ -142,12 +142,14 @@ class _StatevectorFunction(torch.autograd.Function):
             else:
                 grad_transposed = grad_map
             suffix_weights = layered_backward(kernel.suffix, saved.suffix, grad_transposed.mT)
-        grad_weights = None
-        if need_weights:
-            parts = [g for g in (tree_weights, suffix_weights) if g is not None]
-            if parts:
-                grad_weights = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        return grad_angles, grad_weights, None
+        return grad_angles, _sum_present(tree_weights, suffix_weights), None
+
+
+def _sum_present(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    """The weight gradient from the two parts of a kernel; a part that needs none gives None."""
+    if first is None or second is None:
+        return second if first is None else first
+    return first + second
 
 
 # ----------------------------------------------------------------------------- density matrices
@@ -228,9 +230,4 @@ class _PauliFunction(torch.autograd.Function):
             grad_phi = grad_functional.new_zeros(kernel.suffix.dim, grad.shape[1])
             grad_phi.index_copy_(0, prefix.support, grad_functional)
             suffix_weights = heisenberg_backward(kernel.suffix, saved.suffix, grad_phi)
-        grad_weights = None
-        if need_weights:
-            parts = [g for g in (prefix_weights, suffix_weights) if g is not None]
-            if parts:
-                grad_weights = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        return grad_angles, grad_weights, None
+        return grad_angles, _sum_present(prefix_weights, suffix_weights), None

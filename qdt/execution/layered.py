@@ -39,30 +39,12 @@ import numpy as np
 import torch
 
 from qdt.execution.affine import AffineValue
+from qdt.execution.engine import kron_layers
 from qdt.execution.layout import embed_matrix
 from qdt.execution.lowering import CONST, LocalOp
 from qdt.execution.trig import TrigFit, clean, function_frequency
 
 MAX_FREQUENCY = 2
-
-
-def kron_pair(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    """Batched Kronecker product high ⊗ low over any leading dimensions."""
-    size = high.shape[-1] * low.shape[-1]
-    product = high[..., :, None, :, None] * low[..., None, :, None, :]
-    return product.reshape(*high.shape[:-2], size, size)
-
-
-def kron_qubits(matrices: torch.Tensor) -> torch.Tensor:
-    """[F, n, d, d] per-qubit matrices (qubit 0 first) → [F, d**n, d**n] Kronecker products
-    M_{n−1} ⊗ … ⊗ M_0, neighbours combined pairwise (log-depth)."""
-    count = matrices.shape[1]
-    if count == 1:
-        return matrices[:, 0]
-    if count % 2:
-        return kron_pair(matrices[:, -1], kron_qubits(matrices[:, :-1]))
-    low, high = matrices.reshape(matrices.shape[0], count // 2, 2, *matrices.shape[2:]).unbind(2)
-    return kron_qubits(kron_pair(high, low))
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,7 +370,7 @@ def layered_forward(layered: LayeredUnitary, weights: torch.Tensor) -> tuple[tor
                 if layered.half_weights is not None:
                     half = half + layered.half_weights @ weights
         slots = pool.index_select(0, layered.slot_index.view(-1)).view(layered.n_layers, -1, 2, 2)
-        layer_matrices = kron_qubits(slots)
+        layer_matrices = kron_layers(slots)
         if layered.posts is not None:
             layer_matrices = torch.bmm(layered.posts, layer_matrices)
     partials = [layered.identity]
@@ -430,7 +412,7 @@ def layered_backward(
     derivative = _slot_matrices(layered, saved.half, derivative=True)  # [S, 2, 2]
     base = saved.slots[layered.slot_layer]  # [S, n, 2, 2]
     replaced = torch.where(layered.slot_mask, derivative[:, None], base)
-    kron = kron_qubits(replaced)
+    kron = kron_layers(replaced)
     if kron.is_complex():
         grad_half = (torch.view_as_real(grad_layers) * torch.view_as_real(kron)).sum((1, 2, 3))
     else:

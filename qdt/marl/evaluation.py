@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,14 +37,30 @@ ROLLOUTS = ("calls", "table")
 SAMPLED_STATES = 4096
 
 
-def interval(values: list[float]) -> dict[str, float]:
-    """Mean with a 95% Student-t interval (collapsed for a single value)."""
+RATE = (0.0, 1.0)  # the range of a rate: agreements, feasibility
+NON_NEGATIVE = (0.0, None)  # latencies and gaps
+
+
+def mean_interval(
+    values: Sequence[float], bounds: tuple[float | None, float | None] = (None, None)
+) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval (collapsed for a single value), the interval clipped to
+    the metric's ``bounds``: with few samples a t-interval of a rate would leave [0, 1]."""
     data = np.asarray(values, dtype=np.float64)
     mean = float(data.mean())
     if data.size < 2 or float(data.std(ddof=1)) == 0.0:
-        return {"mean": mean, "lo95": mean, "hi95": mean}
+        return mean, mean, mean
     half = float(stats.t.ppf(0.975, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
-    return {"mean": mean, "lo95": mean - half, "hi95": mean + half}
+    low, high = bounds
+    lo = mean - half if low is None else max(mean - half, low)
+    hi = mean + half if high is None else min(mean + half, high)
+    return mean, lo, hi
+
+
+def interval(values: Sequence[float], bounds: tuple[float | None, float | None]) -> dict[str, float]:
+    """:func:`mean_interval` as ``{"mean", "lo95", "hi95"}``."""
+    mean, lo, hi = mean_interval(values, bounds)
+    return {"mean": mean, "lo95": lo, "hi95": hi}
 
 
 def joint_states(n_users: int, n_servers: int, rng: np.random.Generator) -> np.ndarray:
@@ -144,17 +160,17 @@ def evaluate_policy(
         "agents": [
             {
                 "agent": j,
-                "action_agreement": interval(action_agreement[j]),
-                "bit_agreement": interval(bit_agreement[j]),
+                "action_agreement": interval(action_agreement[j], RATE),
+                "bit_agreement": interval(bit_agreement[j], RATE),
             }
             for j in range(reference.n_servers)
         ],
-        "decision_agreement": interval(decision_agreement),
+        "decision_agreement": interval(decision_agreement, RATE),
         "placement": {
             "assignments": assignments,
             "feasible_rate": float(np.mean(feasible)),
-            "total_latency_s": interval(totals),
-            "gap": interval(gaps) if gaps else None,
+            "total_latency_s": interval(totals, NON_NEGATIVE),
+            "gap": interval(gaps, NON_NEGATIVE) if gaps else None,
             "gap_runs": len(gaps),
         },
         "noiseless": {

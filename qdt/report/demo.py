@@ -218,15 +218,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def _interval_pct(value: dict[str, float] | None, upper: float | None = 1.0) -> str:
-    """Mean [95% interval] in percent, the interval clipped to the metric's range [0, upper]."""
+def _interval_pct(value: dict[str, float] | None) -> str:
     if value is None:
         return "-"
     if value["lo95"] == value["hi95"]:
         return f"{100 * value['mean']:.2f}%"
-    lo = max(value["lo95"], 0.0)
-    hi = value["hi95"] if upper is None else min(value["hi95"], upper)
-    return f"{100 * value['mean']:.2f}% [{100 * lo:.2f}, {100 * hi:.2f}]"
+    return f"{100 * value['mean']:.2f}% [{100 * value['lo95']:.2f}, {100 * value['hi95']:.2f}]"
 
 
 def results_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[Any]]]]:
@@ -262,7 +259,7 @@ def results_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[An
                 e["setting"],
                 _interval_pct(r["decision_agreement"]),
                 f"{100 * placement['feasible_rate']:.0f}%",
-                _interval_pct(placement["gap"], upper=None),
+                _interval_pct(placement["gap"]),
                 f"{1e3 * r['decision_latency']['per_decision_s']:.2f}",
             ]
         )
