@@ -34,9 +34,9 @@ from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import SamplerV2
 
 from qdt.circuits import build_vqc
-from qdt.execution import get_executor
+from qdt.executors import get_executor
 from qdt.noise.profiles import load_noise_profile
-from qdt.tables import format_table
+from qdt.experiments.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = [("actor", 4, 1), ("actor", 4, 6), ("critic", 16, 1), ("critic", 16, 6)]  # (role, input width, L)

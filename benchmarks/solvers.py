@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qdt.generator import GeneratorConfig, generate_instance
-from qdt.model import PlacementModel
-from qdt.solvers import solve
-from qdt.tables import format_table
+from qdt.problem.generator import GeneratorConfig, generate_instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
+from qdt.experiments.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENUM_GRID = (

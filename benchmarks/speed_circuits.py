@@ -46,10 +46,10 @@ import numpy as np
 import torch
 
 from qdt.circuits import build_vqc
-from qdt.execution import get_executor
-from qdt.nn.quantum import QuantumLayer
+from qdt.executors import get_executor
+from qdt.rl.quantum_layer import QuantumLayer
 from qdt.noise import NoiseConfig
-from qdt.tables import format_table
+from qdt.experiments.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 128
@@ -152,7 +152,7 @@ def build_qdt(stack: str, width: int, layers: int, x: torch.Tensor) -> Runner:
 
 
 def build_pennylane(width: int, layers: int, x: torch.Tensor) -> Runner:
-    from qdt.nn.pennylane_front import PennyLaneFront
+    from qdt.experiments.pennylane_front import PennyLaneFront
 
     torch.manual_seed(width * 100 + layers)
     return _module_runner(PennyLaneFront(width, layers), x, g_seed=layers)

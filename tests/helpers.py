@@ -6,9 +6,9 @@ import itertools
 
 import numpy as np
 
-from qdt.generator import GeneratorConfig, generate_instance
-from qdt.instance import Instance
-from qdt.model import PlacementModel
+from qdt.problem.generator import GeneratorConfig, generate_instance
+from qdt.problem.instance import Instance
+from qdt.problem.model import PlacementModel
 
 
 def small_instance(seed: int, users: int = 3, servers: int = 2) -> Instance:

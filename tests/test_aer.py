@@ -15,8 +15,8 @@ from test_execution_conformance import BAD_RUNS, bind, random_circuit, random_va
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.execution import executor_names, get_executor
-from qdt.execution.aer import SPLIT_MIN_ROWS, AerExecutor, gaussian_shot_noise
+from qdt.executors import executor_names, get_executor
+from qdt.executors.aer.executor import SPLIT_MIN_ROWS, AerExecutor, gaussian_shot_noise
 
 TOL = 1e-10
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.execution.backends import (
+from qdt.executors.profiles import (
     REPO_BACKENDS_DIR,
     BackendProfile,
     fake_device_names,
@@ -138,8 +138,8 @@ def test_profiles_on_the_search_path_and_by_path(tmp_path: Path, monkeypatch: py
 
 
 def test_open_backend_resolves_profiles_and_plain_executor_names() -> None:
-    from qdt.execution.density import DensityExecutor
-    from qdt.execution.statevector import StatevectorExecutor
+    from qdt.executors.density import DensityExecutor
+    from qdt.executors.statevector import StatevectorExecutor
 
     assert isinstance(open_backend("statevector"), StatevectorExecutor)
     density = open_backend("density", shots=500, seed=1)

@@ -11,12 +11,12 @@ import logging
 import pytest
 import ray
 
-from qdt.bench.instances import run_instances_bench
-from qdt.bench.paper import PAPER_AGENTS, paper_runs
-from qdt.bench.scale import run_scale_bench
-from qdt.cli import main
-from qdt.sweep import cell_dir, read_results
-from qdt.sweep.cell import read_attempts, read_metrics_rewards
+from qdt.experiments.bench.instances import run_instances_bench
+from qdt.experiments.bench.paper import PAPER_AGENTS, paper_runs
+from qdt.experiments.bench.scale import run_scale_bench
+from qdt.cli.main import main
+from qdt.experiments.sweep import cell_dir, read_results
+from qdt.experiments.sweep.cell import read_attempts, read_metrics_rewards
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -261,7 +261,7 @@ def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cl
 
 
 def test_study_intervals_stay_inside_the_metrics_range():
-    from qdt.bench.noise import _summary, clipped_interval
+    from qdt.experiments.bench.noise import _summary, clipped_interval
 
     mean, lo, hi = clipped_interval([0.0, 1.0, 1.0])  # a t-interval over 3 seeds spans ~[-0.8, 2.1]
     assert mean == pytest.approx(2 / 3) and lo == 0.0 and hi == 1.0
@@ -269,6 +269,6 @@ def test_study_intervals_stay_inside_the_metrics_range():
     assert _summary([0.0, 1.0, 1.0]) == "66.67 [0.00, 100.00]"
     assert _summary([None, None]) == "-" and _summary([0.25, 0.25]) == "25.00"
 
-    from qdt.marl.evaluation import RATE, interval  # the evaluation's own intervals (qdt evaluate, demo)
+    from qdt.rl.evaluation import RATE, interval  # the evaluation's own intervals (qdt evaluate, demo)
 
     assert interval([0.0, 1.0, 1.0], RATE) == {"mean": pytest.approx(2 / 3), "lo95": 0.0, "hi95": 1.0}

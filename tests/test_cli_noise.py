@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from qdt.cli import main
+from qdt.cli.main import main
 
 CIRCUIT = ["circuit", "--qubits", "3", "--layers", "2", "--inputs", "1,0,1,1", "--seed", "5"]
 

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.instance import save_instance
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.problem.instance import save_instance
 
 
 def run(capsys, *argv):
@@ -129,7 +129,7 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, paper_file, argv,
 
 def test_argparse_errors_are_one_line_exit_2():
     proc = subprocess.run(
-        [sys.executable, "-m", "qdt.cli", "optimum", "--preset", "paper", "--solver", "cplex"],
+        [sys.executable, "-m", "qdt.cli.main", "optimum", "--preset", "paper", "--solver", "cplex"],
         capture_output=True,
         text=True,
     )

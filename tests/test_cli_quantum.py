@@ -7,7 +7,7 @@ import pytest
 from qiskit import qasm2
 from qiskit.quantum_info import Statevector
 
-from qdt.cli import main
+from qdt.cli.main import main
 
 
 def run(capsys, *argv):
@@ -32,8 +32,8 @@ def test_describe_matches_the_papers_counts(capsys):
 def test_describe_counts_equal_the_built_networks():
     import torch
 
-    from qdt.marl.config import TrainConfig
-    from qdt.nn.factory import network_builders
+    from qdt.rl.config import TrainConfig
+    from qdt.rl.builders import network_builders
 
     for layers in (1, 6):
         actor_builder, critic_builder = network_builders(

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from qdt.cli import main
+from qdt.cli.main import main
 
 
 def _check_outputs(out_dir, device):

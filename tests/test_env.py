@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from qdt.env import PlacementEnv
+from qdt.problem.env import PlacementEnv
 from qdt.errors import QdtInputError
-from qdt.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.model import PlacementModel
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.problem.model import PlacementModel
 
 
 @pytest.mark.parametrize("fading", [0.0, 4.0])

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from qdt.cli import main
-from qdt.execution import get_executor
-from qdt.generator import paper_instance
-from qdt.marl.config import TrainConfig
-from qdt.marl.evaluation import decisions_from_tables, evaluate_policy, joint_states, score_tables
-from qdt.marl.policy import load_policy
-from qdt.marl.train import train
+from qdt.cli.main import main
+from qdt.executors import get_executor
+from qdt.problem.generator import paper_instance
+from qdt.rl.config import TrainConfig
+from qdt.rl.evaluation import decisions_from_tables, evaluate_policy, joint_states, score_tables
+from qdt.rl.policy import load_policy
+from qdt.rl.train import train
 
 TINY = dict(
     episodes=12, steps_per_episode=3, batch_size=8, replay_size=64, warmup_transitions=8, hidden=8, layers=2

@@ -26,7 +26,7 @@ from qiskit_aer.noise import (
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.execution import Executor, PreparedCircuit, executor_names, get_executor
+from qdt.executors import Executor, PreparedCircuit, executor_names, get_executor
 from qdt.noise import NoiseConfig, readout_matrix
 
 TOL = 1e-10
@@ -181,7 +181,7 @@ def test_paper_vqc_matches_qiskit(entry, width, layers):
 def test_trees_wider_than_the_multiplex_cap_keep_their_upper_levels_as_gates(cap, monkeypatch):
     """Levels whose multiplexed rotation would span more than MAX_MULTIPLEX_QUBITS qubits stay
     as RY/CNOT gates (memory of a multiplexed op grows as 8**k); the result must not change."""
-    import qdt.execution.multiplex as multiplex
+    import qdt.sim.multiplex as multiplex
 
     monkeypatch.setattr(multiplex, "MAX_MULTIPLEX_QUBITS", cap)
     vqc = build_vqc(32, 2)  # 5 qubits: levels with up to 4 controls
@@ -319,7 +319,7 @@ def test_gradients_on_random_circuits_with_affine_parameters(entry):
 
 # ----------------------------------------------------------------------------- fast kernels
 # The paper's circuits run through specialised kernels with hand-written backward passes
-# (qdt.execution.kernel); fuse=False runs the generic program. Both must agree, and the
+# (qdt.sim.kernels.fused); fuse=False runs the generic program. Both must agree, and the
 # kernels' gradients must match finite differences.
 
 KERNEL_NOISE = [
@@ -417,7 +417,7 @@ def _tree_circuit_with_weighted_prefix() -> tuple[QuantumCircuit, ParameterVecto
 @pytest.mark.parametrize("exponential", [True, False], ids=["generator", "derivative-kron"])
 def test_kernels_on_general_trees_marginals_and_weighted_prefixes(noise, exponential, monkeypatch):
     if not exponential:  # force the layered suffix's general backward pass
-        import qdt.execution.layered as layered
+        import qdt.sim.kernels.layered as layered
 
         monkeypatch.setattr(layered, "_generator", lambda fit: None)
     fast, generic = _kernel_executors(noise)

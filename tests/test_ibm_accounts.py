@@ -21,9 +21,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from test_ibm_scripted_service import ScriptedServer, install, isolate_accounts, scripted_profile, tiny_run
 
-from qdt.cli import build_parser, main
-from qdt.execution.backends import load_backend_profile
-from qdt.execution.ibm_connect import (
+from qdt.cli.main import build_parser, main
+from qdt.executors.profiles import load_backend_profile
+from qdt.executors.ibm.connect import (
     InvalidTokenError,
     NoAccountError,
     NoNetworkError,
@@ -134,7 +134,7 @@ def test_canary_token_never_appears_in_output_logs_or_run_folders(
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    from qdt.execution import ibm_jobs
+    from qdt.executors.ibm import jobs as ibm_jobs
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(ibm_jobs, "_sleep", lambda seconds: None)
@@ -186,8 +186,8 @@ def test_real_device_runs_a_small_batch(tmp_path: Path) -> None:
     import torch
 
     from qdt.circuits import build_vqc
-    from qdt.execution.backends import open_backend
-    from qdt.execution.ibm_jobs import JobStore, fetch_job
+    from qdt.executors.profiles import open_backend
+    from qdt.executors.ibm.jobs import JobStore, fetch_job
 
     backend = os.environ.get("QDT_IBM_BACKEND", "ibm_torino")
     executor = open_backend(backend, shots=256, job_dir=tmp_path)

@@ -26,10 +26,10 @@ from test_ibm_scripted_service import (
 )
 
 from qdt.circuits import build_vqc
-from qdt.cli import main
-from qdt.execution import get_executor
-from qdt.execution.backends import open_backend
-from qdt.execution.ibm_jobs import (
+from qdt.cli.main import main
+from qdt.executors import get_executor
+from qdt.executors.profiles import open_backend
+from qdt.executors.ibm.jobs import (
     JobCancelledError,
     JobFailedError,
     JobStore,
@@ -71,7 +71,7 @@ def _events(directory: Path) -> list[dict[str, Any]]:
 def test_cloud_job_id_is_on_disk_before_waiting_and_the_walk_is_recorded(
     server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qdt.execution import ibm_jobs
+    from qdt.executors.ibm import jobs as ibm_jobs
 
     server.script_next("Queued", "Queued", "Queued", "Running", "Completed")
     on_disk_at_first_wait: list[list[str]] = []
@@ -221,7 +221,7 @@ def test_crash_after_submission_then_jobs_fetch_submits_exactly_once(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from qdt.execution import ibm_jobs
+    from qdt.executors.ibm import jobs as ibm_jobs
 
     run = tiny_run(tmp_path)
     profile = scripted_profile(tmp_path)
@@ -263,7 +263,7 @@ def test_fetch_of_a_failed_cloud_job_raises_and_records_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from qdt.execution import ibm_jobs
+    from qdt.executors.ibm import jobs as ibm_jobs
 
     run = tiny_run(tmp_path)
     server.script_next("Queued", step("Failed", 1517, "Error code 1517; boom"))
@@ -315,7 +315,7 @@ def test_crash_while_the_submission_reply_is_lost_is_recovered_by_tag(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from qdt.execution import ibm_jobs
+    from qdt.executors.ibm import jobs as ibm_jobs
 
     server.fail("program_run", "after")  # the job exists; qdt never learns its id...
     monkeypatch.setattr(ibm_jobs, "_sleep", lambda seconds: (_ for _ in ()).throw(SimulatedCrash()))

@@ -20,13 +20,13 @@ import torch
 from test_ibm_scripted_service import tiny_run
 
 from qdt.circuits import build_vqc
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.execution import get_executor
-from qdt.execution.backends import open_backend
-from qdt.execution.ibm import IBMRuntimeExecutor
-from qdt.execution.ibm_jobs import JobStore, JobTimeoutError
-from qdt.execution.ibm_mitigation import (
+from qdt.executors import get_executor
+from qdt.executors.profiles import open_backend
+from qdt.executors.ibm.executor import IBMRuntimeExecutor
+from qdt.executors.ibm.jobs import JobStore, JobTimeoutError
+from qdt.executors.ibm.mitigation import (
     full_assignment_matrix,
     mitigate_probabilities,
     project_to_simplex,
@@ -75,7 +75,7 @@ def test_fake_devices_run_the_batch_in_one_job_close_to_the_exact_probabilities(
 def test_transpiles_once_per_structure_and_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import qiskit.transpiler
 
-    from qdt.execution import ibm
+    from qdt.executors.ibm import executor as ibm
 
     calls = []
     original = qiskit.transpiler.generate_preset_pass_manager

@@ -108,7 +108,7 @@ class ScriptedServer:
         self.faults.setdefault(method, deque()).extend(errors)
 
     def fake(self, device: str) -> Any:
-        from qdt.execution.ibm_connect import fake_backend
+        from qdt.executors.ibm.connect import fake_backend
 
         if device not in self.devices:
             raise RequestsApiError(f"backend {device} not found", status_code=404)
@@ -311,7 +311,7 @@ class ScriptedRuntimeService(QiskitRuntimeService):
 
 def install(monkeypatch: pytest.MonkeyPatch, server: ScriptedServer) -> list[ScriptedRuntimeService]:
     """Make qdt connect to ``server``: every QiskitRuntimeService(...) qdt builds is scripted."""
-    from qdt.execution import ibm_connect
+    from qdt.executors.ibm import connect as ibm_connect
 
     made: list[ScriptedRuntimeService] = []
 
@@ -360,7 +360,7 @@ def test_scripted_failures_cancellations_and_faults_reach_the_client_as_the_serv
     from qiskit_ibm_runtime import SamplerV2
     from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobMaxTimeoutError
 
-    from qdt.execution.ibm_jobs import is_transient
+    from qdt.executors.ibm.jobs import is_transient
 
     server = ScriptedServer()
     service = ScriptedRuntimeService(server)
@@ -408,9 +408,9 @@ def tiny_run(destination: Any) -> Any:
     import tempfile
     from pathlib import Path
 
-    from qdt.generator import paper_instance
-    from qdt.marl.config import TrainConfig
-    from qdt.marl.train import train
+    from qdt.problem.generator import paper_instance
+    from qdt.rl.config import TrainConfig
+    from qdt.rl.train import train
 
     if "path" not in _TINY_RUN:
         source = Path(tempfile.mkdtemp(prefix="qdt-tiny-run-")) / "run"

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from qdt.errors import QdtInputError
-from qdt.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.instance import FORMAT, Instance, load_instance, save_instance
-from qdt.model import PlacementModel
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.problem.instance import FORMAT, Instance, load_instance, save_instance
+from qdt.problem.model import PlacementModel
 
 
 def _write(tmp_path, data):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from qdt.execution import get_executor
-from qdt.nn.pennylane_front import PennyLaneFront
-from qdt.nn.quantum import quantum_front
+from qdt.executors import get_executor
+from qdt.experiments.pennylane_front import PennyLaneFront
+from qdt.rl.quantum_layer import quantum_front
 
 
 @pytest.mark.parametrize("width, layers", [(4, 1), (16, 6), (3, 2), (8, 3)])

@@ -16,7 +16,7 @@ from test_execution_conformance import random_circuit, random_values
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.execution import get_executor
+from qdt.executors import get_executor
 from qdt.noise import NoiseConfig
 from qdt.noise.device import DeviceCalibration, compact_device_noise, fake_backend
 from qdt.noise.profiles import (

@@ -12,8 +12,8 @@ from qiskit.circuit import ParameterVector
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.execution import get_executor
-from qdt.execution.parameter_shift import ParameterShiftExecutor, differentiable
+from qdt.executors import get_executor
+from qdt.executors.parameter_shift import ParameterShiftExecutor, differentiable
 
 TOL = 1e-8
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from qdt.errors import QdtInputError
-from qdt.execution import get_executor
-from qdt.generator import paper_instance
-from qdt.marl.config import TrainConfig
-from qdt.marl.policy import all_observations, load_policy
-from qdt.marl.train import train
+from qdt.executors import get_executor
+from qdt.problem.generator import paper_instance
+from qdt.rl.config import TrainConfig
+from qdt.rl.policy import all_observations, load_policy
+from qdt.rl.train import train
 
 SMALL = dict(
     episodes=12,

@@ -6,12 +6,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.instance import Instance
-from qdt.model import PlacementModel
-from qdt.solvers import solve
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.problem.instance import Instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

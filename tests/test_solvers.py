@@ -3,9 +3,9 @@ import pytest
 
 from helpers import brute_force_optimum, small_instance
 from qdt.errors import QdtInputError
-from qdt.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.model import PlacementModel
-from qdt.solvers import ENUMERATION_LIMIT, solve
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import ENUMERATION_LIMIT, solve
 
 
 @pytest.mark.parametrize("shape", [(2, 2), (3, 2), (4, 2), (4, 3), (6, 3), (8, 3), (9, 4)])

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from qdt.generator import paper_instance
-from qdt.marl.checkpoint import load_checkpoint
-from qdt.marl.train import train
-from qdt.sweep import cell_dir, expand_cells, load_spec, read_results
-from qdt.sweep.cell import read_attempts
+from qdt.problem.generator import paper_instance
+from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.train import train
+from qdt.experiments.sweep import cell_dir, expand_cells, load_spec, read_results
+from qdt.experiments.sweep.cell import read_attempts
 
 SPEC = """\
 [sweep]
@@ -33,7 +33,7 @@ warmup_transitions = 8
 hidden = 8
 checkpoint_every = 20
 """
-CLI = [sys.executable, "-c", "import sys; from qdt.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "import sys; from qdt.cli.main import main; sys.exit(main())"]
 
 
 def _start(tmp_path, name):

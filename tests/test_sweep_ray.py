@@ -10,10 +10,10 @@ import time
 import pytest
 import ray
 
-from qdt.generator import paper_instance
-from qdt.marl.train import train
-from qdt.sweep import cell_dir, expand_cells, parse_spec, read_results, run_sweep
-from qdt.sweep.cell import read_attempts
+from qdt.problem.generator import paper_instance
+from qdt.rl.train import train
+from qdt.experiments.sweep import cell_dir, expand_cells, parse_spec, read_results, run_sweep
+from qdt.experiments.sweep.cell import read_attempts
 
 TINY = dict(
     episodes=20,

@@ -5,16 +5,16 @@ import json
 
 import pytest
 
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.generator import paper_instance
-from qdt.instance import save_instance
-from qdt.marl.config import TrainConfig
-from qdt.marl.train import train
-from qdt.sweep import expand_cells, load_spec, make_cell, parse_spec
-from qdt.sweep.cell import config_identity, read_attempts
-from qdt.sweep.table import read_results, write_results
-from qdt.sweep.worker import run_cell
+from qdt.problem.generator import paper_instance
+from qdt.problem.instance import save_instance
+from qdt.rl.config import TrainConfig
+from qdt.rl.train import train
+from qdt.experiments.sweep import expand_cells, load_spec, make_cell, parse_spec
+from qdt.experiments.sweep.cell import config_identity, read_attempts
+from qdt.experiments.sweep.table import read_results, write_results
+from qdt.experiments.sweep.worker import run_cell
 
 TINY = dict(
     episodes=20,

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from qdt.cli import main
+from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.generator import paper_instance
-from qdt.marl import train as train_module
-from qdt.marl.checkpoint import load_checkpoint
-from qdt.marl.config import TrainConfig
-from qdt.marl.train import TrainingDivergedError, train
+from qdt.problem.generator import paper_instance
+from qdt.rl import train as train_module
+from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.config import TrainConfig
+from qdt.rl.train import TrainingDivergedError, train
 
 SMALL = dict(
     agent="classical",

@@ -1,1 +1,0 @@
-"""Benchmarks run from the CLI (`qdt bench ...`); results land in benchmarks/results/."""

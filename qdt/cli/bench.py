@@ -1,0 +1,431 @@
+"""``qdt bench paper``: the paper's experiment reproduced over seeds, next to the exact optimum."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from qdt.errors import QdtInputError
+
+DEFAULT_OUT = Path("benchmarks/results/paper")
+DEFAULT_RUNS = Path("runs/bench-paper")
+DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # as qdt.experiments.bench.noise.SHOTS, without importing it
+MAX_SHOTS = 1_000_000
+SWEEP_NOTE = (
+    "The training runs are the cells of a sweep on qdt's Ray engine in --runs (results.csv: one "
+    "row per run; cells/<id>/: its run folder): a finished run is never trained again, and the "
+    "same command after an interruption resumes unfinished runs from their checkpoints. A run that "
+    "keeps failing is recorded with its error, named in the output, and left out of the results."
+)
+EXIT_NOTE = (
+    "Exit status: 0 when every run finished, 1 when some failed (outputs still written), 2 on a bad option."
+)
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser, default_runs: Path) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="K",
+        help="runs trained at once (the sweep's max parallel cells; default: the CPUs Ray has)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=default_runs,
+        metavar="DIR",
+        help=f"the sweep folder of the training runs (default {default_runs})",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default=None,
+        help="Ray cluster to train on (host:port, ray://host:port or auto); default: start one locally",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="train runs recorded as failed in --runs again"
+    )
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmarks behind the published figures",
+        description="Benchmarks that write tables (CSV, Markdown) and figures (PNG).",
+    )
+    kinds = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    paper = kinds.add_parser(
+        "paper",
+        help="the paper's experiment: classical and quantum L=1,3,6 over seeds",
+        description=(
+            "Train the classical agent and quantum agents with L = 1, 3, 6 on the paper preset "
+            "for --episodes episodes with --seeds seeds each (as a sweep on Ray, see `qdt sweep`), "
+            "then write the analogue of Table 3 (per-user latency, mean and 95% interval over "
+            "seeds, next to the exact optimum, greedy and random), of Fig. 7 (reward versus "
+            "episode, mean and band over seeds) and the timing of one training update against "
+            "PennyLane default.qubit + TorchLayer. " + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    paper.add_argument("--seeds", type=int, default=5, help="seeds per agent (default 5)")
+    paper.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+    paper.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})"
+    )
+    _add_sweep_options(paper, DEFAULT_RUNS)
+    paper.add_argument("--no-timing", action="store_true", help="skip the PennyLane update timing")
+    paper.set_defaults(handler=_cmd_paper)
+
+    generated = kinds.add_parser(
+        "instances",
+        help="policy quality on generated instances up to 8 users and 3 servers",
+        description=(
+            "Draw one feasible instance per shape with `qdt instance generate` (default 4x2, 6x2, "
+            "6x3, 8x3), train the classical agent and the quantum agent with L = 6 on each with "
+            "--seeds seeds, and report feasible runs, runs within 5% of the exact optimum and the "
+            "mean gap, next to greedy. " + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    generated.add_argument(
+        "--shapes", default="4x2,6x2,6x3,8x3", help="comma-separated NxM shapes (default 4x2,6x2,6x3,8x3)"
+    )
+    generated.add_argument("--seeds", type=int, default=3, help="training seeds per agent (default 3)")
+    generated.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+    generated.add_argument("--instance-seed", type=int, default=1, help="first generator seed (default 1)")
+    generated.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/instances"),
+        help="results folder (default benchmarks/results/instances)",
+    )
+    _add_sweep_options(generated, Path("runs/bench-instances"))
+    generated.set_defaults(handler=_cmd_instances)
+    _register_scale(kinds)
+    _register_studies(kinds)
+
+
+def _register_scale(kinds: Any) -> None:
+    scale = kinds.add_parser(
+        "scale",
+        help="scaling past 4 users: qubits, time per episode, gap to the MILP optimum",
+        description=(
+            "For users N in --users and servers M in --servers, draw an instance with `qdt instance "
+            "generate`, solve it by MILP, train the classical and the quantum (L = 6) agents for "
+            "--episodes episodes, and report qubits per actor and critic, time per training episode "
+            "(and its growth in N), and the gap to the optimum. Writes scale.csv, scale.md, scale.png. "
+            + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    scale.add_argument("--users", default="4,8,16,32,64", help="comma-separated N (default 4,8,16,32,64)")
+    scale.add_argument("--servers", default="2,4,8", help="comma-separated M (default 2,4,8)")
+    scale.add_argument("--episodes", type=int, default=200, help="episodes per run (default 200)")
+    scale.add_argument("--instance-seed", type=int, default=1, help="generator seed (default 1)")
+    scale.add_argument(
+        "--max-critic-qubits",
+        type=int,
+        default=9,
+        metavar="Q",
+        help=(
+            "train the quantum agent only where its critic needs at most Q qubits (default 9); the "
+            "others are listed as not trained. The critic reads 2·N·M numbers: ceil(log2(2NM)) qubits, "
+            "10 for 64x8, where one episode takes tens of seconds on 2 cores"
+        ),
+    )
+    scale.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/scale"), help="default benchmarks/results/scale"
+    )
+    _add_sweep_options(scale, Path("runs/bench-scale"))
+    scale.set_defaults(handler=_cmd_scale)
+
+
+def _register_studies(kinds: Any) -> None:
+    noise = kinds.add_parser(
+        "noise",
+        help="trained policies under depolarizing, readout and fake-device noise",
+        description=(
+            "Train quantum agents (L = 6) on the paper preset noiselessly and noise-aware (density "
+            "executor, depol-1e-3) with --seeds seeds, then evaluate each under depolarizing noise "
+            "p2 in {0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} (1-qubit p2/10) x readout error in "
+            "{0, 1e-2, 5e-2}, and under device-derived noise models of fake IBM devices on Aer. "
+            "Writes noise.csv, noise.md, noise.png (gap, feasibility, action agreement against noise). "
+            + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    shots = kinds.add_parser(
+        "shots",
+        help="trained policies with sampled readout, 8 to 8192 shots, vs Gaussian emulation",
+        description=(
+            "Train quantum agents (L = 6) noiselessly with --seeds seeds, then evaluate each with "
+            "the readout sampled from --shots-list shots (default 8, 16, ..., 8192) on Aer and "
+            "exactly, sampled (multinomial) next to the Gaussian emulation of shot noise. Writes "
+            "shots.csv, shots.md, shots.png (gap, feasibility, decision agreement against shots). "
+            "Trains the same noiseless policies as `qdt bench noise`, so with the same --runs one "
+            "reuses the other's. " + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    for parser, name in ((noise, "noise"), (shots, "shots")):
+        parser.add_argument("--seeds", type=int, default=3, help="training seeds (default 3)")
+        parser.add_argument("--episodes", type=int, default=2000, help="episodes per run (default 2000)")
+        parser.add_argument("--layers", type=int, default=6, help="VQC layers (default 6)")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path(f"benchmarks/results/{name}"),
+            help=f"default benchmarks/results/{name}",
+        )
+        _add_sweep_options(parser, Path("runs/bench-noise"))
+    noise.add_argument(
+        "--devices",
+        default="fake_brisbane,fake_torino,fake_sherbrooke",
+        help="fake devices whose noise models to use (default fake_brisbane,fake_torino,fake_sherbrooke)",
+    )
+    shots.add_argument("--repeats", type=int, default=5, help="shot draws per seed and setting (default 5)")
+    shots.add_argument(
+        "--shots-list",
+        default=",".join(str(count) for count in DEFAULT_SHOTS),
+        metavar="S1,S2,...",
+        help="comma-separated shot counts (default 8,16,...,8192)",
+    )
+    noise.set_defaults(handler=_cmd_noise)
+    shots.set_defaults(handler=_cmd_shots)
+
+
+def _check_positive(*flags: tuple[str, int]) -> None:
+    for flag, value in flags:
+        if value < 1:
+            raise QdtInputError(flag, "an integer >= 1", value)
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise QdtInputError("--workers", "an integer >= 1", args.workers)
+
+
+def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": args.workers, "ray_address": args.ray_address, "retry_failed": args.retry_failed}
+
+
+def _run_reporter(
+    bar: Any, describe: Callable[[Mapping[str, Any]], str]
+) -> Callable[[str, Mapping[str, Any]], None]:
+    """A callback for each finished run: its label and outcome on the progress bar."""
+
+    def done(label: str, row: Mapping[str, Any]) -> None:
+        outcome = describe(row) if row.get("status") == "ok" else "FAILED"
+        bar.set_postfix_str(f"{label}: {outcome}")
+        bar.update(1)
+
+    return done
+
+
+def _gap_text(row: Mapping[str, Any]) -> str:
+    gap = row.get("gap")
+    return "infeasible" if gap is None else f"gap {100 * gap:.1f}%"
+
+
+def _finish(result: Mapping[str, Any], runs_dir: Path, wrote: str) -> int:
+    """The closing lines: what was trained, what was written, which runs failed (exit 1 if any)."""
+    trained = result.get("trained")
+    if trained is not None:
+        print(f"{trained} run(s) trained in this call; runs in {runs_dir} (results.csv, cells/)")
+    print(wrote)
+    failures = result.get("failures") or []
+    if not failures:
+        return 0
+    print(
+        f"{len(failures)} training run(s) failed (left out of the results; error in {runs_dir}/results.csv):"
+    )
+    for failure in failures:
+        print(f"  {failure}")
+    print("fix the cause and run the same command again, with --retry-failed to train them again")
+    return 1
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes), ("--layers", args.layers))
+    _check_workers(args)
+
+
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.experiments.bench.noise import run_noise_bench
+
+    _check_common(args)
+    devices = list(dict.fromkeys(d.strip() for d in args.devices.split(",") if d.strip()))
+    if not devices:
+        raise QdtInputError("--devices", "comma-separated fake device names, e.g. fake_manila", args.devices)
+    total = 2 * args.seeds + 2 * args.seeds * (1 + len(devices))
+    with tqdm(total=total, desc="bench noise", unit="step") as bar:
+
+        def done(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        result = run_noise_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            layers=args.layers,
+            devices=devices,
+            on_done=done,
+            **_sweep_kwargs(args),
+        )
+    print(result["markdown"])
+    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/noise.md, noise.csv, noise.png"
+    return _finish(result, args.runs, wrote)
+
+
+def _cmd_shots(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.experiments.bench.noise import run_shots_bench
+
+    _check_common(args)
+    _check_positive(("--repeats", args.repeats))
+    shots = _int_list("--shots-list", args.shots_list, 1, MAX_SHOTS)
+    with tqdm(total=2 * args.seeds, desc="bench shots", unit="step") as bar:
+
+        def done(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        result = run_shots_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            layers=args.layers,
+            shots=shots,
+            repeats=args.repeats,
+            on_done=done,
+            **_sweep_kwargs(args),
+        )
+    print(result["markdown"])
+    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/shots.md, shots.csv, shots.png"
+    return _finish(result, args.runs, wrote)
+
+
+def _int_list(flag: str, text: str, low: int, high: int) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise QdtInputError(flag, "comma-separated integers", text) from None
+    bad = [v for v in values if not low <= v <= high]
+    if bad or not values:
+        raise QdtInputError(flag, f"integers from {low} to {high}", text)
+    if len(set(values)) != len(values):
+        raise QdtInputError(flag, "distinct values", text, "list each value once")
+    return values
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.experiments.bench.scale import DEFAULT_AGENTS, is_trained, run_scale_bench
+
+    users = _int_list("--users", args.users, 1, 1024)
+    servers = _int_list("--servers", args.servers, 1, 64)
+    _check_positive(("--episodes", args.episodes))
+    if not 1 <= args.max_critic_qubits <= 16:
+        raise QdtInputError("--max-critic-qubits", "an integer from 1 to 16", args.max_critic_qubits)
+    _check_workers(args)
+    total = sum(
+        is_trained(spec, n, m, args.max_critic_qubits)
+        for n in users
+        for m in servers
+        for spec in DEFAULT_AGENTS
+    )
+    with tqdm(total=total, desc="bench scale", unit="run") as bar:
+        result = run_scale_bench(
+            args.out,
+            args.runs,
+            users=users,
+            servers=servers,
+            episodes=args.episodes,
+            instance_seed=args.instance_seed,
+            max_critic_qubits=args.max_critic_qubits,
+            on_result=_run_reporter(
+                bar, lambda row: f"{row['wall_s'] / row['episodes'] * 1e3:.0f} ms/episode"
+            ),
+            **_sweep_kwargs(args),
+        )
+    print(result["markdown"])
+    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/scale.md, scale.csv, scale.png"
+    return _finish(result, args.runs, wrote)
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        pieces = part.strip().lower().split("x")
+        try:
+            users, servers = (int(p) for p in pieces)
+        except ValueError:
+            raise QdtInputError("--shapes", "shapes like 4x2,8x3", text) from None
+        if users < 1 or servers < 1 or users > 10:
+            raise QdtInputError("--shapes", "1 <= N <= 10 users and M >= 1 servers", part.strip())
+        if (users, servers) in shapes:
+            raise QdtInputError("--shapes", "distinct shapes", text, "list each shape once")
+        shapes.append((users, servers))
+    return shapes
+
+
+def _cmd_instances(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.experiments.bench.instances import DEFAULT_AGENTS, run_instances_bench
+
+    shapes = _parse_shapes(args.shapes)
+    _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes))
+    _check_workers(args)
+    total = len(shapes) * len(DEFAULT_AGENTS) * args.seeds
+    with tqdm(total=total, desc="bench instances", unit="run") as bar:
+        result = run_instances_bench(
+            args.out,
+            args.runs,
+            shapes=shapes,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            instance_seed=args.instance_seed,
+            max_critic_qubits=args.max_critic_qubits,
+            on_result=_run_reporter(bar, _gap_text),
+            **_sweep_kwargs(args),
+        )
+    print(result["markdown"])
+    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/instances.md, instances.csv"
+    return _finish(result, args.runs, wrote)
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qdt.experiments.bench.paper import PAPER_AGENTS, run_bench
+    from qdt.experiments.bench.update_timing import compare_update_time
+
+    _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes))
+    _check_workers(args)
+    total = len(PAPER_AGENTS) * args.seeds
+    with tqdm(total=total, desc="bench paper", unit="run") as bar:
+        result = run_bench(
+            args.out,
+            args.runs,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            on_result=_run_reporter(bar, _gap_text),
+            timing=None if args.no_timing else compare_update_time,
+            **_sweep_kwargs(args),
+        )
+    print(result["table"]["markdown"])
+    print()
+    print((args.out / "timing.md").read_text())
+    wrote = f"wrote {args.out}/table3.md, table3.csv, fig7.png, rewards.csv, timing.md"
+    return _finish(result, args.runs, wrote)

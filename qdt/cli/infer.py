@@ -1,0 +1,458 @@
+"""``qdt infer``: a trained run's actors decide a placement on a backend (a fake or real IBM device).
+
+The decision is the greedy rollout the run was trained and scored with: N_t steps from the empty
+placement, each step every agent's actor reading its column of X, scores decoded as in training.
+How the actors are evaluated (``--strategy``):
+  table  one job: every agent's actor on all 2^N observations (one PUB per agent, 2^N rows each);
+         the N_t steps are then look-ups. Fewest jobs (one queue wait on a real device); each
+         observation is sampled once. Default while 2^N <= 1024.
+  steps  one job per step, carrying every agent's PUB for the current state (N_t jobs, each
+         waiting for the previous one's decision); a state seen twice is sampled twice.
+``--mitigate readout`` corrects every PUB's probabilities with the device's readout calibration
+(:mod:`qdt.executors.ibm.mitigation`) and reports the raw and mitigated decisions side by side
+(the same jobs; with ``steps`` the rows both rollouts need share each step's job).
+
+JSON contract (``--json``, also saved as RUN/inference/<utc>-<profile>.json): run, backend
+{profile, executor, device, local, shots, ...}, strategy, circuits [per agent: layout, depth,
+two_qubit_gates, ...], decisions {raw, mitigated?: {assignment, feasible, violations,
+total_latency_s, per_user_latency_s, gap}}, optimum {status, assignment, total_latency_s},
+noiseless {assignment, feasible, total_latency_s, agrees_with_raw} (the same actors on the exact
+statevector executor), timing
+{decision_wall_s, prepare_s, queue_s, execution_s, quantum_seconds}, jobs [job_id, status, ...].
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qdt.errors import QdtInputError
+from qdt.problem.instance import write_json_atomic
+from qdt.experiments.tables import format_table
+
+STRATEGIES = ("auto", "table", "steps")
+MAX_TABLE_ROWS = 1024
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "infer",
+        help="run a trained policy's actors on a backend (fake or real IBM device) and report the decision",
+        description=(
+            "Load the trained actors of --run and run them on --backend (a profile: fake_torino, "
+            "ibm_torino, aer, ... see `qdt backends list`) for the greedy rollout from the empty "
+            "placement. Reports the placement, per-user latency, feasibility, the gap to the exact "
+            "optimum, the decision's wall time (queue and execution apart when the service reports "
+            "them), usage and the job ids. Every job id is written to RUN/jobs.jsonl before qdt waits "
+            "for it; after a crash, `qdt jobs fetch --run RUN` retrieves results and `qdt infer "
+            "--resume` reuses them instead of submitting again. The IBM token comes only from "
+            "QISKIT_IBM_TOKEN or a saved Qiskit account."
+        ),
+    )
+    parser.add_argument("--run", type=Path, required=True, metavar="DIR", help="a run folder of `qdt train`")
+    parser.add_argument(
+        "--backend", required=True, metavar="PROFILE", help="backend profile, name or .toml path"
+    )
+    parser.add_argument("--shots", type=int, help="shots per row (default: the profile's)")
+    parser.add_argument("--seed", type=int, help="seed of the simulator draws (default: the run's seed)")
+    parser.add_argument(
+        "--mitigate",
+        choices=("readout",),
+        help="also apply readout-error mitigation; raw and mitigated side by side",
+    )
+    parser.add_argument(
+        "--strategy", choices=STRATEGIES, default="auto", help="table (one job) or steps (default auto)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="S", help="qdt's wall-clock limit per job (default: profile)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse finished or still-running jobs of an interrupted infer"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(handler=_cmd_infer)
+
+
+# ---- evaluation of the actors -------------------------------------------------------------------
+Scorer = Callable[[Sequence[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray] | None]]
+
+
+def make_scorer(policy: Any, executor: Any, mitigation: list[list[np.ndarray]] | None) -> Scorer:
+    """rows per agent [B_j, N] → (raw scores per agent [B_j, N], mitigated or None), in one job."""
+    from qdt.executors.ibm.mitigation import mitigate_probabilities
+
+    def score(observations: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        items = []
+        for actor, obs in zip(policy.actors, observations):
+            front = actor.front
+            x = torch.as_tensor(obs, dtype=torch.float64)
+            items.append((front.prepared, front.vqc.angles(x), front.weight.detach()))
+        with torch.no_grad():
+            probs = run_pubs(executor, items)
+            raw = [torch.sigmoid(actor.body(p)).numpy() for actor, p in zip(policy.actors, probs)]
+            if mitigation is None:
+                return raw, None
+            mitigated = [
+                torch.sigmoid(actor.body(torch.as_tensor(mitigate_probabilities(p.numpy(), m)))).numpy()
+                for actor, p, m in zip(policy.actors, probs, mitigation)
+            ]
+        return raw, mitigated
+
+    return score
+
+
+def run_pubs(executor: Any, items: list[tuple[Any, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """All agents' batches in one job when the executor can (``run_many``), else one call each."""
+    run_many = getattr(executor, "run_many", None)
+    if run_many is not None:
+        return list(run_many(items))
+    return [executor.run(prepared, angles, weights) for prepared, angles, weights in items]
+
+
+def decode(policy: Any, scores: np.ndarray) -> np.ndarray:
+    from qdt.rl.exploration import decode_argmax
+
+    if policy.config.decode == "argmax":
+        return decode_argmax(scores)
+    return (scores > 0.5).astype(np.int8)
+
+
+def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    from qdt.rl.maddpg import scores_from_table
+    from qdt.rl.policy import all_observations
+
+    obs = all_observations(policy.n_users)
+    raw, mitigated = score([obs] * policy.n_servers)
+    tables = [np.stack(raw)] + ([np.stack(mitigated)] if mitigated is not None else [])
+    finals = []
+    for table in tables:
+        x = np.zeros((policy.n_users, policy.n_servers), dtype=np.int8)
+        for _ in range(steps):
+            x = decode(policy, scores_from_table(table, x))
+        finals.append(x)
+    return finals[0], (finals[1] if len(finals) > 1 else None), 1
+
+
+def rollout_steps(
+    policy: Any, score: Scorer, steps: int, mitigate: bool
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    n, m = policy.n_users, policy.n_servers
+    x_raw = np.zeros((n, m), dtype=np.int8)
+    x_mit = np.zeros((n, m), dtype=np.int8) if mitigate else None
+    for _ in range(steps):
+        rows = []
+        for j in range(m):
+            columns = [x_raw[:, j]] + ([x_mit[:, j]] if x_mit is not None else [])
+            rows.append(np.unique(np.stack(columns).astype(np.float64), axis=0))
+        raw, mitigated = score(rows)
+        x_raw = decode(policy, _pick(rows, raw, x_raw))
+        if x_mit is not None and mitigated is not None:
+            x_mit = decode(policy, _pick(rows, mitigated, x_mit))
+    return x_raw, x_mit, steps
+
+
+def _pick(rows: list[np.ndarray], scores: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Scores [N, M] for state x from each agent's scored rows."""
+    picked = []
+    for j, (obs, s) in enumerate(zip(rows, scores)):
+        match = np.flatnonzero((obs == x[:, j].astype(np.float64)).all(axis=1))[0]
+        picked.append(s[match])
+    return np.stack(picked, axis=1)
+
+
+# ---- the command ----------------------------------------------------------------------------------
+def run_inference(
+    run_dir: Path,
+    backend: str,
+    *,
+    shots: int | None = None,
+    seed: int | None = None,
+    mitigate: str | None = None,
+    strategy: str = "auto",
+    timeout_s: float | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    from qdt.executors.profiles import load_backend_profile, open_backend
+    from qdt.rl.policy import load_policy
+    from qdt.rl.train import load_run_config
+    from qdt.problem.model import PlacementModel, matrix_to_assignment
+    from qdt.problem.solvers import solve
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
+    config, instance = load_run_config(run_dir)
+    if config.agent != "quantum":
+        raise QdtInputError(
+            "--run", "a run with quantum agents (they are what runs on a backend)", config.agent
+        )
+    if strategy not in STRATEGIES:
+        raise QdtInputError("--strategy", "one of " + ", ".join(STRATEGIES), strategy)
+    if seed is not None and seed < 0:
+        raise QdtInputError("--seed", "a non-negative integer", seed)
+    if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s <= 0):
+        raise QdtInputError("--timeout", "a positive number of seconds", timeout_s)
+    profile = load_backend_profile(backend)
+    if timeout_s is not None and profile.executor == "ibm":
+        profile = dataclasses.replace(
+            profile, runtime=dataclasses.replace(profile.runtime, timeout_s=timeout_s)
+        )
+    if mitigate is not None and profile.executor != "ibm":
+        raise QdtInputError("--mitigate", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
+    run_seed = config.seed if seed is None else seed
+    executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
+    executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir)
+    if hasattr(executor, "reuse_jobs"):
+        executor.reuse_jobs = resume
+    try:
+        started = time.perf_counter()
+        policy = load_policy(run_dir, executor=executor)
+        prepare_s = time.perf_counter() - started
+        mitigation = _mitigation_matrices(executor, policy) if mitigate else None
+        if strategy == "auto":
+            strategy = "table" if 2**policy.n_users <= MAX_TABLE_ROWS else "steps"
+        if strategy == "table" and 2**policy.n_users > MAX_TABLE_ROWS:
+            raise QdtInputError(
+                "--strategy", f"steps for N > {int(math.log2(MAX_TABLE_ROWS))} users", "table"
+            )
+        score = make_scorer(policy, executor, mitigation)
+        steps = config.steps_per_episode
+        decided = time.perf_counter()
+        if strategy == "table":
+            x_raw, x_mit, _ = rollout_table(policy, score, steps)
+        else:
+            x_raw, x_mit, _ = rollout_steps(policy, score, steps, mitigation is not None)
+        decision_wall_s = time.perf_counter() - decided
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
+    model = PlacementModel(instance)
+    optimum = solve(model, "auto")
+    optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
+    noiseless = load_policy(run_dir, executor=open_backend("statevector")).placement()
+    noiseless_eval = model.evaluate(noiseless)
+    decisions = {"raw": _decision(model, x_raw, optimum_latency, matrix_to_assignment)}
+    if x_mit is not None:
+        decisions["mitigated"] = _decision(model, x_mit, optimum_latency, matrix_to_assignment)
+    jobs = [job.to_dict() for job in getattr(executor, "jobs", [])]
+    report = {
+        "run": str(run_dir),
+        "backend": _backend_report(profile, executor),
+        "strategy": strategy,
+        "steps": steps,
+        "seed": run_seed,
+        "mitigation": (
+            {"method": "readout", "matrices": [[a.tolist() for a in agent] for agent in mitigation]}
+            if mitigation is not None
+            else None
+        ),
+        "circuits": _circuits_report(policy, executor),
+        "decisions": decisions,
+        "optimum": {
+            "status": optimum.status,
+            "assignment": optimum.assignment,
+            "total_latency_s": optimum_latency,
+        },
+        "noiseless": {
+            "assignment": matrix_to_assignment(noiseless),
+            "feasible": noiseless_eval.feasible,
+            "total_latency_s": noiseless_eval.total_latency_s,
+            "agrees_with_raw": bool(np.array_equal(noiseless, x_raw)),
+        },
+        "timing": _timing(decision_wall_s, prepare_s, jobs),
+        "jobs": jobs,
+    }
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = run_dir / "inference" / f"{stamp}-{profile.name}.json"
+    write_json_atomic(path, report)
+    report["saved"] = str(path)
+    return report
+
+
+def _mitigation_matrices(executor: Any, policy: Any) -> list[list[np.ndarray]]:
+    from qdt.executors.ibm.mitigation import readout_assignment_matrices
+
+    matrices = []
+    for actor in policy.actors:
+        physical = executor.isa_report(actor.front.prepared)["physical_readout"]
+        matrices.append(readout_assignment_matrices(executor.device.backend, physical))
+    return matrices
+
+
+def _decision(
+    model: Any, x: np.ndarray, optimum: float | None, to_assignment: Callable[..., Any]
+) -> dict[str, Any]:
+    evaluation = model.evaluate(x)
+    gap = None
+    if evaluation.feasible and optimum:
+        gap = (evaluation.total_latency_s - optimum) / optimum
+    return {
+        "assignment": to_assignment(x),
+        "matrix": x.astype(int).tolist(),
+        "feasible": evaluation.feasible,
+        "violations": evaluation.violations,
+        "total_latency_s": evaluation.total_latency_s,
+        "per_user_latency_s": evaluation.per_user_latency_s,
+        "reward": evaluation.reward,
+        "gap": gap,
+    }
+
+
+def _backend_report(profile: Any, executor: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "profile": profile.name,
+        "source": profile.source,
+        "executor": profile.executor,
+        "shots": getattr(executor, "shots", profile.shots),
+        "capabilities": dataclasses.asdict(executor.capabilities),
+    }
+    if profile.executor == "ibm":
+        device = executor.device
+        data.update(
+            device=device.name,
+            num_qubits=device.num_qubits,
+            local=device.local,
+            mode=profile.runtime.mode,
+            optimization_level=profile.optimization_level,
+            error_suppression=dataclasses.asdict(profile.suppression),
+        )
+    return data
+
+
+def _circuits_report(policy: Any, executor: Any) -> list[dict[str, Any]]:
+    out = []
+    for j, actor in enumerate(policy.actors):
+        vqc = actor.front.vqc
+        entry: dict[str, Any] = {"agent": j, "qubits": vqc.n_qubits, "layers": vqc.n_layers}
+        if hasattr(executor, "isa_report"):
+            entry.update(executor.isa_report(actor.front.prepared))
+        out.append(entry)
+    return out
+
+
+def _timing(decision_wall_s: float, prepare_s: float, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    def total(key: str) -> float | None:
+        values = [j["service_timing"].get(key) for j in jobs]
+        return None if not values or any(v is None for v in values) else float(sum(values))
+
+    return {
+        "decision_wall_s": round(decision_wall_s, 4),
+        "prepare_s": round(prepare_s, 4),
+        "jobs": len(jobs),
+        "queue_s": total("queue_s"),
+        "execution_s": total("execution_s"),
+        "quantum_seconds": total("quantum_seconds"),
+        "note": (
+            None
+            if not jobs or total("queue_s") is not None
+            else "queue and execution times not reported: local testing mode has no queue"
+        ),
+    }
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    report = run_inference(
+        args.run,
+        args.backend,
+        shots=args.shots,
+        seed=args.seed,
+        mitigate=args.mitigate,
+        strategy=args.strategy,
+        timeout_s=args.timeout,
+        resume=args.resume,
+    )
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print_report(report)
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    backend = report["backend"]
+    where = backend["profile"]
+    if "device" in backend:
+        where += f" ({backend['device']}, {backend['num_qubits']} qubits, "
+        where += "local testing mode)" if backend["local"] else f"IBM Quantum, {backend['mode']} mode)"
+    shots = backend["shots"] if backend["shots"] is not None else "exact"
+    print(
+        f"{report['run']} on {where}: shots {shots}, strategy {report['strategy']}, {report['steps']} steps"
+    )
+    rows = []
+    for c in report["circuits"]:
+        rows.append(
+            [
+                c["agent"],
+                c["qubits"],
+                c["layers"],
+                c.get("layout", "-"),
+                c.get("depth", "-"),
+                c.get("two_qubit_gates", "-"),
+            ]
+        )
+    print(format_table(["agent", "qubits", "layers", "layout", "ISA depth", "2q gates"], rows))
+    print()
+    decision_rows = []
+    for name, d in report["decisions"].items():
+        gap = "-" if d["gap"] is None else f"{100 * d['gap']:+.2f}%"
+        latencies = " ".join(f"{v:.3f}" for v in d["per_user_latency_s"])
+        decision_rows.append(
+            [
+                name,
+                d["assignment"],
+                "yes" if d["feasible"] else "NO",
+                f"{d['total_latency_s']:.4f}",
+                gap,
+                latencies,
+            ]
+        )
+    optimum = report["optimum"]
+    if optimum["total_latency_s"] is not None:
+        decision_rows.append(
+            ["optimum", optimum["assignment"], "yes", f"{optimum['total_latency_s']:.4f}", "0", ""]
+        )
+    noiseless = report["noiseless"]
+    decision_rows.append(
+        [
+            "noiseless policy",
+            noiseless["assignment"],
+            "yes" if noiseless["feasible"] else "NO",
+            f"{noiseless['total_latency_s']:.4f}",
+            "",
+            "",
+        ]
+    )
+    print(
+        format_table(
+            ["decision", "user -> server", "feasible", "latency s", "gap", "per-user latency s"],
+            decision_rows,
+        )
+    )
+    timing = report["timing"]
+    print()
+    line = f"decision wall time {timing['decision_wall_s']:.2f} s in {timing['jobs']} job(s)"
+    if timing["queue_s"] is not None:
+        line += f"; queue {timing['queue_s']:.1f} s, execution {timing['execution_s']:.1f} s"
+    if timing["quantum_seconds"] is not None:
+        line += f", usage {timing['quantum_seconds']:.1f} quantum s"
+    print(line + (f" ({timing['note']})" if timing["note"] else ""))
+    for job in report["jobs"]:
+        reused = " (reused)" if job["reused"] else ""
+        print(
+            f"  job {job['job_id']}{reused}: {job['pubs']} PUBs, {job['rows']} rows x {job['shots']} shots, "
+            f"submit {job['submit_s']:.2f} s, wait {job['wait_s']:.2f} s"
+        )
+    print(f"report: {report['saved']}")

@@ -1,0 +1,265 @@
+"""``qdt describe`` (parameter counts of every layer) and ``qdt circuit`` (one bound VQC).
+
+Contracts (scripts depend on them):
+  qdt circuit --qubits Q --layers L [--inputs ...] [--weights ...] [--seed S] --qasm2
+      prints the bound circuit as OpenQASM 2
+  qdt circuit ... --backend statevector|density|aer [--noise PROFILE] [--shots S] --json
+      prints {"probs": [2^Q numbers], "expval_z": [Q numbers], "mode": "exact"|"sampled", ...}
+      of that same bound circuit; exact when no --shots are given. expval_z is computed from
+      the same (possibly sampled) probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from qdt.errors import QdtInputError
+from qdt.problem.generator import paper_instance
+from qdt.problem.instance import load_instance
+from qdt.experiments.tables import format_table
+
+DEFAULT_LAYERS = (1, 3, 6)
+
+
+def register(subparsers: Any) -> None:
+    describe = subparsers.add_parser(
+        "describe",
+        help="parameter counts of every layer of the actor and critic networks",
+        description=(
+            "Print every layer's parameter count for the hybrid actor and critic (VQC, then "
+            "FC 192-192-192) and the classical baseline, for an instance's N users and M servers. "
+            "Actor: ceil(log2 N) qubits; critic: ceil(log2 2MN) qubits; the FC stack reads the "
+            "VQC's 2^qubits probabilities."
+        ),
+    )
+    source = describe.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=("paper",), help="the paper preset (default)")
+    source.add_argument("--instance", metavar="FILE", help="an instance file")
+    source.add_argument("--users", type=int, help="N users (with --servers) instead of an instance")
+    describe.add_argument("--servers", type=int, help="M servers (with --users)")
+    describe.add_argument(
+        "--layers",
+        default=",".join(map(str, DEFAULT_LAYERS)),
+        help="VQC layer counts, comma-separated (default 1,3,6)",
+    )
+    describe.add_argument("--json", action="store_true", help="print one JSON object")
+    describe.set_defaults(handler=_cmd_describe)
+
+    circuit = subparsers.add_parser(
+        "circuit",
+        help="print one bound VQC as OpenQASM 2, or run it on an executor",
+        description=(
+            "Build the paper's VQC on Q qubits with L layers, bind its encoding to --inputs "
+            "(zero-padded to 2^Q values) and its weights to --weights (or weights drawn "
+            "uniformly in [0, 2pi) from --seed), then print it as OpenQASM 2 (--qasm2) or run it "
+            "(--backend ... --json: probabilities and per-qubit <Z>)."
+        ),
+    )
+    circuit.add_argument("--qubits", type=int, required=True, help="qubits Q >= 1")
+    circuit.add_argument("--layers", type=int, required=True, help="layers L >= 0")
+    circuit.add_argument("--inputs", help="input values, comma-separated (default: all zero)")
+    circuit.add_argument("--weights", help="Q*L weights, comma-separated (default: drawn from --seed)")
+    circuit.add_argument("--seed", type=int, default=0, help="seed for the weights (default 0)")
+    circuit.add_argument("--backend", default="statevector", help="executor (default statevector)")
+    circuit.add_argument(
+        "--noise",
+        metavar="PROFILE",
+        help="noise profile (density, aer): a name from `qdt noise list`, a file, or device:NAME (aer)",
+    )
+    circuit.add_argument("--shots", type=int, help="estimate from S shots (density, aer; default: exact)")
+    circuit.add_argument("--shot-seed", type=int, help="seed for the shots (default: derived from --seed)")
+    mode = circuit.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--qasm2", action="store_true", help="print the bound circuit as OpenQASM 2")
+    mode.add_argument("--json", action="store_true", help="run it and print probs and expval_z as JSON")
+    circuit.set_defaults(handler=_cmd_circuit)
+
+
+# ---- describe ----------------------------------------------------------------------------
+def describe_networks(n_users: int, n_servers: int, layers: list[int]) -> dict[str, Any]:
+    from qdt.circuits import build_vqc, qubits_for_width
+    from qdt.rl.fc import fc_stack, linear_parameter_counts
+
+    joint = 2 * n_users * n_servers
+    actor_qubits, critic_qubits = qubits_for_width(n_users), qubits_for_width(joint)
+    return {
+        "users": n_users,
+        "servers": n_servers,
+        "actor": {
+            "qubits": actor_qubits,
+            "quantum_weights": {str(L): build_vqc(input_width=n_users, n_layers=L).n_weights for L in layers},
+            "fc": linear_parameter_counts(fc_stack(2**actor_qubits, n_users)),
+            "fc_classical": linear_parameter_counts(fc_stack(n_users, n_users)),
+        },
+        "critic": {
+            "qubits": critic_qubits,
+            "quantum_weights": {str(L): build_vqc(input_width=joint, n_layers=L).n_weights for L in layers},
+            "fc": linear_parameter_counts(fc_stack(2**critic_qubits, 1)),
+            "fc_classical": linear_parameter_counts(fc_stack(joint, 1)),
+        },
+    }
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    layers = _int_list(args.layers, "--layers", minimum=0)
+    if args.users is not None or args.servers is not None:
+        if args.users is None or args.servers is None:
+            raise QdtInputError("--users/--servers", "both", "only one")
+        for flag, value in (("--users", args.users), ("--servers", args.servers)):
+            if value < 1:
+                raise QdtInputError(flag, "an integer >= 1", value)
+        n, m = args.users, args.servers
+    else:
+        instance = load_instance(args.instance) if args.instance else paper_instance()
+        n, m = instance.n_users, instance.n_servers
+    data = describe_networks(n, m, layers)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for role, width in (("actor", n), ("critic", 2 * n * m)):
+        part = data[role]
+        print(f"{role}: input {width} values -> VQC on {part['qubits']} qubits -> FC")
+        rows: list[list[object]] = []
+        for L in layers:
+            rows.append([f"VQC, L = {L}", part["quantum_weights"][str(L)], "RX angles"])
+        for k, count in enumerate(part["fc"]):
+            rows.append(
+                [f"FC {k + 1}", count, "hybrid" if k else f"reads {2 ** part['qubits']} probabilities"]
+            )
+        rows.append(["FC total", sum(part["fc"]), ""])
+        rows.append(
+            ["classical FC", " / ".join(map(str, part["fc_classical"])), f"reads the {width} raw inputs"]
+        )
+        print(format_table(["layer", "parameters", "note"], rows))
+        print()
+    return 0
+
+
+# ---- circuit -----------------------------------------------------------------------------
+def _cmd_circuit(args: argparse.Namespace) -> int:
+    from qdt.circuits import build_vqc
+
+    if args.qubits < 1:
+        raise QdtInputError("--qubits", "an integer >= 1", args.qubits)
+    if args.layers < 0:
+        raise QdtInputError("--layers", "an integer >= 0", args.layers)
+    if args.qubits > 12:
+        raise QdtInputError("--qubits", "at most 12 (exact simulation of 2^Q amplitudes)", args.qubits)
+    width = 2**args.qubits
+    inputs = _float_list(args.inputs, "--inputs") if args.inputs else [0.0] * width
+    if len(inputs) > width:
+        raise QdtInputError("--inputs", f"at most 2^Q = {width} values", f"{len(inputs)} values")
+    inputs = inputs + [0.0] * (width - len(inputs))
+    vqc = build_vqc(input_width=width, n_layers=args.layers, n_qubits=args.qubits)
+    if args.weights is not None:
+        weights = _float_list(args.weights, "--weights")
+        if len(weights) != vqc.n_weights:
+            raise QdtInputError("--weights", f"Q*L = {vqc.n_weights} values", f"{len(weights)} values")
+    else:
+        weights = list(np.random.default_rng(args.seed).uniform(0.0, 2 * math.pi, vqc.n_weights))
+    angles = vqc.angles(torch.tensor([inputs], dtype=torch.float64))
+    if args.qasm2 and (args.noise is not None or args.shots is not None):
+        raise QdtInputError("--noise/--shots", "only with --json (they change how it runs)", "--qasm2")
+    if args.qasm2:
+        from qiskit import qasm2
+
+        bound = vqc.bound_circuit(angles[0].tolist(), weights)
+        sys.stdout.write(qasm2.dumps(bound) + "\n")
+        return 0
+    from qdt.executors import expval_z
+
+    executor, noise_name = circuit_executor(args.backend, args.noise, args.shots, args.seed, args.shot_seed)
+    prepared = executor.prepare_vqc(vqc)
+    weight_tensor = torch.tensor(weights, dtype=torch.float64)
+    with torch.no_grad():
+        probs_batch = executor.run(prepared, angles, weight_tensor, readout="probs")
+    probs, expval = probs_batch[0], expval_z(probs_batch)[0]
+    result: dict[str, Any] = {
+        "qubits": args.qubits,
+        "layers": args.layers,
+        "backend": args.backend,
+        "mode": getattr(executor, "result_mode", "exact" if args.shots is None else "sampled"),
+        "shots": args.shots,
+        "noise": noise_name,
+        "probs": [float(v) for v in probs],
+        "expval_z": [float(v) for v in expval],
+        "weights": [float(w) for w in weights],
+    }
+    transpiled = getattr(prepared.payload, "transpiled", None)
+    if getattr(prepared.payload, "device", None) is not None and transpiled is not None:
+        result["transpiled"] = {
+            "device": prepared.payload.device,
+            "depth": transpiled.depth(),
+            "two_qubit_gates": prepared.payload.two_qubit_gates,
+            "physical_qubits": list(prepared.payload.physical_qubits),
+        }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def circuit_executor(
+    backend: str, noise: str | None, shots: int | None, seed: int, shot_seed: int | None = None
+) -> tuple[Any, str | None]:
+    """The executor for ``--backend/--noise/--shots``, and the noise profile's name.
+
+    Options go only to executors that take them; the density executor gets the profile's
+    NoiseConfig (device profiles are refused there, with the reason).
+    """
+    from qdt.executors import get_executor
+    from qdt.executors.registry import executor_factory
+    from qdt.rl.builders import executor_options
+
+    executor_factory(backend)  # unknown names: one clear error first
+    accepted = executor_options(backend)
+    options: dict[str, Any] = {}
+    noise_name = None
+    if noise is not None:
+        if "noise" not in accepted:
+            raise QdtInputError(
+                "--noise", "an executor that takes a noise model (density, aer)", backend, "add --backend aer"
+            )
+        from qdt.noise.profiles import load_noise_profile
+
+        profile = load_noise_profile(noise)
+        noise_name = profile.name
+        options["noise"] = profile.to_noise_config() if backend == "density" else profile
+    if shots is not None:
+        if "shots" not in accepted:
+            raise QdtInputError("--shots", "an executor that samples shots (density, aer)", backend)
+        if shots < 1:
+            raise QdtInputError("--shots", "a positive number of shots", shots)
+        options["shots"] = shots
+        if "seed" in accepted:  # a child of --seed's sequence: a stream apart from the weights'
+            sequence = np.random.SeedSequence(seed).spawn(1)[0] if shot_seed is None else None
+            options["seed"] = sequence if sequence is not None else np.random.SeedSequence(shot_seed)
+    return get_executor(backend, **options), noise_name
+
+
+def _float_list(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise QdtInputError(flag, "comma-separated numbers", text) from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise QdtInputError(flag, "finite numbers", bad[0])
+    return values
+
+
+def _int_list(text: str, flag: str, minimum: int) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise QdtInputError(flag, "comma-separated integers", text) from None
+    bad = [v for v in values if v < minimum]
+    if bad:
+        raise QdtInputError(flag, f"integers >= {minimum}", bad[0])
+    return values

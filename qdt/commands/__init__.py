@@ -1,1 +1,0 @@
-"""CLI subcommands. Each module exposes ``register(subparsers)``; :mod:`qdt.cli` wires them."""

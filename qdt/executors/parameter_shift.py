@@ -1,0 +1,225 @@
+"""Gradients for any executor by the parameter-shift rule, through a torch.autograd.Function.
+
+``differentiable(executor)`` wraps an executor (``aer`` with shots or noise, a remote one …)
+so that :meth:`~qdt.executors.base.Executor.run` gives gradients for the encoding angles (hence
+for the inputs, whose angles torch computes) and for the weights.
+
+How: at prepare time every parameterised gate occurrence k gets its own parameter θ_k, and
+θ_k = c_k + Σ_i A[k, i]·angle_i + Σ_j W[k, j]·weight_j must be affine. Each gate must be a
+rotation exp(−i θ P / 2) about a single Pauli string P (``rx``, ``ry``, ``rz``, ``rxx``,
+``ryy``, ``rzz``, ``rzx``, ``r`` with a fixed axis; ``p``/``u1`` equal ``rz`` up to a global
+phase), so every readout is a + b·cos θ_k + c·sin θ_k in each θ_k and
+
+    ∂f/∂θ_k = [f(θ + π/2·e_k) − f(θ − π/2·e_k)] / 2
+
+exactly (also under noise that does not depend on θ, and for shot estimates in expectation).
+Torch's chain rule then gives ∂/∂angles = Aᵀ ∂/∂θ and ∂/∂weights = Wᵀ ∂/∂θ. The backward
+pass stacks every shifted point of the batch (2 per needed θ_k per row) into ONE call of the
+wrapped executor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
+
+from qdt.errors import QdtInputError
+from qdt.executors.base import Capabilities, Executor, PreparedCircuit
+
+# Gates exp(−i θ P / 2) for one Pauli string P, with θ the parameter at index 0.
+PAULI_ROTATIONS = frozenset({"rx", "ry", "rz", "rxx", "ryy", "rzz", "rzx", "p", "u1", "r"})
+SHIFT = math.pi / 2
+
+
+@dataclass(frozen=True, eq=False)
+class ShiftPlan:
+    """The wrapped executor's prepared circuit and θ = const + angles·Aᵀ + weights·Wᵀ."""
+
+    inner: PreparedCircuit
+    angle_map: torch.Tensor  # A [K, n_angles]
+    weight_map: torch.Tensor  # W [K, n_weights]
+    constant: torch.Tensor  # c [K]
+
+    @property
+    def n_thetas(self) -> int:
+        return int(self.constant.shape[0])
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, ParameterExpression) or not value.parameters
+
+
+def _affine(
+    value: ParameterExpression,
+    angle_index: dict[Parameter, int],
+    weight_index: dict[Parameter, int],
+    where: str,
+) -> tuple[float, dict[int, float], dict[int, float]]:
+    angles: dict[int, float] = {}
+    weights: dict[int, float] = {}
+    for parameter in value.parameters:
+        gradient = value.gradient(parameter)
+        if isinstance(gradient, ParameterExpression) and gradient.parameters:
+            raise QdtInputError(
+                where,
+                "a parameter that enters linearly (constant + Σ coefficient·parameter)",
+                str(value),
+                f"its derivative in {parameter.name} is {gradient}; the parameter-shift rule needs "
+                "each rotation angle affine in the parameters",
+            )
+        coefficient = float(complex(gradient).real)
+        if parameter in angle_index:
+            angles[angle_index[parameter]] = coefficient
+        else:
+            weights[weight_index[parameter]] = coefficient
+    constant = float(complex(value.bind({p: 0.0 for p in value.parameters}).numeric()).real)
+    return constant, angles, weights
+
+
+def shift_circuit(
+    circuit: QuantumCircuit, angle_params: Sequence[Parameter], weight_params: Sequence[Parameter]
+) -> tuple[QuantumCircuit, ParameterVector, np.ndarray, np.ndarray, np.ndarray]:
+    """The circuit with one fresh parameter θ_k per parameterised gate, and θ's affine map."""
+    angle_index = {p: i for i, p in enumerate(angle_params)}
+    weight_index = {p: i for i, p in enumerate(weight_params)}
+    symbolic = [
+        i for i, inst in enumerate(circuit.data) if any(not _is_number(p) for p in inst.operation.params)
+    ]
+    thetas = ParameterVector("ps_theta", len(symbolic))
+    angle_map = np.zeros((len(symbolic), len(angle_params)))
+    weight_map = np.zeros((len(symbolic), len(weight_params)))
+    constant = np.zeros(len(symbolic))
+    rewritten = circuit.copy_empty_like()
+    rewritten.global_phase = 0.0  # a global phase changes no readout
+    k = 0
+    for position, instruction in enumerate(circuit.data):
+        op = instruction.operation
+        if k < len(symbolic) and symbolic[k] == position:
+            where = f"circuit.data[{position}] ({op.name})"
+            params = list(op.params)
+            if op.name not in PAULI_ROTATIONS or not all(_is_number(p) for p in params[1:]):
+                raise QdtInputError(
+                    where,
+                    "parameterised gates that are rotations about one Pauli string "
+                    "(" + ", ".join(sorted(PAULI_ROTATIONS)) + "), with the parameter as their angle",
+                    f"{op.name}({', '.join(map(str, params))})",
+                    "rewrite it with single-Pauli rotations (e.g. transpile to rz, sx, cx), "
+                    "or train on a differentiable executor",
+                )
+            constant[k], angles, weights = _affine(params[0], angle_index, weight_index, where)
+            for i, c in angles.items():
+                angle_map[k, i] = c
+            for j, c in weights.items():
+                weight_map[k, j] = c
+            new_op = op.to_mutable()
+            new_op.params = [thetas[k], *params[1:]]
+            rewritten.append(new_op, instruction.qubits, instruction.clbits)
+            k += 1
+        else:
+            rewritten.append(instruction)
+    return rewritten, thetas, angle_map, weight_map, constant
+
+
+class _ParameterShift(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        thetas: torch.Tensor,
+        executor: Executor,
+        prepared: PreparedCircuit,
+        readout: str,
+        needed: torch.Tensor,
+    ) -> torch.Tensor:
+        detached = thetas.detach()
+        empty = torch.zeros(0, dtype=torch.float64)
+        output = executor.run(prepared, detached, empty, readout=readout)
+        ctx.save_for_backward(detached, needed)
+        ctx.executor, ctx.prepared, ctx.readout = executor, prepared, readout
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        thetas, needed = ctx.saved_tensors
+        columns = needed.nonzero().flatten()
+        grad = torch.zeros_like(thetas)
+        if columns.numel() == 0:
+            return grad, None, None, None, None
+        rows, count = thetas.shape[0], int(columns.numel())
+        shifts = torch.zeros(count, thetas.shape[1], dtype=thetas.dtype)
+        shifts[torch.arange(count), columns] = SHIFT
+        points = torch.cat([thetas[None] + shifts[:, None, :], thetas[None] - shifts[:, None, :]])
+        empty = torch.zeros(0, dtype=torch.float64)
+        outputs = ctx.executor.run(
+            ctx.prepared, points.reshape(2 * count * rows, -1), empty, readout=ctx.readout
+        )
+        outputs = outputs.reshape(2, count, rows, -1)
+        jacobian = (outputs[0] - outputs[1]) / 2  # [count, B, D]
+        grad[:, columns] = torch.einsum("kbd,bd->bk", jacobian, grad_output.to(jacobian.dtype))
+        return grad, None, None, None, None
+
+
+class ParameterShiftExecutor(Executor):
+    """Any executor made differentiable by the parameter-shift rule (see the module docstring)."""
+
+    def __init__(self, inner: Executor) -> None:
+        if not isinstance(inner, Executor):
+            raise QdtInputError("executor", "a qdt Executor", type(inner).__name__)
+        self.inner = inner
+        self.name = f"{inner.name}+parameter-shift"  # type: ignore[misc]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        inner = self.inner.capabilities
+        return Capabilities(differentiable=True, shots=inner.shots, noisy=inner.noisy, remote=inner.remote)
+
+    @property
+    def last_run_info(self) -> dict[str, Any]:
+        return dict(getattr(self.inner, "last_run_info", {}))
+
+    def _prepare(
+        self,
+        circuit: QuantumCircuit,
+        angle_params: tuple[Parameter, ...],
+        weight_params: tuple[Parameter, ...],
+        readout_qubits: tuple[int, ...],
+    ) -> ShiftPlan:
+        rewritten, thetas, angle_map, weight_map, constant = shift_circuit(
+            circuit, angle_params, weight_params
+        )
+        inner = self.inner.prepare(rewritten, list(thetas), [], readout_qubits=readout_qubits)
+        return ShiftPlan(
+            inner=inner,
+            angle_map=torch.as_tensor(angle_map, dtype=torch.float64),
+            weight_map=torch.as_tensor(weight_map, dtype=torch.float64),
+            constant=torch.as_tensor(constant, dtype=torch.float64),
+        )
+
+    def _run(
+        self, prepared: PreparedCircuit, angles: torch.Tensor, weights: torch.Tensor, readout: str
+    ) -> torch.Tensor:
+        plan = prepared.payload
+        assert isinstance(plan, ShiftPlan)
+        thetas = plan.constant + angles @ plan.angle_map.T + (weights @ plan.weight_map.T)[None, :]
+        needed = torch.zeros(plan.n_thetas, dtype=torch.bool)
+        if angles.requires_grad:
+            needed |= (plan.angle_map != 0).any(dim=1)
+        if weights.requires_grad:
+            needed |= (plan.weight_map != 0).any(dim=1)
+        if not torch.is_grad_enabled() or not bool(needed.any()):
+            empty = torch.zeros(0, dtype=torch.float64)
+            return self.inner.run(plan.inner, thetas.detach(), empty, readout=readout)
+        return _ParameterShift.apply(thetas, self.inner, plan.inner, readout, needed)
+
+
+def differentiable(executor: Executor) -> Executor:
+    """``executor`` with parameter-shift gradients (``capabilities.differentiable`` is True)."""
+    if isinstance(executor, ParameterShiftExecutor):
+        return executor
+    return ParameterShiftExecutor(executor)

@@ -1,0 +1,1 @@
+"""The demo's report: results.json, results.md and a self-contained report.html."""

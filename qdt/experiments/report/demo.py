@@ -1,0 +1,397 @@
+"""``qdt demo``: the whole pipeline on the paper preset, ending in a self-contained HTML report.
+
+1. The instance and every solver (exact enumeration, MILP, greedy, random).
+2. Training: the classical agent and quantum agents with L = 1, 3, 6 (a sweep on qdt's Ray engine).
+3. Each quantum policy evaluated exactly, under a noise profile, and on a fake IBM device
+   through qiskit-ibm-runtime's local testing mode (the code path a real device takes).
+4. A shot sweep of the L = 6 policy (sampled readout), next to exact.
+5. results.json, results.md, figures and report.html in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qdt.experiments.bench.paper import AgentSpec
+from qdt.experiments.bench.runs import BenchRun, bench_run, train_runs
+from qdt.errors import QdtError
+from qdt.executors import get_executor
+from qdt.problem.generator import paper_instance
+from qdt.rl.config import TrainConfig
+from qdt.rl.evaluation import evaluate_policy
+from qdt.rl.policy import load_policy
+from qdt.problem.model import PlacementModel
+from qdt.rl.builders import make_executor
+from qdt.experiments.report.html import Section, write_report
+from qdt.problem.solvers import solve
+from qdt.experiments.sweep import cell_dir
+from qdt.experiments.tables import format_table
+
+DEMO_AGENTS = (
+    AgentSpec("classical", "classical", 0),
+    AgentSpec("quantum L=1", "quantum", 1),
+    AgentSpec("quantum L=3", "quantum", 3),
+    AgentSpec("quantum L=6", "quantum", 6),
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    episodes: int = 1000
+    seed: int = 0
+    workers: int | None = None
+    noise: str | None = "depol-1e-3"
+    device: str | None = "fake_torino"
+    device_shots: int = 1024
+    shots: tuple[int, ...] = (8, 32, 128, 512, 2048)
+    repeats: int = 3
+
+
+@dataclass
+class EvaluationRow:
+    agent: str
+    setting: str
+    backend: str
+    noise: str | None
+    shots: int | None
+    result: dict[str, Any] = field(repr=False)
+
+
+def demo_runs(config: DemoConfig) -> list[BenchRun]:
+    """One training run per agent, the slowest (L = 6) first so it does not run alone at the end."""
+    instance = paper_instance()
+    runs = [
+        bench_run(
+            spec.label,
+            spec.label,
+            TrainConfig(agent=spec.agent, layers=spec.layers, episodes=config.episodes, seed=config.seed),
+            instance,
+            "paper",
+        )
+        for spec in DEMO_AGENTS
+    ]
+    return sorted(runs, key=lambda run: -(run.cell.config.layers if run.cell.config else 0))
+
+
+def agent_run_dir(runs_dir: Path, spec: AgentSpec, config: DemoConfig) -> Path:
+    """The run folder of an agent's training: the cell folder of its sweep in ``runs_dir``."""
+    run = next(run for run in demo_runs(config) if run.key == spec.label)
+    return cell_dir(runs_dir, run.cell.cell_id)
+
+
+def train_agents(
+    runs_dir: Path, config: DemoConfig, on_done: Callable[[str], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Train the demo's agents as a sweep on qdt's Ray engine in ``runs_dir`` (all cores, or
+    ``config.workers`` at once); finished runs are reused, interrupted or failed ones run again.
+    Returns each agent's summary.json values and ``run_dir``; a failed run stops the demo."""
+
+    def report(label: str, row: Mapping[str, Any]) -> None:
+        if on_done is not None:
+            on_done(f"trained {label}" if row["status"] == "ok" else f"FAILED {label}")
+
+    trained = train_runs(
+        demo_runs(config), runs_dir, name="demo", workers=config.workers, retry_failed=True, on_result=report
+    )
+    if trained.failures:
+        listed = "; ".join(str(failure) for failure in trained.failures)
+        raise QdtError(
+            f"training failed: {listed} (traceback in {runs_dir}/cells/<cell>/error.txt; "
+            "the same command trains them again)"
+        )
+    summaries = {}
+    for spec in DEMO_AGENTS:
+        row = trained.ok(spec.label)
+        assert row is not None
+        summaries[spec.label] = {**row, "run_dir": str(trained.run_dir(spec.label))}
+    return summaries
+
+
+def evaluation_settings(config: DemoConfig) -> list[tuple[str, str, str | None, int | None]]:
+    """(label, backend, noise, shots) for every quantum policy."""
+    settings: list[tuple[str, str, str | None, int | None]] = [("exact", "statevector", None, None)]
+    if config.noise:
+        settings.append((f"noise {config.noise}", "density", config.noise, None))
+    if config.device:
+        settings.append((f"device {config.device}", config.device, None, config.device_shots))
+    return settings
+
+
+def evaluate_agents(
+    runs_dir: Path, config: DemoConfig, on_done: Callable[[str], None] | None = None
+) -> list[EvaluationRow]:
+    rows = []
+    seeds = iter(np.random.SeedSequence([config.seed, 7]).spawn(1000))
+    for spec in DEMO_AGENTS:
+        if spec.agent != "quantum":
+            continue
+        run_dir = agent_run_dir(runs_dir, spec, config)
+        reference = load_policy(run_dir, executor=get_executor("statevector"))
+        for label, backend, noise, shots in evaluation_settings(config):
+            executor = make_executor(backend, next(seeds), noise=noise, shots=shots)
+            repeats = 1 if (shots is None and noise is None) or backend == config.device else config.repeats
+            rollout = "table" if backend == config.device else "calls"
+            result = evaluate_policy(
+                reference, load_policy(run_dir, executor=executor), repeats=repeats, rollout=rollout
+            )
+            rows.append(EvaluationRow(spec.label, label, backend, noise, shots, result))
+            if on_done is not None:
+                on_done(f"evaluated {spec.label}: {label}")
+        if spec.layers == max(s.layers for s in DEMO_AGENTS):
+            for shots in config.shots:
+                executor = make_executor("density", next(seeds), shots=shots)
+                target = load_policy(run_dir, executor=executor)
+                result = evaluate_policy(reference, target, repeats=config.repeats)
+                rows.append(EvaluationRow(spec.label, f"{shots} shots", "density", None, shots, result))
+            if on_done is not None:
+                on_done(f"shot sweep {spec.label}")
+    return rows
+
+
+def run_demo(
+    out_dir: Path, config: DemoConfig, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = out_dir / "runs"
+    model = PlacementModel(paper_instance())
+    solvers = [solve(model, name, seed=config.seed) for name in ("enumerate", "milp", "greedy", "random")]
+    optimum = solvers[0]
+    t0 = time.perf_counter()
+    summaries = train_agents(runs_dir, config, progress)
+    train_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    evaluations = evaluate_agents(runs_dir, config, progress)
+    eval_wall = time.perf_counter() - t0
+    figures = make_figures(out_dir, runs_dir, model, optimum.total_latency_s, summaries, evaluations)
+    result = {
+        "config": asdict(config),
+        "optimum": {"assignment": optimum.assignment, "total_latency_s": optimum.total_latency_s},
+        "solvers": [
+            {
+                "solver": s.solver,
+                "status": s.status,
+                "assignment": s.assignment,
+                "total_latency_s": s.total_latency_s,
+            }
+            for s in solvers
+        ],
+        "agents": {label: _agent_entry(summary) for label, summary in summaries.items()},
+        "evaluations": [
+            {k: v for k, v in asdict(row).items() if k != "result"} | {"result": row.result}
+            for row in evaluations
+        ],
+        "wall_s": {"training": train_wall, "evaluation": eval_wall},
+    }
+    result["wall_s"]["total"] = time.perf_counter() - start
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2, allow_nan=False))
+    tables = results_tables(result)
+    (out_dir / "results.md").write_text(
+        "\n\n".join(format_table(h, r, markdown=True) for h, r in tables) + "\n"
+    )
+    write_report(
+        out_dir / "report.html",
+        "qdt demo: digital-twin placement on the paper preset",
+        (
+            f"Paper preset (4 users, 2 servers), exact optimum {optimum.total_latency_s:.4f} s total "
+            f"(placement {optimum.assignment}). Agents trained {config.episodes} episodes, seed "
+            f"{config.seed}. Total wall time {result['wall_s']['total']:.0f} s."
+        ),
+        report_sections(tables, figures, config),
+    )
+    return result
+
+
+def _agent_entry(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("assignment", "feasible", "total_latency_s", "per_user_latency_s", "gap", "wall_s", "episodes")
+    return {k: summary.get(k) for k in keys}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _interval_pct(value: dict[str, float] | None) -> str:
+    if value is None:
+        return "-"
+    if value["lo95"] == value["hi95"]:
+        return f"{100 * value['mean']:.2f}%"
+    return f"{100 * value['mean']:.2f}% [{100 * value['lo95']:.2f}, {100 * value['hi95']:.2f}]"
+
+
+def results_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[Any]]]]:
+    optimum = result["optimum"]["total_latency_s"]
+    solver_rows = [
+        [
+            s["solver"],
+            s["status"],
+            s["assignment"],
+            s["total_latency_s"],
+            None if s["total_latency_s"] is None else _pct(s["total_latency_s"] / optimum - 1),
+        ]
+        for s in result["solvers"]
+    ]
+    agent_rows = [
+        [
+            label,
+            a["assignment"],
+            "yes" if a["feasible"] else "no",
+            a["total_latency_s"],
+            _pct(a["gap"]),
+            a["wall_s"],
+        ]
+        for label, a in result["agents"].items()
+    ]
+    eval_rows = []
+    for e in result["evaluations"]:
+        r = e["result"]
+        placement = r["placement"]
+        eval_rows.append(
+            [
+                e["agent"],
+                e["setting"],
+                _interval_pct(r["decision_agreement"]),
+                f"{100 * placement['feasible_rate']:.0f}%",
+                _interval_pct(placement["gap"]),
+                f"{1e3 * r['decision_latency']['per_decision_s']:.2f}",
+            ]
+        )
+    return [
+        (["solver", "status", "assignment", "total latency (s)", "gap"], solver_rows),
+        (
+            ["agent (trained)", "assignment", "feasible", "total latency (s)", "gap", "training wall (s)"],
+            agent_rows,
+        ),
+        (
+            ["agent", "evaluated on", "decision agreement", "feasible draws", "gap", "ms per decision"],
+            eval_rows,
+        ),
+    ]
+
+
+def report_sections(
+    tables: list[tuple[list[str], list[list[Any]]]], figures: dict[str, Path], config: DemoConfig
+) -> list[Section]:
+    solvers, agents, evaluations = tables
+    return [
+        Section("Exact optimum and baselines", tables=[solvers]),
+        Section(
+            "Training",
+            paragraphs=["Greedy placement of each trained policy after training, against the exact optimum."],
+            tables=[agents],
+            images=[figures["rewards"], figures["latency"]],
+        ),
+        Section(
+            "Noise, shots and devices",
+            paragraphs=[
+                "Each quantum policy's actors run on another executor with the trained weights. "
+                "Decision agreement: share of all 256 joint states whose decoded next placement equals "
+                "the noiseless policy's. Gap: the placement reached from the empty one, against the optimum "
+                f"(intervals over {config.repeats} independent shot draws where shots are sampled)."
+            ],
+            tables=[evaluations],
+            images=[figures["shots"], figures["decision_latency"]],
+        ),
+    ]
+
+
+def make_figures(
+    out_dir: Path,
+    runs_dir: Path,
+    model: PlacementModel,
+    optimum_total: float | None,
+    summaries: dict[str, dict[str, Any]],
+    evaluations: list[EvaluationRow],
+) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {name: out_dir / f"{name}.png" for name in ("rewards", "latency", "shots", "decision_latency")}
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for spec in DEMO_AGENTS:
+        lines = (Path(summaries[spec.label]["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        rewards = np.array([json.loads(line)["reward_mean"] for line in lines])
+        window = max(1, len(rewards) // 40)
+        smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window, len(rewards) + 1), smooth, label=spec.label)
+    ax.set(xlabel="episode", ylabel="reward (episode mean, moving average)", title="Reward versus episode")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths["rewards"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    n = model.n_users
+    labels = [*summaries, "optimum"]
+    width = 0.8 / len(labels)
+    optimum_x = solve(model, "auto")
+    for k, label in enumerate(labels):
+        per_user = (
+            optimum_x.per_user_latency_s if label == "optimum" else summaries[label]["per_user_latency_s"]
+        )
+        ax.bar(np.arange(n) + k * width, per_user, width, label=label)
+    ax.set_xticks(np.arange(n) + 0.4 - width / 2, [f"user {i + 1}" for i in range(n)])
+    ax.set(ylabel="latency (s)", title="Per-user latency of the trained placements")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths["latency"], dpi=110)
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    sweep = [e for e in evaluations if e.backend == "density" and e.noise is None and e.shots is not None]
+    exact = next(
+        (e for e in evaluations if e.setting == "exact" and e.agent == (sweep[0].agent if sweep else "")),
+        None,
+    )
+    if sweep:
+        shots = [e.shots for e in sweep]
+        agree = [100 * e.result["decision_agreement"]["mean"] for e in sweep]
+        lo = [100 * e.result["decision_agreement"]["lo95"] for e in sweep]
+        hi = [100 * e.result["decision_agreement"]["hi95"] for e in sweep]
+        left.plot(shots, agree, marker="o", label=f"{sweep[0].agent}, sampled")
+        left.fill_between(shots, lo, hi, alpha=0.2)
+        feasible = [100 * e.result["placement"]["feasible_rate"] for e in sweep]
+        right.plot(shots, feasible, marker="o", label="feasible draws (%)")
+        gaps = [
+            100 * e.result["placement"]["gap"]["mean"] if e.result["placement"]["gap"] else np.nan
+            for e in sweep
+        ]
+        right.plot(shots, gaps, marker="s", label="mean gap to optimum (%)")
+        if exact is not None:
+            left.axhline(100, color="k", ls="--", lw=1, label="exact")
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("shots")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    left.set(ylabel="decision agreement with noiseless (%)", title="Decisions against shots")
+    right.set(ylabel="%", title="Placement quality against shots")
+    fig.tight_layout()
+    fig.savefig(paths["shots"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    bars = [
+        e for e in evaluations if not (e.backend == "density" and e.noise is None and e.shots is not None)
+    ]
+    names = [f"{e.agent}\n{e.setting}" for e in bars]
+    values = [1e3 * e.result["decision_latency"]["per_decision_s"] for e in bars]
+    ax.barh(names, values)
+    ax.set_xscale("log")
+    ax.set(xlabel="ms per decision (all agents, wall time)", title="Decision latency per backend")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(paths["decision_latency"], dpi=110)
+    plt.close(fig)
+    return paths

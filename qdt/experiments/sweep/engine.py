@@ -1,0 +1,422 @@
+"""Run a sweep's cells as Ray tasks, with resume, retries and one result row per cell.
+
+The driver (this module) is the only writer of ``results.csv``. For each cell it decides:
+  * a row with status ok (or failed, unless ``retry_failed``): done, not run again;
+  * no valid config or instance: a failed row at once, no task;
+  * a finished run folder (summary.json of the same config) but no row, as after a driver killed
+    between the two: its row is written from the folder, no task;
+  * otherwise a task :func:`qdt.experiments.sweep.worker.run_cell`, which resumes from the cell's checkpoint
+    if there is one.
+A task whose worker died (killed, out of memory) or whose cell raised anything but a
+:class:`~qdt.errors.QdtError` is submitted again, up to ``max_retries`` more times; a QdtError
+(bad input, diverged training) is deterministic and fails the cell at once. At most
+``max_parallel`` tasks are in flight.
+
+Without an address, qdt starts an embedded Ray on this machine (``num_cpus = max_parallel`` or
+the core count, no dashboard) and stops it at the end; with one (``ray://...``, ``host:port`` or
+``auto``) it connects to that cluster, whose nodes must have qdt installed and see ``out_dir`` at
+the same path (a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qdt.errors import QdtInputError
+from qdt.problem.instance import write_json_atomic
+from qdt.experiments.sweep.cell import Cell, cell_dir, finished_summary, read_attempts
+from qdt.experiments.sweep.report import plot_gaps, plot_rewards, summarize, summary_text, write_summary
+from qdt.experiments.sweep.spec import SweepSpec, expand_cells, load_spec, parse_spec
+from qdt.experiments.sweep.table import RESULTS_FILE, STATUS_FAILED, STATUS_OK, SUMMARY_KEYS, ResultsTable
+
+MANIFEST_FILE = "sweep.json"
+LOCK_FILE = ".sweep.lock"
+MANIFEST_FORMAT = "qdt-sweep/1"
+
+OnResult = Callable[[Cell, Mapping[str, Any]], None]
+
+
+@dataclass
+class SweepResult:
+    out_dir: Path
+    rows: list[dict[str, Any]]  # one per cell of this sweep, in cell order
+    summary: list[dict[str, Any]]  # one per configuration (over seeds)
+    files: list[Path] = field(default_factory=list)
+    ran: int = 0  # cells that got a task in this call
+    failed: int = 0  # cells whose row says failed
+    wall_s: float = 0.0
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / RESULTS_FILE
+
+    def summary_table(self, markdown: bool = False) -> str:
+        return summary_text(self.summary, markdown=markdown)
+
+
+def run_sweep(
+    spec: SweepSpec | Mapping[str, Any] | str | Path,
+    out_dir: str | Path,
+    *,
+    ray_address: str | None = None,
+    max_parallel: int | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+    max_retries: int | None = None,
+    on_result: OnResult | None = None,
+) -> SweepResult:
+    """Expand a spec (a SweepSpec, a parsed TOML mapping, or a TOML path) and run its cells."""
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    elif not isinstance(spec, SweepSpec):
+        spec = parse_spec(spec)
+    return run_cells(
+        expand_cells(spec),
+        out_dir,
+        name=spec.name,
+        ray_address=ray_address,
+        max_parallel=max_parallel,
+        progress=progress,
+        retry_failed=retry_failed,
+        max_retries=spec.max_retries if max_retries is None else max_retries,
+        on_result=on_result,
+        manifest={"spec": spec.describe()},
+        extra_axes=[key for key, _ in spec.axes if key not in Cell.STANDARD_AXES],
+    )
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    out_dir: str | Path,
+    *,
+    name: str = "sweep",
+    ray_address: str | None = None,
+    max_parallel: int | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+    max_retries: int = 2,
+    on_result: OnResult | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    extra_axes: Sequence[str] = (),
+) -> SweepResult:
+    """Run cells (from :func:`expand_cells` or :func:`qdt.experiments.sweep.make_cell`) into ``out_dir``."""
+    start = time.perf_counter()
+    if max_parallel is not None and (
+        not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1
+    ):
+        raise QdtInputError("--max-parallel", "an integer >= 1", max_parallel)
+    if len({cell.cell_id for cell in cells}) != len(cells):
+        raise QdtInputError("cells", "cells with distinct ids", "repeated cells", "merge duplicates first")
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with _driver_lock(out):
+        _write_manifest(out, name, cells, manifest)
+        table = ResultsTable(out / RESULTS_FILE)
+        pending = _settle_known(cells, out, table, retry_failed, on_result)
+        bar = _progress(progress, len(cells), len(cells) - len(pending), name)
+        try:
+            if pending:
+                failed_before = sum(
+                    table.rows[c.cell_id]["status"] == STATUS_FAILED for c in cells if c.cell_id in table.rows
+                )
+                scheduler = _Scheduler(out, table, bar, max_retries, on_result, failed_before)
+                scheduler.run(pending, ray_address, max_parallel)
+        finally:
+            if bar is not None:
+                bar.close()
+        rows = [table.rows[cell.cell_id] for cell in cells]
+        summary = summarize(rows, extra_axes)
+        files = [out / RESULTS_FILE, *write_summary(out, summary, name)]
+        for plot in (plot_gaps(out, summary, name), plot_rewards(out, rows, summary, name, extra_axes)):
+            if plot is not None:
+                files.append(plot)
+    return SweepResult(
+        out_dir=out,
+        rows=rows,
+        summary=summary,
+        files=files,
+        ran=len(pending),
+        failed=sum(row["status"] == STATUS_FAILED for row in rows),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def cell_status(cells: Sequence[Cell], out_dir: str | Path) -> list[str]:
+    """Per cell: ok, failed (a row says so), invalid, resumable (a checkpoint), or pending."""
+    out = Path(out_dir)
+    table = ResultsTable(out / RESULTS_FILE) if (out / RESULTS_FILE).exists() else None
+    statuses = []
+    for cell in cells:
+        row = table.get(cell.cell_id) if table is not None else None
+        if row is not None:
+            statuses.append(str(row["status"]))
+        elif not cell.runnable:
+            statuses.append("invalid")
+        elif (cell_dir(out, cell.cell_id) / "checkpoint.pt").exists():
+            statuses.append("resumable")
+        else:
+            statuses.append("pending")
+    return statuses
+
+
+# ---- rows ------------------------------------------------------------------------------------
+def ok_row(out: Path, cell: Cell, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    summary = outcome["summary"]
+    row = _base_row(out, cell, STATUS_OK)
+    row.update({key: summary.get(key) for key in SUMMARY_KEYS})
+    row.update(
+        attempts=outcome.get("attempts"),
+        cell_wall_s=outcome.get("cell_wall_s"),
+        config=summary.get("config"),
+    )
+    return row
+
+
+def failed_row(out: Path, cell: Cell, error: str, attempts: int) -> dict[str, Any]:
+    row = _base_row(out, cell, STATUS_FAILED)
+    row.update(error=error, attempts=attempts, config=cell.config.to_dict() if cell.config else None)
+    return row
+
+
+def _base_row(out: Path, cell: Cell, status: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"cell_id": cell.cell_id, "status": status, "instance": cell.instance_label}
+    row.update(cell.axes)
+    if cell.instance is not None:
+        row.update(n_users=cell.instance.n_users, n_servers=cell.instance.n_servers)
+    if cell.runnable:
+        row["run_dir"] = str(cell_dir(out, cell.cell_id).relative_to(out))
+    return row
+
+
+def _settle_known(
+    cells: Sequence[Cell], out: Path, table: ResultsTable, retry_failed: bool, on_result: OnResult | None
+) -> list[Cell]:
+    """Record what needs no task; return the cells that do."""
+    pending = []
+    for cell in cells:
+        row = table.get(cell.cell_id)
+        if row is not None and (row["status"] == STATUS_OK or not retry_failed):
+            continue
+        if not cell.runnable:
+            new_row = failed_row(out, cell, cell.problem or "invalid cell", attempts=0)
+        else:
+            assert cell.config is not None and cell.instance is not None
+            folder = cell_dir(out, cell.cell_id)
+            summary = finished_summary(folder, cell.config, cell.instance)
+            if summary is None:
+                pending.append(cell)
+                continue
+            outcome = {"summary": summary, "attempts": len(read_attempts(folder)), "cell_wall_s": None}
+            new_row = ok_row(out, cell, outcome)
+        table.put(new_row)
+        if on_result is not None:
+            on_result(cell, new_row)
+    return pending
+
+
+# ---- Ray -------------------------------------------------------------------------------------
+class _Scheduler:
+    def __init__(
+        self,
+        out: Path,
+        table: ResultsTable,
+        bar: Any,
+        max_retries: int,
+        on_result: OnResult | None,
+        failed: int = 0,
+    ) -> None:
+        self.out = out
+        self.table = table
+        self.bar = bar
+        self.max_retries = max_retries
+        self.on_result = on_result
+        self.failed = failed  # cells of this sweep recorded as failed, for the progress bar
+
+    def run(self, cells: list[Cell], ray_address: str | None, max_parallel: int | None) -> None:
+        import ray
+
+        from qdt.experiments.sweep.worker import run_cell
+
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                "starting Ray" if ray_address is None else f"connecting to {ray_address}"
+            )
+        with ray_session(ray_address, max_parallel) as capacity:
+            limit = max_parallel or capacity
+            queue: deque[tuple[Cell, int]] = deque((cell, 0) for cell in cells)
+            in_flight: dict[Any, tuple[Cell, int]] = {}
+            task = ray.remote(run_cell)
+            try:
+                while queue or in_flight:
+                    while queue and len(in_flight) < limit:
+                        cell, retries = queue.popleft()
+                        assert cell.config is not None and cell.instance is not None
+                        ref = task.options(num_cpus=cell.config.threads, max_retries=0).remote(
+                            cell.config.to_dict(),
+                            cell.instance.to_dict(),
+                            str(cell_dir(self.out, cell.cell_id)),
+                        )
+                        in_flight[ref] = (cell, retries)
+                    self._postfix(len(in_flight))
+                    done, _ = ray.wait(list(in_flight), num_returns=1)
+                    for ref in done:
+                        cell, retries = in_flight.pop(ref)
+                        retry = self._collect(ref, cell, retries)
+                        if retry:
+                            queue.append((cell, retries + 1))
+            finally:
+                for ref in in_flight:
+                    ray.cancel(ref, force=True)
+
+    def _collect(self, ref: Any, cell: Cell, retries: int) -> bool:
+        """Record the task's outcome; True when the cell should be tried again."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        try:
+            outcome = ray.get(ref)
+        except RayTaskError as error:  # raised outside run_cell's own handler
+            message = f"{type(error.cause).__name__}: {error.cause}"
+            retryable = True
+        except RayError as error:  # the worker died, or its node
+            message = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            retryable = True
+        else:
+            if "error" not in outcome:
+                self._record(cell, ok_row(self.out, cell, outcome))
+                return False
+            message, retryable = str(outcome["error"]), bool(outcome["retryable"])
+        if retryable and retries < self.max_retries:
+            self._say(f"cell {cell.cell_id}: {message}; retry {retries + 1} of {self.max_retries}")
+            return True
+        attempts = max(len(read_attempts(cell_dir(self.out, cell.cell_id))), retries + 1)
+        self.failed += 1
+        self._say(f"cell {cell.cell_id} failed: {message}")
+        self._record(cell, failed_row(self.out, cell, message, attempts))
+        return False
+
+    def _record(self, cell: Cell, row: dict[str, Any]) -> None:
+        self.table.put(row)
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.on_result is not None:
+            self.on_result(cell, row)
+
+    def _postfix(self, running: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(running=running, failed=self.failed, refresh=True)
+
+    def _say(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            logging.getLogger("qdt.experiments.sweep").warning(message)
+
+
+@contextmanager
+def ray_session(address: str | None, max_parallel: int | None) -> Iterator[int]:
+    """Connect to (or start) Ray; yields the number of task slots (CPUs). Stops what it started."""
+    import ray
+
+    if ray.is_initialized():  # the caller's session (tests, notebooks): used, left running
+        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.ERROR,
+        "log_to_driver": False,
+        "configure_logging": True,
+    }
+    if address is None:
+        ray.init(address="local", num_cpus=max_parallel or os.cpu_count() or 1, **options)
+    else:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise QdtInputError(
+                "--ray-address", "the address of a running Ray cluster", address, f"Ray said: {error}"
+            ) from None
+    try:
+        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a host:port where nothing listens (Ray itself waits minutes, then gives up)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise QdtInputError(
+            "--ray-address",
+            "the address of a running Ray cluster (host:port of its head, or ray://host:port)",
+            address,
+            f"nothing answers there ({error}); start one with `ray start --head`, or omit --ray-address "
+            "to run on this machine",
+        ) from None
+
+
+# ---- driver bookkeeping ----------------------------------------------------------------------
+@contextmanager
+def _driver_lock(out: Path) -> Iterator[None]:
+    """One driver per sweep folder; the kernel drops the lock when the driver dies."""
+    with open(out / LOCK_FILE, "a+", encoding="utf-8") as stream:
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            holder = stream.read().strip() or "another process"
+            raise QdtInputError(
+                "--out", "a sweep folder no other qdt sweep is using", f"{out} (in use by pid {holder})"
+            ) from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(str(os.getpid()))
+        stream.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+
+
+def _write_manifest(out: Path, name: str, cells: Sequence[Cell], extra: Mapping[str, Any] | None) -> None:
+    data = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        **(extra or {}),
+        "cells": [
+            {
+                "cell_id": cell.cell_id,
+                "instance": cell.instance_label,
+                "axes": dict(cell.axes),
+                **({"problem": cell.problem} if cell.problem else {}),
+            }
+            for cell in cells
+        ],
+    }
+    write_json_atomic(out / MANIFEST_FILE, json.loads(json.dumps(data, default=str)))
+
+
+def _progress(enabled: bool, total: int, done: int, name: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"sweep {name}", unit="cell")

@@ -1,1 +1,0 @@
-"""Neural networks: the classical FC stack and the hybrid (VQC → FC) actor and critic."""

@@ -1,0 +1,189 @@
+"""The multi-agent actor-critic of Algorithm 1 (eqs. 37–40): one agent per base station, each
+with its own actor, its own centralised critic over all agents' states and actions, and targets.
+
+Shapes: a joint state or action is X [B, N, M]; agent j's part is column X[:, :, j]. The
+critic's input v stacks the M state columns, then the M action columns: [B, 2MN].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from qdt.rl.config import TrainConfig
+from qdt.rl.networks import Actor, Critic
+
+
+def joint_input(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """v = (s^1, …, s^M, a^1, …, a^M) from X-shaped [B, N, M] states and actions → [B, 2MN]."""
+    batch = states.shape[0]
+    return torch.cat(
+        [states.transpose(1, 2).reshape(batch, -1), actions.transpose(1, 2).reshape(batch, -1)], dim=1
+    )
+
+
+@dataclass
+class AgentNets:
+    actor: Actor
+    critic: Critic
+    target_actor: Actor
+    target_critic: Critic
+    actor_optimizer: torch.optim.Adam
+    critic_optimizer: torch.optim.Adam
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    critic_loss: float
+    actor_loss: float
+
+
+class NonFiniteError(FloatingPointError):
+    pass
+
+
+def make_agents(
+    config: TrainConfig,
+    n_servers: int,
+    build_actor: Callable[[], Actor],
+    build_critic: Callable[[], Critic],
+) -> list[AgentNets]:
+    agents = []
+    for _ in range(n_servers):
+        actor, critic = build_actor(), build_critic()
+        # Targets come from the same builders (sharing the executor), then take the weights.
+        target_actor, target_critic = build_actor(), build_critic()
+        target_actor.load_state_dict(actor.state_dict())
+        target_critic.load_state_dict(critic.state_dict())
+        agents.append(
+            AgentNets(
+                actor=actor,
+                critic=critic,
+                target_actor=target_actor.requires_grad_(False),
+                target_critic=target_critic.requires_grad_(False),
+                actor_optimizer=make_optimizer(actor, config.lr_actor, config.lr_quantum),
+                critic_optimizer=make_optimizer(critic, config.lr_critic, config.lr_quantum),
+            )
+        )
+    return agents
+
+
+def make_optimizer(net: nn.Module, lr: float, lr_quantum: float | None) -> torch.optim.Optimizer:
+    """Adam over the network; the circuit weights (the front end's) get ``lr_quantum`` if given."""
+    front = [p for name, p in net.named_parameters() if name.startswith("front.")]
+    if lr_quantum is None or not front:
+        return torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    body = [p for name, p in net.named_parameters() if not name.startswith("front.")]
+    return torch.optim.Adam([{"params": body}, {"params": front, "lr": lr_quantum}], lr=lr, fused=True)
+
+
+def update_agent(
+    agents: list[AgentNets],
+    j: int,
+    states: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    next_states: torch.Tensor,
+    gamma: float,
+    logit_penalty: float = 0.0,
+) -> UpdateStats:
+    """One gradient step for agent j: critic on (37), then actor on (38).
+
+    ``logit_penalty`` adds c·mean(z²) of the actor's pre-sigmoid outputs to (38), as the
+    reference MADDPG implementation does, so that sigmoids do not saturate (a saturated actor
+    has no gradient and no exploration noise can move it).
+    """
+    me = agents[j]
+    with torch.no_grad():
+        next_actions = torch.stack(
+            [agent.target_actor(next_states[:, :, k]) for k, agent in enumerate(agents)], dim=2
+        )
+        target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions))
+    q = me.critic(joint_input(states, actions))
+    critic_loss = torch.mean((target - q) ** 2)
+    _check_finite(critic_loss, f"critic loss of agent {j}")
+    me.critic_optimizer.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    me.critic_optimizer.step()
+
+    policy_actions = actions.clone()
+    logits = me.actor.logits(states[:, :, j])
+    policy_actions[:, :, j] = torch.sigmoid(logits)
+    actor_loss = -torch.mean(me.critic(joint_input(states, policy_actions)))
+    if logit_penalty:
+        actor_loss = actor_loss + logit_penalty * torch.mean(logits**2)
+    _check_finite(actor_loss, f"actor loss of agent {j}")
+    me.actor_optimizer.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    me.actor_optimizer.step()
+    me.critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
+    return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
+
+
+def update_targets(agent: AgentNets, hard: bool, tau: float) -> None:
+    """θ_t ← θ (39–40), or θ_t ← τ·θ + (1 − τ)·θ_t when soft."""
+    with torch.no_grad():
+        for net, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+            for p, tp in zip(net.parameters(), target.parameters()):
+                if hard:
+                    tp.copy_(p)
+                else:
+                    tp.mul_(1.0 - tau).add_(p, alpha=tau)
+
+
+def policy_scores(agents: list[AgentNets], state: torch.Tensor) -> torch.Tensor:
+    """â for every agent from a joint state X [N, M] (no gradients) → [N, M]."""
+    with torch.no_grad():
+        return torch.stack([agent.actor(state[None, :, k])[0] for k, agent in enumerate(agents)], dim=1)
+
+
+# Below this many users an agent's whole observation space (2^N columns) is scored in one batch.
+MAX_TABLE_USERS = 10
+
+
+def observation_index(x: np.ndarray) -> np.ndarray:
+    """Row of :func:`all_observations` for each column of X [N, M] (user 0 = most significant bit)."""
+    n = x.shape[0]
+    weights = 1 << np.arange(n - 1, -1, -1, dtype=np.int64)
+    return weights @ x.astype(np.int64)
+
+
+def all_observations(n_users: int) -> np.ndarray:
+    """Every binary observation an agent can see, [2^N, N]; row k holds the bits of k, user 0 first."""
+    k = np.arange(2**n_users, dtype=np.int64)[:, None]
+    return ((k >> np.arange(n_users - 1, -1, -1, dtype=np.int64)) & 1).astype(np.float64)
+
+
+def policy_score_table(agents: list[AgentNets], n_users: int) -> np.ndarray:
+    """â^j for every observation, [M, 2^N, N]: one batched actor call per agent.
+
+    The policy is fixed for a whole episode (training happens after its steps), so the episode's
+    N_t decisions become table look-ups instead of N_t·M single-row actor calls.
+    """
+    obs = torch.from_numpy(all_observations(n_users))
+    with torch.no_grad():
+        return np.stack([agent.actor(obs).numpy() for agent in agents])
+
+
+def scores_from_table(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """â for the joint state X [N, M] from a :func:`policy_score_table` → [N, M]."""
+    rows = observation_index(x)
+    return np.stack([table[j, rows[j]] for j in range(table.shape[0])], axis=1)
+
+
+def _check_finite(value: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(f"non-finite {where}: {float(value.detach())}")
+
+
+def non_finite_parameter(modules: dict[str, nn.Module]) -> str | None:
+    """The name of the first parameter holding NaN or inf, or None."""
+    for prefix, module in modules.items():
+        for name, parameter in module.named_parameters():
+            if not torch.isfinite(parameter).all():
+                return f"{prefix}.{name}"
+    return None

@@ -1,0 +1,121 @@
+"""A trained run's actors, loaded for inference on any executor.
+
+>>> policy = load_policy(Path("runs/q6"))                       # the backend it trained on
+>>> policy = load_policy(Path("runs/q6"), executor=aer_executor)  # same weights, other executor
+>>> policy.placement()              # greedy rollout from the empty placement, [N, M] int8
+>>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
+
+Every agent's actor sees only its own column of X; :meth:`TrainedPolicy.actor_scores` runs one
+agent's actor on a whole batch of observations in one executor call, so evaluating all 2^N
+observations an agent can see costs one call per agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qdt.errors import QdtInputError
+from qdt.executors import Executor
+from qdt.problem.instance import Instance
+from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.config import TrainConfig
+from qdt.rl.exploration import decode_argmax
+from qdt.rl.maddpg import all_observations
+from qdt.problem.model import PlacementModel
+from qdt.rl.builders import make_executor
+from qdt.rl.networks import Actor
+from qdt.rl.quantum_layer import quantum_front
+
+__all__ = ["TrainedPolicy", "all_observations", "load_policy"]
+
+
+@dataclass
+class TrainedPolicy:
+    config: TrainConfig
+    instance: Instance
+    actors: list[Actor]
+    executor: Executor | None  # None for classical agents
+    episode: int  # episodes trained when the checkpoint was written
+
+    @property
+    def n_users(self) -> int:
+        return self.instance.n_users
+
+    @property
+    def n_servers(self) -> int:
+        return self.instance.n_servers
+
+    def actor_scores(self, agent: int, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Agent ``agent``'s â for a batch of observations [B, N] (its column of X) → [B, N]."""
+        obs = torch.as_tensor(observations, dtype=torch.float64)
+        if obs.ndim != 2 or obs.shape[1] != self.n_users:
+            raise QdtInputError("observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape))
+        with torch.no_grad():
+            return self.actors[agent](obs)
+
+    def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """â for a batch of joint states [B, N, M] → [B, N, M] (one executor call per agent)."""
+        x = torch.as_tensor(states, dtype=torch.float64)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_users, self.n_servers):
+            raise QdtInputError(
+                "states", f"an array of shape [B, {self.n_users}, {self.n_servers}]", tuple(x.shape)
+            )
+        return torch.stack([self.actor_scores(j, x[:, :, j]) for j in range(self.n_servers)], dim=2)
+
+    def decide(self, state: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """The next placement [N, M] from the current one, decoded as in training."""
+        s = self.scores(state)[0].numpy() if scores is None else scores
+        if self.config.decode == "argmax":
+            return decode_argmax(s)
+        return (s > 0.5).astype(np.int8)
+
+    def placement(self, steps: int | None = None) -> np.ndarray:
+        """Greedy rollout of N_t (or ``steps``) decisions from the empty placement."""
+        x = np.zeros((self.n_users, self.n_servers), dtype=np.int8)
+        for _ in range(self.config.steps_per_episode if steps is None else steps):
+            x = self.decide(x)
+        return x
+
+    def model(self) -> PlacementModel:
+        return PlacementModel(self.instance)
+
+
+def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolicy:
+    """The actors of the run in ``run_dir`` (its latest checkpoint) on ``executor``.
+
+    Without ``executor`` quantum actors run on the executor they trained on. The weights are the
+    same whatever executor runs them; only how the circuit is executed changes.
+    """
+    from qdt.rl.train import load_run_config  # the training module imports this one's peers
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
+    config, instance = load_run_config(run_dir)
+    payload = load_checkpoint(run_dir)
+    n, m = instance.n_users, instance.n_servers
+    if config.agent == "quantum" and executor is None:
+        executor = make_executor(config.backend, np.random.SeedSequence(config.seed).spawn(1)[0])
+    actors: list[Actor] = []
+    for j in range(m):
+        if config.agent == "classical":
+            actor = Actor(None, n, n, config.hidden)
+        else:
+            assert executor is not None
+            front = quantum_front(n, config.layers, executor)
+            actor = Actor(front, front.output_width, n, config.hidden)
+        actor.load_state_dict(payload["agents"][j]["actor"])
+        actors.append(actor.eval().requires_grad_(False))
+    return TrainedPolicy(
+        config=config,
+        instance=instance,
+        actors=actors,
+        executor=executor if config.agent == "quantum" else None,
+        episode=int(payload["episode"]),
+    )

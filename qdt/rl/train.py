@@ -1,0 +1,422 @@
+"""The training loop (Algorithm 1) and its run folder.
+
+A run folder holds:
+  config.json      the resolved TrainConfig and the instance (what --resume checks against)
+  metrics.jsonl    one JSON object per episode
+  checkpoint.pt    the latest checkpoint (every ``checkpoint_every`` episodes and at the end)
+  summary.json     the trained policy's greedy placement against the exact optimum
+  reward.png       reward versus episode
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qdt.problem.env import PlacementEnv
+from qdt.errors import QdtError, QdtInputError
+from qdt.problem.instance import Instance, write_json_atomic
+from qdt.rl.checkpoint import decode_json, encode_json, load_checkpoint, save_checkpoint
+from qdt.rl.config import TrainConfig
+from qdt.rl.exploration import decode_argmax, exploration_level, explore, explore_scores
+from qdt.rl.maddpg import (
+    MAX_TABLE_USERS,
+    AgentNets,
+    NonFiniteError,
+    make_agents,
+    non_finite_parameter,
+    policy_score_table,
+    policy_scores,
+    scores_from_table,
+    update_agent,
+    update_targets,
+)
+from qdt.rl.replay import ReplayMemory
+from qdt.rl.tensorboard import TensorBoardLog
+from qdt.problem.model import PlacementModel, matrix_to_assignment
+from qdt.rl.builders import network_builders
+from qdt.problem.solvers import solve
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+PLOT_FILE = "reward.png"
+EVAL_EVERY = 10  # episodes between greedy-policy evaluations in the metrics
+
+
+class TrainingDivergedError(QdtError):
+    """A loss, reward or parameter became NaN or inf; the run stopped without checkpointing it."""
+
+
+@dataclass
+class RunState:
+    """Everything that changes during training, besides the networks."""
+
+    episode: int = 0  # episodes completed
+    best_seen_latency: float | None = None
+    best_seen_assignment: list[int] | None = None
+    wall_s: float = 0.0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, instance: Instance) -> None:
+        self.config = config
+        self.instance = instance
+        self.env = PlacementEnv(
+            instance, n_steps=config.steps_per_episode, channel_fading_db=config.channel_fading_db
+        )
+        self.model = PlacementModel(instance)
+        seeds = np.random.SeedSequence(config.seed).spawn(5)
+        init_seed, env_seed, explore_seed, replay_seed, executor_seed = seeds
+        self.explore_rng = np.random.default_rng(explore_seed)
+        self.replay_rng = np.random.default_rng(replay_seed)
+        self.env.reset(seed=int(env_seed.generate_state(1)[0]))
+        n, m = instance.n_users, instance.n_servers
+        build_actor, build_critic = network_builders(config, n, m, executor_seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(init_seed.generate_state(1, dtype=np.uint64)[0] % (2**63)))
+            self.agents: list[AgentNets] = make_agents(config, m, build_actor, build_critic)
+        self.replay = ReplayMemory(config.replay_size, n, m)
+        self.state = RunState()
+        self.reward_scale = (
+            config.reward_scale if config.reward_scale is not None else 1.0 / self.model.penalty_weight
+        )
+
+    # ---- one episode -------------------------------------------------------------------
+    def run_episode(self) -> dict[str, Any]:
+        config = self.config
+        episode = self.state.episode
+        level = exploration_level(
+            episode, config.episodes, config.explore_start, config.explore_end, config.explore_fraction
+        )
+        observations, _ = self.env.reset()
+        x = self.env.state()
+        rewards = []
+        info: dict[str, Any] = {}
+        table = self._score_table()
+        for _step in range(config.steps_per_episode):
+            scores = self._scores(x, table)
+            if config.decode == "argmax":
+                action = explore_scores(config.exploration, scores, level, self.explore_rng)
+                placement = decode_argmax(action)
+            else:
+                placement = explore(config.exploration, scores, level, self.explore_rng)
+                action = placement.astype(np.float64)
+            actions = {agent: placement[:, j] for j, agent in enumerate(self.env.possible_agents)}
+            _, reward_by_agent, _, _, infos = self.env.step(actions)
+            reward = reward_by_agent[self.env.possible_agents[0]]
+            if not math.isfinite(reward):
+                raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {reward}")
+            self.replay.add(x, action, reward, placement)
+            rewards.append(reward)
+            info = infos[self.env.possible_agents[0]]
+            if info["feasible"]:
+                self._track_best(placement)
+            x = placement
+        losses = self._train_phase()
+        self.state.episode += 1
+        record: dict[str, Any] = {
+            "episode": self.state.episode,
+            "reward_mean": float(np.mean(rewards)),
+            "reward_last": rewards[-1],
+            "latency_last_s": info["total_latency_s"],
+            "feasible_last": info["feasible"],
+            "explore": level,
+            "critic_loss": losses[0],
+            "actor_loss": losses[1],
+        }
+        if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
+            record.update(self._greedy_record())
+        return record
+
+    def _score_table(self) -> np.ndarray | None:
+        """Every agent's scores for all 2^N observations (small N), or None to score step by step."""
+        if self.instance.n_users > MAX_TABLE_USERS:
+            return None
+        return policy_score_table(self.agents, self.instance.n_users)
+
+    def _scores(self, x: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+        if table is not None:
+            return scores_from_table(table, x)
+        return policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
+
+    def _train_phase(self) -> tuple[float | None, float | None]:
+        config = self.config
+        if self.replay.size < max(config.batch_size, config.warmup_transitions):
+            return None, None
+        critic_losses, actor_losses = [], []
+        try:
+            for _phase in range(config.updates_per_episode):
+                for _step in range(config.gradient_steps):
+                    for j in range(len(self.agents)):
+                        states, actions, rewards, next_states = self.replay.sample(
+                            self.replay_rng, config.batch_size
+                        )
+                        stats = update_agent(
+                            self.agents,
+                            j,
+                            states,
+                            actions,
+                            rewards * self.reward_scale,
+                            next_states,
+                            config.gamma,
+                            config.logit_penalty,
+                        )
+                        critic_losses.append(stats.critic_loss)
+                        actor_losses.append(stats.actor_loss)
+                for agent in self.agents:
+                    update_targets(agent, config.target_update == "hard", config.tau)
+        except NonFiniteError as error:
+            raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
+        return float(np.mean(critic_losses)), float(np.mean(actor_losses))
+
+    def _track_best(self, x: np.ndarray) -> None:
+        latency = float((x * self.model.latency).sum())
+        if not bool(self.model.feasible_batch(x[None])[0]):
+            return  # feasible under this episode's channel, not the instance's
+        if self.state.best_seen_latency is None or latency < self.state.best_seen_latency:
+            self.state.best_seen_latency = latency
+            self.state.best_seen_assignment = matrix_to_assignment(x)
+
+    # ---- greedy policy -----------------------------------------------------------------
+    def greedy_placement(self) -> np.ndarray:
+        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty placement."""
+        x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
+        table = self._score_table()
+        for _ in range(self.config.steps_per_episode):
+            scores = self._scores(x, table)
+            x = decode_argmax(scores) if self.config.decode == "argmax" else (scores > 0.5).astype(np.int8)
+        return x
+
+    def _greedy_record(self) -> dict[str, Any]:
+        x = self.greedy_placement()
+        evaluation = self.model.evaluate(x)
+        return {
+            "greedy_reward": evaluation.reward,
+            "greedy_latency_s": evaluation.total_latency_s,
+            "greedy_feasible": evaluation.feasible,
+        }
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "episode": self.state.episode,
+            "config": encode_json(self.config.to_dict()),
+            "agents": [
+                {
+                    "actor": a.actor.state_dict(),
+                    "critic": a.critic.state_dict(),
+                    "target_actor": a.target_actor.state_dict(),
+                    "target_critic": a.target_critic.state_dict(),
+                    "actor_optimizer": a.actor_optimizer.state_dict(),
+                    "critic_optimizer": a.critic_optimizer.state_dict(),
+                }
+                for a in self.agents
+            ],
+            "replay": self.replay.state_dict(),
+            "rng": encode_json(
+                {
+                    "env": self.env.rng.bit_generator.state,
+                    "explore": self.explore_rng.bit_generator.state,
+                    "replay": self.replay_rng.bit_generator.state,
+                }
+            ),
+            "run": encode_json(
+                {
+                    "best_seen_latency": self.state.best_seen_latency,
+                    "best_seen_assignment": self.state.best_seen_assignment,
+                    "wall_s": self.state.wall_s,
+                }
+            ),
+        }
+
+    def load_payload(self, payload: dict[str, Any]) -> None:
+        for agent, saved in zip(self.agents, payload["agents"], strict=True):
+            agent.actor.load_state_dict(saved["actor"])
+            agent.critic.load_state_dict(saved["critic"])
+            agent.target_actor.load_state_dict(saved["target_actor"])
+            agent.target_critic.load_state_dict(saved["target_critic"])
+            agent.actor_optimizer.load_state_dict(saved["actor_optimizer"])
+            agent.critic_optimizer.load_state_dict(saved["critic_optimizer"])
+        self.replay.load_state_dict(payload["replay"])
+        rng = decode_json(payload["rng"])
+        self.env.rng.bit_generator.state = rng["env"]
+        self.explore_rng.bit_generator.state = rng["explore"]
+        self.replay_rng.bit_generator.state = rng["replay"]
+        run = decode_json(payload["run"])
+        self.state.episode = int(payload["episode"])
+        self.state.best_seen_latency = run["best_seen_latency"]
+        self.state.best_seen_assignment = run["best_seen_assignment"]
+        self.state.wall_s = float(run["wall_s"])
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        out: dict[str, torch.nn.Module] = {}
+        for j, a in enumerate(self.agents):
+            out.update({f"agent{j}.actor": a.actor, f"agent{j}.critic": a.critic})
+        return out
+
+
+# ---- the run -------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    instance: Instance,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and write the run folder; returns the summary.
+
+    ``stop_after`` ends the process's work after that many episodes in total, with a checkpoint,
+    as if it had been interrupted there (tests use it to check bit-identical resume).
+    """
+    torch.set_num_threads(config.threads)
+    trainer = Trainer(config, instance)
+    metrics_path = run_dir / METRICS_FILE
+    if resume:
+        trainer.load_payload(load_checkpoint(run_dir))
+        _truncate_metrics(metrics_path, trainer.state.episode)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / CONFIG_FILE, {"config": config.to_dict(), "instance": instance.to_dict()})
+        metrics_path.write_text("")
+    last = config.episodes if stop_after is None else min(stop_after, config.episodes)
+    board = TensorBoardLog.open(run_dir, trainer.state.episode)
+    bar = _progress_bar(progress, trainer.state.episode, config.episodes, config)
+    pending: list[dict[str, Any]] = []
+    try:
+        while trainer.state.episode < last:
+            start = time.perf_counter()
+            record = trainer.run_episode()
+            trainer.state.wall_s += time.perf_counter() - start
+            record["wall_s"] = trainer.state.wall_s
+            pending.append(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{record['reward_mean']:.3f}", latency=f"{record['latency_last_s']:.3f}"
+                )
+            if trainer.state.episode % config.checkpoint_every == 0 or trainer.state.episode == last:
+                _checkpoint(trainer, run_dir, metrics_path, pending)
+                if board is not None:
+                    board.write(pending)
+                pending = []
+    finally:
+        if bar is not None:
+            bar.close()
+        if board is not None:
+            board.close()
+    if trainer.state.episode < config.episodes:
+        return {"episodes": trainer.state.episode, "stopped_early": True}
+    summary = build_summary(trainer)
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    plot_rewards(_read_metrics(metrics_path), run_dir / PLOT_FILE, summary)
+    return summary
+
+
+def _checkpoint(trainer: Trainer, run_dir: Path, metrics_path: Path, pending: list[dict[str, Any]]) -> None:
+    bad = non_finite_parameter(trainer.modules())
+    if bad is not None:
+        raise TrainingDivergedError(f"episode {trainer.state.episode}: non-finite parameter {bad}")
+    with open(metrics_path, "a", encoding="utf-8") as stream:
+        for record in pending:
+            stream.write(json.dumps(record, allow_nan=False) + "\n")
+        stream.flush()
+    save_checkpoint(run_dir, trainer.checkpoint_payload())
+
+
+def _truncate_metrics(path: Path, episodes: int) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    path.write_text("".join(line + "\n" for line in lines[:episodes]), encoding="utf-8")
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def build_summary(trainer: Trainer) -> dict[str, Any]:
+    model = trainer.model
+    x = trainer.greedy_placement()
+    evaluation = model.evaluate(x)
+    assignment = matrix_to_assignment(x)
+    optimum = solve(model, "auto")
+    optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
+    gap = None
+    if evaluation.feasible and optimum_latency is not None:
+        gap = (evaluation.total_latency_s - optimum_latency) / optimum_latency
+    return {
+        "assignment": assignment,
+        "feasible": evaluation.feasible,
+        "violations": evaluation.violations,
+        "total_latency_s": evaluation.total_latency_s,
+        "per_user_latency_s": evaluation.per_user_latency_s,
+        "reward": evaluation.reward,
+        "optimum_status": optimum.status,
+        "optimum_total_latency_s": optimum_latency,
+        "optimum_assignment": optimum.assignment,
+        "gap": gap,
+        "best_seen_total_latency_s": trainer.state.best_seen_latency,
+        "best_seen_assignment": trainer.state.best_seen_assignment,
+        "episodes": trainer.state.episode,
+        "wall_s": trainer.state.wall_s,
+        "seed": trainer.config.seed,
+        "config": trainer.config.to_dict(),
+        "instance_name": trainer.instance.name,
+    }
+
+
+def _progress_bar(enabled: bool, initial: int, total: int, config: TrainConfig) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    label = "classical" if config.agent == "classical" else f"quantum L={config.layers}"
+    return tqdm(total=total, initial=initial, desc=f"train {label} seed {config.seed}", unit="ep")
+
+
+def plot_rewards(metrics: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    episodes = np.array([m["episode"] for m in metrics])
+    rewards = np.array([m["reward_mean"] for m in metrics])
+    window = max(1, len(rewards) // 50)
+    smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(episodes, rewards, color="0.8", lw=0.6, label="episode mean")
+    ax.plot(episodes[window - 1 :], smooth, lw=1.6, label=f"moving mean ({window} episodes)")
+    greedy = [(m["episode"], m["greedy_reward"]) for m in metrics if "greedy_reward" in m]
+    if greedy:
+        ax.plot(*zip(*greedy), ".", ms=3, label="greedy policy")
+    if summary.get("optimum_total_latency_s") is not None:
+        ax.axhline(-summary["optimum_total_latency_s"], color="k", ls="--", lw=1, label="optimum")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("reward")
+    ax.set_ylim(bottom=max(rewards.min(), -4 * abs(smooth.max()) - 1))
+    cfg = summary["config"]
+    agent = "classical" if cfg["agent"] == "classical" else f"quantum, L = {cfg['layers']}"
+    ax.set_title(f"{agent}, seed {cfg['seed']}")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load_run_config(run_dir: Path) -> tuple[TrainConfig, Instance]:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise QdtInputError("--resume", f"a run folder holding {CONFIG_FILE}", str(run_dir))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return TrainConfig.from_dict(data["config"]), Instance.from_dict(data["instance"])
