@@ -1,0 +1,299 @@
+"""The product kernel (qdt/sim/kernels/product*.py) against qiskit, an independent torch
+simulation and the amplitude encoder: values to 1e-10 at every width 1 … 12, gradients, the
+circuit-shape recognition, preparation time and the width limit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Statevector
+
+import qdt.circuits.encoding as encoding
+from qdt.circuits import VQC, build_vqc
+from qdt.errors import QdtInputError
+from qdt.sim.kernels.product import MAX_QUBITS, ProductKernel, compile_product_kernel, product_kernel
+from qdt.sim.kernels.product_encoding import FastAmplitudeAngles
+
+
+@pytest.fixture
+def circuit_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_vqc without its AmplitudeEncoder (O(4**n): 6 s at 12 qubits); the circuit is unchanged."""
+    monkeypatch.setattr(encoding.AmplitudeEncoder, "create", classmethod(lambda cls, width, qubits: None))
+
+
+def vqc_of(n: int, layers: int) -> VQC:
+    return build_vqc(2**n, layers)
+
+
+def compiled(vqc: VQC, **options: int) -> ProductKernel:
+    kernel = compile_product_kernel(vqc.circuit, vqc.encoding_params, vqc.weight_params, **options)
+    assert kernel is not None
+    return kernel
+
+
+def qiskit_probabilities(vqc: VQC, angles: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+    rows = [vqc.bound_circuit(row.tolist(), weights.tolist()) for row in angles]
+    return np.array([Statevector(circuit).probabilities() for circuit in rows])
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+def test_matches_qiskit_statevector_at_every_width(circuit_only: None, n: int) -> None:
+    generator = torch.Generator().manual_seed(n)
+    rows = 2 if n <= 9 else 1  # qiskit takes ~1 s per 12-qubit row (8 000 gates)
+    for layers in (0, 2) if n <= 10 else (2,):
+        vqc = vqc_of(n, layers)
+        kernel = compiled(vqc)
+        angles = torch.rand(rows, vqc.n_encoding, generator=generator, dtype=torch.float64) * 8 - 4
+        weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 8 - 4
+        probs = kernel(angles, weights)
+        assert probs.shape == (rows, 2**n)
+        np.testing.assert_allclose(
+            probs.numpy(), qiskit_probabilities(vqc, angles, weights), rtol=0, atol=1e-10
+        )
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def reference_probabilities(circuit: QuantumCircuit, vqc: VQC, angles: torch.Tensor, weights: torch.Tensor):
+    """Gate-by-gate complex torch simulation of ``circuit`` (autograd through every gate)."""
+    n, batch = circuit.num_qubits, angles.shape[0]
+    column = {p: i for i, p in enumerate(vqc.encoding_params)}
+    slot = {p: i for i, p in enumerate(vqc.weight_params)}
+    state = torch.zeros(batch, 2**n, dtype=torch.complex128)
+    state[:, 0] = 1.0
+    k = torch.arange(2**n)
+    for inst in circuit.data:
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        bit = (k >> qubits[-1]) & 1
+        partner = k ^ (1 << qubits[-1])
+        if inst.name in ("ry", "rx"):
+            p = inst.params[0]
+            theta = angles[:, column[p]][:, None] if inst.name == "ry" else weights[slot[p]].expand(batch, 1)
+            c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+            if inst.name == "ry":  # RY = [[c, −s], [s, c]]
+                sign = torch.where(bit == 1, 1.0, -1.0).to(torch.float64)
+                state = c * state + (s * sign) * state[:, partner]
+            else:  # RX = [[c, −is], [−is, c]]
+                state = c * state - 1j * s * state[:, partner]
+        elif inst.name == "cx":
+            control = (k >> qubits[0]) & 1
+            state = state[:, torch.where(control == 1, partner, k)]
+        elif inst.name == "cz":
+            both = ((k >> qubits[0]) & 1) & ((k >> qubits[1]) & 1)
+            state = state * (1.0 - 2.0 * both).to(torch.complex128)
+        else:  # pragma: no cover - the VQC has no other gates
+            raise AssertionError(inst.name)
+    return state.abs().square()
+
+
+@pytest.mark.parametrize("unitary_qubits", [0, 99], ids=["grouped", "dense"])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
+def test_gradients_match_gate_by_gate_autograd(circuit_only: None, n: int, unitary_qubits: int) -> None:
+    generator = torch.Generator().manual_seed(10 + n)
+    vqc = vqc_of(n, 3)
+    kernel = compiled(vqc, unitary_qubits=unitary_qubits, group_qubits=2)
+    angles = torch.rand(3, vqc.n_encoding, generator=generator, dtype=torch.float64) * 8 - 4
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 8 - 4
+    g = torch.randn(3, 2**n, generator=generator, dtype=torch.float64)
+    results = []
+    for run in (kernel, lambda a, w: reference_probabilities(vqc.circuit, vqc, a, w)):
+        a, w = angles.clone().requires_grad_(), weights.clone().requires_grad_()
+        probs = run(a, w)
+        results.append((probs.detach(), *torch.autograd.grad((probs * g).sum(), [a, w])))
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("unitary_qubits", [0, 99], ids=["grouped", "dense"])
+def test_gradcheck_small_registers(unitary_qubits: int) -> None:
+    for n, layers in ((1, 1), (2, 2), (3, 1), (3, 0)):
+        kernel = product_kernel(n, layers, unitary_qubits=unitary_qubits, group_qubits=2)
+        angles = torch.rand(2, 2**n - 1, dtype=torch.float64, requires_grad=True)
+        weights = torch.rand(n * layers, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a, w, k=kernel: k(a, w), (angles, weights))
+
+
+def test_gradient_at_twelve_qubits_matches_a_finite_difference() -> None:
+    generator = torch.Generator().manual_seed(12)
+    kernel = product_kernel(12, 2)
+    angles = torch.rand(2, 4095, generator=generator, dtype=torch.float64) * 6 - 3
+    weights = torch.rand(24, generator=generator, dtype=torch.float64) * 6 - 3
+    g = torch.randn(2, 4096, generator=generator, dtype=torch.float64)
+    direction = (torch.randn_like(angles), torch.randn_like(weights))
+    a, w = angles.clone().requires_grad_(), weights.clone().requires_grad_()
+    grad_a, grad_w = torch.autograd.grad((kernel(a, w) * g).sum(), [a, w])
+    analytic = float((grad_a * direction[0]).sum() + (grad_w * direction[1]).sum())
+
+    def loss(t: float) -> float:
+        return float((kernel(angles + t * direction[0], weights + t * direction[1]) * g).sum())
+
+    step = 1e-4  # five-point stencil: truncation error O(step**4)
+    numeric = (8 * (loss(step) - loss(-step)) - (loss(2 * step) - loss(-2 * step))) / (12 * step)
+    assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic))
+
+
+def test_grouped_and_dense_paths_agree() -> None:
+    for n in range(1, 8):
+        generator = torch.Generator().manual_seed(20 + n)
+        angles = torch.rand(4, 2**n - 1, generator=generator, dtype=torch.float64) * 8 - 4
+        weights = torch.rand(3 * n, generator=generator, dtype=torch.float64) * 8 - 4
+        dense = product_kernel(n, 3, unitary_qubits=99)(angles, weights)
+        for group in (1, 3, 4):
+            grouped = product_kernel(n, 3, unitary_qubits=0, group_qubits=group)(angles, weights)
+            torch.testing.assert_close(grouped, dense, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_fast_angles_equal_the_amplitude_encoder(n: int) -> None:
+    for width in sorted({1, max(1, 2 ** (n - 1) + 1), 2**n}):
+        if width > 2**n or encoding.qubits_for_width(width) > n:
+            continue
+        generator = torch.Generator().manual_seed(100 * n + width)
+        x = torch.rand(5, width, generator=generator, dtype=torch.float64)
+        x[1] = (x[1] > 0.5).to(torch.float64)  # binary: zero subtrees in the padding
+        x[2] = 0.5
+        x[2, 0] = 0.25  # φ(x) = 0: the encoding falls back to |0…0⟩ with zero gradient
+        x[3, : width // 2] = 0.5  # a zero left half
+        g = torch.randn(5, 2**n - 1, generator=generator, dtype=torch.float64)
+        outputs = []
+        for encode in (encoding.AmplitudeEncoder.create(width, n), FastAmplitudeAngles.create(width, n)):
+            inputs = x.clone().requires_grad_()
+            angles = encode(inputs)
+            outputs.append((angles.detach(), *torch.autograd.grad((angles * g).sum(), [inputs])))
+        for fast, reference in zip(outputs[1], outputs[0]):
+            assert torch.isfinite(fast).all()
+            torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
+
+
+def test_fast_angles_feed_the_kernel_the_normalised_feature_map(circuit_only: None) -> None:
+    n = 10
+    vqc = vqc_of(n, 0)
+    x = torch.rand(3, 2**n, dtype=torch.float64)
+    phi = 2 * x - 1
+    phi[:, 0] += 0.5
+    expected = (phi / phi.norm(dim=1, keepdim=True)).square()
+    torch.testing.assert_close(
+        compiled(vqc)(FastAmplitudeAngles.create(2**n, n)(x), torch.zeros(0)), expected
+    )
+
+
+# ----------------------------------------------------------------------------- shape and limits
+
+
+def test_parameters_in_any_order_map_to_their_columns(circuit_only: None) -> None:
+    vqc = vqc_of(3, 2)
+    angle_params, weight_params = list(vqc.encoding_params)[::-1], list(vqc.weight_params)
+    weight_params = weight_params[1:] + weight_params[:1]
+    kernel = compile_product_kernel(vqc.circuit, angle_params, weight_params)
+    assert kernel is not None and kernel.angle_columns is not None and kernel.weight_columns is not None
+    angles = torch.rand(2, 7, dtype=torch.float64)
+    weights = torch.rand(6, dtype=torch.float64)
+    direct = compiled(vqc)(angles, weights)
+    shuffled = kernel(angles.flip(1), torch.cat([weights[1:], weights[:1]]))
+    torch.testing.assert_close(shuffled, direct, rtol=0, atol=1e-14)
+
+
+def test_other_circuits_are_not_taken(circuit_only: None) -> None:
+    vqc = vqc_of(3, 1)
+    params = (vqc.encoding_params, vqc.weight_params)
+    assert compile_product_kernel(vqc.circuit, *params, readout_qubits=(2, 1, 0)) is None
+    extra = vqc.circuit.copy()
+    extra.h(0)
+    assert compile_product_kernel(extra, *params) is None
+    swapped = QuantumCircuit(3)
+    for inst in vqc.circuit.data:
+        if inst.name == "rx":
+            swapped.rz(inst.params[0], inst.qubits[0])
+        else:
+            swapped.append(inst)
+    assert compile_product_kernel(swapped, *params) is None
+    reused = vqc.circuit.assign_parameters({vqc.weight_params[1]: vqc.weight_params[0]})
+    assert compile_product_kernel(reused, vqc.encoding_params, vqc.weight_params[:1]) is None
+
+
+def test_preparation_stays_fast_at_twelve_qubits(circuit_only: None) -> None:
+    vqc = vqc_of(12, 6)
+    circuit = vqc.circuit
+    start = time.perf_counter()
+    compiled(vqc)
+    FastAmplitudeAngles.create(2**12, 12)
+    elapsed = time.perf_counter() - start
+    # target 0.2 s (measured 0.05–0.1 s); the bound leaves room for a loaded machine but catches
+    # any O(4**n) table (AmplitudeEncoder.create alone takes 6 s here)
+    assert elapsed < 1.0, elapsed
+    assert circuit.num_qubits == 12
+
+
+def test_widths_past_the_limit_are_refused_before_allocating() -> None:
+    with pytest.raises(QdtInputError) as caught:
+        product_kernel(MAX_QUBITS + 1, 6)
+    message = str(caught.value)
+    assert "n_qubits" in message and f"{MAX_QUBITS + 1}" in message and "GiB" in message and "aer" in message
+
+
+_PROBE = """
+import json, resource, torch
+from qdt.sim.kernels.product import product_kernel
+torch.set_num_threads(1)
+warm = product_kernel(8, 6)  # library buffers (BLAS, allocator) outside the measured pass
+small = torch.rand(128, 255, dtype=torch.float64, requires_grad=True)
+torch.autograd.grad(warm(small, torch.rand(48, dtype=torch.float64)).sum(), [small])
+kernel = product_kernel(12, 6)
+angles = torch.rand(128, 4095, dtype=torch.float64, requires_grad=True)
+weights = torch.rand(72, dtype=torch.float64, requires_grad=True)
+g = torch.randn(128, 4096, dtype=torch.float64)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+torch.autograd.grad((kernel(angles, weights) * g).sum(), [angles, weights])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"growth_mib": (after - before) / 1024, "estimate_mib": kernel.memory_bytes(128) / 2**20}))
+"""
+
+
+@pytest.mark.slow
+def test_twelve_qubit_forward_backward_stays_below_one_gigabyte() -> None:
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < result["growth_mib"] < 1024
+    assert result["growth_mib"] <= result["estimate_mib"]  # the refusal message's estimate is an upper bound
+
+
+# ----------------------------------------------------------------------------- density prototype
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_noisy_layers_match_qiskit_density_matrix(n: int) -> None:
+    from qiskit.circuit.library import CZGate, RXGate
+    from qiskit.quantum_info import PTM, DensityMatrix
+
+    from qdt.circuits import ring_pairs
+    from qdt.noise.config import NoiseConfig
+    from qdt.sim.kernels.product_density import NoisyLayers
+
+    noise = NoiseConfig(
+        depolarizing_1q=0.02, depolarizing_2q=0.05, amplitude_damping=0.01, phase_damping=0.03
+    )
+    rng = np.random.default_rng(n)
+    psi = rng.normal(size=(2, 2**n))
+    psi /= np.linalg.norm(psi, axis=1, keepdims=True)
+    weights = rng.uniform(-3, 3, 2 * n)
+    probs = NoisyLayers.create(n, 2, noise)(torch.as_tensor(psi), torch.as_tensor(weights))
+    one, two = PTM(noise.gate_channel_ptm("rx", 1)), PTM(noise.gate_channel_ptm("cz", 2))
+    for row in range(2):
+        rho = DensityMatrix(Statevector(psi[row]))
+        for layer in range(2):
+            for q in range(n):
+                rho = rho.evolve(RXGate(weights[layer * n + q]), [q]).evolve(one, [q])
+            for a, b in ring_pairs(n):
+                rho = rho.evolve(CZGate(), [a, b]).evolve(two, [a, b])
+        np.testing.assert_allclose(probs[row].numpy(), rho.probabilities(), rtol=0, atol=1e-12)
