@@ -4,7 +4,7 @@
 
 Naive: qiskit-aer SamplerV2 with ``NoiseModel.from_backend(device)`` (built once, not timed per
 call) on the full-width ISA circuit with the logical qubits measured: one PUB of 128 parameter
-sets at 1024 shots. qdt: ``get_executor("aer", noise="device:NAME", shots=1024)`` on the same
+sets at 1024 shots. qdt: ``open_backend("aer", noise="device:NAME", shots=1024)`` on the same
 circuit: noise model restricted to the used physical qubits, circuit remapped to a compact
 register, exact noisy probabilities from Aer (density matrix, with the weight-only tail as one
 superoperator), multinomial shots drawn from the run's generator. Both are timed per call,
@@ -34,9 +34,9 @@ from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import SamplerV2
 
 from qdt.circuits import build_vqc
-from qdt.executors import get_executor
-from qdt.noise.profiles import load_noise_profile
+from qdt.executors import open_backend
 from qdt.experiments.tables import format_table
+from qdt.noise.profiles import load_noise_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = [("actor", 4, 1), ("actor", 4, 6), ("critic", 16, 1), ("critic", 16, 6)]  # (role, input width, L)
@@ -84,8 +84,8 @@ def run_case(
     rng = np.random.default_rng(width * 100 + layers)
     x = torch.tensor(rng.integers(0, 2, (rows, width)), dtype=torch.float64)
     angles = vqc.angles(x)
-    executor = get_executor("aer", noise=f"device:{device}", shots=shots, seed=np.random.SeedSequence(1))
-    exact_executor = get_executor("aer", noise=f"device:{device}")
+    executor = open_backend("aer", noise=f"device:{device}", shots=shots, seed=np.random.SeedSequence(1))
+    exact_executor = open_backend("executor:aer", noise=f"device:{device}")
     start = time.perf_counter()
     prepared = executor.prepare_vqc(vqc)
     prepare_s = time.perf_counter() - start
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.device}, {args.rows} parameter sets x {args.shots} shots per call, median of {repeats} "
         f"interleaved calls per path (2 cores, shared machine). Naive: Aer SamplerV2 + "
         f"NoiseModel.from_backend ({1000 * model_s:.0f} ms to build, once, not counted). qdt: "
-        f"`get_executor('aer', noise='device:{args.device}', shots={args.shots})`, fresh weights "
+        f"`open_backend('aer', noise='device:{args.device}', shots={args.shots})`, fresh weights "
         f"per call. Statistics: naive counts against qdt's exact probabilities, per outcome "
         f"(max abs z, binomial sigma) and over all {repeats} x {args.rows} rows (Pearson chi-square)."
     )

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qdt.experiments.tables import format_table
+from qdt.plots import pyplot, save_figure
 from qdt.problem.generator import GeneratorConfig, generate_instance
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.experiments.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENUM_GRID = (
@@ -117,12 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows: list[dict[str, object]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     for m in sorted({r["servers"] for r in rows if r["solver"] == "enumerate"}):
         sel = [r for r in rows if r["solver"] == "enumerate" and r["servers"] == m]
         left.loglog([r["assignments"] for r in sel], [r["median_s"] for r in sel], "o-", label=f"M = {m}")
@@ -138,9 +134,7 @@ def _plot(rows: list[dict[str, object]], path: Path) -> None:
     right.set_title("MILP (scipy HiGHS, gap 0)")
     right.legend()
     right.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,10 @@ import numpy as np
 import torch
 
 from qdt.circuits import build_vqc
-from qdt.executors import get_executor
-from qdt.rl.quantum_layer import QuantumLayer
-from qdt.noise import NoiseConfig
+from qdt.executors import open_backend
 from qdt.experiments.tables import format_table
+from qdt.noise import NoiseConfig
+from qdt.rl.quantum_layer import QuantumLayer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 128
@@ -136,14 +136,14 @@ def build_qdt(stack: str, width: int, layers: int, x: torch.Tensor) -> Runner:
     vqc = build_vqc(width, layers)
     readout = "probs"
     if stack in ("qdt-statevector", "qdt-statevector-z"):
-        executor = get_executor("statevector")
+        executor = open_backend("executor:statevector")
         readout = "expval_z" if stack == "qdt-statevector-z" else "probs"
     elif stack == "qdt-density":
-        executor = get_executor("density")
+        executor = open_backend("executor:density")
     elif stack == "qdt-density-pauli":
-        executor = get_executor("density", method="pauli")
+        executor = open_backend("executor:density", method="pauli")
     elif stack == "qdt-density-noise":
-        executor = get_executor("density", noise=NOISE)
+        executor = open_backend("executor:density", noise=NOISE)
     else:  # pragma: no cover - guarded by the parser
         raise ValueError(stack)
     torch.manual_seed(width * 100 + layers)
@@ -468,12 +468,9 @@ def _cpu_count() -> int:
 
 
 def _plot(rows: list[dict[str, object]], stacks: list[str], path: Path) -> None:
-    import matplotlib
+    from qdt.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.6), sharey=True)
     keys = sorted({(r["case"], r["layers"]) for r in rows}, key=lambda k: (list(CASES).index(k[0]), k[1]))
     width = 0.8 / max(1, len(stacks))
     for axis, mode in zip(axes, MODES):
@@ -494,9 +491,7 @@ def _plot(rows: list[dict[str, object]], stacks: list[str], path: Path) -> None:
         axis.grid(True, axis="y", which="both", alpha=0.3)
     axes[0].set_ylabel("median time per call (ms, log scale)")
     axes[1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

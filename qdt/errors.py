@@ -1,6 +1,8 @@
 """Typed errors. Every error a user can cause says what was expected, what came, and the fix.
 
-The CLI turns any :class:`QdtError` into one line on stderr and exit status 2, no traceback.
+The CLI turns any :class:`QdtError` into one line on stderr and its ``exit_status``, no traceback:
+2 for bad input (:class:`QdtInputError`, and failures a user fixes by changing what they gave, such
+as an account), 1 for a run that failed (a job, a simulator, a diverged training).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 class QdtError(Exception):
     """Base class of every error qdt raises on purpose."""
 
+    exit_status: int = 1  # the CLI's exit status: a run that failed
+
 
 class QdtInputError(QdtError, ValueError):
     """Bad input: a file, field, shape, value or option that qdt cannot accept.
@@ -16,6 +20,8 @@ class QdtInputError(QdtError, ValueError):
     ``field`` names the offending field (a JSON path such as ``users[2].deadline_s`` or an
     option such as ``--assignment``) so that the message can point at it.
     """
+
+    exit_status = 2  # the CLI's exit status: bad input
 
     def __init__(self, field: str, expected: str, got: object, fix: str | None = None) -> None:
         self.field = field

@@ -1,4 +1,5 @@
-"""Backend profiles: the shipped TOML files, validation naming the field, rules, open_backend, the CLI."""
+"""Backend profiles: the shipped TOML files, validation naming the field, rules, open_backend, the CLI,
+and the registry (each backend declares its options and capabilities; the generic layer imports none)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ import pytest
 
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.executors.profiles import (
-    REPO_BACKENDS_DIR,
+from qdt.executors import (
     BackendProfile,
-    fake_device_names,
+    BackendSpec,
+    Capabilities,
     list_backend_profiles,
     load_backend_profile,
     open_backend,
     parse_profile,
+    profile_capabilities,
+    register_backend,
 )
+from qdt.executors.ibm.settings import ibm_options
+from qdt.executors.profiles import REPO_BACKENDS_DIR
+from qdt.executors.statevector import StatevectorExecutor
 from qdt.noise import NoiseConfig
+from qdt.noise.device import fake_device_names
 
 IBM_MINIMAL = {
     "schema": "qdt-backend/1",
@@ -35,14 +42,16 @@ def test_every_shipped_profile_loads_and_names_what_it_runs_on() -> None:
     for profile in profiles.values():
         assert profile.description
         if profile.executor == "ibm":
-            assert profile.device is not None and profile.shots
-            assert profile.device.local == profile.name.startswith("fake_")
-            assert profile.capabilities.remote == (not profile.device.local)
-    assert profiles["statevector"].capabilities.differentiable
-    assert isinstance(profiles["density"].noise, NoiseConfig) and profiles["density"].capabilities.noisy
-    torino = profiles["ibm_torino"]
+            device = ibm_options(profile).device
+            assert profile.shots
+            assert device.local == profile.name.startswith("fake_")
+            assert profile_capabilities(profile).remote == (not device.local)
+    assert profile_capabilities(profiles["statevector"]).differentiable
+    assert isinstance(profiles["density"].noise, NoiseConfig)
+    assert profile_capabilities(profiles["density"]).noisy
+    torino = ibm_options(profiles["ibm_torino"])
     assert torino.suppression.dynamical_decoupling and torino.runtime.on_timeout == "leave"
-    assert torino.device is not None and torino.device.instance is None  # from the saved account
+    assert torino.device.instance is None  # from the saved account
     text = (REPO_BACKENDS_DIR / "ibm_torino.toml").read_text()
     assert "token" not in text.replace("never a token", "")
 
@@ -51,18 +60,36 @@ def test_rules_cover_any_fake_device_and_any_ibm_device() -> None:
     names = fake_device_names()
     assert len(names) > 40 and "fake_kawasaki" in names and "fake_manila" in names
     kawasaki = load_backend_profile("fake_kawasaki")
-    assert kawasaki.source == "rule:fake_<device>" and kawasaki.device is not None and kawasaki.device.local
-    cloud = load_backend_profile("ibm_kingston")
-    assert (
-        cloud.device is not None
-        and cloud.device.provider == "ibm_cloud"
-        and cloud.device.name == "ibm_kingston"
-    )
+    assert kawasaki.source == "rule:fake_<device>" and ibm_options(kawasaki).device.local
+    cloud = ibm_options(load_backend_profile("ibm_kingston")).device
+    assert cloud.provider == "ibm_cloud" and cloud.name == "ibm_kingston"
     assert load_backend_profile("statevector").executor == "statevector"
     with pytest.raises(QdtInputError, match="backend: expected a fake device"):
         load_backend_profile("fake_nosuchdevice")
     with pytest.raises(QdtInputError, match="see `qdt backends list`"):
         load_backend_profile("quantum_annealer")
+    bare = load_backend_profile("executor:aer")
+    assert (bare.executor, bare.shots, bare.source) == ("aer", None, "executor:aer")
+    assert load_backend_profile("aer").shots == 1024  # the shipped profile samples
+    with pytest.raises(QdtInputError, match="a profile for the ibm executor") as caught:
+        load_backend_profile("executor:ibm")
+    assert "fake_<device>" in str(caught.value)
+
+
+def test_one_fake_device_naming_rule_with_todays_spellings_as_aliases() -> None:
+    from qdt.noise.device import fake_backend, fake_backend_class, fake_device_name
+
+    for alias in ("fake_brisbane", "brisbane", "FakeBrisbane", "FAKE_BRISBANE"):
+        assert fake_device_name(alias) == "fake_brisbane"
+    assert fake_device_name("FakeManilaV2") == fake_device_name("FakeManila") == "fake_manila"
+    assert fake_backend_class("manila").__name__ == "FakeManilaV2"
+    assert fake_backend("manila") is fake_backend("fake_manila")  # one instance per process
+    assert all(name == fake_backend_class(name).backend_name for name in fake_device_names())
+    with pytest.raises(QdtInputError) as caught:
+        fake_device_name("fake_nowhere", field="device.name")
+    assert caught.value.field == "device.name" and "fake_manila, fake_marrakesh" in str(caught.value)
+    profile = parse_profile({**IBM_MINIMAL, "device": {"provider": "fake", "name": "FakeManilaV2"}})
+    assert ibm_options(profile).device.name == "fake_manila"
 
 
 @pytest.mark.parametrize(
@@ -139,7 +166,6 @@ def test_profiles_on_the_search_path_and_by_path(tmp_path: Path, monkeypatch: py
 
 def test_open_backend_resolves_profiles_and_plain_executor_names() -> None:
     from qdt.executors.density import DensityExecutor
-    from qdt.executors.statevector import StatevectorExecutor
 
     assert isinstance(open_backend("statevector"), StatevectorExecutor)
     density = open_backend("density", shots=500, seed=1)
@@ -148,8 +174,9 @@ def test_open_backend_resolves_profiles_and_plain_executor_names() -> None:
     assert not clean.capabilities.noisy
     with pytest.raises(QdtInputError, match="shots: expected no shots"):
         open_backend("statevector", shots=100)
-    with pytest.raises(QdtInputError, match="noise: expected no noise model for an IBM device"):
+    with pytest.raises(QdtInputError, match="noise: expected no noise") as caught:
         open_backend("fake_manila", noise=NoiseConfig())
+    assert "its own noise" in str(caught.value)
     with pytest.raises(QdtInputError, match="shots"):
         open_backend("density", shots=-1)
     profile = BackendProfile(
@@ -158,9 +185,87 @@ def test_open_backend_resolves_profiles_and_plain_executor_names() -> None:
     assert open_backend(profile).capabilities.differentiable
 
 
+def test_unknown_options_name_the_option_and_the_accepted_ones() -> None:
+    with pytest.raises(QdtInputError) as caught:
+        open_backend("executor:aer", method="pauli")
+    assert caught.value.field == "method"
+    for accepted in ("engine", "mode", "noise", "seed", "shots"):
+        assert accepted in caught.value.expected
+    density = open_backend("executor:density", method="pauli", noise="depol-1e-3", seed=3)
+    assert density.method == "pauli" and density.noise is not None and density.noise.depolarizing_2q == 1e-2
+    aer = open_backend("executor:aer", shots=64, mode="gaussian", engine="probabilities")
+    assert (aer.mode, aer.shots) == ("gaussian", 64)
+    with pytest.raises(QdtInputError, match="mode"):  # the aer profile samples 1024 shots
+        open_backend("aer", mode="exact")
+
+
+def test_shots_have_one_limit_everywhere(tmp_path: Path) -> None:
+    from qdt.executors import MAX_SHOTS, validate_shots
+
+    assert MAX_SHOTS == 10_000_000 and validate_shots(MAX_SHOTS) == MAX_SHOTS
+    for bad in (0, -1, MAX_SHOTS + 1, 2.5, True, "8"):
+        with pytest.raises(QdtInputError, match=f"shots: expected an integer from 1 to {MAX_SHOTS}"):
+            validate_shots(bad)
+    for backend in ("executor:density", "executor:aer", "fake_manila"):
+        with pytest.raises(QdtInputError, match=str(MAX_SHOTS)):
+            open_backend(backend, shots=MAX_SHOTS + 1, job_dir=tmp_path)
+    with pytest.raises(QdtInputError, match="x.toml: shots"):
+        parse_profile({**IBM_MINIMAL, "shots": MAX_SHOTS + 1}, where="x.toml")
+
+
+def test_a_backend_registered_at_run_time_joins_with_its_own_options_and_capabilities() -> None:
+    from qdt.executors import OpenRequest, backend_spec, executor_names
+    from qdt.executors.registry import _BACKENDS
+
+    made: list[OpenRequest] = []
+
+    def factory(request: OpenRequest) -> StatevectorExecutor:
+        made.append(request)
+        return StatevectorExecutor(**request.options)
+
+    spec = BackendSpec(
+        name="lab",
+        factory=factory,
+        capabilities=lambda profile: Capabilities(True, False, False, profile.seed is not None),
+        options=("fuse",),
+    )
+    register_backend(spec)
+    try:
+        assert "lab" in executor_names() and backend_spec("lab") is spec
+        profile = parse_profile({"schema": "qdt-backend/1", "name": "x", "executor": "lab", "seed": 4})
+        assert profile_capabilities(profile).remote  # asked of the spec, nothing opened
+        executor = open_backend(profile, fuse=False, job_dir=Path("unused"))
+        assert isinstance(executor, StatevectorExecutor) and not executor.fuse
+        assert made[0].seed == 4 and made[0].options == {"fuse": False}
+        with pytest.raises(QdtInputError, match="x: shots"):
+            parse_profile({"schema": "qdt-backend/1", "name": "x", "executor": "lab", "shots": 3}, where="x")
+    finally:
+        _BACKENDS.pop("lab")
+
+
+def test_the_generic_layer_imports_no_backend() -> None:
+    """base, registry and profiles import no backend module, even inside functions."""
+    import ast
+    import inspect
+
+    import qdt.executors.base
+    import qdt.executors.profiles
+    import qdt.executors.registry
+
+    backends = ("statevector", "density", "aer", "ibm", "parameter_shift", "catalog")
+    for module in (qdt.executors.base, qdt.executors.registry, qdt.executors.profiles):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for name in names:
+                assert not any(name.startswith(f"qdt.executors.{b}") for b in backends), name
+
+
 def test_aer_profile_opens_the_aer_executor() -> None:
     executor = open_backend("aer", shots=128, seed=3)
     assert executor.name == "aer" and executor.capabilities.shots and not executor.capabilities.noisy
+    assert executor.capabilities == profile_capabilities(load_backend_profile("aer"))
 
 
 def test_backends_list_and_show_cli(capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,6 +281,7 @@ def test_backends_list_and_show_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert by_name["ibm_torino"]["capabilities"]["remote"] is True
     assert by_name["ibm_torino"]["device"] == {"provider": "ibm_cloud", "name": "ibm_torino"}
     assert {r["pattern"] for r in data["rules"]} >= {"fake_<device>", "ibm_<device>"}
+    assert by_name["density"]["capabilities"]["differentiable"] and by_name["aer"]["shots"] == 1024
     assert "fake_sherbrooke" in data["fake_devices"]
     assert main(["backends", "list"]) == 0
     table = capsys.readouterr().out

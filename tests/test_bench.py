@@ -11,10 +11,10 @@ import logging
 import pytest
 import ray
 
+from qdt.cli.main import main
 from qdt.experiments.bench.instances import run_instances_bench
 from qdt.experiments.bench.paper import PAPER_AGENTS, paper_runs
 from qdt.experiments.bench.scale import run_scale_bench
-from qdt.cli.main import main
 from qdt.experiments.sweep import cell_dir, read_results
 from qdt.experiments.sweep.cell import read_attempts, read_metrics_rewards
 
@@ -260,6 +260,17 @@ def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cl
         assert cells[header.index(f"{agent} feasible")] == f"{feasible}/2"
 
 
+def test_reward_band_cuts_to_the_shortest_seed_and_smooths_over_a_fortieth():
+    from qdt.plots import reward_band
+
+    band = reward_band([list(range(80)), [2.0 * k for k in range(81)]])  # 80 episodes kept, window 2
+    assert band.runs.shape == (2, 80) and band.smooth.shape == (2, 79)
+    assert band.episodes[0] == 2 and band.episodes[-1] == 80  # a window ends at these episodes
+    assert band.smooth[0, 0] == 0.5 and band.smooth[1, -1] == 157.0
+    assert band.mean[0] == pytest.approx((0.5 + 1.0) / 2)
+    assert reward_band([[1.0, 3.0]]).smooth.tolist() == [[1.0, 3.0]]  # short runs: no smoothing
+
+
 def test_study_intervals_stay_inside_the_metrics_range():
     from qdt.experiments.bench.noise import _summary, clipped_interval
 
@@ -269,6 +280,8 @@ def test_study_intervals_stay_inside_the_metrics_range():
     assert _summary([0.0, 1.0, 1.0]) == "66.67 [0.00, 100.00]"
     assert _summary([None, None]) == "-" and _summary([0.25, 0.25]) == "25.00"
 
-    from qdt.rl.evaluation import RATE, interval  # the evaluation's own intervals (qdt evaluate, demo)
+    from qdt.stats import RATE, format_interval, interval  # one home for every interval (evaluate, demo)
 
     assert interval([0.0, 1.0, 1.0], RATE) == {"mean": pytest.approx(2 / 3), "lo95": 0.0, "hi95": 1.0}
+    assert format_interval(0.5, 0.25, 0.75, scale=100, unit="%") == "50.00% [25.00, 75.00]"
+    assert format_interval(0.123456, 0.1, 0.1, spec=".4g") == "0.1235"  # a collapsed interval: the mean only

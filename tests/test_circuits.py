@@ -10,7 +10,8 @@ import torch
 from qiskit.quantum_info import Statevector
 
 from qdt.circuits import build_vqc, qubits_for_width, ring_pairs
-from qdt.circuits.encoding import FEATURE_OFFSET
+from qdt.circuits.encoding import FEATURE_OFFSET, gray, gray_walsh_matrix
+from qdt.circuits.vqc import MAX_LAYERS, MAX_QUBITS
 from qdt.errors import QdtInputError
 
 
@@ -127,6 +128,16 @@ def test_encoding_prepares_the_normalised_feature_vector_with_signs(width):
     assert np.allclose(_prepared_state(vqc, inputs), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("controls", range(8))
+def test_gray_walsh_matrix_is_its_definition(controls):
+    """M[j, i] = (−1)^popcount(j & gray(i)) / 2^controls, entry by entry (the matrix is built vectorised)."""
+    size = 2**controls
+    expected = [
+        [(-1.0 if bin(j & gray(i)).count("1") % 2 else 1.0) / size for i in range(size)] for j in range(size)
+    ]
+    assert gray_walsh_matrix(controls).tolist() == expected
+
+
 def test_feature_map_definition_and_zero_padding():
     vqc = build_vqc(5, 1)  # 3 qubits, 8 amplitudes, 3 padded with zeros
     x = torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
@@ -218,6 +229,9 @@ def test_encoder_without_input_gradients_builds_no_graph():
         ({"input_width": 0, "n_layers": 1}, "input_width"),
         ({"input_width": 4, "n_layers": 1.5}, "n_layers"),
         ({"input_width": True, "n_layers": 1}, "input_width"),
+        ({"input_width": 4, "n_layers": MAX_LAYERS + 1}, "n_layers"),
+        ({"input_width": 4, "n_layers": 1, "n_qubits": MAX_QUBITS + 1}, "n_qubits"),
+        ({"input_width": 2**MAX_QUBITS + 1, "n_layers": 1}, "input_width"),  # needs MAX_QUBITS + 1
     ],
 )
 def test_bad_sizes_raise_input_errors_naming_the_field(kwargs, field):

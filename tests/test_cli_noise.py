@@ -102,6 +102,11 @@ def test_snapshot_loads_back_and_pins_the_calibration(capsys, tmp_path):
     np.testing.assert_allclose(pinned["probs"], live["probs"], atol=1e-12)
     code, _, err = run(capsys, "noise", "snapshot", "--backend", "fake_manila", "-o", str(tmp_path / "x.txt"))
     assert code == 2 and "--output" in err
+    # The pinned snapshot is never written over, not even by another snapshot of the same device.
+    pinned_bytes = path.read_bytes()
+    code, out, err = run(capsys, "noise", "snapshot", "--backend", "fake_brisbane", "-o", str(path))
+    assert code == 2 and out == "" and "--output: expected a new file, got an existing file" in err
+    assert path.read_bytes() == pinned_bytes
 
 
 def test_invalid_profile_file_names_the_field(capsys, tmp_path):

@@ -29,8 +29,10 @@ def test_optimum_json_contract(capsys, paper_file):
     code, out, _ = run(capsys, "optimum", str(paper_file), "--json")
     data = json.loads(out)
     assert code == 0
-    assert set(data) == {"status", "assignment", "total_latency_s", "per_user_latency_s", "solver", "wall_s"}
-    assert data["status"] == "optimal" and data["assignment"] == [0, 0, 0, 1]
+    assert set(data) == {
+        "status", "assignment", "total_latency_s", "per_user_latency_s", "solver", "wall_s", "reason"
+    }  # fmt: skip
+    assert data["status"] == "optimal" and data["assignment"] == [0, 0, 0, 1] and data["reason"] is None
     assert sum(data["per_user_latency_s"]) == pytest.approx(data["total_latency_s"])
     for solver, status in [("milp", "optimal"), ("greedy", "feasible"), ("enumerate", "optimal")]:
         _, out, _ = run(capsys, "optimum", "--preset", "paper", "--solver", solver, "--json")

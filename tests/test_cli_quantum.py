@@ -32,8 +32,8 @@ def test_describe_matches_the_papers_counts(capsys):
 def test_describe_counts_equal_the_built_networks():
     import torch
 
-    from qdt.rl.config import TrainConfig
     from qdt.rl.builders import network_builders
+    from qdt.rl.config import TrainConfig
 
     for layers in (1, 6):
         actor_builder, critic_builder = network_builders(
@@ -80,7 +80,7 @@ def test_circuit_weights_given_and_all_zero_input(capsys):
         (["--qubits", "2", "--layers", "1", "--weights", "1,nan"], "--weights"),
         (["--qubits", "2", "--layers", "1", "--inputs", "1,2,3,4,5"], "--inputs"),
         (["--qubits", "2", "--layers", "1", "--inputs", "1,inf"], "--inputs"),
-        (["--qubits", "2", "--layers", "1", "--backend", "quantum-annealer"], "executor"),
+        (["--qubits", "2", "--layers", "1", "--backend", "quantum-annealer"], "backend"),
     ],
 )
 def test_circuit_bad_input(capsys, argv, field):
@@ -88,3 +88,18 @@ def test_circuit_bad_input(capsys, argv, field):
     code, out, err = run(capsys, "circuit", *argv, mode)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and f"error: {field}" in err
+
+
+def test_circuit_runs_on_any_backend_profile(capsys, monkeypatch, tmp_path):
+    """A profile name (here a fake device in local testing mode) works like an executor name;
+    its shots are the profile's unless --shots says otherwise."""
+    monkeypatch.setenv("QDT_JOBS_DIR", str(tmp_path))
+    argv = ["circuit", "--qubits", "2", "--layers", "1", "--json", "--backend", "fake_manila"]
+    code, out, _ = run(capsys, *argv, "--shots", "100")
+    data = json.loads(out)
+    assert code == 0 and data["mode"] == "sampled" and data["shots"] == 100
+    assert abs(sum(data["probs"]) - 1) < 1e-12 and all(round(100 * p) == 100 * p for p in data["probs"])
+    assert data["transpiled"]["device"] == "fake_manila" and len(data["transpiled"]["physical_readout"]) == 2
+    assert (tmp_path / "jobs.jsonl").is_file()
+    code, out, _ = run(capsys, "circuit", "--qubits", "2", "--layers", "1", "--json", "--backend", "aer")
+    assert code == 0 and json.loads(out)["mode"] == "exact"  # the executor's defaults, not the profile's

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from qdt.problem.env import PlacementEnv
 from qdt.errors import QdtInputError
+from qdt.problem.env import PlacementEnv
 from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
 from qdt.problem.model import PlacementModel
 

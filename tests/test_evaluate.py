@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qdt.cli.main import main
-from qdt.executors import get_executor
+from qdt.executors import open_backend
 from qdt.problem.generator import paper_instance
 from qdt.rl.config import TrainConfig
 from qdt.rl.evaluation import decisions_from_tables, evaluate_policy, joint_states, score_tables
@@ -36,8 +36,8 @@ def test_table_decisions_equal_the_policy_decisions_on_every_joint_state(quantum
 
 
 def test_exact_executor_agrees_everywhere(quantum_run):
-    reference = load_policy(quantum_run, executor=get_executor("statevector"))
-    target = load_policy(quantum_run, executor=get_executor("density"))
+    reference = load_policy(quantum_run, executor=open_backend("statevector"))
+    target = load_policy(quantum_run, executor=open_backend("executor:density"))
     result = evaluate_policy(reference, target, repeats=2)
     assert result["decision_agreement"]["mean"] == 1.0
     assert all(a["action_agreement"]["mean"] == 1.0 for a in result["agents"])
@@ -45,9 +45,9 @@ def test_exact_executor_agrees_everywhere(quantum_run):
 
 
 def test_each_draw_samples_afresh(quantum_run):
-    exact = load_policy(quantum_run, executor=get_executor("statevector"))
+    exact = load_policy(quantum_run, executor=open_backend("statevector"))
     sampled = load_policy(
-        quantum_run, executor=get_executor("density", shots=1, seed=np.random.SeedSequence(1))
+        quantum_run, executor=open_backend("executor:density", shots=1, seed=np.random.SeedSequence(1))
     )
     first, _ = score_tables(sampled)
     second, _ = score_tables(sampled)

@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from test_ibm_scripted_service import ScriptedServer, install, isolate_accounts, scripted_profile, tiny_run
 
 from qdt.cli.main import build_parser, main
-from qdt.executors.profiles import load_backend_profile
+from qdt.executors import load_backend_profile
 from qdt.executors.ibm.connect import (
     InvalidTokenError,
     NoAccountError,
@@ -30,6 +30,7 @@ from qdt.executors.ibm.connect import (
     connect_device,
     warn_if_saved_account_readable,
 )
+from qdt.executors.ibm.settings import ibm_options
 
 CANARY = "qdt-canary-7f3a9c1e5b2d4068a1b9"
 
@@ -63,8 +64,7 @@ def account_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_no_network_and_invalid_token_get_two_different_messages(
     account_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = load_backend_profile("ibm_torino").device
-    assert spec is not None
+    spec = ibm_options(load_backend_profile("ibm_torino")).device
     monkeypatch.setattr(HTTPAdapter, "send", _no_network)
     with pytest.raises(NoNetworkError) as offline:
         connect_device(spec)
@@ -81,8 +81,7 @@ def test_without_token_or_saved_account_the_message_says_how_to_provide_one(
 ) -> None:
     monkeypatch.delenv("QISKIT_IBM_TOKEN")
     monkeypatch.setattr(HTTPAdapter, "send", _no_network)
-    spec = load_backend_profile("ibm_torino").device
-    assert spec is not None
+    spec = ibm_options(load_backend_profile("ibm_torino")).device
     with pytest.raises(NoAccountError):
         connect_device(spec)
     run = tiny_run(tmp_path)
@@ -186,7 +185,7 @@ def test_real_device_runs_a_small_batch(tmp_path: Path) -> None:
     import torch
 
     from qdt.circuits import build_vqc
-    from qdt.executors.profiles import open_backend
+    from qdt.executors import open_backend
     from qdt.executors.ibm.jobs import JobStore, fetch_job
 
     backend = os.environ.get("QDT_IBM_BACKEND", "ibm_torino")

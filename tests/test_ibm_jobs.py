@@ -27,8 +27,7 @@ from test_ibm_scripted_service import (
 
 from qdt.circuits import build_vqc
 from qdt.cli.main import main
-from qdt.executors import get_executor
-from qdt.executors.profiles import open_backend
+from qdt.executors import open_backend
 from qdt.executors.ibm.jobs import (
     JobCancelledError,
     JobFailedError,
@@ -60,7 +59,7 @@ def _vqc_batch(rows: int = 3) -> tuple[Any, torch.Tensor, torch.Tensor]:
 
 
 def _exact(vqc: Any, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    executor = get_executor("statevector")
+    executor = open_backend("statevector")
     return executor.run(executor.prepare_vqc(vqc), angles, weights)
 
 
@@ -272,7 +271,7 @@ def test_fetch_of_a_failed_cloud_job_raises_and_records_it(
         main(["infer", "--run", str(run), "--backend", str(scripted_profile(tmp_path))])
     monkeypatch.setattr(ibm_jobs, "_sleep", lambda seconds: None)
     (job_id,) = server.jobs
-    assert main(["jobs", "fetch", "--run", str(run), job_id]) == 2
+    assert main(["jobs", "fetch", "--run", str(run), job_id]) == 1  # a run that failed
     err = capsys.readouterr().err
     assert err.startswith("qdt jobs fetch: error: job ") and job_id in err and "boom" in err
     assert JobStore(run).get(job_id).status == "ERROR" and server.submissions == 1

@@ -22,8 +22,7 @@ from test_ibm_scripted_service import tiny_run
 from qdt.circuits import build_vqc
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.executors import get_executor
-from qdt.executors.profiles import open_backend
+from qdt.executors import open_backend
 from qdt.executors.ibm.executor import IBMRuntimeExecutor
 from qdt.executors.ibm.jobs import JobStore, JobTimeoutError
 from qdt.executors.ibm.mitigation import (
@@ -43,7 +42,7 @@ def _batch(rows: int, layers: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor
 
 
 def _exact(vqc: Any, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    executor = get_executor("statevector")
+    executor = open_backend("statevector")
     return executor.run(executor.prepare_vqc(vqc), angles, weights)
 
 
@@ -75,7 +74,7 @@ def test_fake_devices_run_the_batch_in_one_job_close_to_the_exact_probabilities(
 def test_transpiles_once_per_structure_and_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import qiskit.transpiler
 
-    from qdt.executors.ibm import executor as ibm
+    from qdt.executors.transpile_cache import clear_transpile_cache
 
     calls = []
     original = qiskit.transpiler.generate_preset_pass_manager
@@ -85,7 +84,7 @@ def test_transpiles_once_per_structure_and_device(tmp_path: Path, monkeypatch: p
         return original(*args, **kwargs)
 
     monkeypatch.setattr(qiskit.transpiler, "generate_preset_pass_manager", counting)
-    monkeypatch.setattr(ibm, "_ISA_CACHE", {})  # the cache is process-wide; start this test empty
+    clear_transpile_cache()  # the cache is process-wide; start this test empty
     executor = open_backend("fake_manila", job_dir=tmp_path)
     first, second = build_vqc(input_width=4, n_layers=5), build_vqc(input_width=4, n_layers=5)
     a, b = executor.prepare_vqc(first), executor.prepare_vqc(second)
@@ -150,7 +149,7 @@ def test_estimator_profile_gives_z_expectations_through_estimator_v2(tmp_path: P
     executor = open_backend(profile, seed=2, job_dir=tmp_path)
     vqc, angles, weights = _batch(3)
     values = executor.run(executor.prepare_vqc(vqc), angles, weights, readout="expval_z")
-    exact = get_executor("statevector")
+    exact = open_backend("statevector")
     reference = exact.run(exact.prepare_vqc(vqc), angles, weights, readout="expval_z")
     assert values.shape == (3, 2) and (values - reference).abs().max() < 0.2
     assert executor.jobs[-1].kind == "estimator"
@@ -196,7 +195,7 @@ def test_fetch_reports_a_local_job_whose_process_died_as_lost(
         {"event": "submitted", "job_id": "local-job-1", "local": True, "pid": dead, "backend": "fake_manila"}
     )
     store.record_status("local-job-1", "RUNNING")
-    assert main(["jobs", "fetch", "--run", str(tmp_path), "local-job-1"]) == 2
+    assert main(["jobs", "fetch", "--run", str(tmp_path), "local-job-1"]) == 1  # a run that failed
     err = capsys.readouterr().err
     assert "local-job-1" in err and "result is gone" in err and "qdt infer" in err
     assert store.get("local-job-1").status == "LOST"

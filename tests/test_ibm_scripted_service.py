@@ -108,7 +108,7 @@ class ScriptedServer:
         self.faults.setdefault(method, deque()).extend(errors)
 
     def fake(self, device: str) -> Any:
-        from qdt.executors.ibm.connect import fake_backend
+        from qdt.noise.device import fake_backend
 
         if device not in self.devices:
             raise RequestsApiError(f"backend {device} not found", status_code=404)

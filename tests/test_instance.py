@@ -77,6 +77,13 @@ def _valid():
         (lambda d: d["compute_rate"][3].__setitem__(1, -2.0), "compute_rate[3][1]"),
         (lambda d: d.update(users=[{"data_bits": 1, "tx_power_w": 1, "deadline_s": 1}]), "channel_gain"),
         (lambda d: d.update(meta=[1]), "meta"),
+        # the loader's fast path checks whole columns; the slow one still names the first bad entry
+        (lambda d: d["compute_rate"][1].__setitem__(0, True), "compute_rate[1][0]"),
+        (lambda d: d["channel_gain"][0].__setitem__(1, 10**400), "channel_gain[0][1]"),
+        (lambda d: d["channel_gain"].__setitem__(2, "row"), "channel_gain[2]"),
+        (lambda d: d["users"][3].update(tx_power_w="0.1"), "users[3].tx_power_w"),
+        (lambda d: d["users"][0].update(data_bits=10**400), "users[0].data_bits"),
+        (lambda d: d["users"].__setitem__(1, [1, 2, 3]), "users[1]"),
     ],
 )
 def test_bad_fields_are_named(tmp_path, mutate, field):
@@ -106,3 +113,16 @@ def test_instance_is_immutable():
     with pytest.raises(ValueError):
         inst.channel_gain[0, 0] = 1.0
     assert isinstance(inst, Instance)
+
+
+def test_integer_entries_load_as_the_same_floats(tmp_path):
+    data = _valid()
+    data["compute_rate"] = [[int(v) for v in row] for row in data["compute_rate"]]
+    data["users"][0]["data_bits"] = int(data["users"][0]["data_bits"])
+    loaded = load_instance(_write(tmp_path, data))
+    assert loaded.compute_rate.dtype == np.float64
+    assert loaded.compute_rate.tolist() == [[float(v) for v in row] for row in data["compute_rate"]]
+    assert (
+        type(loaded.users[0].data_bits) is float
+        and loaded.users[0].data_bits == data["users"][0]["data_bits"]
+    )

@@ -3,7 +3,13 @@ import pytest
 
 from helpers import all_binary_matrices, brute_force_optimum, small_instance
 from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.problem.model import PlacementModel, RewardConfig, latency_matrix, matrix_to_assignment, upload_rate_bps
+from qdt.problem.model import (
+    PlacementModel,
+    RewardConfig,
+    latency_matrix,
+    matrix_to_assignment,
+    upload_rate_bps,
+)
 
 
 def test_rate_and_latency_follow_eqs_17_to_20():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from qdt.executors import get_executor
+from qdt.executors import open_backend
 from qdt.experiments.pennylane_front import PennyLaneFront
 from qdt.rl.quantum_layer import quantum_front
 
@@ -13,7 +13,7 @@ from qdt.rl.quantum_layer import quantum_front
 def test_pennylane_front_equals_qdt_executor(width, layers):
     torch.manual_seed(width + layers)
     theirs = PennyLaneFront(width, layers)
-    ours = quantum_front(width, layers, get_executor("statevector"))
+    ours = quantum_front(width, layers, open_backend("statevector"))
     with torch.no_grad():
         ours.weight.copy_(theirs.layer.weights.reshape(-1)[: ours.weight.numel()])
     x = torch.randint(0, 2, (9, width)).double()
@@ -22,7 +22,7 @@ def test_pennylane_front_equals_qdt_executor(width, layers):
 
 
 def test_quantum_layer_gradients_reach_weights_and_inputs():
-    layer = quantum_front(16, 2, get_executor("statevector"))
+    layer = quantum_front(16, 2, open_backend("statevector"))
     x = torch.rand(5, 16, dtype=torch.float64, requires_grad=True)
     out = layer(x)
     out[:, 3].sum().backward()

@@ -16,7 +16,7 @@ from test_execution_conformance import random_circuit, random_values
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.executors import get_executor
+from qdt.executors import open_backend
 from qdt.noise import NoiseConfig
 from qdt.noise.device import DeviceCalibration, compact_device_noise, fake_backend
 from qdt.noise.profiles import (
@@ -69,7 +69,8 @@ def test_device_names_resolve_to_fake_backends():
     assert isinstance(profile, DeviceNoiseProfile) and profile.kind == "device"
     assert profile.target.num_qubits == 5
     assert load_noise_profile("device:FakeManilaV2").name == "device:fake_manila"
-    with pytest.raises(QdtInputError, match="fake backend"):
+    assert load_noise_profile("device:brisbane").name == "device:fake_brisbane"
+    with pytest.raises(QdtInputError, match="fake device of qiskit_ibm_runtime.fake_provider: fake_algiers"):
         load_noise_profile("device:fake_nowhere")
     with pytest.raises(QdtInputError, match="aer only"):
         profile.to_noise_config()
@@ -165,8 +166,8 @@ def _noise_circuit(seed):
 @pytest.mark.parametrize("name", PARAMETRIC)
 def test_density_and_aer_realise_a_profile_identically(name):
     profile = load_noise_profile(name)
-    density = get_executor("density", noise=profile.to_noise_config())
-    aer = get_executor("aer", noise=profile)
+    density = open_backend("executor:density", noise=profile.to_noise_config())
+    aer = open_backend("executor:aer", noise=profile)
     for seed in range(3):
         circuit, angle_params, weight_params = _noise_circuit(seed)
         angles, weights = random_values(3, seed)
@@ -188,8 +189,10 @@ def test_aer_shots_agree_with_density_within_four_sigma_at_1e5_shots(name, engin
     shots = 100_000
     noise = load_noise_profile(name).to_noise_config()
     noise = NoiseConfig(**{**noise.__dict__, "readout": ((0.97, 0.03), (0.05, 0.95))})
-    density = get_executor("density", noise=noise)
-    aer = get_executor("aer", noise=noise, shots=shots, seed=np.random.SeedSequence(3), engine=engine)
+    density = open_backend("executor:density", noise=noise)
+    aer = open_backend(
+        "executor:aer", noise=noise, shots=shots, seed=np.random.SeedSequence(3), engine=engine
+    )
     for seed in (4, 5):
         circuit, angle_params, weight_params = _noise_circuit(seed)
         angles, weights = random_values(2, seed)
@@ -257,7 +260,7 @@ def _device_case(profile_name, layers, rows, seed=0):
 
 def _check_fast_against_naive(device, layers, rows, shots):
     vqc, angles, weights = _device_case(device, layers, rows)
-    fast = get_executor("aer", noise=f"device:{device}")
+    fast = open_backend("executor:aer", noise=f"device:{device}")
     prepared = fast.prepare_vqc(vqc)
     exact = fast.run(prepared, angles, weights).numpy()
     assert fast.last_run_info["qubits"] < 8 and fast.last_run_info["device"] == f"device:{device}"
@@ -273,7 +276,7 @@ def _check_fast_against_naive(device, layers, rows, shots):
     sigma = np.sqrt(exact * (1 - exact) / shots)
     assert np.all(np.abs(counts / shots - exact) <= 4 * sigma + 1e-12)
     # and the fast sampled path draws from that same distribution
-    sampled = get_executor("aer", noise=f"device:{device}", shots=shots, seed=5)
+    sampled = open_backend("executor:aer", noise=f"device:{device}", shots=shots, seed=5)
     estimate = sampled.run(sampled.prepare_vqc(vqc), angles, weights).numpy()
     assert np.all(np.abs(estimate - exact) <= 4 * sigma + 1e-12)
     return exact
@@ -291,7 +294,7 @@ def test_fast_device_path_agrees_with_the_naive_path_fake_brisbane():
 
 def test_density_refuses_device_profiles_with_the_reason():
     with pytest.raises(QdtInputError, match="aer only"):
-        get_executor("density", noise=load_noise_profile("device:fake_manila").to_noise_config())
+        open_backend("executor:density", noise=load_noise_profile("device:fake_manila").to_noise_config())
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -311,8 +314,8 @@ def test_snapshot_round_trip_gives_the_same_model_and_results(tmp_path):
     for key, data in original.items():
         assert np.allclose(restored[key], data, atol=1e-15)
     vqc, angles, weights = _device_case("fake_manila", 2, 3)
-    direct = get_executor("aer", noise="device:fake_manila")
-    pinned = get_executor("aer", noise=str(path))
+    direct = open_backend("executor:aer", noise="device:fake_manila")
+    pinned = open_backend("executor:aer", noise=str(path))
     first, second = direct.prepare_vqc(vqc), pinned.prepare_vqc(vqc)
     assert first.payload.physical_qubits == second.payload.physical_qubits
     assert (
@@ -359,6 +362,6 @@ def test_device_profile_runs_only_circuits_without_delays():
     circuit.h(0)
     circuit.delay(100, 0)
     circuit.h(0)
-    executor = get_executor("aer", noise="device:fake_manila")
+    executor = open_backend("executor:aer", noise="device:fake_manila")
     with pytest.raises(QdtInputError, match="delay"):
         executor.prepare(circuit, [], [])

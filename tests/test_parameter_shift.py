@@ -12,7 +12,7 @@ from qiskit.circuit import ParameterVector
 
 from qdt.circuits import build_vqc
 from qdt.errors import QdtInputError
-from qdt.executors import get_executor
+from qdt.executors import open_backend
 from qdt.executors.parameter_shift import ParameterShiftExecutor, differentiable
 
 TOL = 1e-8
@@ -59,8 +59,8 @@ EXACT_INNER = [("statevector", {}), ("aer", {})]
 @pytest.mark.parametrize(("width", "layers"), [(4, 2), (16, 3), (5, 1)])
 def test_parameter_shift_matches_statevector_autograd(name, options, readout, width, layers):
     case = _vqc_case(width, layers)
-    reference = _gradients(get_executor("statevector"), case, readout)
-    executor = differentiable(get_executor(name, **options))
+    reference = _gradients(open_backend("statevector"), case, readout)
+    executor = differentiable(open_backend(f"executor:{name}", **options))
     assert executor.capabilities.differentiable
     got = _gradients(executor, case, readout)
     for expected, value in zip(reference, got):
@@ -70,8 +70,8 @@ def test_parameter_shift_matches_statevector_autograd(name, options, readout, wi
 def test_parameter_shift_under_noise_matches_density_autograd():
     """The rule stays exact when θ-independent noise follows each gate."""
     case = _vqc_case(4, 2, rows=3)
-    reference = _gradients(get_executor("density", noise=_noise()), case, "probs")
-    got = _gradients(differentiable(get_executor("aer", noise=_noise())), case, "probs")
+    reference = _gradients(open_backend("executor:density", noise=_noise()), case, "probs")
+    got = _gradients(differentiable(open_backend("executor:aer", noise=_noise())), case, "probs")
     for expected, value in zip(reference, got):
         assert torch.max(torch.abs(expected - value)) < TOL
 
@@ -108,9 +108,9 @@ def test_affine_and_shared_parameters_in_several_pauli_rotations():
         (output * torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).sum().backward()
         return output.detach(), angles.grad, weights.grad
 
-    reference = run(get_executor("statevector"))
+    reference = run(open_backend("statevector"))
     for inner in ("statevector", "aer"):
-        got = run(differentiable(get_executor(inner)))
+        got = run(differentiable(open_backend(f"executor:{inner}")))
         for expected, value in zip(reference, got):
             assert torch.max(torch.abs(expected - value)) < TOL
 
@@ -131,7 +131,7 @@ class _CountingExecutor:
 
 def test_one_wrapped_call_per_forward_and_per_backward(monkeypatch):
     vqc = build_vqc(16, 2)  # 15 encoding angles + 8 weights, each in one gate
-    inner = get_executor("aer")
+    inner = open_backend("executor:aer")
     counter = _CountingExecutor(inner, monkeypatch)
     executor = differentiable(inner)
     prepared = executor.prepare_vqc(vqc)
@@ -150,9 +150,9 @@ def test_one_wrapped_call_per_forward_and_per_backward(monkeypatch):
 
 def test_shot_based_gradients_are_unbiased_estimates():
     vqc, x, w = _vqc_case(4, 1, rows=2)(3)
-    reference = _gradients(get_executor("statevector"), lambda s: (vqc, x, w), "expval_z")
+    reference = _gradients(open_backend("statevector"), lambda s: (vqc, x, w), "expval_z")
     shots = 20_000
-    executor = differentiable(get_executor("aer", shots=shots, seed=np.random.SeedSequence(9)))
+    executor = differentiable(open_backend("executor:aer", shots=shots, seed=np.random.SeedSequence(9)))
     assert executor.capabilities.shots and executor.capabilities.differentiable
     got = _gradients(executor, lambda s: (vqc, x, w), "expval_z")
     # ∂⟨Z_i⟩/∂w is estimated as (Ẑ₊ − Ẑ₋)/2 from two independent draws: sd <= 1/sqrt(2·shots);
@@ -166,7 +166,7 @@ def test_shot_based_gradients_are_unbiased_estimates():
 
 def test_rejects_gates_that_are_not_single_pauli_rotations():
     a = ParameterVector("a", 3)
-    executor = differentiable(get_executor("statevector"))
+    executor = differentiable(open_backend("statevector"))
     for build in (
         lambda c: c.crx(a[0], 0, 1),
         lambda c: c.u(a[0], a[1], a[2], 0),
@@ -183,7 +183,7 @@ def test_rejects_gates_that_are_not_single_pauli_rotations():
 
 
 def test_wrapper_is_idempotent_and_reports_the_inner_capabilities():
-    inner = get_executor("aer", shots=10, noise="depol-1e-3")
+    inner = open_backend("executor:aer", shots=10, noise="depol-1e-3")
     wrapped = differentiable(inner)
     assert isinstance(wrapped, ParameterShiftExecutor) and differentiable(wrapped) is wrapped
     caps = wrapped.capabilities

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from qdt.errors import QdtInputError
-from qdt.executors import get_executor
+from qdt.executors import open_backend
 from qdt.problem.generator import paper_instance
 from qdt.rl.config import TrainConfig
 from qdt.rl.policy import all_observations, load_policy
@@ -64,7 +64,7 @@ def test_batched_scores_equal_row_by_row(run):
 
 def test_quantum_policy_on_another_executor_keeps_its_scores(runs):
     policy = load_policy(runs["quantum"])
-    other = load_policy(runs["quantum"], executor=get_executor("density"))
+    other = load_policy(runs["quantum"], executor=open_backend("executor:density"))
     states = np.random.default_rng(0).integers(0, 2, size=(5, policy.n_users, policy.n_servers))
     torch.testing.assert_close(policy.scores(states), other.scores(states), rtol=0, atol=1e-10)
 

@@ -91,3 +91,42 @@ def test_random_solver_is_seeded():
 def test_unknown_solver_is_rejected():
     with pytest.raises(QdtInputError, match="--solver"):
         solve(PlacementModel(paper_instance()), "cplex")
+
+
+def test_milp_under_a_time_limit_runs_in_a_child_and_agrees_with_the_in_process_milp():
+    for seed in range(6):
+        model = PlacementModel(generate_instance(GeneratorConfig(users=12, servers=3), seed))
+        unlimited = solve(model, "milp")
+        limited = solve(model, "milp", time_limit_s=60)
+        assert limited.status == unlimited.status and limited.reason is None
+        if unlimited.status == "optimal":
+            assert limited.total_latency_s == pytest.approx(unlimited.total_latency_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["auto", "enumerate", "milp", "greedy", "random"])
+@pytest.mark.parametrize("limit", [-1.0, 0.0, float("nan"), float("inf"), True])
+def test_every_solver_checks_its_time_limit(solver, limit):
+    with pytest.raises(QdtInputError, match="--time-limit"):
+        solve(PlacementModel(paper_instance()), solver, time_limit_s=limit)
+
+
+def test_unsolved_says_why_and_solved_does_not():
+    reasons = set()
+    for seed in range(60):
+        model = PlacementModel(small_instance(seed, 6, 3))
+        for name in ("enumerate", "milp", "greedy", "random"):
+            result = solve(model, name, seed=seed)
+            assert (result.reason is not None) == (result.status == "unsolved"), (seed, name)
+            assert result.to_dict()["reason"] == result.reason
+            if result.reason is not None:
+                reasons.add(result.reason)
+    assert reasons  # greedy gives up on some of these instances, and says so
+
+
+@pytest.mark.parametrize(
+    ("users", "servers", "enumerated"),
+    [(19, 2, True), (20, 2, False), (6, 10, True), (7, 10, False), (100_000, 1, True), (600, 4, False)],
+)
+def test_auto_decides_enumeration_without_computing_huge_powers(users, servers, enumerated):
+    model = PlacementModel(generate_instance(GeneratorConfig(users=users, servers=servers), 0))
+    assert (solve(model, "auto", time_limit_s=30).solver == "enumerate") == enumerated

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
+from qdt.experiments.sweep import cell_dir, expand_cells, load_spec, read_results
+from qdt.experiments.sweep.cell import read_attempts
 from qdt.problem.generator import paper_instance
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.train import train
-from qdt.experiments.sweep import cell_dir, expand_cells, load_spec, read_results
-from qdt.experiments.sweep.cell import read_attempts
 
 SPEC = """\
 [sweep]

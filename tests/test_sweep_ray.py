@@ -10,10 +10,11 @@ import time
 import pytest
 import ray
 
-from qdt.problem.generator import paper_instance
-from qdt.rl.train import train
 from qdt.experiments.sweep import cell_dir, expand_cells, parse_spec, read_results, run_sweep
 from qdt.experiments.sweep.cell import read_attempts
+from qdt.files import LOCK_FILE
+from qdt.problem.generator import paper_instance
+from qdt.rl.train import train
 
 TINY = dict(
     episodes=20,
@@ -152,6 +153,8 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster,
     attempts = read_attempts(folder)
     assert "pid" in killed and row["status"] == "ok" and row["attempts"] == 2
     assert attempts[1]["pid"] != killed["pid"]
+    # The killed worker's lock on the cell folder was taken over, not waited for, then released.
+    assert not (folder / LOCK_FILE).exists() and not (out / LOCK_FILE).exists()
     resumed = attempts[1]["resumed_from_episode"]
     assert resumed is not None and resumed >= 5 and resumed % 5 == 0 and resumed < 400
 

@@ -7,14 +7,14 @@ import pytest
 
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.problem.generator import paper_instance
-from qdt.problem.instance import save_instance
-from qdt.rl.config import TrainConfig
-from qdt.rl.train import train
 from qdt.experiments.sweep import expand_cells, load_spec, make_cell, parse_spec
 from qdt.experiments.sweep.cell import config_identity, read_attempts
 from qdt.experiments.sweep.table import read_results, write_results
 from qdt.experiments.sweep.worker import run_cell
+from qdt.problem.generator import paper_instance
+from qdt.problem.instance import save_instance
+from qdt.rl.config import TrainConfig
+from qdt.rl.train import train
 
 TINY = dict(
     episodes=20,
@@ -92,6 +92,9 @@ def test_generated_instances_and_their_labels():
         ({"sweep": {"max_retries": -1}}, "sweep.max_retries"),
         ({"sweep": {"nme": "x"}}, "sweep.nme"),
         ({"gird": {}}, "gird"),
+        ({"grid": {}, "train": {"episodes": 5}}, "grid"),  # no silent defaults: an empty grid
+        ({"train": {"episodes": 5}}, "grid"),
+        ({}, "grid"),
     ],
 )
 def test_structural_spec_errors_name_the_key(data, field):
@@ -158,6 +161,24 @@ def test_results_table_round_trip_keeps_types(tmp_path):
     assert back[0]["lr_actor"] == 0.001 and back[0]["error"] is None
     assert back[1]["error"] == 'OSError: "x", line two' and back[1]["feasible"] is False
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from qdt.files import atomic_path, atomic_write_text, write_json_atomic
+
+    target = tmp_path / "deep" / "table.csv"
+    atomic_write_text(target, "old\r\n", sync_folder=True)  # creates the folder; newlines as given
+    assert target.read_bytes() == b"old\r\n"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half a ta")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old\r\n"
+    with pytest.raises(ValueError):
+        write_json_atomic(target, {"gap": float("nan")})  # not JSON: refused, nothing written
+    assert target.read_bytes() == b"old\r\n"
+    assert not list(target.parent.glob(".*.tmp"))
+    write_json_atomic(target, {"a": [1]})
+    assert target.read_text() == '{\n  "a": [\n    1\n  ]\n}\n'
 
 
 def _strip(records):

@@ -10,7 +10,7 @@ from qdt.cli.main import main
 from qdt.errors import QdtInputError
 from qdt.problem.generator import paper_instance
 from qdt.rl import train as train_module
-from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.checkpoint import load_checkpoint, save_checkpoint
 from qdt.rl.config import TrainConfig
 from qdt.rl.train import TrainingDivergedError, train
 
@@ -93,6 +93,22 @@ def test_summary_keys_and_files(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 30
     assert (tmp_path / "reward.png").stat().st_size > 1000
     assert len(_metrics(tmp_path)) == 30
+
+
+def test_a_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from qdt.rl import checkpoint as checkpoint_module
+
+    save_checkpoint(tmp_path, {"episode": 7})
+
+    def crash(obj, path):
+        path.write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, {"episode": 14})
+    assert load_checkpoint(tmp_path)["episode"] == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
 
 
 def test_nan_stops_the_run_and_is_never_checkpointed(tmp_path, monkeypatch):

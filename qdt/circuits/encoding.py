@@ -66,11 +66,12 @@ def gray_control_bit(i: int, controls: int) -> int:
 def gray_walsh_matrix(controls: int) -> np.ndarray:
     """T with θ = α @ T: M[j, i] = (−1)^{popcount(j & gray(i))} / 2**controls."""
     size = 2**controls
-    matrix = np.empty((size, size))
-    for j in range(size):
-        for i in range(size):
-            matrix[j, i] = -1.0 if bin(j & gray(i)).count("1") % 2 else 1.0
-    return matrix / size
+    index = np.arange(size, dtype=np.int64)
+    bits = index[:, None] & (index ^ (index >> 1))[None, :]  # j & gray(i), every pair at once
+    parity = np.zeros((size, size), dtype=np.int64)
+    for bit in range(controls):
+        parity ^= (bits >> bit) & 1
+    return np.where(parity == 1, -1.0, 1.0) / size
 
 
 def append_amplitude_encoding(circuit: QuantumCircuit, angles: ParameterVector, n_qubits: int) -> None:

@@ -19,6 +19,44 @@ from qiskit.circuit import ParameterVector
 from qdt.circuits.encoding import AmplitudeEncoder, append_amplitude_encoding, qubits_for_width
 from qdt.errors import QdtInputError
 
+MAX_QUBITS = 12
+"""Most qubits Q of a VQC. The amplitude encoding prepares 2^Q amplitudes with 2^Q − 1 angles, and
+its encoder holds dense 2^Q × 2^Q matrices: at Q = 12 they take 128 MB each, the VQC builds in
+about 1.5 s and the statevector executor prepares it in about 30 s; every qubit more quadruples
+both. A critic reads 2·N·M values, so a quantum agent trains on N·M ≤ 2048 pairs."""
+
+MAX_LAYERS = 200
+"""Most layers L of a VQC (33 times the paper's deepest, L = 6). Preparing a circuit for the
+statevector executor grows faster than L: on 4 qubits 0.03 s at L = 6, 0.7 s at 100, 1.8 s at
+200 and 22 s at 1000, once for every network of a run; at 12 qubits, 49 s at L = 200."""
+
+
+def check_qubits(value: object, field: str = "n_qubits") -> int:
+    """``value`` as a qubit count from 1 to MAX_QUBITS, else a QdtInputError naming ``field``."""
+    return _count(field, value, 1, "qubits Q: the encoding prepares 2^Q amplitudes", MAX_QUBITS, "qubits")
+
+
+def check_layers(value: object, field: str = "n_layers") -> int:
+    """``value`` as a layer count from 0 to MAX_LAYERS, else a QdtInputError naming ``field``."""
+    return _count(
+        field, value, 0, "layers L of RX + CZ ring", MAX_LAYERS, "layers; the paper's deepest circuit has 6"
+    )
+
+
+def _count(
+    field: str, value: object, minimum: int, meaning: str, maximum: int | None = None, unit: str = ""
+) -> int:
+    """``value`` as an int from ``minimum`` (to ``maximum``), else a QdtInputError naming ``field``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+        if number >= minimum and (maximum is None or number <= maximum):
+            return number
+    if maximum is None:
+        raise QdtInputError(field, f"an integer >= {minimum} ({meaning})", value)
+    raise QdtInputError(
+        field, f"an integer from {minimum} to {maximum} ({meaning})", value, f"use at most {maximum} {unit}"
+    )
+
 
 @dataclass(frozen=True, eq=False)
 class VQC:
@@ -55,12 +93,6 @@ class VQC:
         return self.circuit.assign_parameters(values)
 
 
-def _count(field: str, value: object, minimum: int, meaning: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise QdtInputError(field, f"an integer >= {minimum} ({meaning})", value)
-    return int(value)
-
-
 def ring_pairs(n_qubits: int) -> list[tuple[int, int]]:
     """CZ pairs of one layer's ring: none (n = 1), one (n = 2), n (n >= 3)."""
     if n_qubits == 1:
@@ -74,14 +106,23 @@ def build_vqc(input_width: int, n_layers: int, n_qubits: int | None = None) -> V
     """The paper's VQC for inputs of ``input_width`` features and ``n_layers`` layers.
 
     ``n_qubits`` defaults to max(1, ceil(log2(input_width))); more qubits pad with zeros.
+    Sizes beyond MAX_QUBITS and MAX_LAYERS are refused before anything is built.
     """
     width = _count("input_width", input_width, 1, "the number of input features")
-    layers = _count("n_layers", n_layers, 0, "the number of RX + CZ-ring layers")
+    layers = check_layers(n_layers)
     needed = qubits_for_width(width)
+    if needed > MAX_QUBITS:
+        raise QdtInputError(
+            "input_width",
+            f"at most 2^{MAX_QUBITS} = {2**MAX_QUBITS} input features (a VQC has <= {MAX_QUBITS} qubits)",
+            width,
+            "a quantum agent's actor reads N values and its critic 2·N·M: use an instance with "
+            f"N·M <= {2 ** (MAX_QUBITS - 1)}, or --agent classical",
+        )
     if n_qubits is None:
         qubits = needed
     else:
-        qubits = _count("n_qubits", n_qubits, 1, "the number of qubits Q")
+        qubits = check_qubits(n_qubits)
         if qubits < needed:
             raise QdtInputError(
                 "n_qubits",

@@ -4,34 +4,19 @@ JSON contract (``qdt backends list --json``): {"profiles": [profile...], "rules"
 "fake_devices": [...], "search_path": [...]}; each profile has name, executor, description,
 source, shots, seed, capabilities {differentiable, shots, noisy, remote} and, for ibm profiles,
 device {provider, name, ...}, optimization_level, runtime, error_suppression, estimator.
+Capabilities come from each profile's backend (its registered spec), without opening it: no
+connection to IBM, and no Runtime import for the other backends.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
 
-from qdt.executors.profiles import (
-    backend_dirs,
-    fake_device_names,
-    list_backend_profiles,
-    load_backend_profile,
-)
 from qdt.experiments.tables import format_table
-
-RULES = [
-    {
-        "pattern": "fake_<device>",
-        "meaning": "any fake device of qiskit_ibm_runtime.fake_provider, local testing mode, default options",
-    },
-    {
-        "pattern": "ibm_<device>",
-        "meaning": "the real IBM Quantum device of that name; channel and instance from the saved account",
-    },
-    {"pattern": "statevector | density | aer", "meaning": "the executor with its default options"},
-]
 
 
 def register(subparsers: Any) -> None:
@@ -61,13 +46,34 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "-"
 
 
+def rules() -> list[dict[str, str]]:
+    """How names resolve without a profile file: the backends' rules, then ``executor:<name>``."""
+    from qdt.executors.catalog import backend_spec, executor_names, name_rules
+
+    found = [{"pattern": rule.pattern, "meaning": rule.meaning} for rule in name_rules()]
+    ready = [name for name in executor_names() if backend_spec(name).needs is None]
+    plain = " | ".join(f"executor:{name}" for name in ready)
+    return [*found, {"pattern": plain, "meaning": "the executor with its default options (no profile file)"}]
+
+
+def profile_data(profile: Any) -> dict[str, Any]:
+    """The profile's JSON view with the capabilities its backend declares for it."""
+    from qdt.executors import profile_capabilities
+
+    return {**profile.to_dict(), "capabilities": dataclasses.asdict(profile_capabilities(profile))}
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
+    from qdt.executors import list_backend_profiles, profile_capabilities
+    from qdt.executors.profiles import backend_dirs
+    from qdt.noise.device import fake_device_names
+
     profiles = list_backend_profiles()
     fakes = fake_device_names()
     if args.json:
         data = {
-            "profiles": [p.to_dict() for p in profiles],
-            "rules": RULES,
+            "profiles": [profile_data(p) for p in profiles],
+            "rules": rules(),
             "fake_devices": fakes,
             "search_path": [str(d) for d in backend_dirs()],
         }
@@ -76,52 +82,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for profile in profiles:
-        caps = profile.capabilities
-        if profile.device is not None:
-            runs_on = (
-                f"{profile.device.name} ({'local testing mode' if profile.device.local else 'IBM Quantum'})"
-            )
-            options = (
-                f"{profile.runtime.mode}, opt {profile.optimization_level}"
-                + (
-                    f", DD {profile.suppression.dd_sequence}"
-                    if profile.suppression.dynamical_decoupling
-                    else ""
-                )
-                + (
-                    ", twirling"
-                    if profile.suppression.twirling_gates or profile.suppression.twirling_measure
-                    else ""
-                )
-            )
-        else:
-            runs_on, options = "this machine", ""
-            if profile.noise is not None:
-                options = "noise" if not isinstance(profile.noise, str) else f"noise {profile.noise}"
+        caps = profile_capabilities(profile)
         rows.append(
             [
                 profile.name,
                 profile.executor,
-                runs_on,
+                profile.runs_on,
                 profile.shots if profile.shots is not None else "exact",
                 _yes(caps.differentiable),
                 _yes(caps.noisy),
                 _yes(caps.remote),
-                options,
+                profile.summary,
             ]
         )
     headers = ["profile", "executor", "runs on", "shots", "gradients", "noisy", "remote", "options"]
     print(format_table(headers, rows))
     print()
-    for rule in RULES:
+    for rule in rules():
         print(f"{rule['pattern']}: {rule['meaning']}")
     print(f"fake devices ({len(fakes)}): " + ", ".join(fakes))
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    profile = load_backend_profile(args.name)
-    data = profile.to_dict()
+    from qdt.executors import load_backend_profile
+
+    data = profile_data(load_backend_profile(args.name))
     if args.json:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtInputError
 
+# The files each bench writes in --out (qdt/experiments/bench/<bench>.py): a folder holding only
+# these is an earlier result of the same bench, which a rerun refreshes; any other file is refused.
+OUTPUTS = {
+    "paper": ("table3.md", "table3.csv", "fig7.png", "rewards.csv", "timing.md"),
+    "instances": ("instances.md", "instances.csv"),
+    "scale": ("scale.md", "scale.csv", "scale.png"),
+    "noise": ("noise.md", "noise.csv", "noise.png"),
+    "shots": ("shots.md", "shots.csv", "shots.png"),
+}
 DEFAULT_OUT = Path("benchmarks/results/paper")
 DEFAULT_RUNS = Path("runs/bench-paper")
-DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # as qdt.experiments.bench.noise.SHOTS, without importing it
-MAX_SHOTS = 1_000_000
+DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # qdt.experiments.bench.noise.SHOTS, not imported here
 SWEEP_NOTE = (
     "The training runs are the cells of a sweep on qdt's Ray engine in --runs (results.csv: one "
     "row per run; cells/<id>/: its run folder): a finished run is never trained again, and the "
@@ -20,7 +29,9 @@ SWEEP_NOTE = (
     "keeps failing is recorded with its error, named in the output, and left out of the results."
 )
 EXIT_NOTE = (
-    "Exit status: 0 when every run finished, 1 when some failed (outputs still written), 2 on a bad option."
+    "--out must be new, empty, or hold only this bench's own outputs (refreshed); --runs new, empty "
+    "or a sweep folder. Exit status: 0 when every run finished, 1 when some failed (outputs still "
+    "written), 2 on a bad option."
 )
 
 
@@ -208,21 +219,57 @@ def _check_workers(args: argparse.Namespace) -> None:
         raise QdtInputError("--workers", "an integer >= 1", args.workers)
 
 
+@contextmanager
+def _output_folders(args: argparse.Namespace, bench: str) -> Iterator[None]:
+    """Refuse, before any work, a --runs that is not a sweep folder and an --out holding anything
+    but this bench's own outputs; hold --out's lock while the bench writes it (qdt/files.py)."""
+    from qdt.experiments.sweep import check_sweep_folder
+    from qdt.files import FolderRule, claim_output_folder
+
+    if args.out.resolve() == args.runs.resolve():
+        raise QdtInputError("--runs", "a folder other than --out", str(args.runs), "give each its own folder")
+    check_sweep_folder(args.runs, "--runs")
+    expected = f"a new or empty folder, or one holding only `qdt bench {bench}` results"
+    with claim_output_folder(args.out, "--out", FolderRule(expected, frozenset(OUTPUTS[bench]))):
+        yield
+
+
+def _wrote(args: argparse.Namespace, bench: str) -> str:
+    return f"wrote {args.out}/{', '.join(OUTPUTS[bench])}"
+
+
 def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"workers": args.workers, "ray_address": args.ray_address, "retry_failed": args.retry_failed}
 
 
+@contextmanager
+def _progress(desc: str, total: int, unit: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar for the duration of the block; yields ``step(message)``, which shows the
+    message next to the bar and advances it by one."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit) as bar:
+
+        def step(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        yield step
+
+
 def _run_reporter(
-    bar: Any, describe: Callable[[Mapping[str, Any]], str]
+    step: Callable[[str], None], describe: Callable[[Mapping[str, Any]], str]
 ) -> Callable[[str, Mapping[str, Any]], None]:
-    """A callback for each finished run: its label and outcome on the progress bar."""
+    """A callback for each finished run: its label and outcome as a step of the progress bar."""
 
     def done(label: str, row: Mapping[str, Any]) -> None:
-        outcome = describe(row) if row.get("status") == "ok" else "FAILED"
-        bar.set_postfix_str(f"{label}: {outcome}")
-        bar.update(1)
+        step(f"{label}: {describe(row) if row.get('status') == 'ok' else 'FAILED'}")
 
     return done
+
+
+def _episode_time_text(row: Mapping[str, Any]) -> str:
+    return f"{row['wall_s'] / row['episodes'] * 1e3:.0f} ms/episode"
 
 
 def _gap_text(row: Mapping[str, Any]) -> str:
@@ -254,8 +301,6 @@ def _check_common(args: argparse.Namespace) -> None:
 
 
 def _cmd_noise(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from qdt.experiments.bench.noise import run_noise_bench
 
     _check_common(args)
@@ -263,12 +308,7 @@ def _cmd_noise(args: argparse.Namespace) -> int:
     if not devices:
         raise QdtInputError("--devices", "comma-separated fake device names, e.g. fake_manila", args.devices)
     total = 2 * args.seeds + 2 * args.seeds * (1 + len(devices))
-    with tqdm(total=total, desc="bench noise", unit="step") as bar:
-
-        def done(message: str) -> None:
-            bar.set_postfix_str(message)
-            bar.update(1)
-
+    with _output_folders(args, "noise"), _progress("bench noise", total, "step") as step:
         result = run_noise_bench(
             args.out,
             args.runs,
@@ -276,28 +316,22 @@ def _cmd_noise(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             layers=args.layers,
             devices=devices,
-            on_done=done,
+            on_done=step,
             **_sweep_kwargs(args),
         )
     print(result["markdown"])
-    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/noise.md, noise.csv, noise.png"
+    wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'noise')}"
     return _finish(result, args.runs, wrote)
 
 
 def _cmd_shots(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    from qdt.executors import MAX_SHOTS
     from qdt.experiments.bench.noise import run_shots_bench
 
     _check_common(args)
     _check_positive(("--repeats", args.repeats))
     shots = _int_list("--shots-list", args.shots_list, 1, MAX_SHOTS)
-    with tqdm(total=2 * args.seeds, desc="bench shots", unit="step") as bar:
-
-        def done(message: str) -> None:
-            bar.set_postfix_str(message)
-            bar.update(1)
-
+    with _output_folders(args, "shots"), _progress("bench shots", 2 * args.seeds, "step") as step:
         result = run_shots_bench(
             args.out,
             args.runs,
@@ -306,11 +340,11 @@ def _cmd_shots(args: argparse.Namespace) -> int:
             layers=args.layers,
             shots=shots,
             repeats=args.repeats,
-            on_done=done,
+            on_done=step,
             **_sweep_kwargs(args),
         )
     print(result["markdown"])
-    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/shots.md, shots.csv, shots.png"
+    wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'shots')}"
     return _finish(result, args.runs, wrote)
 
 
@@ -328,8 +362,6 @@ def _int_list(flag: str, text: str, low: int, high: int) -> list[int]:
 
 
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from qdt.experiments.bench.scale import DEFAULT_AGENTS, is_trained, run_scale_bench
 
     users = _int_list("--users", args.users, 1, 1024)
@@ -344,7 +376,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         for m in servers
         for spec in DEFAULT_AGENTS
     )
-    with tqdm(total=total, desc="bench scale", unit="run") as bar:
+    with _output_folders(args, "scale"), _progress("bench scale", total, "run") as step:
         result = run_scale_bench(
             args.out,
             args.runs,
@@ -353,13 +385,11 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             instance_seed=args.instance_seed,
             max_critic_qubits=args.max_critic_qubits,
-            on_result=_run_reporter(
-                bar, lambda row: f"{row['wall_s'] / row['episodes'] * 1e3:.0f} ms/episode"
-            ),
+            on_result=_run_reporter(step, _episode_time_text),
             **_sweep_kwargs(args),
         )
     print(result["markdown"])
-    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/scale.md, scale.csv, scale.png"
+    wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'scale')}"
     return _finish(result, args.runs, wrote)
 
 
@@ -380,15 +410,13 @@ def _parse_shapes(text: str) -> list[tuple[int, int]]:
 
 
 def _cmd_instances(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from qdt.experiments.bench.instances import DEFAULT_AGENTS, run_instances_bench
 
     shapes = _parse_shapes(args.shapes)
     _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes))
     _check_workers(args)
     total = len(shapes) * len(DEFAULT_AGENTS) * args.seeds
-    with tqdm(total=total, desc="bench instances", unit="run") as bar:
+    with _output_folders(args, "instances"), _progress("bench instances", total, "run") as step:
         result = run_instances_bench(
             args.out,
             args.runs,
@@ -397,35 +425,33 @@ def _cmd_instances(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             instance_seed=args.instance_seed,
             max_critic_qubits=args.max_critic_qubits,
-            on_result=_run_reporter(bar, _gap_text),
+            on_result=_run_reporter(step, _gap_text),
             **_sweep_kwargs(args),
         )
     print(result["markdown"])
-    wrote = f"wall time {result['wall_s']:.0f} s; wrote {args.out}/instances.md, instances.csv"
+    wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'instances')}"
     return _finish(result, args.runs, wrote)
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from qdt.experiments.bench.paper import PAPER_AGENTS, run_bench
     from qdt.experiments.bench.update_timing import compare_update_time
 
     _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes))
     _check_workers(args)
     total = len(PAPER_AGENTS) * args.seeds
-    with tqdm(total=total, desc="bench paper", unit="run") as bar:
+    with _output_folders(args, "paper"), _progress("bench paper", total, "run") as step:
         result = run_bench(
             args.out,
             args.runs,
             seeds=args.seeds,
             episodes=args.episodes,
-            on_result=_run_reporter(bar, _gap_text),
+            on_result=_run_reporter(step, _gap_text),
             timing=None if args.no_timing else compare_update_time,
             **_sweep_kwargs(args),
         )
     print(result["table"]["markdown"])
     print()
     print((args.out / "timing.md").read_text())
-    wrote = f"wrote {args.out}/table3.md, table3.csv, fig7.png, rewards.csv, timing.md"
+    wrote = _wrote(args, "paper")
     return _finish(result, args.runs, wrote)

@@ -12,9 +12,9 @@ from typing import Any
 
 from qdt.cli.problem import render_instance
 from qdt.errors import QdtInputError
+from qdt.experiments.tables import format_table
 from qdt.problem.generator import paper_instance
 from qdt.problem.model import PlacementModel
-from qdt.experiments.tables import format_table
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
             "evaluate each quantum policy exactly, under a noise profile and on a fake IBM device "
             "(qiskit-ibm-runtime local testing mode, the path a real device takes); sweep shot "
             "counts; print a results table next to the exact optimum and write OUT/report.html "
-            "(self-contained, with the figures), results.json and results.md."
+            "(self-contained, with the figures), results.json and results.md. OUT must be new, "
+            "empty, or an earlier demo's output (refreshed; its trained runs in OUT/runs reused)."
         ),
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
@@ -53,7 +54,14 @@ def register(subparsers: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from qdt.experiments.report.demo import DEMO_AGENTS, DemoConfig, evaluation_settings, results_tables, run_demo
+    from qdt.experiments.report.demo import (
+        DEMO_AGENTS,
+        DemoConfig,
+        check_demo_folder,
+        evaluation_settings,
+        results_tables,
+        run_demo,
+    )
 
     if args.episodes < 1:
         raise QdtInputError("--episodes", "an integer >= 1", args.episodes)
@@ -68,6 +76,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         noise=args.noise,
         device=None if args.no_device else args.device,
     )
+    check_demo_folder(args.out)
     _check_profiles(config)
     print(render_instance(PlacementModel(paper_instance())))
     print()
@@ -95,9 +104,9 @@ def _check_profiles(config: Any) -> None:
     """Fail before training when the noise profile or device cannot be opened."""
     import numpy as np
 
-    from qdt.rl.builders import make_executor
+    from qdt.executors import open_backend
 
     if config.noise:
-        make_executor("density", np.random.SeedSequence(0), noise=config.noise)
+        open_backend("density", seed=np.random.SeedSequence(0), noise=config.noise)
     if config.device:
-        make_executor(config.device, np.random.SeedSequence(0), shots=config.device_shots)
+        open_backend(config.device, seed=np.random.SeedSequence(0), shots=config.device_shots)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
+from qdt.stats import format_interval
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +31,9 @@ def register(subparsers: Any) -> None:
         ).replace("%%", "%"),
     )
     parser.add_argument("--run", type=Path, required=True, metavar="DIR", help="a run folder of qdt train")
-    parser.add_argument("--backend", default="statevector", help="executor (default statevector)")
+    parser.add_argument(
+        "--backend", default="statevector", help="backend profile (`qdt backends list`; default statevector)"
+    )
     parser.add_argument("--noise", metavar="PROFILE", help="noise profile (name or file)")
     parser.add_argument("--shots", type=int, help="shots per circuit (default: exact)")
     parser.add_argument("--repeats", type=int, default=1, help="independent draws (default 1)")
@@ -47,24 +51,23 @@ def register(subparsers: Any) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from qdt.executors import get_executor
+    from qdt.executors import open_backend, validate_shots
     from qdt.rl.evaluation import evaluate_policy
     from qdt.rl.policy import load_policy
-    from qdt.rl.builders import make_executor
 
     if args.repeats < 1:
         raise QdtInputError("--repeats", "an integer >= 1", args.repeats)
-    if args.shots is not None and args.shots < 1:
-        raise QdtInputError("--shots", "a positive integer (or no --shots for exact)", args.shots)
+    if args.shots is not None:
+        validate_shots(args.shots, "--shots")
     if args.seed < 0:
         raise QdtInputError("--seed", "a non-negative integer", args.seed)
-    reference = load_policy(args.run, executor=get_executor("statevector"))
+    reference = load_policy(args.run, executor=open_backend("statevector"))
     if reference.config.agent != "quantum":
         raise QdtInputError(
             "--run", "a run of quantum agents", f"{args.run} (classical agents have no circuit)"
         )
     seed = np.random.SeedSequence(args.seed)
-    executor = make_executor(args.backend, seed.spawn(1)[0], noise=args.noise, shots=args.shots)
+    executor = open_backend(args.backend, seed=seed.spawn(1)[0], noise=args.noise, shots=args.shots)
     target = load_policy(args.run, executor=executor)
     show_bar = args.repeats > 1 and not args.json
     with tqdm(total=args.repeats, desc="evaluate", unit="draw", disable=not show_bar) as bar:
@@ -81,7 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "noise": args.noise,
         "shots": args.shots,
-        "capabilities": executor.capabilities.__dict__,
+        "capabilities": dataclasses.asdict(executor.capabilities),
         **result,
     }
     if args.json:
@@ -96,10 +99,7 @@ def _fmt(value: dict[str, float] | None, percent: bool = False) -> str:
     if value is None:
         return "-"
     scale, unit = (100.0, "%") if percent else (1.0, "")
-    mean, lo, hi = (scale * value[k] for k in ("mean", "lo95", "hi95"))
-    if lo == hi:
-        return f"{mean:.4g}{unit}"
-    return f"{mean:.4g}{unit} [{lo:.4g}, {hi:.4g}]"
+    return format_interval(value["mean"], value["lo95"], value["hi95"], scale=scale, spec=".4g", unit=unit)
 
 
 def _print(result: dict[str, Any]) -> None:

@@ -32,14 +32,17 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from qdt.errors import QdtInputError
-from qdt.problem.instance import write_json_atomic
 from qdt.experiments.tables import format_table
+from qdt.files import write_json_atomic
+
+if TYPE_CHECKING:
+    from qdt.executors import Executor
 
 STRATEGIES = ("auto", "table", "steps")
 MAX_TABLE_ROWS = 1024
@@ -88,7 +91,7 @@ def register(subparsers: Any) -> None:
 Scorer = Callable[[Sequence[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray] | None]]
 
 
-def make_scorer(policy: Any, executor: Any, mitigation: list[list[np.ndarray]] | None) -> Scorer:
+def make_scorer(policy: Any, executor: Executor, mitigation: list[list[np.ndarray]] | None) -> Scorer:
     """rows per agent [B_j, N] → (raw scores per agent [B_j, N], mitigated or None), in one job."""
     from qdt.executors.ibm.mitigation import mitigate_probabilities
 
@@ -112,12 +115,9 @@ def make_scorer(policy: Any, executor: Any, mitigation: list[list[np.ndarray]] |
     return score
 
 
-def run_pubs(executor: Any, items: list[tuple[Any, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """All agents' batches in one job when the executor can (``run_many``), else one call each."""
-    run_many = getattr(executor, "run_many", None)
-    if run_many is not None:
-        return list(run_many(items))
-    return [executor.run(prepared, angles, weights) for prepared, angles, weights in items]
+def run_pubs(executor: Executor, items: list[tuple[Any, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """All agents' batches in one call: ONE job on a device (``Executor.run_many``)."""
+    return executor.run_many(items)
 
 
 def decode(policy: Any, scores: np.ndarray) -> np.ndarray:
@@ -183,11 +183,11 @@ def run_inference(
     timeout_s: float | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    from qdt.executors.profiles import load_backend_profile, open_backend
-    from qdt.rl.policy import load_policy
-    from qdt.rl.train import load_run_config
+    from qdt.executors import load_backend_profile, open_backend
     from qdt.problem.model import PlacementModel, matrix_to_assignment
     from qdt.problem.solvers import solve
+    from qdt.rl.policy import load_policy
+    from qdt.rl.train import load_run_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -204,17 +204,15 @@ def run_inference(
     if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s <= 0):
         raise QdtInputError("--timeout", "a positive number of seconds", timeout_s)
     profile = load_backend_profile(backend)
-    if timeout_s is not None and profile.executor == "ibm":
-        profile = dataclasses.replace(
-            profile, runtime=dataclasses.replace(profile.runtime, timeout_s=timeout_s)
-        )
-    if mitigate is not None and profile.executor != "ibm":
+    device = profile.executor == "ibm"  # jobs, timeouts and readout calibration: IBM devices only
+    if mitigate is not None and not device:
         raise QdtInputError("--mitigate", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
     run_seed = config.seed if seed is None else seed
     executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
-    executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir)
-    if hasattr(executor, "reuse_jobs"):
-        executor.reuse_jobs = resume
+    job_options = {"reuse_jobs": resume, "timeout_s": timeout_s} if device else {}
+    executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir, **job_options)
+    if shots is not None:
+        profile = dataclasses.replace(profile, shots=shots)  # as the executor runs it, for the report
     try:
         started = time.perf_counter()
         policy = load_policy(run_dir, executor=executor)
@@ -235,9 +233,7 @@ def run_inference(
             x_raw, x_mit, _ = rollout_steps(policy, score, steps, mitigation is not None)
         decision_wall_s = time.perf_counter() - decided
     finally:
-        close = getattr(executor, "close", None)
-        if close is not None:
-            close()
+        executor.close()
     model = PlacementModel(instance)
     optimum = solve(model, "auto")
     optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
@@ -246,7 +242,7 @@ def run_inference(
     decisions = {"raw": _decision(model, x_raw, optimum_latency, matrix_to_assignment)}
     if x_mit is not None:
         decisions["mitigated"] = _decision(model, x_mit, optimum_latency, matrix_to_assignment)
-    jobs = [job.to_dict() for job in getattr(executor, "jobs", [])]
+    jobs = [job.to_dict() for job in executor.jobs] if device else []
     report = {
         "run": str(run_dir),
         "backend": _backend_report(profile, executor),
@@ -282,11 +278,14 @@ def run_inference(
 
 
 def _mitigation_matrices(executor: Any, policy: Any) -> list[list[np.ndarray]]:
+    """Readout assignment matrices of the physical qubits each actor reads (an ibm executor)."""
     from qdt.executors.ibm.mitigation import readout_assignment_matrices
 
     matrices = []
     for actor in policy.actors:
-        physical = executor.isa_report(actor.front.prepared)["physical_readout"]
+        report = executor.isa_report(actor.front.prepared)
+        assert report is not None
+        physical = report["physical_readout"]
         matrices.append(readout_assignment_matrices(executor.device.backend, physical))
     return matrices
 
@@ -315,18 +314,19 @@ def _backend_report(profile: Any, executor: Any) -> dict[str, Any]:
         "profile": profile.name,
         "source": profile.source,
         "executor": profile.executor,
-        "shots": getattr(executor, "shots", profile.shots),
+        "shots": profile.shots,
         "capabilities": dataclasses.asdict(executor.capabilities),
     }
     if profile.executor == "ibm":
         device = executor.device
+        settings = executor.settings
         data.update(
             device=device.name,
             num_qubits=device.num_qubits,
             local=device.local,
-            mode=profile.runtime.mode,
-            optimization_level=profile.optimization_level,
-            error_suppression=dataclasses.asdict(profile.suppression),
+            mode=settings.runtime.mode,
+            optimization_level=settings.optimization_level,
+            error_suppression=dataclasses.asdict(settings.suppression),
         )
     return data
 
@@ -336,8 +336,7 @@ def _circuits_report(policy: Any, executor: Any) -> list[dict[str, Any]]:
     for j, actor in enumerate(policy.actors):
         vqc = actor.front.vqc
         entry: dict[str, Any] = {"agent": j, "qubits": vqc.n_qubits, "layers": vqc.n_layers}
-        if hasattr(executor, "isa_report"):
-            entry.update(executor.isa_report(actor.front.prepared))
+        entry.update(executor.isa_report(actor.front.prepared) or {})
         out.append(entry)
     return out
 

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from qdt import __version__
 from qdt.cli import backends, bench, demo, evaluate, infer, jobs, noise, problem, quantum, sweep, train
-from qdt.errors import QdtError
+from qdt.cli.failures import EXIT_INTERRUPTED, describe_failure, is_debug
 
 _DESCRIPTION = """\
 qdt: multi-agent quantum reinforcement learning (QMARL) for digital-twin placement on 6G edge
@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qdt {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a failure (also QDT_DEBUG=1); may stand anywhere on the line",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -46,19 +51,28 @@ COMMAND_MODULES = (demo, problem, train, quantum, bench, backends, evaluate, inf
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; every failure ends as one line on stderr and an exit status (see
+    :mod:`qdt.cli.failures`): 2 bad input, 1 failed run, 130 interrupted."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    debug = is_debug("--debug" in words)
+    words = [word for word in words if word != "--debug"]
+    args = build_parser().parse_args(words)
     try:
         result = args.handler(args)
-    except QdtError as error:
-        print(f"{_command_path(args)}: error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `qdt ... | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
+        if debug:
+            raise
         print(f"{_command_path(args)}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        status, line = describe_failure(error)
+        print(f"{_command_path(args)}: error: {line}", file=sys.stderr)
+        return status
     return int(result or 0)
 
 

@@ -5,7 +5,8 @@ Contracts:
   qdt noise show PROFILE [--json]          one profile's parameters (or a device's medians)
   qdt noise snapshot --backend NAME -o FILE
       writes the device's calibration (qdt-noise-snapshot/1 JSON); FILE loads back as a
-      profile: --noise FILE, or --noise NAME once FILE sits in noise_models/
+      profile: --noise FILE, or --noise NAME once FILE sits in noise_models/. FILE must not
+      exist: a snapshot pins a benchmark, so none is ever written over (nor any other file)
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def register(subparsers: Any) -> None:
             "Write the calibration qiskit-aer's device noise model is built from (T1, T2, "
             "gate errors and durations, readout errors; T2 capped at 2*T1 as qiskit-aer does) "
             "to a JSON file (format qdt-noise-snapshot/1). Loading it back gives the same noise "
-            "model and the same transpilation target, whatever the installed fake backend data."
+            "model and the same transpilation target, whatever the installed fake backend data. "
+            "FILE must be new: an existing file (a snapshot a benchmark is pinned to, or any "
+            "other) is never written over, even by a second snapshot started at the same time."
         ),
     )
     snapshot.add_argument("--backend", required=True, help="fake backend, e.g. fake_brisbane")
     snapshot.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="FILE", help="JSON file to write"
+        "-o", "--output", required=True, type=Path, metavar="FILE", help="new JSON file to write"
     )
     snapshot.add_argument("--name", help="profile name stored in the file (default: the backend's)")
     snapshot.set_defaults(handler=_cmd_snapshot)
@@ -104,14 +107,23 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from qdt.problem.instance import write_json_atomic
+    from qdt.files import check_output_path, create_json_atomic
     from qdt.noise.device import DeviceCalibration, fake_backend
 
     if args.output.suffix != ".json":
         raise QdtInputError("--output", "a .json file name", str(args.output))
+    check_output_path(args.output, "--output", kind="file")  # before the backend is built
     backend = fake_backend(args.backend)
     calibration = DeviceCalibration.from_backend(backend, name=args.name)
-    write_json_atomic(args.output, calibration.to_json())
+    try:
+        create_json_atomic(args.output, calibration.to_json())  # never over a file
+    except FileExistsError:
+        raise QdtInputError(
+            "--output",
+            "a new file",
+            f"{args.output} (created meanwhile by another process)",
+            "choose another name, or remove it first",
+        ) from None
     print(
         f"wrote {args.output}: {calibration.backend}, {calibration.num_qubits} qubits, "
         f"calibrated at {calibration.calibrated_at}; use --noise {args.output}"

@@ -1,7 +1,8 @@
-"""``qdt instance generate|show``, ``qdt optimum``, ``qdt score``: the problem side (DESIGN.md §1).
+"""``qdt instance generate|show``, ``qdt optimum``, ``qdt score``: the problem side (docs/design.md §1).
 
 JSON contracts (scripts depend on these keys):
-  optimum --json: status, assignment, total_latency_s, per_user_latency_s, solver, wall_s
+  optimum --json: status, assignment, total_latency_s, per_user_latency_s, solver, wall_s, reason
+                  (reason: why the status is "unsolved", else null)
   score --json:   feasible, violations, total_latency_s, per_user_latency_s, reward
 """
 
@@ -14,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtInputError
+from qdt.experiments.tables import format_table
 from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
 from qdt.problem.instance import Instance, load_instance, save_instance
 from qdt.problem.model import CONSTRAINTS, PlacementModel, RewardConfig
-from qdt.problem.solvers import SOLVERS, solve
-from qdt.experiments.tables import format_table
+from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, SOLVERS, solve
 
 PRESETS = ("paper",)
 
@@ -62,13 +63,23 @@ def register(subparsers: Any) -> None:
             "Solve the placement problem (21)-(26). Solvers: auto (enumerate when M^N <= 1e6, "
             "else milp), enumerate (exact), milp (exact, scipy HiGHS), greedy (fastest server "
             "with repair), random (a random feasible placement). Status is optimal, feasible "
-            "(heuristic), infeasible (proven) or unsolved (nothing found or time limit)."
+            "(heuristic), infeasible (proven) or unsolved (nothing found or time limit; the output "
+            "says why)."
         ),
     )
     add_instance_arguments(optimum)
     optimum.add_argument("--solver", default="auto", choices=SOLVERS, help="default: auto")
     optimum.add_argument("--seed", type=int, default=0, help="seed for --solver random (default 0)")
-    optimum.add_argument("--time-limit", type=float, default=None, help="MILP time limit in seconds")
+    optimum.add_argument(
+        "--time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        metavar="SECONDS",
+        help=(
+            "wall-clock limit of every solver, building its model included (reading FILE is not); "
+            f"past it the status is unsolved and the output says why (default {DEFAULT_TIME_LIMIT_S:g})"
+        ),
+    )
     optimum.add_argument("--json", action="store_true", help="print one JSON object")
     optimum.set_defaults(handler=_cmd_optimum)
 
@@ -176,6 +187,8 @@ def _cmd_optimum(args: argparse.Namespace) -> int:
         _print_json(result.to_dict())
         return 0
     print(f"{instance.name}: {result.status} ({result.solver}, {result.wall_s * 1e3:.2f} ms)")
+    if result.reason is not None:
+        print(f"why: {result.reason}")
     if result.assignment is not None and result.per_user_latency_s is not None:
         rows = [
             [f"user {i}", f"server {j}", t]

@@ -3,15 +3,19 @@
 Contracts (scripts depend on them):
   qdt circuit --qubits Q --layers L [--inputs ...] [--weights ...] [--seed S] --qasm2
       prints the bound circuit as OpenQASM 2
-  qdt circuit ... --backend statevector|density|aer [--noise PROFILE] [--shots S] --json
+  qdt circuit ... --backend statevector|density|aer|PROFILE [--noise PROFILE] [--shots S] --json
       prints {"probs": [2^Q numbers], "expval_z": [Q numbers], "mode": "exact"|"sampled", ...}
-      of that same bound circuit; exact when no --shots are given. expval_z is computed from
-      the same (possibly sampled) probabilities.
+      of that same bound circuit. An executor name runs that executor with its defaults:
+      exact and noiseless unless --noise/--shots say otherwise. Any other backend profile
+      (`qdt backends list`: fake_manila, a .toml file ...) runs with the profile's options,
+      --noise/--shots overriding them; "transpiled" reports what transpilation to a device did.
+      expval_z is computed from the same (possibly sampled) probabilities.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -21,9 +25,9 @@ import numpy as np
 import torch
 
 from qdt.errors import QdtInputError
+from qdt.experiments.tables import format_table
 from qdt.problem.generator import paper_instance
 from qdt.problem.instance import load_instance
-from qdt.experiments.tables import format_table
 
 DEFAULT_LAYERS = (1, 3, 6)
 
@@ -67,13 +71,21 @@ def register(subparsers: Any) -> None:
     circuit.add_argument("--inputs", help="input values, comma-separated (default: all zero)")
     circuit.add_argument("--weights", help="Q*L weights, comma-separated (default: drawn from --seed)")
     circuit.add_argument("--seed", type=int, default=0, help="seed for the weights (default 0)")
-    circuit.add_argument("--backend", default="statevector", help="executor (default statevector)")
+    circuit.add_argument(
+        "--backend",
+        default="statevector",
+        help="executor (statevector, density, aer: their defaults) or backend profile (default statevector)",
+    )
     circuit.add_argument(
         "--noise",
         metavar="PROFILE",
         help="noise profile (density, aer): a name from `qdt noise list`, a file, or device:NAME (aer)",
     )
-    circuit.add_argument("--shots", type=int, help="estimate from S shots (density, aer; default: exact)")
+    circuit.add_argument(
+        "--shots",
+        type=int,
+        help="estimate from S shots (density, aer, devices; default: exact, or the profile's)",
+    )
     circuit.add_argument("--shot-seed", type=int, help="seed for the shots (default: derived from --seed)")
     mode = circuit.add_mutually_exclusive_group(required=True)
     mode.add_argument("--qasm2", action="store_true", help="print the bound circuit as OpenQASM 2")
@@ -145,13 +157,10 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 # ---- circuit -----------------------------------------------------------------------------
 def _cmd_circuit(args: argparse.Namespace) -> int:
     from qdt.circuits import build_vqc
+    from qdt.circuits.vqc import check_layers, check_qubits
 
-    if args.qubits < 1:
-        raise QdtInputError("--qubits", "an integer >= 1", args.qubits)
-    if args.layers < 0:
-        raise QdtInputError("--layers", "an integer >= 0", args.layers)
-    if args.qubits > 12:
-        raise QdtInputError("--qubits", "at most 12 (exact simulation of 2^Q amplitudes)", args.qubits)
+    check_qubits(args.qubits, "--qubits")  # the sizes, before anything is built
+    check_layers(args.layers, "--layers")
     width = 2**args.qubits
     inputs = _float_list(args.inputs, "--inputs") if args.inputs else [0.0] * width
     if len(inputs) > width:
@@ -175,7 +184,7 @@ def _cmd_circuit(args: argparse.Namespace) -> int:
         return 0
     from qdt.executors import expval_z
 
-    executor, noise_name = circuit_executor(args.backend, args.noise, args.shots, args.seed, args.shot_seed)
+    executor, profile, noise_name = circuit_executor(args)
     prepared = executor.prepare_vqc(vqc)
     weight_tensor = torch.tensor(weights, dtype=torch.float64)
     with torch.no_grad():
@@ -185,62 +194,66 @@ def _cmd_circuit(args: argparse.Namespace) -> int:
         "qubits": args.qubits,
         "layers": args.layers,
         "backend": args.backend,
-        "mode": getattr(executor, "result_mode", "exact" if args.shots is None else "sampled"),
-        "shots": args.shots,
+        "mode": executor.last_run_info.get("mode", "sampled" if executor.capabilities.shots else "exact"),
+        "shots": profile.shots if executor.capabilities.shots else None,
         "noise": noise_name,
         "probs": [float(v) for v in probs],
         "expval_z": [float(v) for v in expval],
         "weights": [float(w) for w in weights],
     }
-    transpiled = getattr(prepared.payload, "transpiled", None)
-    if getattr(prepared.payload, "device", None) is not None and transpiled is not None:
-        result["transpiled"] = {
-            "device": prepared.payload.device,
-            "depth": transpiled.depth(),
-            "two_qubit_gates": prepared.payload.two_qubit_gates,
-            "physical_qubits": list(prepared.payload.physical_qubits),
-        }
+    report = executor.isa_report(prepared)
+    if report is not None:
+        result["transpiled"] = report
+    executor.close()
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
 
-def circuit_executor(
-    backend: str, noise: str | None, shots: int | None, seed: int, shot_seed: int | None = None
-) -> tuple[Any, str | None]:
-    """The executor for ``--backend/--noise/--shots``, and the noise profile's name.
+def circuit_executor(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """The executor for ``--backend/--noise/--shots``, its profile and the noise's name.
 
-    Options go only to executors that take them; the density executor gets the profile's
-    NoiseConfig (device profiles are refused there, with the reason).
+    A plain executor name means that executor with its defaults (``executor:<name>``), so
+    ``--backend aer`` is exact unless --shots are given; any other name is a backend profile.
+    The shots' seed is a child of --seed's sequence (a stream apart from the weights'), or
+    --shot-seed.
     """
-    from qdt.executors import get_executor
-    from qdt.executors.registry import executor_factory
-    from qdt.rl.builders import executor_options
+    from qdt.executors import (
+        backend_options,
+        executor_names,
+        load_backend_profile,
+        open_backend,
+        validate_shots,
+    )
 
-    executor_factory(backend)  # unknown names: one clear error first
-    accepted = executor_options(backend)
-    options: dict[str, Any] = {}
-    noise_name = None
-    if noise is not None:
-        if "noise" not in accepted:
+    name = f"executor:{args.backend}" if args.backend in executor_names() else args.backend
+    profile = load_backend_profile(name)
+    accepted = backend_options(profile)
+    if args.noise is not None and "noise" not in accepted:
+        raise QdtInputError(
+            "--noise", "a backend that takes a noise model (density, aer)", args.backend, "add --backend aer"
+        )
+    if args.shots is not None:
+        validate_shots(args.shots, "--shots")
+        if "shots" not in accepted:
             raise QdtInputError(
-                "--noise", "an executor that takes a noise model (density, aer)", backend, "add --backend aer"
+                "--shots", "a backend that samples shots (density, aer, devices)", args.backend
             )
+    noise: Any = None
+    noise_name = profile.noise if isinstance(profile.noise, str) else None
+    if args.noise is not None:
         from qdt.noise.profiles import load_noise_profile
 
-        profile = load_noise_profile(noise)
-        noise_name = profile.name
-        options["noise"] = profile.to_noise_config() if backend == "density" else profile
-    if shots is not None:
-        if "shots" not in accepted:
-            raise QdtInputError("--shots", "an executor that samples shots (density, aer)", backend)
-        if shots < 1:
-            raise QdtInputError("--shots", "a positive number of shots", shots)
-        options["shots"] = shots
-        if "seed" in accepted:  # a child of --seed's sequence: a stream apart from the weights'
-            sequence = np.random.SeedSequence(seed).spawn(1)[0] if shot_seed is None else None
-            options["seed"] = sequence if sequence is not None else np.random.SeedSequence(shot_seed)
-    return get_executor(backend, **options), noise_name
+        noise = load_noise_profile(args.noise)
+        noise_name = noise.name
+    if args.shot_seed is None:
+        seed = np.random.SeedSequence(args.seed).spawn(1)[0]
+    else:
+        seed = np.random.SeedSequence(args.shot_seed)
+    executor = open_backend(profile, shots=args.shots, seed=seed, noise=noise)
+    if args.shots is not None:
+        profile = dataclasses.replace(profile, shots=args.shots)
+    return executor, profile, noise_name
 
 
 def _float_list(text: str, flag: str) -> list[float]:

@@ -23,8 +23,11 @@ Run the same command again after an interruption: finished cells are kept, unfin
 resume from their checkpoints. A cell whose worker dies is retried from its checkpoint; one that
 keeps failing is recorded as failed and the rest go on. At the end: a table per configuration
 over seeds (DIR/summary.md, summary.csv) and the gap to the optimum (DIR/gap.png).
+DIR must be new, empty, or a sweep folder (one holding sweep.json); a folder holding other files
+is refused, and so is a second `qdt sweep` on a folder another one is writing.
 
-SPEC format (every key of [grid] and [train] is a TrainConfig field, see `qdt train --help`):
+SPEC format (every key of [grid] and [train] is a TrainConfig field, see `qdt train --help`;
+[grid] needs at least one key: an empty spec or grid is an error, not one cell of defaults):
 
   [sweep]
   name = "paper-layers"
@@ -40,7 +43,9 @@ SPEC format (every key of [grid] and [train] is a TrainConfig field, see `qdt tr
 Exit status: 0 when every cell is ok, 1 when some failed, 2 on a bad spec or option.""",
     )
     parser.add_argument("spec", type=Path, metavar="SPEC.toml", help="the sweep specification")
-    parser.add_argument("--out", type=Path, metavar="DIR", required=True, help="sweep folder")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", required=True, help="sweep folder (new, empty, or a sweep's)"
+    )
     parser.add_argument(
         "--ray-address",
         metavar="ADDR",

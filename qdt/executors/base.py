@@ -4,20 +4,26 @@ Like a Qiskit Primitives V2 PUB, one :meth:`Executor.run` call carries one circu
 parameter array: ``angles`` [B, n_angles] (one row per batch element) and ``weights``
 [n_weights] (shared by the batch). Validation lives here, once, so every executor rejects the
 same bad input with the same :class:`~qdt.errors.QdtInputError` before simulating anything.
+
+Everything a caller may use is on :class:`Executor` (see docs/design.md §4): ``prepare``,
+``run``, ``run_many`` (several circuits in one call; one job on a device), ``isa_report``
+(what transpilation to a device did; None on simulators), ``last_run_info`` (facts about the
+latest run), ``capabilities`` and ``close``. Callers never reach past it by duck typing.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import numpy as np
 import torch
 from qiskit import QuantumCircuit
-from qiskit.circuit import Parameter
+from qiskit.circuit import ControlFlowOp, Gate, Parameter
 
 from qdt.errors import QdtInputError
 from qdt.sim.gates import validate_readout_qubits
@@ -26,6 +32,70 @@ if TYPE_CHECKING:
     from qdt.circuits.vqc import VQC
 
 READOUTS = ("probs", "expval_z")
+MAX_SHOTS = 10_000_000
+_IGNORED_INSTRUCTIONS = frozenset({"barrier", "delay"})
+
+
+def validate_shots(shots: object, field: str = "shots") -> int:
+    """``shots`` as an int from 1 to :data:`MAX_SHOTS`, else a QdtInputError naming ``field``.
+
+    The one shot limit of qdt, for every executor, profile and command: 10,000,000, IBM Qiskit
+    Runtime's own per-job limit on Sampler executions (circuits × shots, see
+    https://quantum.cloud.ibm.com/docs/guides/job-limits). A single row can therefore always be
+    submitted to a device; the simulators have no smaller limit of their own (their sampling
+    draws counts, not shots one by one, so the count costs nothing). Whether a device's own
+    configuration accepts the count, and whether a whole batch (rows × shots) fits one job, are
+    checked by the ``ibm`` executor against the device, not here.
+    """
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or not 1 <= shots <= MAX_SHOTS:
+        raise QdtInputError(
+            field,
+            f"an integer from 1 to {MAX_SHOTS}",
+            shots,
+            f"{MAX_SHOTS:,} is IBM Runtime's per-job limit; leave shots out for exact results "
+            "where the backend offers them",
+        )
+    return int(shots)
+
+
+def strip_final_measurements(circuit: QuantumCircuit, *, allow_delays: bool = True) -> QuantumCircuit:
+    """``circuit`` without its final measurements; anything without readout semantics is refused.
+
+    Executors that hand the circuit to Qiskit (aer, ibm) call this in ``_prepare``: unitary
+    gates, barriers, delays (unless ``allow_delays`` is False) and measurements at the very end
+    are accepted; resets, classical control and mid-circuit measurements raise QdtInputError.
+    """
+    measured: set[int] = set()
+    for position, instruction in enumerate(circuit.data):
+        op = instruction.operation
+        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+        if op.name == "delay" and not allow_delays:
+            raise QdtInputError(
+                "circuit",
+                "no delay instructions on a device noise profile",
+                f"a delay at circuit.data[{position}]",
+                "idle relaxation during delays is not modelled; remove the delays",
+            )
+        if op.name == "measure":
+            measured.update(qubits)
+            continue
+        if op.name in _IGNORED_INSTRUCTIONS or op.num_qubits == 0:
+            continue
+        if isinstance(op, ControlFlowOp) or instruction.clbits or not isinstance(op, Gate):
+            raise QdtInputError(
+                "circuit",
+                "unitary gates, barriers, delays and final measurements",
+                f"instruction {op.name!r} at circuit.data[{position}]",
+                "remove it; the readout is taken from the final state",
+            )
+        if measured.intersection(qubits):
+            raise QdtInputError(
+                "circuit",
+                "measurements only at the end of the circuit",
+                f"gate {op.name!r} on qubit {sorted(measured.intersection(qubits))[0]} after its measurement",
+                "move measurements to the end; the readout is taken from the final state",
+            )
+    return circuit.remove_final_measurements(inplace=False) if measured else circuit
 
 
 @dataclass(frozen=True)
@@ -176,14 +246,30 @@ def expval_z(probs: torch.Tensor) -> torch.Tensor:
     return probs @ _z_signs(int(probs.shape[-1]))
 
 
+RunItem: TypeAlias = tuple[PreparedCircuit, Any, Any]  # (prepared, angles [B, n_angles], weights)
+_NO_RUN_INFO: Mapping[str, Any] = MappingProxyType({})
+
+
 class Executor(ABC):
-    """Base class: validation in one place; subclasses implement ``_prepare`` and ``_run``."""
+    """Base class: validation in one place; subclasses implement ``_prepare`` and ``_run``.
+
+    Subclasses may override :meth:`run_many` (to batch several circuits in one call),
+    :meth:`isa_report` and :meth:`close`; they record run facts in ``_run_info``.
+    """
 
     name: ClassVar[str]
+    _run_info: Mapping[str, Any] = _NO_RUN_INFO
 
     @property
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    @property
+    def last_run_info(self) -> Mapping[str, Any]:
+        """Facts about the latest :meth:`run` (executor-specific keys such as ``mode``,
+        ``shots``, ``method``, ``seconds``); empty before the first run, and for executors that
+        record none."""
+        return self._run_info
 
     def prepare(
         self,
@@ -217,6 +303,41 @@ class Executor(ABC):
         readout: str = "probs",
     ) -> torch.Tensor:
         """Run the whole batch: [B, 2**m] probabilities or [B, m] values of ⟨Z_i⟩ (float64)."""
+        self.check_prepared(prepared)
+        mode = validate_readout(readout)
+        angle_tensor = validate_angles(angles, prepared.n_angles)
+        weight_tensor = validate_weights(weights, prepared.n_weights)
+        return self._run(prepared, angle_tensor, weight_tensor, mode)
+
+    def run_many(self, items: Sequence[RunItem], readout: str = "probs") -> list[torch.Tensor]:
+        """Several prepared circuits, each with its own batch: one output per item, in order.
+
+        The default runs the items one after the other (one :meth:`run` per circuit, each on
+        its whole batch); an executor that can do better overrides it (``ibm``: ONE job with
+        one PUB per item, one queue wait for every agent's actor).
+        """
+        if not items:
+            raise QdtInputError("items", "at least one (prepared, angles, weights) triple", "none")
+        return [self.run(prepared, angles, weights, readout=readout) for prepared, angles, weights in items]
+
+    def isa_report(self, prepared: PreparedCircuit) -> dict[str, Any] | None:
+        """What transpilation to a device did to ``prepared`` (device, layout, depth, two-qubit
+        gates …), or None when the circuit runs as written (the simulators)."""
+        self.check_prepared(prepared)
+        return None
+
+    def close(self) -> None:
+        """Release what the executor holds open (a Runtime session or batch); a no-op by default."""
+        return None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_prepared(self, prepared: object) -> PreparedCircuit:
+        """``prepared`` if this executor prepared it, else the one QdtInputError every executor raises."""
         if not isinstance(prepared, PreparedCircuit) or prepared.owner != id(self):
             raise QdtInputError(
                 "prepared",
@@ -224,10 +345,7 @@ class Executor(ABC):
                 getattr(prepared, "executor", type(prepared).__name__),
                 "call executor.prepare(circuit, ...) on the executor that runs it",
             )
-        mode = validate_readout(readout)
-        angle_tensor = validate_angles(angles, prepared.n_angles)
-        weight_tensor = validate_weights(weights, prepared.n_weights)
-        return self._run(prepared, angle_tensor, weight_tensor, mode)
+        return prepared
 
     @abstractmethod
     def _prepare(

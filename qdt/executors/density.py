@@ -5,7 +5,12 @@ Pauli transfer matrix followed by the configured noise (:class:`~qdt.noise.Noise
 Without gate noise the density matrix stays pure, so the executor takes the state-vector path
 (same probabilities, much faster); readout error then multiplies the probabilities by the
 assignment matrix. With ``shots`` the probabilities are replaced by multinomial estimates
-(not differentiable) drawn from one generator per executor, advanced on every call.
+(not differentiable) drawn from one generator per executor, advanced on every call
+(:mod:`qdt.executors.sampling`).
+
+Opened by ``open_backend("density")`` (the shipped profile, with a mild noise model) or
+``open_backend("executor:density")`` (noiseless); options ``shots``, ``noise`` (a NoiseConfig,
+a parametric noise profile or its name), ``method``, ``max_qubits``, ``fuse``.
 """
 
 from __future__ import annotations
@@ -16,36 +21,31 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 from qdt.errors import QdtInputError
-from qdt.executors.base import Capabilities, Executor, PreparedCircuit, expval_z
+from qdt.executors.base import Capabilities, Executor, PreparedCircuit, expval_z, validate_shots
+from qdt.executors.profiles import BackendProfile
+from qdt.executors.registry import BackendSpec, OpenRequest
+from qdt.executors.sampling import make_generator, sample_probabilities
+from qdt.executors.statevector import check_max_qubits, compile_unitary_program
+from qdt.noise.config import NoiseConfig
+from qdt.noise.profiles import NoiseProfile, load_noise_profile
 from qdt.sim.engine import probabilities
 from qdt.sim.gates import compile_circuit
 from qdt.sim.kernels.fused import compile_pauli_kernel
 from qdt.sim.layout import Space
 from qdt.sim.lowering import PauliRepresentation
 from qdt.sim.program import Program, build_program
-from qdt.executors.statevector import check_max_qubits, compile_unitary_program
-from qdt.noise.config import NoiseConfig
 
 METHODS = ("auto", "pauli", "statevector")
 
 
-def make_generator(seed: object) -> np.random.Generator:
-    """A numpy Generator from None (fresh entropy), an int, a SeedSequence or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, np.random.SeedSequence):
-        return np.random.default_rng(seed)
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return np.random.default_rng(np.random.SeedSequence(int(seed)))
-    raise QdtInputError("seed", "None, a non-negative int, a numpy SeedSequence or a numpy Generator", seed)
-
-
-def sample_probabilities(probs: torch.Tensor, shots: int, generator: np.random.Generator) -> torch.Tensor:
-    """Multinomial estimates counts/shots of each row of ``probs`` (one draw per row)."""
-    p = np.clip(probs.detach().cpu().numpy(), 0.0, None)
-    p = p / p.sum(axis=1, keepdims=True)
-    counts = generator.multinomial(shots, p)
-    return torch.as_tensor(counts / shots, dtype=torch.float64)
+def density_noise(value: object) -> NoiseConfig | None:
+    """The NoiseConfig of a noise argument: a NoiseConfig, a noise profile or its name (device
+    profiles are refused with the reason: they need a transpiled circuit, on aer)."""
+    if value is None or isinstance(value, NoiseConfig):
+        return value
+    if isinstance(value, (str, NoiseProfile)):
+        return load_noise_profile(value).to_noise_config()
+    raise QdtInputError("noise", "a NoiseConfig, a noise profile or its name", type(value).__name__)
 
 
 class DensityExecutor(Executor):
@@ -65,30 +65,26 @@ class DensityExecutor(Executor):
     ) -> None:
         if noise is not None and not isinstance(noise, NoiseConfig):
             raise QdtInputError("noise", "a qdt.noise.NoiseConfig or None", type(noise).__name__)
-        if shots is not None and (
-            isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1
-        ):
-            raise QdtInputError("shots", "None (exact) or a positive integer", shots)
+        shots = None if shots is None else validate_shots(shots)
         if method not in METHODS:
             raise QdtInputError("method", f"one of {METHODS}", method)
         if method == "statevector" and noise is not None and noise.has_gate_noise:
             raise QdtInputError("method", "'auto' or 'pauli' when gate noise is configured", method)
         self.noise = noise
-        self.shots = None if shots is None else int(shots)
+        self.shots = shots
         self.method = method
         self.max_qubits = check_max_qubits(max_qubits, 10)
         self.fuse = bool(fuse)
         self.generator = make_generator(seed)
 
+    @classmethod
+    def profile_capabilities(cls, profile: BackendProfile) -> Capabilities:
+        """Differentiable without shots; noisy when the profile names a noise model."""
+        return _capabilities(profile.shots, profile.has_noise)
+
     @property
     def capabilities(self) -> Capabilities:
-        noisy = self.noise is not None and not self.noise.is_trivial
-        return Capabilities(
-            differentiable=self.shots is None,
-            shots=self.shots is not None,
-            noisy=noisy,
-            remote=False,
-        )
+        return _capabilities(self.shots, self.noise is not None and not self.noise.is_trivial)
 
     def _uses_pauli(self) -> bool:
         if self.method != "auto":
@@ -142,3 +138,20 @@ class DensityExecutor(Executor):
         if self.shots is not None:
             probs = sample_probabilities(probs, self.shots, self.generator)
         return probs if readout == "probs" else expval_z(probs)
+
+
+def _capabilities(shots: int | None, noisy: bool) -> Capabilities:
+    return Capabilities(differentiable=shots is None, shots=shots is not None, noisy=noisy, remote=False)
+
+
+def _open(request: OpenRequest) -> DensityExecutor:
+    noise = density_noise(request.noise)
+    return DensityExecutor(noise=noise, shots=request.profile.shots, seed=request.seed, **request.options)  # type: ignore[arg-type]
+
+
+BACKEND = BackendSpec(
+    name="density",
+    factory=_open,
+    capabilities=DensityExecutor.profile_capabilities,
+    options=("shots", "noise", "method", "max_qubits", "fuse"),
+)

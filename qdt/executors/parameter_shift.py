@@ -5,7 +5,8 @@ so that :meth:`~qdt.executors.base.Executor.run` gives gradients for the encodin
 for the inputs, whose angles torch computes) and for the weights.
 
 How: at prepare time every parameterised gate occurrence k gets its own parameter θ_k, and
-θ_k = c_k + Σ_i A[k, i]·angle_i + Σ_j W[k, j]·weight_j must be affine. Each gate must be a
+θ_k = c_k + Σ_i A[k, i]·angle_i + Σ_j W[k, j]·weight_j must be affine (read by
+:func:`qdt.sim.affine.affine_value`, as the torch executors read gate angles). Each gate must be a
 rotation exp(−i θ P / 2) about a single Pauli string P (``rx``, ``ry``, ``rz``, ``rxx``,
 ``ryy``, ``rzz``, ``rzx``, ``r`` with a fixed axis; ``p``/``u1`` equal ``rz`` up to a global
 phase), so every readout is a + b·cos θ_k + c·sin θ_k in each θ_k and
@@ -21,7 +22,7 @@ wrapped executor.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
 
 from qdt.errors import QdtInputError
 from qdt.executors.base import Capabilities, Executor, PreparedCircuit
+from qdt.sim.affine import affine_value
 
 # Gates exp(−i θ P / 2) for one Pauli string P, with θ the parameter at index 0.
 PAULI_ROTATIONS = frozenset({"rx", "ry", "rz", "rxx", "ryy", "rzz", "rzx", "p", "u1", "r"})
@@ -52,35 +54,8 @@ class ShiftPlan:
         return int(self.constant.shape[0])
 
 
-def _is_number(value: object) -> bool:
-    return not isinstance(value, ParameterExpression) or not value.parameters
-
-
-def _affine(
-    value: ParameterExpression,
-    angle_index: dict[Parameter, int],
-    weight_index: dict[Parameter, int],
-    where: str,
-) -> tuple[float, dict[int, float], dict[int, float]]:
-    angles: dict[int, float] = {}
-    weights: dict[int, float] = {}
-    for parameter in value.parameters:
-        gradient = value.gradient(parameter)
-        if isinstance(gradient, ParameterExpression) and gradient.parameters:
-            raise QdtInputError(
-                where,
-                "a parameter that enters linearly (constant + Σ coefficient·parameter)",
-                str(value),
-                f"its derivative in {parameter.name} is {gradient}; the parameter-shift rule needs "
-                "each rotation angle affine in the parameters",
-            )
-        coefficient = float(complex(gradient).real)
-        if parameter in angle_index:
-            angles[angle_index[parameter]] = coefficient
-        else:
-            weights[weight_index[parameter]] = coefficient
-    constant = float(complex(value.bind({p: 0.0 for p in value.parameters}).numeric()).real)
-    return constant, angles, weights
+def _symbolic(value: object) -> bool:
+    return isinstance(value, ParameterExpression) and bool(value.parameters)
 
 
 def shift_circuit(
@@ -90,7 +65,7 @@ def shift_circuit(
     angle_index = {p: i for i, p in enumerate(angle_params)}
     weight_index = {p: i for i, p in enumerate(weight_params)}
     symbolic = [
-        i for i, inst in enumerate(circuit.data) if any(not _is_number(p) for p in inst.operation.params)
+        i for i, inst in enumerate(circuit.data) if any(_symbolic(p) for p in inst.operation.params)
     ]
     thetas = ParameterVector("ps_theta", len(symbolic))
     angle_map = np.zeros((len(symbolic), len(angle_params)))
@@ -104,7 +79,7 @@ def shift_circuit(
         if k < len(symbolic) and symbolic[k] == position:
             where = f"circuit.data[{position}] ({op.name})"
             params = list(op.params)
-            if op.name not in PAULI_ROTATIONS or not all(_is_number(p) for p in params[1:]):
+            if op.name not in PAULI_ROTATIONS or any(_symbolic(p) for p in params[1:]):
                 raise QdtInputError(
                     where,
                     "parameterised gates that are rotations about one Pauli string "
@@ -113,10 +88,11 @@ def shift_circuit(
                     "rewrite it with single-Pauli rotations (e.g. transpile to rz, sx, cx), "
                     "or train on a differentiable executor",
                 )
-            constant[k], angles, weights = _affine(params[0], angle_index, weight_index, where)
-            for i, c in angles.items():
+            value = affine_value(params[0], angle_index, weight_index, where)
+            constant[k] = value.constant
+            for i, c in value.angle_terms:
                 angle_map[k, i] = c
-            for j, c in weights.items():
+            for j, c in value.weight_terms:
                 weight_map[k, j] = c
             new_op = op.to_mutable()
             new_op.params = [thetas[k], *params[1:]]
@@ -180,8 +156,17 @@ class ParameterShiftExecutor(Executor):
         return Capabilities(differentiable=True, shots=inner.shots, noisy=inner.noisy, remote=inner.remote)
 
     @property
-    def last_run_info(self) -> dict[str, Any]:
-        return dict(getattr(self.inner, "last_run_info", {}))
+    def last_run_info(self) -> Mapping[str, Any]:
+        """The wrapped executor's (the last call it made: forward, or the backward's shifted points)."""
+        return self.inner.last_run_info
+
+    def isa_report(self, prepared: PreparedCircuit) -> dict[str, Any] | None:
+        plan = self.check_prepared(prepared).payload
+        assert isinstance(plan, ShiftPlan)
+        return self.inner.isa_report(plan.inner)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def _prepare(
         self,

@@ -1,73 +1,78 @@
-"""Executors by name: ``get_executor("statevector")``, ``get_executor("density", noise=...)``.
+"""How a backend joins qdt: a :class:`BackendSpec`, registered with :func:`register_backend`.
 
-Executors that need optional or heavy imports live in their own module and are imported only
-when asked for: a module ``qdt/executors/<name>.py`` listed in :data:`_LAZY_MODULES` must define
-``EXECUTOR_FACTORY``. Others join at run time with :func:`register_executor`.
+A backend module (``statevector``, ``density``, ``aer/``, ``ibm/``) defines one spec, named
+``BACKEND``: the factory that opens its executor from a profile, the keyword options
+:func:`~qdt.executors.open_backend` may pass it, how it reads its own tables of a profile file,
+the names it resolves without a file (``fake_<device>``), and its capabilities for a profile
+(asked without opening anything: no connection, no import of a device's client). This module
+is generic: it imports no backend; :mod:`qdt.executors.catalog` knows the built-in ones.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from qdt.errors import QdtInputError
-from qdt.executors.base import Executor
-from qdt.executors.density import DensityExecutor
-from qdt.executors.statevector import StatevectorExecutor
+from qdt.executors.base import Capabilities, Executor
 
-_FACTORIES: dict[str, Callable[..., Executor]] = {
-    "statevector": StatevectorExecutor,
-    "density": DensityExecutor,
-}
+if TYPE_CHECKING:
+    from qdt.executors.profiles import BackendProfile, ProfileOptions
 
 
-# name -> module defining EXECUTOR_FACTORY; listed only once the module exists.
-_LAZY_MODULES: dict[str, str] = {
-    "aer": "qdt.executors.aer.executor",
-    "ibm": "qdt.executors.ibm.executor",
-}
+@dataclass(frozen=True)
+class OpenRequest:
+    """What :func:`~qdt.executors.open_backend` hands a backend's factory, already validated."""
+
+    profile: BackendProfile  # shots already overridden by the caller's
+    seed: object  # the caller's seed, else the profile's (None: fresh entropy)
+    noise: object  # the caller's noise, else the profile's (NoiseConfig, noise profile or its name)
+    job_dir: Path | None  # where jobs are kept (backends that submit jobs)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the backend's own options, by name
 
 
-def _available_lazy() -> dict[str, str]:
-    return {name: mod for name, mod in _LAZY_MODULES.items() if importlib.util.find_spec(mod) is not None}
+@dataclass(frozen=True)
+class NameRule:
+    """Names a backend resolves without a profile file, e.g. ``fake_<device>``."""
+
+    pattern: str  # for listings: "fake_<device>"
+    meaning: str
+    resolve: Callable[[str], BackendProfile | None]  # None: the name is not of this pattern
 
 
-def register_executor(name: str, factory: Callable[..., Executor]) -> None:
-    """Make ``factory(**options)`` available as ``get_executor(name, **options)``."""
-    _FACTORIES[name] = factory
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend: its factory, the options it takes, its profile tables, rules and capabilities."""
+
+    name: str
+    factory: Callable[[OpenRequest], Executor]
+    capabilities: Callable[[BackendProfile], Capabilities]
+    options: tuple[str, ...] = ()  # keyword options of open_backend it takes (seed, job_dir: always)
+    hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # refused option -> fix
+    tables: frozenset[str] = frozenset()  # profile keys it reads besides the generic ones
+    parse_options: Callable[[Mapping[str, Any], str], ProfileOptions] | None = None  # (data, where)
+    default_shots: int | None = None  # shots of a profile file that names none
+    rules: tuple[NameRule, ...] = ()
+    needs: str | None = None  # what a profile must add before the executor can run (None: nothing)
 
 
-def executor_names() -> tuple[str, ...]:
-    return tuple(sorted(set(_FACTORIES) | set(_available_lazy())))
+_BACKENDS: dict[str, BackendSpec] = {}
 
 
-def get_executor(name: str, **options: object) -> Executor:
-    """A new executor; unknown names and options raise :class:`~qdt.errors.QdtInputError`."""
-    factory = executor_factory(name)
-    signature = inspect.signature(factory)
-    try:
-        signature.bind(**options)
-    except TypeError:
-        accepted = [p for p in signature.parameters if p != "self"]
-        raise QdtInputError(
-            f"executor {name!r} options",
-            "options among " + ", ".join(accepted) if accepted else "no options",
-            sorted(options),
-        ) from None
-    return factory(**options)
+def register_backend(spec: BackendSpec) -> None:
+    """Make ``spec`` available to ``open_backend`` and profiles (``executor = "<name>"``)."""
+    if not isinstance(spec, BackendSpec):
+        raise QdtInputError("spec", "a qdt.executors.registry.BackendSpec", type(spec).__name__)
+    _BACKENDS[spec.name] = spec
 
 
-def executor_factory(name: str) -> Callable[..., Executor]:
-    """The callable behind ``get_executor(name, ...)``; unknown names raise QdtInputError."""
-    if name not in executor_names():
-        raise QdtInputError(
-            "executor",
-            "one of " + ", ".join(repr(n) for n in executor_names()),
-            name,
-            "pick one of the listed executors",
-        )
-    if name in _FACTORIES:
-        return _FACTORIES[name]
-    return importlib.import_module(_LAZY_MODULES[name]).EXECUTOR_FACTORY
+def registered_backend(name: str) -> BackendSpec | None:
+    """The spec registered under ``name``, or None."""
+    return _BACKENDS.get(name)
+
+
+def registered_names() -> tuple[str, ...]:
+    return tuple(sorted(_BACKENDS))

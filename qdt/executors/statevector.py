@@ -13,6 +13,8 @@ from qiskit.circuit import Parameter
 
 from qdt.errors import QdtInputError
 from qdt.executors.base import Capabilities, Executor, PreparedCircuit, expval_z
+from qdt.executors.profiles import BackendProfile
+from qdt.executors.registry import BackendSpec, OpenRequest
 from qdt.sim.engine import probabilities
 from qdt.sim.gates import compile_circuit
 from qdt.sim.kernels.fused import compile_statevector_kernel
@@ -68,6 +70,11 @@ class StatevectorExecutor(Executor):
         self.max_qubits = check_max_qubits(max_qubits, 24)
         self.fuse = bool(fuse)
 
+    @classmethod
+    def profile_capabilities(cls, profile: BackendProfile) -> Capabilities:
+        """Exact, noiseless, local and differentiable, whatever the profile."""
+        return Capabilities(differentiable=True, shots=False, noisy=False, remote=False)
+
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(differentiable=True, shots=False, noisy=False, remote=False)
@@ -90,3 +97,19 @@ class StatevectorExecutor(Executor):
         assert isinstance(program, Program)
         probs = probabilities(program, angles, weights)
         return probs if readout == "probs" else expval_z(probs)
+
+
+def _open(request: OpenRequest) -> StatevectorExecutor:
+    return StatevectorExecutor(**request.options)
+
+
+BACKEND = BackendSpec(
+    name="statevector",
+    factory=_open,
+    capabilities=StatevectorExecutor.profile_capabilities,
+    options=("max_qubits", "fuse"),
+    hints={
+        "shots": "statevector is exact: use density or aer for shot estimates",
+        "noise": "statevector is noiseless: use density or aer for noise",
+    },
+)

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from qiskit.circuit import Measure
@@ -43,38 +45,75 @@ _ROW_TOLERANCE = 1e-9
 
 
 # ---- fake backends -------------------------------------------------------------------------
+# One naming rule for every fake device qdt accepts (noise profiles ``device:NAME``, backend
+# profiles ``fake_<device>``, ``qdt noise snapshot``): a device's canonical name is its
+# ``backend_name`` in ``qiskit_ibm_runtime.fake_provider`` (``fake_brisbane``, ``fake_manila``).
+# Aliases: the bare device name (``brisbane``), the class name (``FakeBrisbane``,
+# ``FakeManilaV2``) and the class name without ``V2`` (``FakeManila``); case is ignored.
+_FAKE_INSTANCES: dict[str, BackendV2] = {}
+_FAKE_LOCK = threading.Lock()
+
+
 def fake_backend_classes() -> dict[str, type]:
-    """``backend_name`` (e.g. ``"fake_brisbane"``) -> class, for every fake backend shipped."""
+    """Canonical name (e.g. ``"fake_brisbane"``) -> class, for every fake device shipped."""
+    return dict(_fake_classes())
+
+
+@lru_cache(maxsize=1)
+def _fake_classes() -> dict[str, type]:
     from qiskit_ibm_runtime import fake_provider
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
 
     classes: dict[str, type] = {}
-    for attribute in dir(fake_provider):
+    for attribute in sorted(dir(fake_provider)):
         cls = getattr(fake_provider, attribute)
         name = getattr(cls, "backend_name", None)
-        if attribute.startswith("Fake") and isinstance(cls, type) and isinstance(name, str):
-            classes[name] = cls
-    return classes
+        if attribute.startswith("Fake") and isinstance(cls, type) and issubclass(cls, FakeBackendV2):
+            if isinstance(name, str) and name.startswith("fake_"):
+                classes[name] = cls
+    return dict(sorted(classes.items()))
 
 
-def fake_backend(name: str) -> BackendV2:
-    """A fake backend of ``qiskit_ibm_runtime.fake_provider`` by name: ``fake_brisbane``,
-    ``brisbane`` or ``FakeBrisbane``."""
-    classes = fake_backend_classes()
-    wanted = name.strip()
+def fake_device_names() -> list[str]:
+    """Every fake device's canonical name, sorted."""
+    return list(_fake_classes())
+
+
+def fake_device_name(name: str, field: str = "backend") -> str:
+    """The canonical name of a fake device given by its name or an alias (see above)."""
+    classes = _fake_classes()
+    wanted = name.strip() if isinstance(name, str) else ""
+    for canonical, cls in classes.items():
+        if wanted in (cls.__name__, cls.__name__.removesuffix("V2")):
+            return canonical
     key = wanted.lower()
-    if not key.startswith("fake_"):
-        key = "fake_" + key.removeprefix("fake")
-    for backend_name, cls in classes.items():
-        if key == backend_name or wanted in (cls.__name__, cls.__name__.removesuffix("V2")):
-            backend = cls()
-            assert isinstance(backend, BackendV2)
-            return backend
+    key = key.removeprefix("fake_") if key.startswith("fake_") else key.removeprefix("fake")
+    key = "fake_" + key.removesuffix("v2")
+    if key in classes and key != "fake_":
+        return key
     raise QdtInputError(
-        "backend",
-        "a fake backend of qiskit_ibm_runtime.fake_provider",
+        field,
+        "a fake device of qiskit_ibm_runtime.fake_provider: " + ", ".join(classes),
         name,
-        "see `qdt noise list --devices`; e.g. fake_brisbane, fake_sherbrooke, fake_torino",
+        "see `qdt backends list` (fake_devices) or `qdt noise list --devices`",
     )
+
+
+def fake_backend_class(name: str, field: str = "backend") -> type:
+    """The class of a fake device (``fake_torino``: FakeTorino, ``fake_manila``: FakeManilaV2)."""
+    return _fake_classes()[fake_device_name(name, field)]
+
+
+def fake_backend(name: str, field: str = "backend") -> BackendV2:
+    """The fake device by name or alias; one instance per device per process (its calibration
+    JSON is parsed once and shared by noise profiles and local testing mode)."""
+    canonical = fake_device_name(name, field)
+    with _FAKE_LOCK:
+        if canonical not in _FAKE_INSTANCES:
+            backend = _fake_classes()[canonical]()
+            assert isinstance(backend, BackendV2)
+            _FAKE_INSTANCES[canonical] = backend
+        return _FAKE_INSTANCES[canonical]
 
 
 # ---- calibration data ----------------------------------------------------------------------

@@ -57,7 +57,7 @@ import tomllib
 
 from qdt.errors import QdtInputError
 from qdt.noise.config import NoiseConfig
-from qdt.noise.device import SNAPSHOT_FORMAT, DeviceCalibration, fake_backend
+from qdt.noise.device import DeviceCalibration, fake_backend
 
 SCHEMA = "qdt-noise/1"
 DEVICE_PREFIX = "device:"
@@ -442,7 +442,3 @@ def _device_profile(
         backend_name=profile.backend_name,
         calibration=profile.calibration,
     )
-
-
-def is_snapshot(data: object) -> bool:
-    return isinstance(data, Mapping) and data.get("format") == SNAPSHOT_FORMAT

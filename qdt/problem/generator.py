@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from qdt.errors import QdtInputError
-from qdt.problem.instance import Instance, Server, User
+from qdt.problem.instance import Instance, Server, User, check_size
 
 NOISE_POWER_DBM = -174.0
 PAPER_PRESET_SEED = 106  # the instance `qdt ... --preset paper` uses (see `paper_instance`)
@@ -71,12 +71,7 @@ class GeneratorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise QdtInputError(f"--{name}", "an integer >= 1", value)
-        if self.users > 100_000 or self.servers > 10_000:
-            raise QdtInputError(
-                "--users/--servers",
-                "at most 100000 users and 10000 servers",
-                f"{self.users}×{self.servers}",
-            )
+        check_size(self.users, self.servers, "--users", "--servers")  # before any array is drawn
 
 
 def generate_instance(config: GeneratorConfig, seed: int | np.random.SeedSequence) -> Instance:

@@ -1,4 +1,4 @@
-"""Placement instances in the ``qdt-instance/1`` JSON format (DESIGN.md §1): load, validate, save.
+"""Placement instances in the ``qdt-instance/1`` JSON format (docs/design.md §1): load, validate, save.
 
 An :class:`Instance` is immutable and validated on construction, so every other module may
 assume finite positive values and consistent shapes. Loading reports the first problem as a
@@ -8,10 +8,10 @@ expected.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qdt.errors import QdtInputError
+from qdt.files import write_json_atomic
 
 FORMAT = "qdt-instance/1"
 
@@ -38,6 +39,23 @@ _REQUIRED_TOP = _TOP_FIELDS - {"meta"}
 _USER_FIELDS = ("data_bits", "tx_power_w", "deadline_s")
 _SERVER_FIELDS = ("capacity", "max_users")
 MAX_USERS_CAP = 2**31 - 1
+
+USERS_LIMIT = 100_000
+"""Most users N in one instance. At this size (with 4 servers) an instance file is 36 MB, loads in
+about 2 s and draws in under 1 s; every solver answers or says why not within its time limit."""
+
+SERVERS_LIMIT = 10_000
+"""Most servers M in one instance (a server is a column of every N×M matrix and, in training, an agent)."""
+
+PAIRS_LIMIT = 1_000_000
+"""Most user-server pairs N·M. The instance holds two N×M float64 matrices (channel gains, compute
+rates) and the model derives several more; at 10^6 pairs each is 8 MB, the file about 70 MB
+(loaded in about 3 s), and the MILP has 10^6 binaries. Without it, 100,000 users × 10,000
+servers would ask for 8 GB a matrix."""
+
+FILE_BYTES_LIMIT = 256 * 2**20
+"""Largest instance file read (256 MiB): a file qdt writes for PAIRS_LIMIT pairs takes about 70 MB,
+so this leaves room for other formatting and refuses a file of gigabytes before reading it."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +94,12 @@ class Instance:
             raise QdtInputError("users", "at least one user (N >= 1)", "an empty list")
         if len(self.servers) == 0:
             raise QdtInputError("servers", "at least one server (M >= 1)", "an empty list")
-        for i, user in enumerate(self.users):
-            for name in _USER_FIELDS:
-                _check_positive(f"users[{i}].{name}", getattr(user, name))
+        check_size(len(self.users), len(self.servers))
+        for name in _USER_FIELDS:
+            column = [getattr(user, name) for user in self.users]
+            if _positive_floats(column) is None:  # the slow path names the first bad user
+                for i, value in enumerate(column):
+                    _check_positive(f"users[{i}].{name}", value)
         for j, server in enumerate(self.servers):
             _check_positive(f"servers[{j}].capacity", server.capacity)
             if not isinstance(server.max_users, int) or isinstance(server.max_users, bool):
@@ -172,9 +193,51 @@ class Instance:
         return _parse(data)
 
 
+def check_size(
+    n_users: int, n_servers: int, users_field: str = "users", servers_field: str = "servers"
+) -> None:
+    """Refuse N users and M servers beyond USERS_LIMIT, SERVERS_LIMIT or PAIRS_LIMIT (before any work).
+
+    ``users_field``/``servers_field`` name what the user set (``users`` in a file, ``--users`` on
+    the command line).
+    """
+    if n_users > USERS_LIMIT:
+        raise QdtInputError(
+            users_field,
+            f"at most {USERS_LIMIT:,} users",
+            f"{n_users:,}",
+            "split the users into several instances",
+        )
+    if n_servers > SERVERS_LIMIT:
+        raise QdtInputError(
+            servers_field,
+            f"at most {SERVERS_LIMIT:,} servers",
+            f"{n_servers:,}",
+            "split the servers into several instances",
+        )
+    if n_users * n_servers > PAIRS_LIMIT:
+        raise QdtInputError(
+            f"{users_field}/{servers_field}",
+            f"at most {PAIRS_LIMIT:,} user-server pairs N·M",
+            f"{n_users:,}×{n_servers:,} = {n_users * n_servers:,}",
+            "use fewer users or fewer servers per instance",
+        )
+
+
 def load_instance(path: str | os.PathLike[str]) -> Instance:
     """Read and validate an instance file; every problem is a QdtInputError naming the field."""
     path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # reading says what is wrong
+    if size > FILE_BYTES_LIMIT:
+        raise QdtInputError(
+            "FILE",
+            f"an instance file of at most {FILE_BYTES_LIMIT // 2**20} MiB",
+            f"{path}: {size / 2**20:,.0f} MiB",
+            f"the largest instance, {PAIRS_LIMIT:,} user-server pairs, takes about 70 MB",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -193,27 +256,19 @@ def load_instance(path: str | os.PathLike[str]) -> Instance:
         ) from None
     except ValueError as error:  # NaN / Infinity literals
         raise QdtInputError("FILE", "finite JSON numbers", f"{path}: {error}") from None
+    except RecursionError:
+        raise QdtInputError(
+            "FILE",
+            f"JSON in the {FORMAT} format (lists and objects nested 3 deep)",
+            f"lists or objects nested too deep to parse, in {path}",
+            "see docs/design.md §1 for the format, or write one with `qdt instance generate`",
+        ) from None
     return _parse(data)
 
 
 def save_instance(instance: Instance, path: str | os.PathLike[str]) -> None:
     """Write atomically (temporary file + rename), so a crash never leaves half a file."""
-    write_json_atomic(Path(path), instance.to_dict())
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, instance.to_dict())
 
 
 # ---- parsing ---------------------------------------------------------------------------
@@ -243,10 +298,8 @@ def _parse(data: Any) -> Instance:
         raise QdtInputError("users", "at least one user (N >= 1)", "an empty list")
     if not servers_raw:
         raise QdtInputError("servers", "at least one server (M >= 1)", "an empty list")
-    users = tuple(
-        User(**{k: _number(v, f"users[{i}].{k}") for k, v in _record(u, f"users[{i}]", _USER_FIELDS).items()})
-        for i, u in enumerate(users_raw)
-    )
+    check_size(len(users_raw), len(servers_raw))
+    users = _users(users_raw)
     servers = []
     for j, raw in enumerate(servers_raw):
         record = _record(raw, f"servers[{j}]", _SERVER_FIELDS)
@@ -267,6 +320,43 @@ def _parse(data: Any) -> Instance:
         compute_rate=_matrix(data["compute_rate"], "compute_rate", len(users), len(servers)),
         meta=_meta(data.get("meta", {})),
     )
+
+
+def _users(users_raw: list[Any]) -> tuple[User, ...]:
+    """The users; a fast path checks whole columns at once, the slow one names the first bad field."""
+    columns = _columns(users_raw, _USER_FIELDS)
+    if columns is not None:
+        return tuple(User(*row) for row in zip(*(column.tolist() for column in columns)))
+    return tuple(
+        User(**{k: _number(v, f"users[{i}].{k}") for k, v in _record(u, f"users[{i}]", _USER_FIELDS).items()})
+        for i, u in enumerate(users_raw)
+    )
+
+
+def _columns(records: list[Any], fields: tuple[str, ...]) -> list[NDArray[np.float64]] | None:
+    """Each field of every record as a float array, or None unless all are objects with exactly
+    ``fields`` holding finite JSON numbers > 0 (then the slow path finds and names the first problem)."""
+    keys = set(fields)
+    if not all(type(record) is dict and record.keys() == keys for record in records):
+        return None
+    columns = []
+    for name in fields:
+        column = _positive_floats([record[name] for record in records])
+        if column is None:
+            return None
+        columns.append(column)
+    return columns
+
+
+def _positive_floats(values: list[Any]) -> NDArray[np.float64] | None:
+    """``values`` as float64 if every one is a JSON number (not a bool), finite and > 0; else None."""
+    if not set(map(type, values)) <= {int, float}:
+        return None
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None
+    return array if bool(np.all(np.isfinite(array) & (array > 0))) else None
 
 
 def _list(value: Any, name: str) -> list[Any]:
@@ -290,7 +380,10 @@ def _record(value: Any, name: str, fields: tuple[str, ...]) -> dict[str, Any]:
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise QdtInputError(name, "a number", value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise QdtInputError(name, "a finite number > 0", "an integer beyond the float64 range") from None
     _check_positive(name, number)
     return number
 
@@ -306,6 +399,10 @@ def _matrix(value: Any, name: str, n: int, m: int) -> NDArray[np.float64]:
     rows = _list(value, name)
     if len(rows) != n:
         raise QdtInputError(name, f"{n} rows (one per user)", f"{len(rows)} rows")
+    if all(type(row) is list and len(row) == m for row in rows):  # fast path: all at once
+        flat = _positive_floats(list(itertools.chain.from_iterable(rows)))
+        if flat is not None:
+            return flat.reshape(n, m)
     out = np.empty((n, m), dtype=np.float64)
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != m:

@@ -10,7 +10,7 @@ Constraints on a binary decision X (N×M):
 
 Reward. The paper's R = −Σ T_ij x_ij − P1 − P2 − P3 − P4 (32) taken literally has P3 in (bits/s)²,
 which dwarfs everything, and makes dropping a user (P1 = 1) cheaper than serving it (T ≈ 1–2 s).
-qdt normalises and weights the penalties (DESIGN.md §2):
+qdt normalises and weights the penalties (docs/design.md §2):
 
   R(X) = −Σ_ij T_ij x_ij − λ·(P1 + P2 + P3 + P4)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import numpy as np
 
 from qdt.errors import QdtInputError
-from qdt.executors import Executor
-from qdt.executors.registry import executor_factory
+from qdt.executors import open_backend
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
 from qdt.rl.quantum_layer import quantum_front
@@ -24,7 +22,7 @@ def network_builders(
             lambda: Actor(None, n_users, n_users, config.hidden),
             lambda: Critic(None, joint_width, config.hidden),
         )
-    executor = make_executor(config.backend, executor_seed, noise=config.noise, shots=config.shots)
+    executor = open_backend(config.backend, seed=executor_seed, noise=config.noise, shots=config.shots)
     if not executor.capabilities.differentiable:
         if executor.capabilities.remote:
             raise QdtInputError(
@@ -46,25 +44,3 @@ def network_builders(
         return Critic(front, front.output_width, config.hidden)
 
     return actor, critic
-
-
-def make_executor(
-    name: str,
-    seed: np.random.SeedSequence,
-    *,
-    noise: str | None = None,
-    shots: int | None = None,
-) -> Executor:
-    """The executor for a backend profile (``backends/``, ``fake_<device>``) or executor name.
-
-    ``noise`` is a noise profile (see ``noise_models/``), ``shots`` a shot count; both override
-    the profile's, and executors that take neither reject them with a message naming the option.
-    """
-    from qdt.executors.profiles import open_backend
-
-    return open_backend(name, shots=shots, seed=seed, noise=noise)
-
-
-def executor_options(name: str) -> list[str]:
-    """Option names the executor's factory accepts (unknown names raise QdtInputError)."""
-    return [p for p in inspect.signature(executor_factory(name)).parameters if p != "self"]

@@ -8,14 +8,13 @@ generator's state and the run's bookkeeping, so that a resumed run continues bit
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from qdt.errors import QdtError
+from qdt.files import atomic_path
 
 FORMAT = "qdt-checkpoint/1"
 FILENAME = "checkpoint.pt"
@@ -27,16 +26,8 @@ class CheckpointError(QdtError):
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
     path = run_dir / FILENAME
-    handle, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **payload}, tmp)
-        with open(tmp, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -40,55 +40,125 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
+from qdt.circuits.vqc import check_layers
 from qdt.errors import QdtInputError
+from qdt.executors.base import validate_shots
+
+MAX_EPISODES = 1_000_000
+"""Most episodes N_e. metrics.jsonl gets a line of about 0.3 kB per episode, and the quantum
+agents on the paper preset take about 50 ms an episode: 10^6 episodes are 0.3 GB of metrics and
+about 14 hours, 500 times the paper's 2000."""
+
+MAX_REPLAY_SIZE = 1_000_000
+"""Most transitions N_m in the replay memory. It is allocated whole at the start, 10 bytes per
+user-server pair per transition, and saved whole in every checkpoint: 80 MB on the paper's 4 × 2
+at 10^6 (100 times the default), already 5 GB at 64 × 8."""
+
+MAX_BATCH_SIZE = 16_384
+"""Most transitions per gradient step (128 times Table 2's 128). A batch is simulated at once:
+the critics' statevectors take B·2^Q·16 bytes, 1 GB at B = 16,384 on the largest VQC (12 qubits)."""
+
+MAX_HIDDEN = 4_096
+"""Widest hidden FC layer: each of the three hidden-to-hidden blocks has hidden² weights, 16.8
+million (134 MB with Adam's two moments) at 4096, for every actor and critic of the run."""
 
 AgentKind = Literal["quantum", "classical"]
-EXPLORATIONS = ("flip", "gaussian", "paper")
-DECODES = ("round", "argmax")
+TargetUpdate = Literal["hard", "soft"]
+Exploration = Literal["flip", "gaussian", "paper"]
+Decode = Literal["round", "argmax"]
+EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
+DECODES: tuple[str, ...] = get_args(Decode)
+
+
+def _doc(text: str, **extra: str) -> dict[str, str]:
+    """A field's one-line doc (``help``, shown by ``qdt train --help``) and optional ``metavar``."""
+    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    agent: AgentKind = "quantum"
-    layers: int = 6
-    backend: str = "statevector"
-    noise: str | None = None  # a noise profile (name in noise_models/ or a file) for the executor
-    shots: int | None = None  # None: exact readout; else sampled with this many shots
-    episodes: int = 2000
-    steps_per_episode: int = 10
-    batch_size: int = 128
-    replay_size: int = 10_000
-    gamma: float = 0.99
-    lr_actor: float = 1e-3
-    lr_critic: float = 1e-3
-    lr_quantum: float | None = 1e-2  # learning rate of the circuit weights; None: as the network's
-    updates_per_episode: int = 1
-    gradient_steps: int = 1
-    warmup_transitions: int = 128
-    target_update: Literal["hard", "soft"] = "soft"
-    tau: float = 0.01
-    exploration: str = "gaussian"
-    decode: str = "argmax"
-    explore_start: float = 0.2
-    explore_end: float = 0.01
-    explore_fraction: float = 0.6
-    hidden: int = 192
-    reward_scale: float | None = None
-    logit_penalty: float = 1e-3
-    channel_fading_db: float = 0.0
-    checkpoint_every: int = 100
-    threads: int = 1
-    seed: int = 0
+    """Every option of one training run. ``qdt train`` generates its flags from these fields.
+
+    Each field's ``metadata["help"]`` is its one-line doc; `qdt/cli/config_flags.py` turns
+    field, type, default and doc into the flag and its help, so the two cannot disagree. The
+    module docstring says why each default was chosen.
+    """
+
+    agent: AgentKind = field(default="quantum", metadata=_doc("actor/critic kind"))
+    layers: int = field(default=6, metadata=_doc("VQC layers L of each quantum agent"))
+    backend: str = field(default="statevector", metadata=_doc("executor of the quantum agents' circuits"))
+    noise: str | None = field(
+        default=None,
+        metadata=_doc(
+            "noise-aware training: a noise profile (`qdt noise list`, or a file) for the executor; "
+            "none runs noiseless",
+            metavar="PROFILE",
+        ),
+    )
+    shots: int | None = field(
+        default=None,
+        metadata=_doc(
+            "sample the readout with this many shots (parameter-shift gradients if the executor "
+            "needs them); none reads it exactly"
+        ),
+    )
+    episodes: int = field(default=2000, metadata=_doc("episodes N_e"))
+    steps_per_episode: int = field(default=10, metadata=_doc("steps per episode N_t"))
+    batch_size: int = field(default=128, metadata=_doc("replay batch (at most --replay-size)"))
+    replay_size: int = field(default=10_000, metadata=_doc("replay memory N_m, in transitions"))
+    gamma: float = field(default=0.99, metadata=_doc("discount factor"))
+    lr_actor: float = field(default=1e-3, metadata=_doc("actor learning rate (Adam)"))
+    lr_critic: float = field(default=1e-3, metadata=_doc("critic learning rate (Adam)"))
+    lr_quantum: float | None = field(
+        default=1e-2,
+        metadata=_doc(
+            "learning rate (Adam) of the circuit weights; none (config files only): the FC layers' rate"
+        ),
+    )
+    updates_per_episode: int = field(default=1, metadata=_doc("training phases per episode"))
+    gradient_steps: int = field(default=1, metadata=_doc("gradient steps per agent per training phase"))
+    warmup_transitions: int = field(
+        default=128, metadata=_doc("transitions stored before the first update (and at least --batch-size)")
+    )
+    target_update: TargetUpdate = field(
+        default="soft", metadata=_doc("target networks: soft (rate --tau) or hard (eqs. 39-40)")
+    )
+    tau: float = field(default=0.01, metadata=_doc("soft target update rate"))
+    exploration: Exploration = field(
+        default="gaussian", metadata=_doc("exploration noise (why each: qdt/rl/config.py)")
+    )
+    decode: Decode = field(
+        default="argmax",
+        metadata=_doc("actor outputs to placement: argmax over servers, or round (the paper's)"),
+    )
+    explore_start: float = field(default=0.2, metadata=_doc("initial exploration level (sigma or p)"))
+    explore_end: float = field(default=0.01, metadata=_doc("final exploration level"))
+    explore_fraction: float = field(default=0.6, metadata=_doc("share of the episodes the decay takes"))
+    hidden: int = field(default=192, metadata=_doc("width of the actors' and critics' hidden FC layers"))
+    reward_scale: float | None = field(
+        default=None,
+        metadata=_doc("multiply rewards by this; none: by 1/lambda, the instance's penalty weight"),
+    )
+    logit_penalty: float = field(
+        default=1e-3, metadata=_doc("weight c of c*mean(z^2) of the actor's pre-sigmoid outputs")
+    )
+    channel_fading_db: float = field(
+        default=0.0, metadata=_doc("time-varying channels: dB of log-normal fading (0: static)")
+    )
+    checkpoint_every: int = field(default=100, metadata=_doc("episodes between checkpoints"))
+    threads: int = field(default=1, metadata=_doc("torch threads (part of determinism)"))
+    seed: int = field(default=0, metadata=_doc("run seed"))
 
     def __post_init__(self) -> None:
-        _choice("agent", self.agent, ("quantum", "classical"))
-        _choice("target_update", self.target_update, ("hard", "soft"))
+        _choice("agent", self.agent, get_args(AgentKind))
+        _choice("target_update", self.target_update, get_args(TargetUpdate))
         _choice("exploration", self.exploration, EXPLORATIONS)
         _choice("decode", self.decode, DECODES)
         _int_at_least("layers", self.layers, 0)
+        check_layers(self.layers, "--layers")  # qdt/circuits/vqc.py: MAX_LAYERS and why
         for name in (
             "episodes",
             "steps_per_episode",
@@ -101,9 +171,13 @@ class TrainConfig:
             "threads",
         ):
             _int_at_least(name, getattr(self, name), 1)
+        _int_at_most("episodes", self.episodes, MAX_EPISODES)
+        _int_at_most("replay_size", self.replay_size, MAX_REPLAY_SIZE)
+        _int_at_most("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        _int_at_most("hidden", self.hidden, MAX_HIDDEN)
         _int_at_least("warmup_transitions", self.warmup_transitions, 0)
         if self.shots is not None:
-            _int_at_least("shots", self.shots, 1)
+            validate_shots(self.shots, "--shots")
         if self.noise is not None and (not isinstance(self.noise, str) or not self.noise.strip()):
             raise QdtInputError("--noise", "a noise profile name or file path", self.noise)
         if self.agent == "classical" and (self.noise is not None or self.shots is not None):
@@ -153,6 +227,15 @@ def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
 def _int_at_least(name: str, value: object, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise QdtInputError(f"--{name.replace('_', '-')}", f"an integer >= {low}", value)
+
+
+def _int_at_most(name: str, value: int, high: int) -> None:
+    """``value`` (an int, checked before) at most ``high``, the field's documented maximum above."""
+    if value > high:
+        flag = f"--{name.replace('_', '-')}"
+        raise QdtInputError(
+            flag, f"an integer <= {high:,}", value, f"use at most {high:,}; why this limit: qdt/rl/config.py"
+        )
 
 
 def _float_in(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:

@@ -13,54 +13,27 @@ One repeat = one independent draw of everything the executor samples:
   fresh call per agent (as a deployed policy would make it): its feasibility, total latency and
   gap to the exact optimum; and the wall time of each decision and of each 2^N batch.
 
-Repeats give means and 95% t-intervals over independent shot draws.
+Repeats give means and 95% t-intervals over independent shot draws (:mod:`qdt.stats`).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from qdt.errors import QdtInputError
-from qdt.rl.maddpg import all_observations, scores_from_table
-from qdt.rl.policy import TrainedPolicy
 from qdt.problem.model import PlacementModel, matrix_to_assignment
 from qdt.problem.solvers import solve
+from qdt.rl.maddpg import all_observations, scores_from_table
+from qdt.rl.policy import TrainedPolicy
+from qdt.stats import NON_NEGATIVE, RATE, interval
 
 MAX_ENUMERATED_STATES = 65_536
 ROLLOUTS = ("calls", "table")
 SAMPLED_STATES = 4096
-
-
-RATE = (0.0, 1.0)  # the range of a rate: agreements, feasibility
-NON_NEGATIVE = (0.0, None)  # latencies and gaps
-
-
-def mean_interval(
-    values: Sequence[float], bounds: tuple[float | None, float | None] = (None, None)
-) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval (collapsed for a single value), the interval clipped to
-    the metric's ``bounds``: with few samples a t-interval of a rate would leave [0, 1]."""
-    data = np.asarray(values, dtype=np.float64)
-    mean = float(data.mean())
-    if data.size < 2 or float(data.std(ddof=1)) == 0.0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
-    low, high = bounds
-    lo = mean - half if low is None else max(mean - half, low)
-    hi = mean + half if high is None else min(mean + half, high)
-    return mean, lo, hi
-
-
-def interval(values: Sequence[float], bounds: tuple[float | None, float | None]) -> dict[str, float]:
-    """:func:`mean_interval` as ``{"mean", "lo95", "hi95"}``."""
-    mean, lo, hi = mean_interval(values, bounds)
-    return {"mean": mean, "lo95": lo, "hi95": hi}
 
 
 def joint_states(n_users: int, n_servers: int, rng: np.random.Generator) -> np.ndarray:

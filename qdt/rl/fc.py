@@ -1,4 +1,4 @@
-"""The fully connected stack of DESIGN.md §2: in → 192 → 192 → 192 → out, ReLU between layers.
+"""The fully connected stack of docs/design.md §2: in → 192 → 192 → 192 → out, ReLU between layers.
 
 Paper counts (N = 4, M = 2): actor 4→192→192→192→4 has 960, 37056, 37056, 772 parameters;
 critic 16→192→192→192→1 has 3264, 37056, 37056, 193.

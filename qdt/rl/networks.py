@@ -1,4 +1,4 @@
-"""Actor and critic networks (DESIGN.md §2): an optional quantum front end, then the FC stack.
+"""Actor and critic networks (docs/design.md §2): an optional quantum front end, then the FC stack.
 
 Actor j:  s^j (N bits) → [VQC probabilities, 2^q] → FC → sigmoid → â^j ∈ [0, 1]^N
 Critic j: v = (s^1..s^M, a^1..a^M) (2MN values) → [VQC probabilities] → FC → Q(v)

@@ -19,14 +19,13 @@ import numpy as np
 import torch
 
 from qdt.errors import QdtInputError
-from qdt.executors import Executor
+from qdt.executors import Executor, open_backend
 from qdt.problem.instance import Instance
+from qdt.problem.model import PlacementModel
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import TrainConfig
 from qdt.rl.exploration import decode_argmax
 from qdt.rl.maddpg import all_observations
-from qdt.problem.model import PlacementModel
-from qdt.rl.builders import make_executor
 from qdt.rl.networks import Actor
 from qdt.rl.quantum_layer import quantum_front
 
@@ -101,7 +100,7 @@ def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolic
     payload = load_checkpoint(run_dir)
     n, m = instance.n_users, instance.n_servers
     if config.agent == "quantum" and executor is None:
-        executor = make_executor(config.backend, np.random.SeedSequence(config.seed).spawn(1)[0])
+        executor = open_backend(config.backend, seed=np.random.SeedSequence(config.seed).spawn(1)[0])
     actors: list[Actor] = []
     for j in range(m):
         if config.agent == "classical":

@@ -6,6 +6,11 @@ A run folder holds:
   checkpoint.pt    the latest checkpoint (every ``checkpoint_every`` episodes and at the end)
   summary.json     the trained policy's greedy placement against the exact optimum
   reward.png       reward versus episode
+  .qdt.lock        while a process writes the folder: its pid and host (qdt/files.py, hold_folder)
+
+One process writes a run folder at a time: :func:`train` holds the folder's lock throughout, so a
+second writer (another ``qdt train``, a ``--resume``, a sweep worker) is refused and told the
+holder's pid; a lock left by a killed process is taken over with a notice on stderr.
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from qdt.problem.env import PlacementEnv
 from qdt.errors import QdtError, QdtInputError
-from qdt.problem.instance import Instance, write_json_atomic
+from qdt.files import hold_folder, write_json_atomic
+from qdt.plots import moving_mean, plot_optimum, pyplot, reward_floor, save_figure, smoothing_window
+from qdt.problem.env import PlacementEnv
+from qdt.problem.instance import Instance
+from qdt.problem.model import PlacementModel, matrix_to_assignment
+from qdt.problem.solvers import solve
+from qdt.rl.builders import network_builders
 from qdt.rl.checkpoint import decode_json, encode_json, load_checkpoint, save_checkpoint
 from qdt.rl.config import TrainConfig
 from qdt.rl.exploration import decode_argmax, exploration_level, explore, explore_scores
@@ -40,9 +50,6 @@ from qdt.rl.maddpg import (
 )
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.tensorboard import TensorBoardLog
-from qdt.problem.model import PlacementModel, matrix_to_assignment
-from qdt.rl.builders import network_builders
-from qdt.problem.solvers import solve
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -278,15 +285,27 @@ def train(
 
     ``stop_after`` ends the process's work after that many episodes in total, with a checkpoint,
     as if it had been interrupted there (tests use it to check bit-identical resume).
+
+    The settings are checked (the networks and executors built) before anything is written; then
+    the run folder's lock is held until the end (:func:`qdt.files.hold_folder`: a folder another
+    process is writing is refused). A new run replaces the run files in ``run_dir``; refusing a
+    folder that holds other files is the caller's choice (``qdt train --out`` refuses it).
     """
     torch.set_num_threads(config.threads)
     trainer = Trainer(config, instance)
+    with hold_folder(run_dir, "run_dir"):
+        return _train_into(trainer, run_dir, resume, progress, stop_after)
+
+
+def _train_into(
+    trainer: Trainer, run_dir: Path, resume: bool, progress: bool, stop_after: int | None
+) -> dict[str, Any]:
+    config, instance = trainer.config, trainer.instance
     metrics_path = run_dir / METRICS_FILE
     if resume:
         trainer.load_payload(load_checkpoint(run_dir))
         _truncate_metrics(metrics_path, trainer.state.episode)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / CONFIG_FILE, {"config": config.to_dict(), "instance": instance.to_dict()})
         metrics_path.write_text("")
     last = config.episodes if stop_after is None else min(stop_after, config.episodes)
@@ -384,34 +403,29 @@ def _progress_bar(enabled: bool, initial: int, total: int, config: TrainConfig) 
 
 
 def plot_rewards(metrics: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``reward.png``: the reward of every episode, its moving mean over 1/50 of the run, the
+    greedy policy's reward where it was measured, and the optimum's."""
     episodes = np.array([m["episode"] for m in metrics])
     rewards = np.array([m["reward_mean"] for m in metrics])
-    window = max(1, len(rewards) // 50)
-    smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    window = smoothing_window(len(rewards), points=50)
+    smooth = moving_mean(rewards, window)
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.plot(episodes, rewards, color="0.8", lw=0.6, label="episode mean")
     ax.plot(episodes[window - 1 :], smooth, lw=1.6, label=f"moving mean ({window} episodes)")
     greedy = [(m["episode"], m["greedy_reward"]) for m in metrics if "greedy_reward" in m]
     if greedy:
         ax.plot(*zip(*greedy), ".", ms=3, label="greedy policy")
     if summary.get("optimum_total_latency_s") is not None:
-        ax.axhline(-summary["optimum_total_latency_s"], color="k", ls="--", lw=1, label="optimum")
+        plot_optimum(ax, summary["optimum_total_latency_s"])
     ax.set_xlabel("episode")
     ax.set_ylabel("reward")
-    ax.set_ylim(bottom=max(rewards.min(), -4 * abs(smooth.max()) - 1))
+    ax.set_ylim(bottom=reward_floor(rewards.min(), smooth.max()))
     cfg = summary["config"]
     agent = "classical" if cfg["agent"] == "classical" else f"quantum, L = {cfg['layers']}"
     ax.set_title(f"{agent}, seed {cfg['seed']}")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def load_run_config(run_dir: Path) -> tuple[TrainConfig, Instance]:

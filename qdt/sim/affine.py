@@ -31,10 +31,6 @@ class AffineValue:
         return bool(self.angle_terms)
 
     @property
-    def uses_weights(self) -> bool:
-        return bool(self.weight_terms)
-
-    @property
     def is_constant(self) -> bool:
         return not self.angle_terms and not self.weight_terms
 
@@ -107,10 +103,11 @@ def affine_value(
         if isinstance(gradient, ParameterExpression) and gradient.parameters:
             raise QdtInputError(
                 where,
-                "an affine expression of the parameters (constant + Σ coefficient·parameter)",
+                "an affine expression of the parameters: each enters linearly "
+                "(constant + Σ coefficient·parameter)",
                 str(value),
-                f"its derivative in {parameter.name} is {gradient}, not a constant; "
-                "the torch executors evaluate only affine expressions",
+                f"its derivative in {parameter.name} is {gradient}, not a constant; the torch "
+                "executors and the parameter-shift rule evaluate only affine gate angles",
             )
         coefficient = _real_number(gradient, where)
         if parameter in angle_index:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from qdt.noise.config import NoiseConfig
+from qdt.noise.pauli import ptm_of_unitary, zero_state_coordinates
 from qdt.sim.affine import AffineValue
 from qdt.sim.gates import GateOp
 from qdt.sim.trig import TrigFit, clean, fit_trig_polynomial
-from qdt.noise.config import NoiseConfig
-from qdt.noise.pauli import ptm_of_unitary, zero_state_coordinates
 
 CONST, SHARED, BATCH = "const", "shared", "batch"
 

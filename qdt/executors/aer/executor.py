@@ -1,6 +1,7 @@
 """``aer``: the same circuit on qiskit-aer, exact or with finite shots, noiseless or noisy.
 
-Options (``get_executor("aer", ...)``):
+Opened by ``open_backend("aer")`` (the shipped profile: 1024 shots) or
+``open_backend("executor:aer")`` (exact); options (see :data:`BACKEND`):
 
 - ``shots``: None gives exact probabilities; an integer gives estimates from that many shots.
 - ``mode``: ``"exact"`` (default without shots), ``"sampled"`` (default with shots: multinomial
@@ -16,10 +17,12 @@ Options (``get_executor("aer", ...)``):
   every call draws fresh randomness from it (shot noise never repeats across calls, and the
   same seed reproduces a run).
 - ``engine``: ``"auto"`` (default), ``"probabilities"`` or ``"sampler"``; see below.
+- ``optimization_level``, ``seed_transpiler``: how a device profile transpiles (default 2, 0).
 
 How a batch runs (one Aer call per batch, never one job per row): every angle row and the
 weights form one parameter array [B, P] bound to the one compiled circuit. The circuit is
-transpiled once per (circuit, target) and cached; then reduced to the qubits it uses
+transpiled once per (circuit structure, target) and cached (:mod:`qdt.executors.transpile_cache`);
+then reduced to the qubits it uses
 (renumbered 0 … k−1, with the noise model restricted to them, which is exact because Aer's
 errors act only on the qubits of their gate). The **probabilities** engine has Aer compute the
 exact output distribution (``save_probabilities``: statevector method when noiseless, density
@@ -32,17 +35,17 @@ same distribution as measuring shots on Aer, much faster. The **sampler** engine
 ``SamplerV2`` on the circuit with measurements, readout errors in the noise model and a fresh
 simulator seed per call; ``auto`` uses it only when the density matrix would be too large.
 
-After every :meth:`AerExecutor.run`, ``executor.last_run_info`` is a dict: ``mode``
+After every :meth:`AerExecutor.run`, ``executor.last_run_info`` holds ``mode``
 (``"exact"``, ``"sampled"`` or ``"gaussian"``; also ``executor.result_mode``), ``shots``,
 ``engine``, ``method``, ``rows``, ``qubits`` (simulated), ``physical_qubits``, ``noise``,
-``seconds``.
+``device``, ``seconds``. On a device noise profile, :meth:`AerExecutor.isa_report` gives the
+transpiled circuit's device, depth, two-qubit gates and physical qubits.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,13 +53,24 @@ from typing import Any
 import numpy as np
 import torch
 from qiskit import QuantumCircuit, transpile
-from qiskit.circuit import ControlFlowOp, Gate, Parameter, ParameterExpression
+from qiskit.circuit import Gate, Parameter, ParameterExpression
 
 from qdt.errors import QdtError, QdtInputError
-from qdt.executors.base import Capabilities, Executor, PreparedCircuit, expval_z
+from qdt.executors.aer.tail import ErrorLookup, NoisyTail
+from qdt.executors.base import (
+    Capabilities,
+    Executor,
+    PreparedCircuit,
+    expval_z,
+    strip_final_measurements,
+    validate_shots,
+)
+from qdt.executors.profiles import DEFAULT_SHOTS, BackendProfile
+from qdt.executors.registry import BackendSpec, OpenRequest
+from qdt.executors.sampling import gaussian_shot_noise, make_generator, multinomial_estimates
+from qdt.executors.transpile_cache import cached_transpile
 from qdt.noise.config import NoiseConfig
 from qdt.noise.profiles import DeviceNoiseProfile, NoiseProfile, load_noise_profile
-from qdt.executors.aer.tail import ErrorLookup, NoisyTail
 
 MODES = ("exact", "sampled", "gaussian")
 ENGINES = ("auto", "probabilities", "sampler")
@@ -70,96 +84,10 @@ _IGNORED = frozenset({"barrier", "delay"})
 # cp/crx/cry/crz/cu1/cu3 (compare Qiskit/qiskit-aer#2359); circuits with symbolic parameters
 # in any other gate are bound in Python instead, row by row, still in one Aer call.
 _BINDABLE_GATES = frozenset({"rx", "ry", "rz", "p", "u", "u1", "u2", "u3", "r", "rxx", "ryy", "rzz", "rzx"})
-_TRANSPILE_CACHE: OrderedDict[tuple[Any, ...], tuple[QuantumCircuit, QuantumCircuit]] = OrderedDict()
-_TRANSPILE_CACHE_SIZE = 64
 
 
 class AerRunError(QdtError):
     """Aer reported a failed simulation (it returns success=False rather than raising)."""
-
-
-def make_generator(seed: object) -> np.random.Generator:
-    """A numpy Generator from None (fresh entropy), an int, a SeedSequence or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, np.random.SeedSequence):
-        return np.random.default_rng(seed)
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return np.random.default_rng(np.random.SeedSequence(int(seed)))
-    raise QdtInputError("seed", "None, a non-negative int, a numpy SeedSequence or a numpy Generator", seed)
-
-
-def gaussian_shot_noise(probs: np.ndarray, shots: int, generator: np.random.Generator) -> np.ndarray:
-    """probs + N(0, (diag(p) − p pᵀ)/shots) per row: the multinomial's first two moments.
-
-    With g ~ N(0, I), x = √p ∘ g − p (√p · g) has covariance diag(p) − p pᵀ and sums to 0.
-    """
-    p = np.clip(probs, 0.0, None)
-    root = np.sqrt(p)
-    g = generator.standard_normal(p.shape)
-    x = root * g - p * np.sum(root * g, axis=1, keepdims=True)
-    return probs + x / np.sqrt(shots)
-
-
-def multinomial_estimates(probs: np.ndarray, shots: int, generator: np.random.Generator) -> np.ndarray:
-    p = np.clip(probs, 0.0, None)
-    p = p / p.sum(axis=1, keepdims=True)
-    return generator.multinomial(shots, p) / shots
-
-
-# ---- circuit checks and transpilation ------------------------------------------------------
-def check_circuit(circuit: QuantumCircuit, *, allow_delays: bool = True) -> QuantumCircuit:
-    """Reject what has no readout semantics here; return the circuit without final measurements."""
-    measured: set[int] = set()
-    for position, instruction in enumerate(circuit.data):
-        op = instruction.operation
-        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
-        if op.name == "delay" and not allow_delays:
-            raise QdtInputError(
-                "circuit",
-                "no delay instructions on a device noise profile",
-                f"a delay at circuit.data[{position}]",
-                "idle relaxation during delays is not modelled; remove the delays",
-            )
-        if op.name == "measure":
-            measured.update(qubits)
-            continue
-        if op.name in _IGNORED or op.num_qubits == 0:
-            continue
-        if isinstance(op, ControlFlowOp) or instruction.clbits or not isinstance(op, Gate):
-            raise QdtInputError(
-                "circuit",
-                "unitary gates, barriers, delays and final measurements",
-                f"instruction {op.name!r} at circuit.data[{position}]",
-                "remove it; the readout is taken from the final state",
-            )
-        if measured.intersection(qubits):
-            raise QdtInputError(
-                "circuit",
-                "measurements only at the end of the circuit",
-                f"gate {op.name!r} on qubit {sorted(measured.intersection(qubits))[0]} after its measurement",
-                "move measurements to the end; the readout is taken from the final state",
-            )
-    return circuit.remove_final_measurements(inplace=False) if measured else circuit
-
-
-def _cache_key(circuit: QuantumCircuit, target_key: tuple[Any, ...]) -> tuple[Any, ...]:
-    names = tuple(p.name for p in circuit.parameters)
-    return (id(circuit), len(circuit.data), circuit.num_qubits, names, target_key)
-
-
-def cached_transpile(circuit: QuantumCircuit, target_key: tuple[Any, ...], compile_fn: Any) -> QuantumCircuit:
-    """``compile_fn(circuit)`` once per (circuit, target); later calls reuse the result."""
-    key = _cache_key(circuit, target_key)
-    hit = _TRANSPILE_CACHE.get(key)
-    if hit is not None and hit[0] is circuit:
-        _TRANSPILE_CACHE.move_to_end(key)
-        return hit[1]
-    compiled = compile_fn(circuit)
-    _TRANSPILE_CACHE[key] = (circuit, compiled)
-    while len(_TRANSPILE_CACHE) > _TRANSPILE_CACHE_SIZE:
-        _TRANSPILE_CACHE.popitem(last=False)
-    return compiled
 
 
 def _depends_on(value: object, params: set[Parameter]) -> bool:
@@ -253,11 +181,7 @@ class AerExecutor(Executor):
         seed_transpiler: int = 0,
         engine: str = "auto",
     ) -> None:
-        if shots is not None and (
-            isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1
-        ):
-            raise QdtInputError("shots", "None (exact) or a positive integer", shots)
-        self.shots = None if shots is None else int(shots)
+        self.shots = None if shots is None else validate_shots(shots)
         resolved_mode = mode if mode is not None else ("exact" if shots is None else "sampled")
         if resolved_mode not in MODES:
             raise QdtInputError("mode", f"one of {MODES}", mode)
@@ -281,7 +205,6 @@ class AerExecutor(Executor):
         self.seed_transpiler = seed_transpiler
         self.generator = make_generator(seed)
         self.profile, self.noise = self._resolve_noise(noise)
-        self.last_run_info: dict[str, Any] = {}
 
     @staticmethod
     def _resolve_noise(
@@ -300,13 +223,18 @@ class AerExecutor(Executor):
             "noise", "None, a NoiseConfig, a NoiseProfile or a profile name", type(noise).__name__
         )
 
+    @classmethod
+    def profile_capabilities(cls, profile: BackendProfile) -> Capabilities:
+        """Shots when the profile has them; noisy when it names a noise model; no gradients."""
+        return _capabilities(profile.shots, profile.has_noise)
+
     @property
     def capabilities(self) -> Capabilities:
         if isinstance(self.noise, DeviceNoiseProfile):
             noisy = True
         else:
             noisy = self.noise is not None and not self.noise.is_trivial
-        return Capabilities(differentiable=False, shots=self.shots is not None, noisy=noisy, remote=False)
+        return _capabilities(self.shots, noisy)
 
     @property
     def result_mode(self) -> str:
@@ -319,6 +247,20 @@ class AerExecutor(Executor):
             return self.profile.name
         return None if self.noise is None else "NoiseConfig"
 
+    def isa_report(self, prepared: PreparedCircuit) -> dict[str, Any] | None:
+        """On a device noise profile: the device, and the transpiled circuit's depth, two-qubit
+        gates and the physical qubits simulated; None for circuits run as written."""
+        plan = self.check_prepared(prepared).payload
+        assert isinstance(plan, AerPlan)
+        if plan.device is None:
+            return None
+        return {
+            "device": plan.device,
+            "depth": plan.transpiled.depth(),
+            "two_qubit_gates": plan.two_qubit_gates,
+            "physical_qubits": list(plan.physical_qubits),
+        }
+
     # ---- prepare ---------------------------------------------------------------------------
     def _prepare(
         self,
@@ -328,13 +270,15 @@ class AerExecutor(Executor):
         readout_qubits: tuple[int, ...],
     ) -> AerPlan:
         device = self.noise if isinstance(self.noise, DeviceNoiseProfile) else None
-        stripped = check_circuit(circuit, allow_delays=device is None)
+        stripped = strip_final_measurements(circuit, allow_delays=device is None)
         if device is not None:
             transpiled, readout = self._to_device(circuit, stripped, readout_qubits, device)
-        else:
-            transpiled = cached_transpile(stripped, ("aer-logical",), _logical_transpile)
-            readout = readout_qubits
+        else:  # the qubits the circuit uses first: an ISA circuit may be 127 qubits wide
+            used, used_qubits, readout = _compact(stripped, readout_qubits)
+            transpiled = cached_transpile(used, ("aer-logical",), _logical_transpile).circuit
         compact, physical, compact_readout = _compact(transpiled, readout)
+        if device is None:
+            physical = tuple(used_qubits[q] for q in physical)
         compact.global_phase = 0.0  # irrelevant to probabilities; Aer cannot bind it at run time
         gate_model, sampler_model, assignment, errors = self._noise_models(
             compact, physical, compact_readout, device
@@ -426,7 +370,7 @@ class AerExecutor(Executor):
             )
             return manager.run(logical)
 
-        isa = cached_transpile(stripped, ("device", device.cache_key, level, seed), compile_fn)
+        isa = cached_transpile(stripped, ("aer-device", *device.cache_key, level, seed), compile_fn).circuit
         final = isa.layout.final_index_layout()
         return isa, tuple(int(final[q]) for q in readout_qubits)
 
@@ -505,7 +449,7 @@ class AerExecutor(Executor):
             else:
                 assert self.shots is not None
                 probs = gaussian_shot_noise(exact, self.shots, self.generator)
-        self.last_run_info = {
+        self._run_info = {
             "mode": self.mode,
             "shots": self.shots,
             "engine": "sampler" if method == "sampler" else "probabilities",
@@ -657,4 +601,19 @@ def _logical_transpile(circuit: QuantumCircuit) -> QuantumCircuit:
     return transpile(circuit, _LOGICAL_BACKEND[0], optimization_level=0)
 
 
-EXECUTOR_FACTORY = AerExecutor
+
+def _capabilities(shots: int | None, noisy: bool) -> Capabilities:
+    return Capabilities(differentiable=False, shots=shots is not None, noisy=noisy, remote=False)
+
+
+def _open(request: OpenRequest) -> AerExecutor:
+    return AerExecutor(shots=request.profile.shots, noise=request.noise, seed=request.seed, **request.options)  # type: ignore[arg-type]
+
+
+BACKEND = BackendSpec(
+    name="aer",
+    factory=_open,
+    capabilities=AerExecutor.profile_capabilities,
+    options=("shots", "noise", "mode", "engine", "optimization_level", "seed_transpiler"),
+    default_shots=DEFAULT_SHOTS,
+)

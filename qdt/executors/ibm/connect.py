@@ -18,14 +18,14 @@ from __future__ import annotations
 import socket
 import stat
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtError
-from qdt.executors.profiles import DeviceSpec, fake_backend_class
+from qdt.executors.ibm.settings import DeviceSpec
+from qdt.noise.device import fake_backend
 
 EMPTY_ACCOUNT_FILE_BYTES = 3  # "{}" (and a newline): the file Qiskit creates when it looks for an account
 _HTTP_AUTH_STATUS = (400, 401, 403)
@@ -33,6 +33,8 @@ _HTTP_AUTH_STATUS = (400, 401, 403)
 
 class IBMAccountError(QdtError):
     """The IBM Quantum service could not be used with the configured account."""
+
+    exit_status = 2  # the user fixes it (account, key, network), as bad input (see qdt.errors)
 
 
 class NoAccountError(IBMAccountError):
@@ -86,18 +88,6 @@ class RuntimeDevice:
         return int(self.backend.num_qubits)
 
 
-_FAKE_BACKENDS: dict[str, Any] = {}
-_FAKE_LOCK = threading.Lock()
-
-
-def fake_backend(name: str) -> Any:
-    """One instance per fake device per process (its calibration JSON is parsed once)."""
-    with _FAKE_LOCK:
-        if name not in _FAKE_BACKENDS:
-            _FAKE_BACKENDS[name] = fake_backend_class(name)()
-        return _FAKE_BACKENDS[name]
-
-
 def service_class() -> type:
     """The Runtime service class (a module-level seam: tests substitute a scripted service)."""
     from qiskit_ibm_runtime import QiskitRuntimeService
@@ -127,7 +117,7 @@ def open_service(spec: DeviceSpec) -> Any:
 
 def connect_device(spec: DeviceSpec) -> RuntimeDevice:
     if spec.local:
-        return RuntimeDevice(spec=spec, backend=fake_backend(spec.name), service=None)
+        return RuntimeDevice(spec=spec, backend=fake_backend(spec.name, field="device.name"), service=None)
     service = open_service(spec)
     try:
         backend = service.backend(spec.name)

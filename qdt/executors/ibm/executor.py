@@ -5,14 +5,18 @@ a fake backend runs in qiskit-ibm-runtime's local testing mode (``SamplerV2(mode
 a real one through ``QiskitRuntimeService``. Nothing else branches on it except what the service
 itself lacks locally (no job lookup by id or tag, no queue timestamps, no simulator seed on hardware).
 
-* prepare: the circuit gets its readout measured into a ``qdt_readout`` register and is
-  transpiled to the device's ISA with ``generate_preset_pass_manager(backend=...,
-  optimization_level=...)`` once per circuit structure and device (a process-wide cache keyed
-  by the structure, so the M actors' identical circuits transpile once). Layout, depth and
-  two-qubit gate count are recorded (:meth:`IBMRuntimeExecutor.isa_report`).
+* prepare: final measurements are dropped, the readout is measured into a ``qdt_readout``
+  register and the circuit is transpiled to the device's ISA with
+  ``generate_preset_pass_manager(backend=..., optimization_level=...)`` once per circuit
+  structure and device (:mod:`qdt.executors.transpile_cache`, so the M actors' identical
+  circuits transpile once). Layout, depth and two-qubit gate count are recorded
+  (:meth:`IBMRuntimeExecutor.isa_report`).
 * run: validation first (qubits, shots, parameter shapes, finite values); then ONE job whose
   PUB carries the whole batch as a parameter array; :meth:`IBMRuntimeExecutor.run_many` puts
   several prepared circuits (e.g. every agent's actor) into one job, one PUB each.
+* opened by ``open_backend("fake_torino")`` (or any ibm profile); options ``shots``,
+  ``reuse_jobs`` (reuse a finished job with the same inputs) and ``timeout_s`` (the profile's
+  ``[runtime] timeout_s``), see :data:`BACKEND`.
 * jobs: see :mod:`qdt.executors.ibm.jobs` (job id on disk before waiting, timeout, retries,
   typed errors, results saved for ``qdt jobs fetch``).
 """
@@ -21,8 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
-import threading
 import time
 import uuid
 import warnings
@@ -37,14 +41,17 @@ from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.circuit import Parameter
 
 from qdt.errors import QdtInputError
-from qdt.executors.profiles import BackendProfile, load_backend_profile
 from qdt.executors.base import (
+    MAX_SHOTS,
     Capabilities,
     Executor,
     PreparedCircuit,
+    RunItem,
     expval_z,
+    strip_final_measurements,
     validate_angles,
     validate_readout,
+    validate_shots,
     validate_weights,
 )
 from qdt.executors.ibm.connect import RuntimeDevice, connect_device
@@ -59,9 +66,13 @@ from qdt.executors.ibm.jobs import (
     wait_for_job,
     with_retries,
 )
+from qdt.executors.ibm.settings import RULES, TABLES, IBMOptions, ibm_options, parse_ibm_options
+from qdt.executors.profiles import DEFAULT_SHOTS, BackendProfile
+from qdt.executors.registry import BackendSpec, OpenRequest
+from qdt.executors.sampling import make_generator
+from qdt.executors.transpile_cache import cached_transpile
 
 READOUT_REGISTER = "qdt_readout"
-DEFAULT_BACKEND = "fake_torino"
 
 
 @dataclass(frozen=True)
@@ -118,46 +129,19 @@ class JobRun:
         return data
 
 
-# ---- transpilation, cached per structure and device --------------------------------------------
-_ISA_CACHE: dict[str, tuple[QuantumCircuit, float]] = {}
-_ISA_LOCK = threading.Lock()
+# ---- transpilation -----------------------------------------------------------------------------
+def transpile_for(circuit: QuantumCircuit, device: RuntimeDevice, level: int, seed: int | None) -> Any:
+    """The ISA circuit of ``circuit`` on ``device`` (cached per structure, device and settings)."""
 
+    def compile_fn(logical: QuantumCircuit) -> QuantumCircuit:
+        from qiskit.transpiler import generate_preset_pass_manager
 
-def structure_key(circuit: QuantumCircuit, *extra: object) -> str:
-    """A hash of the circuit's structure (gates, qubits, parameter names), not its Parameter objects."""
-    digest = hashlib.sha256()
-    digest.update(repr((circuit.num_qubits, circuit.num_clbits, extra)).encode())
-    for instruction in circuit.data:
-        qubits = tuple(circuit.find_bit(q).index for q in instruction.qubits)
-        clbits = tuple(circuit.find_bit(c).index for c in instruction.clbits)
-        params = tuple(str(p) for p in instruction.operation.params)
-        digest.update(repr((instruction.operation.name, qubits, clbits, params)).encode())
-    return digest.hexdigest()
+        manager = generate_preset_pass_manager(
+            backend=device.backend, optimization_level=level, seed_transpiler=seed
+        )
+        return manager.run(logical)
 
-
-def transpile_cached(
-    circuit: QuantumCircuit, device: RuntimeDevice, level: int, seed: int | None
-) -> tuple[QuantumCircuit, float, bool, str]:
-    """ISA circuit for ``circuit`` on ``device``, bound to ``circuit``'s own Parameter objects."""
-    from qiskit.transpiler import generate_preset_pass_manager
-
-    key = structure_key(circuit, device.name, level, seed)
-    by_name = {p.name: p for p in circuit.parameters}
-    with _ISA_LOCK:
-        cached = _ISA_CACHE.get(key)
-    if cached is not None:
-        template, seconds = cached
-        mapping = {p: by_name[p.name] for p in template.parameters if by_name[p.name] is not p}
-        return (template.assign_parameters(mapping) if mapping else template), seconds, True, key
-    started = time.perf_counter()
-    manager = generate_preset_pass_manager(
-        backend=device.backend, optimization_level=level, seed_transpiler=seed
-    )
-    isa = manager.run(circuit)
-    seconds = time.perf_counter() - started
-    with _ISA_LOCK:
-        _ISA_CACHE[key] = (isa, seconds)
-    return isa, seconds, False, key
+    return cached_transpile(circuit, ("ibm", device.name, level, seed), compile_fn)
 
 
 def _measured(circuit: QuantumCircuit, readout: tuple[int, ...]) -> QuantumCircuit:
@@ -194,32 +178,29 @@ class IBMRuntimeExecutor(Executor):
 
     def __init__(
         self,
-        profile: BackendProfile | str = DEFAULT_BACKEND,
+        profile: BackendProfile,
         *,
-        shots: int | None = None,
         seed: int | np.random.SeedSequence | None = None,
         job_dir: Path | None = None,
         reuse_jobs: bool = False,
+        timeout_s: float | None = None,
     ) -> None:
-        profile = load_backend_profile(profile)
-        if profile.executor != "ibm" or profile.device is None:
-            raise QdtInputError("backend", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
-        if shots is not None:
-            if (
-                isinstance(shots, bool)
-                or not isinstance(shots, (int, np.integer))
-                or not 1 <= shots <= 10_000_000
+        settings = ibm_options(profile)
+        if timeout_s is not None:
+            if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not (
+                math.isfinite(timeout_s) and timeout_s > 0
             ):
-                raise QdtInputError("shots", "an integer from 1 to 10000000", shots)
-            profile = dataclasses.replace(profile, shots=int(shots))
-        if seed is not None and not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
-            raise QdtInputError("seed", "None, a non-negative int or a numpy SeedSequence", seed)
+                raise QdtInputError("timeout_s", "a positive number of seconds", timeout_s)
+            runtime = dataclasses.replace(settings.runtime, timeout_s=float(timeout_s))
+            settings = dataclasses.replace(settings, runtime=runtime)
+            profile = dataclasses.replace(profile, options=settings)
         self.profile = profile
-        self.shots = int(profile.shots or 1024)
+        self.settings: IBMOptions = settings
+        self.shots = validate_shots(DEFAULT_SHOTS if profile.shots is None else profile.shots)
         self.store = JobStore(Path(job_dir) if job_dir is not None else default_job_dir())
         self.reuse_jobs = bool(reuse_jobs)
         self.jobs: list[JobRun] = []
-        self._rng = np.random.default_rng(seed)
+        self._rng = make_generator(seed)
         self._device: RuntimeDevice | None = None
         self._mode: Any = None
 
@@ -228,18 +209,22 @@ class IBMRuntimeExecutor(Executor):
     def device(self) -> RuntimeDevice:
         """Connected on first use (a real device needs the account and the network from here on)."""
         if self._device is None:
-            assert self.profile.device is not None
-            self._device = connect_device(self.profile.device)
+            self._device = connect_device(self.settings.device)
         return self._device
 
     @property
     def local(self) -> bool:
-        assert self.profile.device is not None
-        return self.profile.device.local
+        return self.settings.device.local
+
+    @classmethod
+    def profile_capabilities(cls, profile: BackendProfile) -> Capabilities:
+        """A device: shots and its own noise; remote unless it is a fake device (local testing mode)."""
+        local = ibm_options(profile).device.local
+        return Capabilities(differentiable=False, shots=True, noisy=True, remote=not local)
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(differentiable=False, shots=True, noisy=True, remote=not self.local)
+        return self.profile_capabilities(self.profile)
 
     def close(self) -> None:
         """Close the Batch or Session this executor opened (job mode has none)."""
@@ -249,12 +234,6 @@ class IBMRuntimeExecutor(Executor):
             finally:
                 self._mode = None
 
-    def __enter__(self) -> IBMRuntimeExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- prepare
     def _prepare(
         self,
@@ -263,13 +242,7 @@ class IBMRuntimeExecutor(Executor):
         weight_params: tuple[Parameter, ...],
         readout_qubits: tuple[int, ...],
     ) -> IsaCircuit:
-        if circuit.num_clbits or any(i.operation.name == "measure" for i in circuit.data):
-            raise QdtInputError(
-                "circuit",
-                "a circuit without measurements",
-                "measurements",
-                "qdt measures the readout qubits itself",
-            )
+        circuit = strip_final_measurements(circuit)  # qdt measures the readout qubits itself
         device = self.device
         if circuit.num_qubits > device.num_qubits:
             raise QdtInputError(
@@ -282,9 +255,9 @@ class IBMRuntimeExecutor(Executor):
         if len(set(names)) != len(names):
             raise QdtInputError("circuit", "parameters with distinct names", "repeated names")
         measured = _measured(circuit, readout_qubits)
-        isa, seconds, cached, key = transpile_cached(
-            measured, device, self.profile.optimization_level, self.profile.transpile_seed
-        )
+        settings = self.settings
+        transpiled = transpile_for(measured, device, settings.optimization_level, settings.transpile_seed)
+        isa, seconds, cached, key = transpiled.circuit, transpiled.seconds, transpiled.cached, transpiled.key
         order = {p: k for k, p in enumerate(angle_params + weight_params)}
         sources = np.array([order[p] for p in isa.parameters], dtype=np.int64)
         physical, layout, two_qubit, operations = _isa_facts(isa, circuit.num_qubits)
@@ -297,23 +270,19 @@ class IBMRuntimeExecutor(Executor):
         )
 
     def isa_report(self, prepared: PreparedCircuit) -> dict[str, Any]:
+        """Device, optimisation level, layout, physical readout qubits, depth, two-qubit gates,
+        operations and transpile time of ``prepared``'s ISA circuit."""
         payload = self._payload(prepared)
         return {
             "device": self.device.name,
-            "optimization_level": self.profile.optimization_level,
+            "optimization_level": self.settings.optimization_level,
             **payload.report(),
         }
 
     def _payload(self, prepared: PreparedCircuit) -> IsaCircuit:
-        if not isinstance(prepared, PreparedCircuit) or prepared.owner != id(self):
-            raise QdtInputError(
-                "prepared",
-                "a circuit prepared by this 'ibm' executor",
-                getattr(prepared, "executor", type(prepared).__name__),
-                "call executor.prepare(circuit, ...) on the executor that runs it",
-            )
-        assert isinstance(prepared.payload, IsaCircuit)
-        return prepared.payload
+        payload = self.check_prepared(prepared).payload
+        assert isinstance(payload, IsaCircuit)
+        return payload
 
     # -- run
     def _run(
@@ -321,11 +290,7 @@ class IBMRuntimeExecutor(Executor):
     ) -> torch.Tensor:
         return self.run_many([(prepared, angles, weights)], readout=readout)[0]
 
-    def run_many(
-        self,
-        items: Sequence[tuple[PreparedCircuit, Any, Any]],
-        readout: str = "probs",
-    ) -> list[torch.Tensor]:
+    def run_many(self, items: Sequence[RunItem], readout: str = "probs") -> list[torch.Tensor]:
         """Several prepared circuits with their batches in ONE job (one PUB each)."""
         if not items:
             raise QdtInputError("items", "at least one (prepared, angles, weights) triple", "none")
@@ -340,7 +305,7 @@ class IBMRuntimeExecutor(Executor):
             ]
             checked.append((prepared, payload, np.ascontiguousarray(values)))
         self._check_shots(sum(v.shape[0] for _, _, v in checked))
-        use_estimator = mode == "expval_z" and self.profile.estimator.use_for_expval
+        use_estimator = mode == "expval_z" and self.settings.estimator.use_for_expval
         kind = "estimator" if use_estimator else "sampler"
         pubs: list[tuple[Any, ...]] = []
         meta: list[dict[str, Any]] = []
@@ -363,6 +328,18 @@ class IBMRuntimeExecutor(Executor):
                 }
             )
         result = self._execute(kind, pubs, meta, [(p.key, v) for _, p, v in checked])
+        job = self.jobs[-1]
+        self._run_info = {
+            "mode": "sampled",
+            "shots": self.shots,
+            "kind": kind,
+            "job_id": job.job_id,
+            "device": job.device,
+            "pubs": job.pubs,
+            "rows": job.rows,
+            "reused": job.reused,
+            "seconds": job.total_s,
+        }
         outputs = []
         for pub in result["pubs"]:
             if pub["kind"] == "estimator":
@@ -373,24 +350,15 @@ class IBMRuntimeExecutor(Executor):
             outputs.append(probs if mode == "probs" else expval_z(probs))
         return outputs
 
-    def last_counts(self) -> list[np.ndarray] | None:
-        """Counts [B, 2^m] per PUB of the latest job (for readout mitigation reports)."""
-        if not self.jobs:
-            return None
-        payload = self.store.load_result(self.jobs[-1].job_id)
-        if payload is None:
-            return None
-        return [np.asarray(p["counts"], dtype=np.int64) for p in payload["pubs"] if p["kind"] == "sampler"]
-
     def _check_shots(self, rows: int) -> None:
         configuration = getattr(self.device.backend, "configuration", None)
         max_shots = getattr(configuration(), "max_shots", None) if callable(configuration) else None
         if isinstance(max_shots, int) and self.shots > max_shots:
             raise QdtInputError("shots", f"at most {max_shots} on {self.device.name}", self.shots)
-        if rows * self.shots > 10_000_000:
+        if rows * self.shots > MAX_SHOTS:  # IBM Runtime's per-job limit (see validate_shots)
             raise QdtInputError(
                 "shots",
-                "batch rows × shots at most 10,000,000 per job",
+                f"batch rows × shots at most {MAX_SHOTS:,} per job",
                 f"{rows} × {self.shots}",
                 "lower --shots",
             )
@@ -400,7 +368,7 @@ class IBMRuntimeExecutor(Executor):
         from qiskit_ibm_runtime import EstimatorV2, SamplerV2
 
         options: dict[str, Any] = {"default_shots": self.shots, "environment": {"job_tags": [tag]}}
-        suppression = self.profile.suppression
+        suppression = self.settings.suppression
         if suppression.dynamical_decoupling:
             options["dynamical_decoupling"] = {"enable": True, "sequence_type": suppression.dd_sequence}
         if suppression.twirling_gates or suppression.twirling_measure:
@@ -408,17 +376,17 @@ class IBMRuntimeExecutor(Executor):
                 "enable_gates": suppression.twirling_gates,
                 "enable_measure": suppression.twirling_measure,
             }
-        if self.profile.runtime.max_execution_time_s is not None:
-            options["max_execution_time"] = self.profile.runtime.max_execution_time_s
+        if self.settings.runtime.max_execution_time_s is not None:
+            options["max_execution_time"] = self.settings.runtime.max_execution_time_s
         if self.local:  # the simulator's seed; hardware takes none. Fresh for every job.
             options["simulator"] = {"seed_simulator": int(self._rng.integers(1, 2**31 - 1))}
         if kind == "estimator":
-            options["resilience_level"] = self.profile.estimator.resilience_level
+            options["resilience_level"] = self.settings.estimator.resilience_level
             return EstimatorV2(mode=self._execution_mode(), options=options), options
         return SamplerV2(mode=self._execution_mode(), options=options), options
 
     def _execution_mode(self) -> Any:
-        mode = self.profile.runtime.mode
+        mode = self.settings.runtime.mode
         if mode == "job":
             return self.device.backend
         if self._mode is None:
@@ -443,7 +411,7 @@ class IBMRuntimeExecutor(Executor):
         meta: list[dict[str, Any]],
         parts: list[tuple[str, np.ndarray]],
     ) -> dict[str, Any]:
-        settings = self.profile.runtime
+        settings = self.settings.runtime
         fingerprint = self._fingerprint(kind, parts)
         rows = sum(m["rows"] for m in meta)
         started = time.monotonic()
@@ -458,7 +426,7 @@ class IBMRuntimeExecutor(Executor):
                 "tag": tag,
                 "fingerprint": fingerprint,
                 "profile": self.profile.name,
-                "device_spec": self.profile.device.to_dict() if self.profile.device else None,
+                "device_spec": self.settings.device.to_dict(),
                 "local": self.local,
                 "kind": kind,
                 "shots": self.shots,
@@ -488,7 +456,7 @@ class IBMRuntimeExecutor(Executor):
                 "fingerprint": fingerprint,
                 "profile": self.profile.name,
                 "profile_source": self.profile.source,
-                "device": self.profile.device.to_dict() if self.profile.device else None,
+                "device": self.settings.device.to_dict(),
                 "backend": self.device.name,
                 "local": self.local,
                 "pid": os.getpid(),
@@ -539,7 +507,7 @@ class IBMRuntimeExecutor(Executor):
         payload = self.store.load_result(record.job_id)
         statuses: list[tuple[str, float]] = [("DONE", 0.0)]
         if payload is None:
-            settings = self.profile.runtime
+            settings = self.settings.runtime
             service = self.device.service
             assert service is not None  # find_reusable only returns pending jobs of a cloud device
             job = with_retries(lambda: service.job(record.job_id), "job lookup", settings, record.job_id)
@@ -590,12 +558,19 @@ def _z_observables(payload: IsaCircuit, bits: int) -> np.ndarray:
     return array
 
 
-def EXECUTOR_FACTORY(  # noqa: N802 - the registry's contract names it so
-    *,
-    backend: str | BackendProfile = DEFAULT_BACKEND,
-    shots: int | None = None,
-    seed: int | np.random.SeedSequence | None = None,
-    job_dir: Path | None = None,
-) -> IBMRuntimeExecutor:
-    """``get_executor("ibm", backend="fake_torino", shots=1024)``: an ibm profile by name or path."""
-    return IBMRuntimeExecutor(backend, shots=shots, seed=seed, job_dir=job_dir)
+def _open(request: OpenRequest) -> IBMRuntimeExecutor:
+    return IBMRuntimeExecutor(request.profile, seed=request.seed, job_dir=request.job_dir, **request.options)  # type: ignore[arg-type]
+
+
+BACKEND = BackendSpec(
+    name="ibm",
+    factory=_open,
+    capabilities=IBMRuntimeExecutor.profile_capabilities,
+    options=("shots", "reuse_jobs", "timeout_s"),
+    hints={"noise": "an IBM device applies its own noise; to simulate it, use aer with noise=device:<name>"},
+    tables=TABLES,
+    parse_options=parse_ibm_options,
+    default_shots=DEFAULT_SHOTS,
+    rules=RULES,
+    needs="name a device: fake_<device> (local testing mode, e.g. fake_torino) or ibm_<device> (ibm_torino)",
+)

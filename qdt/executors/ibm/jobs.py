@@ -38,9 +38,9 @@ from typing import Any, NoReturn, TypeVar
 import numpy as np
 
 from qdt.errors import QdtError, QdtInputError
-from qdt.executors.profiles import RuntimeSettings
 from qdt.executors.ibm.connect import http_status, is_network_error
-from qdt.problem.instance import write_json_atomic
+from qdt.executors.ibm.settings import DeviceSpec, RuntimeSettings
+from qdt.files import write_json_atomic
 
 JOBS_FILE = "jobs.jsonl"
 RESULTS_DIR = "jobs"
@@ -571,7 +571,6 @@ def _settings_of(record: JobRecord, timeout_s: float | None) -> RuntimeSettings:
 
 
 def _connect_for(record: JobRecord) -> Any:
-    from qdt.executors.profiles import DeviceSpec
     from qdt.executors.ibm.connect import connect_device
 
     device = record.submitted.get("device") or {}

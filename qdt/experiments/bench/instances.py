@@ -23,12 +23,12 @@ import numpy as np
 
 from qdt.experiments.bench.paper import AgentSpec
 from qdt.experiments.bench.runs import OnRun, bench_run, failure_note, train_runs
+from qdt.experiments.tables import format_table
 from qdt.problem.generator import GeneratorConfig, generate_instance
 from qdt.problem.instance import Instance
-from qdt.rl.config import TrainConfig
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.experiments.tables import format_table
+from qdt.rl.config import TrainConfig
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((4, 2), (6, 2), (6, 3), (8, 3))
 DEFAULT_AGENTS = (

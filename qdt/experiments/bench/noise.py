@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from qdt.experiments.bench.runs import TrainedRuns, bench_run, failure_note, train_runs
+from qdt.experiments.tables import format_table
+from qdt.plots import plot_interval_line, pyplot, save_figure
 from qdt.problem.generator import paper_instance
 from qdt.rl.config import TrainConfig
-from qdt.rl.evaluation import mean_interval
-from qdt.experiments.tables import format_table
+from qdt.stats import format_interval, mean_interval
 
 DEPOLARIZING_2Q = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 READOUT = (0.0, 1e-2, 5e-2)
@@ -118,11 +119,11 @@ def _metrics(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate(run: PolicyRun, executor: Any, repeats: int, seed: int) -> dict[str, Any]:
-    from qdt.executors import get_executor
+    from qdt.executors import open_backend
     from qdt.rl.evaluation import evaluate_policy
     from qdt.rl.policy import load_policy
 
-    reference = load_policy(run.run_dir, executor=get_executor("statevector"))
+    reference = load_policy(run.run_dir, executor=open_backend("statevector"))
     target = load_policy(run.run_dir, executor=executor)
     return _metrics(evaluate_policy(reference, target, repeats=repeats, seed=seed))
 
@@ -136,8 +137,7 @@ def noise_study(
     seed: int = 0,
     on_done: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    from qdt.executors import get_executor
-    from qdt.rl.builders import make_executor
+    from qdt.executors import open_backend
     from qdt.noise.config import NoiseConfig
 
     seeds = iter(np.random.SeedSequence([seed, 11]).spawn(100_000))
@@ -150,7 +150,7 @@ def noise_study(
                     depolarizing_2q=p2,
                     readout=[[[1 - readout, readout], [readout, 1 - readout]]] if readout else [],
                 )
-                executor = get_executor("density", noise=noise)
+                executor = open_backend("executor:density", noise=noise)
                 metrics = _evaluate(run, executor, 1, seed)
                 rows.append(
                     {
@@ -165,7 +165,7 @@ def noise_study(
         if on_done is not None:
             on_done(f"parametric grid, {run.label} seed {run.seed}")
         for device in devices:
-            executor = make_executor("aer", next(seeds), noise=f"device:{device}", shots=device_shots)
+            executor = open_backend("aer", seed=next(seeds), noise=f"device:{device}", shots=device_shots)
             metrics = _evaluate(run, executor, repeats, seed)
             rows.append(
                 {"policy": run.label, "seed": run.seed, "model": device, "p2": None, "readout": None}
@@ -204,9 +204,9 @@ def shots_study(
 
 
 def make_aer(seed: np.random.SeedSequence, shots: int | None, mode: str) -> Any:
-    from qdt.executors import get_executor
+    from qdt.executors import open_backend
 
-    return get_executor("aer", shots=shots, mode=mode, seed=seed)
+    return open_backend("executor:aer", shots=shots, mode=mode, seed=seed)
 
 
 # ---- outputs -------------------------------------------------------------------------------
@@ -231,10 +231,18 @@ def _summary(values: list[float | None], upper: float | None = 1.0) -> str:
     data = [v for v in values if v is not None]
     if not data:
         return "-"
-    mean, lo, hi = clipped_interval(data, upper)
-    if lo == hi:
-        return f"{100 * mean:.2f}"
-    return f"{100 * mean:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
+    return format_interval(*clipped_interval(data, upper), scale=100)
+
+
+def _intervals(samples: list[list[float | None]], key: str) -> list[tuple[float, float, float]]:
+    """Per x, the interval of the values present (see clipped_interval; gaps have no upper
+    bound); NaNs where every value is missing, so the line has a hole there."""
+    upper = None if key == "gap" else 1.0
+    intervals = []
+    for values in samples:
+        data = [v for v in values if v is not None]
+        intervals.append(clipped_interval(data, upper) if data else (np.nan, np.nan, np.nan))
+    return intervals
 
 
 def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], list[list[Any]]]:
@@ -268,41 +276,30 @@ def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], l
 
 
 def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     metrics = (
         ("gap", "gap to optimum (%)"),
         ("feasible_rate", "feasible (%)"),
         ("action_agreement", "action agreement (%)"),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 4.2))
     parametric = [r for r in rows if r["model"] == "parametric"]
     x_values = sorted({r["p2"] for r in parametric})
     x_plot = [max(p, 3e-5) for p in x_values]  # p2 = 0 drawn at the left edge of the log axis
     for axis, (key, label) in zip(axes, metrics):
         for policy in sorted({r["policy"] for r in rows}, reverse=True):
             for readout in READOUT:
-                means, los, his = [], [], []
-                for p2 in x_values:
-                    vals = [
+                samples = [
+                    [
                         r[key]
                         for r in parametric
                         if r["policy"] == policy and r["p2"] == p2 and r["readout"] == readout
                     ]
-                    vals = [v for v in vals if v is not None]
-                    upper = None if key == "gap" else 1.0
-                    mean, lo, hi = clipped_interval(vals, upper) if vals else (np.nan, np.nan, np.nan)
-                    means.append(100 * mean)
-                    los.append(100 * lo)
-                    his.append(100 * hi)
+                    for p2 in x_values
+                ]
                 style = "-" if policy == "noiseless-trained" else "--"
-                line = axis.plot(
-                    x_plot, means, style, marker="o", ms=3, label=f"{policy}, readout {readout:g}"
-                )
-                axis.fill_between(x_plot, los, his, alpha=0.12, color=line[0].get_color())
+                legend = f"{policy}, readout {readout:g}"
+                intervals = _intervals(samples, key)
+                plot_interval_line(axis, x_plot, intervals, style, legend, band_alpha=0.12, ms=3)
         devices = [r for r in rows if r["model"] != "parametric"]
         for k, device in enumerate(sorted({r["model"] for r in devices})):
             vals = [r[key] for r in devices if r["model"] == device and r[key] is not None]
@@ -314,38 +311,22 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
     fig.suptitle("Trained quantum policies (L = 6) under noise; dotted: fake-device noise models (Aer)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_shots(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     metrics = (
         ("gap", "gap to optimum (%)"),
         ("feasible_rate", "feasible (%)"),
         ("decision_agreement", "decision agreement (%)"),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 4.2))
     shots = sorted({r["shots"] for r in rows if r["shots"] is not None})
     for axis, (key, label) in zip(axes, metrics):
         for mode, style in (("sampled", "-"), ("gaussian", "--")):
-            means, los, his = [], [], []
-            for count in shots:
-                vals = [
-                    r[key] for r in rows if r["mode"] == mode and r["shots"] == count and r[key] is not None
-                ]
-                upper = None if key == "gap" else 1.0
-                mean, lo, hi = clipped_interval(vals, upper) if vals else (np.nan, np.nan, np.nan)
-                means.append(100 * mean)
-                los.append(100 * lo)
-                his.append(100 * hi)
-            line = axis.plot(shots, means, style, marker="o", ms=3, label=f"{mode} shot noise")
-            axis.fill_between(shots, los, his, alpha=0.15, color=line[0].get_color())
+            samples = [[r[key] for r in rows if r["mode"] == mode and r["shots"] == count] for count in shots]
+            legend = f"{mode} shot noise"
+            plot_interval_line(axis, shots, _intervals(samples, key), style, legend, band_alpha=0.15, ms=3)
         exact = [r[key] for r in rows if r["mode"] == "exact" and r[key] is not None]
         if exact:
             axis.axhline(100 * float(np.mean(exact)), color="k", ls=":", label="exact")
@@ -356,9 +337,7 @@ def plot_shots(path: Path, rows: list[dict[str, Any]]) -> None:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("Noiseless-trained quantum policies (L = 6): sampled shot noise vs Gaussian emulation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def shots_markdown(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from qdt.experiments.bench.runs import BenchRun, OnRun, bench_run, failure_note, train_runs
-from qdt.problem.generator import paper_instance
-from qdt.rl.config import TrainConfig
-from qdt.rl.evaluation import NON_NEGATIVE, mean_interval
-from qdt.problem.model import PlacementModel
-from qdt.problem.solvers import solve
 from qdt.experiments.sweep.cell import read_metrics_rewards
 from qdt.experiments.sweep.table import STATUS_OK
 from qdt.experiments.tables import format_table
+from qdt.plots import REWARD_LABEL, plot_optimum, plot_reward_band, pyplot, save_figure
+from qdt.problem.generator import paper_instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
+from qdt.rl.config import TrainConfig
+from qdt.stats import NON_NEGATIVE, mean_interval
 
 
 @dataclass(frozen=True)
@@ -227,12 +228,7 @@ def write_fig7(
 ) -> None:
     """Reward curves from each finished run's metrics.jsonl (``run_dirs[(agent label, seed)]``,
     None for a run that failed: left out of its agent's mean and band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    fig, ax = pyplot().subplots(figsize=(8, 4.6))
     rows: list[list[Any]] = []
     for spec in agents:
         folders = [run_dirs.get((spec.label, seed)) for seed in range(seeds)]
@@ -240,16 +236,8 @@ def write_fig7(
         curves = [curve for curve in curves if curve]
         if not curves:
             continue  # every run of this agent failed
-        length = min(len(c) for c in curves)
-        data = np.array([c[:length] for c in curves])
-        window = max(1, length // 40)
-        kernel = np.ones(window) / window
-        smooth = np.array([np.convolve(c, kernel, mode="valid") for c in data])
-        x = np.arange(window, length + 1)
-        mean = smooth.mean(axis=0)
-        ax.plot(x, mean, lw=1.6, label=spec.label)
-        ax.fill_between(x, smooth.min(axis=0), smooth.max(axis=0), alpha=0.18)
-        for episode in range(length):
+        data = plot_reward_band(ax, curves, spec.label, line_width=1.6, band_alpha=0.18).runs
+        for episode in range(data.shape[1]):
             rows.append(
                 [
                     spec.label,
@@ -260,9 +248,9 @@ def write_fig7(
                 ]
             )
     if optimum is not None:
-        ax.axhline(-optimum, color="k", ls="--", lw=1, label="optimum")
+        plot_optimum(ax, optimum)
     ax.set_xlabel("episode")
-    ax.set_ylabel("reward (episode mean, moving average)")
+    ax.set_ylabel(REWARD_LABEL)
     ax.set_title(
         f"Paper preset: reward versus episode (analogue of Fig. 7)\nmean over {seeds} seeds, band: min–max",
         fontsize=10,
@@ -270,9 +258,7 @@ def write_fig7(
     ax.set_ylim(bottom=max(-40.0, ax.get_ylim()[0]))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "fig7.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_dir / "fig7.png")
     with open(out_dir / "rewards.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["agent", "episode", "reward_mean_over_seeds", "min", "max"])

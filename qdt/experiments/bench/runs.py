@@ -6,7 +6,8 @@ benchmark's runs folder. The benches so inherit the engine's guarantees: one ato
 in ``RUNS/results.csv``; a finished run is never trained again; after a killed driver or worker
 the same command resumes unfinished runs from their checkpoints; a failing run is retried, then
 recorded as failed with its error while the others complete. Run folders are
-``RUNS/cells/<cell id>/`` (the row's ``run_dir``).
+``RUNS/cells/<cell id>/`` (the row's ``run_dir``). ``RUNS`` follows the sweep folder's rules: new,
+empty or a sweep folder, and written by one process at a time (``--runs`` in errors).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qdt.problem.instance import Instance
-from qdt.rl.config import TrainConfig
 from qdt.experiments.sweep import RESULTS_FILE, Cell, make_cell, read_results, run_cells
 from qdt.experiments.sweep.table import STATUS_FAILED, STATUS_OK
+from qdt.problem.instance import Instance
+from qdt.rl.config import TrainConfig
 
 OnRun = Callable[[str, Mapping[str, Any]], None]  # (label, result row: status, summary values, error)
 
@@ -116,6 +117,7 @@ def train_runs(
         progress=False,
         retry_failed=retry_failed,
         on_result=relay,
+        field="--runs",
     )
     rows = {by_cell[row["cell_id"]].key: row for row in result.rows}
     return TrainedRuns(

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from qdt.circuits import qubits_for_width
 from qdt.experiments.bench.paper import AgentSpec
 from qdt.experiments.bench.runs import OnRun, bench_run, failure_note, train_runs
-from qdt.circuits import qubits_for_width
+from qdt.experiments.tables import format_table
+from qdt.plots import pyplot, save_figure
 from qdt.problem.generator import GeneratorConfig, generate_instance
-from qdt.rl.config import TrainConfig
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.experiments.tables import format_table
+from qdt.rl.config import TrainConfig
 
 DEFAULT_USERS = (4, 8, 16, 32, 64)
 DEFAULT_SERVERS = (2, 4, 8)
@@ -217,12 +218,7 @@ def write_markdown(
 
 
 def plot_scale(path: Path, rows: list[dict[str, Any]], episodes: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     styles = {"classical": "--", "quantum L=6": "-"}
     for agent in sorted({r["agent"] for r in rows}):
         for m in sorted({r["servers"] for r in rows}):
@@ -248,6 +244,4 @@ def plot_scale(path: Path, rows: list[dict[str, Any]], episodes: int) -> None:
         axis.set_xlim(users[0] / 1.3, users[-1] * 1.3)  # the same N axis, also where gaps are missing
         axis.grid(alpha=0.3)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

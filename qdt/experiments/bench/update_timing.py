@@ -10,11 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from qdt.experiments.pennylane_front import PennyLaneFront
+from qdt.rl.builders import network_builders
 from qdt.rl.config import TrainConfig
 from qdt.rl.maddpg import AgentNets, make_agents, update_agent
-from qdt.rl.builders import network_builders
 from qdt.rl.networks import Actor, Critic
-from qdt.experiments.pennylane_front import PennyLaneFront
 
 
 def pennylane_builders(

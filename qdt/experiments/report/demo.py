@@ -6,6 +6,11 @@
    through qiskit-ibm-runtime's local testing mode (the code path a real device takes).
 4. A shot sweep of the L = 6 policy (sampled readout), next to exact.
 5. results.json, results.md, figures and report.html in the output folder.
+
+The output folder must be new, empty, or an earlier demo's (only the files listed in
+``DEMO_OUTPUTS``: they are refreshed, and the training runs in ``runs/`` are reused); anything
+else is refused, naming the files found. The demo holds the folder's lock while it writes it
+(qdt/files.py), so a second demo on the same folder is refused with the first one's pid.
 """
 
 from __future__ import annotations
@@ -19,20 +24,30 @@ from typing import Any
 
 import numpy as np
 
+from qdt.errors import QdtError
+from qdt.executors import open_backend
 from qdt.experiments.bench.paper import AgentSpec
 from qdt.experiments.bench.runs import BenchRun, bench_run, train_runs
-from qdt.errors import QdtError
-from qdt.executors import get_executor
+from qdt.experiments.report.html import Section, write_report
+from qdt.experiments.sweep import cell_dir, check_sweep_folder
+from qdt.experiments.sweep.cell import read_metrics_rewards
+from qdt.experiments.tables import format_table
+from qdt.files import FolderRule, check_output_folder, claim_output_folder
+from qdt.plots import REWARD_LABEL, pyplot, reward_band, save_figure
 from qdt.problem.generator import paper_instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
 from qdt.rl.config import TrainConfig
 from qdt.rl.evaluation import evaluate_policy
 from qdt.rl.policy import load_policy
-from qdt.problem.model import PlacementModel
-from qdt.rl.builders import make_executor
-from qdt.experiments.report.html import Section, write_report
-from qdt.problem.solvers import solve
-from qdt.experiments.sweep import cell_dir
-from qdt.experiments.tables import format_table
+from qdt.stats import format_interval
+
+RUNS_DIR = "runs"  # the sweep folder of the demo's training runs, inside the output folder
+FIGURES = ("rewards", "latency", "shots", "decision_latency")  # <name>.png, from make_figures
+DEMO_OUTPUTS = ("results.json", "results.md", "report.html", *(f"{n}.png" for n in FIGURES), RUNS_DIR)
+DEMO_FOLDER = FolderRule(
+    expected="a new or empty folder, or an earlier `qdt demo` output folder", allowed=frozenset(DEMO_OUTPUTS)
+)
 
 DEMO_AGENTS = (
     AgentSpec("classical", "classical", 0),
@@ -133,9 +148,9 @@ def evaluate_agents(
         if spec.agent != "quantum":
             continue
         run_dir = agent_run_dir(runs_dir, spec, config)
-        reference = load_policy(run_dir, executor=get_executor("statevector"))
+        reference = load_policy(run_dir, executor=open_backend("statevector"))
         for label, backend, noise, shots in evaluation_settings(config):
-            executor = make_executor(backend, next(seeds), noise=noise, shots=shots)
+            executor = open_backend(backend, seed=next(seeds), noise=noise, shots=shots)
             repeats = 1 if (shots is None and noise is None) or backend == config.device else config.repeats
             rollout = "table" if backend == config.device else "calls"
             result = evaluate_policy(
@@ -146,7 +161,7 @@ def evaluate_agents(
                 on_done(f"evaluated {spec.label}: {label}")
         if spec.layers == max(s.layers for s in DEMO_AGENTS):
             for shots in config.shots:
-                executor = make_executor("density", next(seeds), shots=shots)
+                executor = open_backend("density", seed=next(seeds), shots=shots)
                 target = load_policy(run_dir, executor=executor)
                 result = evaluate_policy(reference, target, repeats=config.repeats)
                 rows.append(EvaluationRow(spec.label, f"{shots} shots", "density", None, shots, result))
@@ -155,12 +170,23 @@ def evaluate_agents(
     return rows
 
 
+def check_demo_folder(out_dir: Path) -> None:
+    """Refuse, writing nothing, an output folder :func:`run_demo` would refuse (before any work)."""
+    check_output_folder(out_dir, "--out", DEMO_FOLDER)
+    check_sweep_folder(out_dir / RUNS_DIR, "--out")
+
+
 def run_demo(
     out_dir: Path, config: DemoConfig, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
+    """The whole demo into ``out_dir`` (see the module docstring), holding the folder's lock."""
+    with claim_output_folder(out_dir, "--out", DEMO_FOLDER):
+        return _run_demo(out_dir, config, progress)
+
+
+def _run_demo(out_dir: Path, config: DemoConfig, progress: Callable[[str], None] | None) -> dict[str, Any]:
     start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs_dir = out_dir / "runs"
+    runs_dir = out_dir / RUNS_DIR
     model = PlacementModel(paper_instance())
     solvers = [solve(model, name, seed=config.seed) for name in ("enumerate", "milp", "greedy", "random")]
     optimum = solvers[0]
@@ -221,9 +247,7 @@ def _pct(value: float | None) -> str:
 def _interval_pct(value: dict[str, float] | None) -> str:
     if value is None:
         return "-"
-    if value["lo95"] == value["hi95"]:
-        return f"{100 * value['mean']:.2f}%"
-    return f"{100 * value['mean']:.2f}% [{100 * value['lo95']:.2f}, {100 * value['hi95']:.2f}]"
+    return format_interval(value["mean"], value["lo95"], value["hi95"], scale=100, unit="%")
 
 
 def results_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[Any]]]]:
@@ -310,26 +334,17 @@ def make_figures(
     summaries: dict[str, dict[str, Any]],
     evaluations: list[EvaluationRow],
 ) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = {name: out_dir / f"{name}.png" for name in ("rewards", "latency", "shots", "decision_latency")}
+    plt = pyplot()
+    paths = {name: out_dir / f"{name}.png" for name in FIGURES}
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for spec in DEMO_AGENTS:
-        lines = (Path(summaries[spec.label]["run_dir"]) / "metrics.jsonl").read_text().splitlines()
-        rewards = np.array([json.loads(line)["reward_mean"] for line in lines])
-        window = max(1, len(rewards) // 40)
-        smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(window, len(rewards) + 1), smooth, label=spec.label)
-    ax.set(xlabel="episode", ylabel="reward (episode mean, moving average)", title="Reward versus episode")
+        band = reward_band([read_metrics_rewards(Path(summaries[spec.label]["run_dir"]))])
+        ax.plot(band.episodes, band.mean, label=spec.label)  # one seed: its moving mean
+    ax.set(xlabel="episode", ylabel=REWARD_LABEL, title="Reward versus episode")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(paths["rewards"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths["rewards"])
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     n = model.n_users
@@ -344,9 +359,7 @@ def make_figures(
     ax.set_xticks(np.arange(n) + 0.4 - width / 2, [f"user {i + 1}" for i in range(n)])
     ax.set(ylabel="latency (s)", title="Per-user latency of the trained placements")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths["latency"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths["latency"])
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     sweep = [e for e in evaluations if e.backend == "density" and e.noise is None and e.shots is not None]
@@ -377,9 +390,7 @@ def make_figures(
         axis.legend(fontsize=8)
     left.set(ylabel="decision agreement with noiseless (%)", title="Decisions against shots")
     right.set(ylabel="%", title="Placement quality against shots")
-    fig.tight_layout()
-    fig.savefig(paths["shots"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths["shots"])
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     bars = [
@@ -391,7 +402,5 @@ def make_figures(
     ax.set_xscale("log")
     ax.set(xlabel="ms per decision (all agents, wall time)", title="Decision latency per backend")
     ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(paths["decision_latency"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths["decision_latency"])
     return paths

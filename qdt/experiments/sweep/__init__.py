@@ -10,11 +10,20 @@ Python API::
     cells = [make_cell(TrainConfig(agent="classical", seed=s), paper_instance(), "paper") for s in range(5)]
     run_cells(cells, "runs/mine", max_parallel=2)
 
-See :mod:`qdt.experiments.sweep.spec` for the TOML format and :mod:`qdt.experiments.sweep.engine` for the guarantees.
+See :mod:`qdt.experiments.sweep.spec` for the TOML format and :mod:`qdt.experiments.sweep.engine` for the
+guarantees.
 """
 
 from qdt.experiments.sweep.cell import Cell, cell_dir, make_cell
-from qdt.experiments.sweep.engine import SweepResult, cell_status, ray_session, run_cells, run_sweep
+from qdt.experiments.sweep.engine import (
+    SweepResult,
+    cell_status,
+    check_sweep_folder,
+    is_sweep_folder,
+    ray_session,
+    run_cells,
+    run_sweep,
+)
 from qdt.experiments.sweep.spec import InstanceSpec, SweepSpec, expand_cells, load_spec, parse_spec
 from qdt.experiments.sweep.table import RESULTS_FILE, read_results
 
@@ -26,7 +35,9 @@ __all__ = [
     "SweepSpec",
     "cell_dir",
     "cell_status",
+    "check_sweep_folder",
     "expand_cells",
+    "is_sweep_folder",
     "load_spec",
     "make_cell",
     "parse_spec",

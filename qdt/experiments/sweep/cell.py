@@ -8,7 +8,8 @@ sweep, or in the same sweep run again, has the same id and the same folder ``cel
 A cell folder holds the run folder of :func:`qdt.rl.train.train` (config.json,
 metrics.jsonl, checkpoint.pt, summary.json, reward.png) plus ``attempts.jsonl`` (one line per
 time a worker started the cell: pid, host, the episode it resumed from) and, after a failure,
-``error.txt`` (the traceback).
+``error.txt`` (the traceback). While a worker runs the cell, the folder also holds its lock file
+(``.qdt.lock``, see :func:`qdt.files.hold_folder`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from qdt.rl.config import TrainConfig
 CELLS_DIR = "cells"
 ATTEMPTS_FILE = "attempts.jsonl"
 ERROR_FILE = "error.txt"
-LOCK_FILE = ".cell.lock"
 RUN_CONFIG_FILE = "config.json"  # written by qdt.rl.train
 SUMMARY_FILE = "summary.json"  # written by qdt.rl.train
 METRICS_FILE = "metrics.jsonl"  # written by qdt.rl.train

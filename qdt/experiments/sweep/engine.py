@@ -12,6 +12,15 @@ A task whose worker died (killed, out of memory) or whose cell raised anything b
 (bad input, diverged training) is deterministic and fails the cell at once. At most
 ``max_parallel`` tasks are in flight.
 
+The sweep folder must be new, empty, or a sweep folder already (it holds ``sweep.json``: the
+same command run again resumes it); a folder holding only ``cells/`` is taken too (cell folders
+are named by a hash of their run, so nothing of a user's is written over). A folder holding
+anything else is refused, naming what it holds. The driver holds the folder's lock
+(:func:`qdt.files.hold_folder`) for the whole sweep: a second driver on the same folder is
+refused with the first one's pid; the lock of a driver that was killed is taken over with a
+notice. Each cell's worker holds its cell folder's lock the same way, waiting for it rather than
+refusing (see :mod:`qdt.experiments.sweep.worker`).
+
 Without an address, qdt starts an embedded Ray on this machine (``num_cpus = max_parallel`` or
 the core count, no dashboard) and stops it at the end; with one (``ray://...``, ``host:port`` or
 ``auto``) it connects to that cluster, whose nodes must have qdt installed and see ``out_dir`` at
@@ -20,7 +29,6 @@ the same path (a shared filesystem).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -34,14 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtInputError
-from qdt.problem.instance import write_json_atomic
-from qdt.experiments.sweep.cell import Cell, cell_dir, finished_summary, read_attempts
+from qdt.experiments.sweep.cell import CELLS_DIR, Cell, cell_dir, finished_summary, read_attempts
 from qdt.experiments.sweep.report import plot_gaps, plot_rewards, summarize, summary_text, write_summary
 from qdt.experiments.sweep.spec import SweepSpec, expand_cells, load_spec, parse_spec
 from qdt.experiments.sweep.table import RESULTS_FILE, STATUS_FAILED, STATUS_OK, SUMMARY_KEYS, ResultsTable
+from qdt.files import FolderRule, check_output_folder, claim_output_folder, write_json_atomic
 
 MANIFEST_FILE = "sweep.json"
-LOCK_FILE = ".sweep.lock"
 MANIFEST_FORMAT = "qdt-sweep/1"
 
 OnResult = Callable[[Cell, Mapping[str, Any]], None]
@@ -56,10 +63,6 @@ class SweepResult:
     ran: int = 0  # cells that got a task in this call
     failed: int = 0  # cells whose row says failed
     wall_s: float = 0.0
-
-    @property
-    def results_path(self) -> Path:
-        return self.out_dir / RESULTS_FILE
 
     def summary_table(self, markdown: bool = False) -> str:
         return summary_text(self.summary, markdown=markdown)
@@ -109,8 +112,11 @@ def run_cells(
     on_result: OnResult | None = None,
     manifest: Mapping[str, Any] | None = None,
     extra_axes: Sequence[str] = (),
+    field: str = "--out",
 ) -> SweepResult:
-    """Run cells (from :func:`expand_cells` or :func:`qdt.experiments.sweep.make_cell`) into ``out_dir``."""
+    """Run cells (from :func:`expand_cells` or :func:`qdt.experiments.sweep.make_cell`) into ``out_dir``.
+
+    ``field`` names ``out_dir`` in errors (a bench's ``--runs``)."""
     start = time.perf_counter()
     if max_parallel is not None and (
         not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1
@@ -119,8 +125,7 @@ def run_cells(
     if len({cell.cell_id for cell in cells}) != len(cells):
         raise QdtInputError("cells", "cells with distinct ids", "repeated cells", "merge duplicates first")
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    with _driver_lock(out):
+    with claim_output_folder(out, field, SWEEP_FOLDER):
         _write_manifest(out, name, cells, manifest)
         table = ResultsTable(out / RESULTS_FILE)
         pending = _settle_known(cells, out, table, retry_failed, on_result)
@@ -150,6 +155,27 @@ def run_cells(
         failed=sum(row["status"] == STATUS_FAILED for row in rows),
         wall_s=time.perf_counter() - start,
     )
+
+
+def is_sweep_folder(path: Path) -> bool:
+    """Whether ``path`` holds the manifest a sweep writes first (so the folder is a sweep's)."""
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+
+
+SWEEP_FOLDER = FolderRule(
+    expected=f"a new or empty folder, or a sweep folder (one holding {MANIFEST_FILE})",
+    allowed=frozenset({CELLS_DIR}),
+    accept=is_sweep_folder,
+)
+
+
+def check_sweep_folder(out_dir: str | Path, field: str = "--out") -> Path:
+    """Refuse, before any work and writing nothing, a sweep folder :func:`run_cells` would refuse."""
+    return check_output_folder(out_dir, field, SWEEP_FOLDER)
 
 
 def cell_status(cells: Sequence[Cell], out_dir: str | Path) -> list[str]:
@@ -374,28 +400,6 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 # ---- driver bookkeeping ----------------------------------------------------------------------
-@contextmanager
-def _driver_lock(out: Path) -> Iterator[None]:
-    """One driver per sweep folder; the kernel drops the lock when the driver dies."""
-    with open(out / LOCK_FILE, "a+", encoding="utf-8") as stream:
-        try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            stream.seek(0)
-            holder = stream.read().strip() or "another process"
-            raise QdtInputError(
-                "--out", "a sweep folder no other qdt sweep is using", f"{out} (in use by pid {holder})"
-            ) from None
-        stream.seek(0)
-        stream.truncate()
-        stream.write(str(os.getpid()))
-        stream.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
-
-
 def _write_manifest(out: Path, name: str, cells: Sequence[Cell], extra: Mapping[str, Any] | None) -> None:
     data = {
         "format": MANIFEST_FORMAT,

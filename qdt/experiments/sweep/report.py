@@ -17,6 +17,14 @@ import numpy as np
 from qdt.experiments.sweep.cell import QUANTUM_ONLY
 from qdt.experiments.sweep.table import STATUS_FAILED, STATUS_OK
 from qdt.experiments.tables import format_table
+from qdt.plots import (
+    REWARD_LABEL,
+    panel_grid,
+    plot_optimum,
+    plot_reward_band,
+    reward_floor,
+    save_figure,
+)
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -135,18 +143,11 @@ def plot_gaps(out_dir: Path, summary: Sequence[Mapping[str, Any]], title: str) -
     """Gap to the optimum per configuration (one dot per seed), one panel per instance."""
     if not any(g["ok"] for g in summary):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     instances = list(dict.fromkeys(g["instance"] for g in summary))
-    columns = min(len(instances), 2)
-    rows = -(-len(instances) // columns)
     width = max(5.0, 0.9 * max(sum(g["instance"] == i for g in summary) for i in instances) + 2.5)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, 4.2 * rows), squeeze=False)
+    fig, axes = panel_grid(len(instances), width)
     rng = np.random.default_rng(0)  # jitter of the dots only
-    for ax, instance in zip(axes.flat, instances):
+    for ax, instance in zip(axes, instances):
         groups = [g for g in summary if g["instance"] == instance]
         top = max([100 * v for g in groups for v in g["gaps"]] + [1.0])
         for x, group in enumerate(groups):
@@ -169,13 +170,9 @@ def plot_gaps(out_dir: Path, summary: Sequence[Mapping[str, Any]], title: str) -
         ax.set_ylabel("gap to optimum (%)")
         ax.set_title(instance, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    for ax in list(axes.flat)[len(instances) :]:
-        ax.set_visible(False)
     fig.suptitle(f"{title}: greedy placement vs exact optimum (dots: seeds, bar: mean)", fontsize=10)
-    fig.tight_layout()
     path = out_dir / GAP_PLOT
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -199,45 +196,26 @@ def plot_rewards(
             curves.setdefault((str(row["instance"]), group_label(row, varying)), []).append(rewards)
     if not curves:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     instances = list(dict.fromkeys(instance for instance, _ in curves))
-    columns = min(len(instances), 2)
-    rows_n = -(-len(instances) // columns)
-    fig, axes = plt.subplots(rows_n, columns, figsize=(7 * columns, 4.2 * rows_n), squeeze=False)
+    fig, axes = panel_grid(len(instances), 7.0)
     optimum = {g["instance"]: g["optimum_total_latency_s"] for g in summary if g["optimum_total_latency_s"]}
-    for ax, instance in zip(axes.flat, instances):
-        means = []
-        for (where, label), runs in curves.items():
-            if where != instance:
-                continue
-            length = min(len(run) for run in runs)
-            data = np.array([run[:length] for run in runs])
-            window = max(1, length // 40)
-            kernel = np.ones(window) / window
-            smooth = np.array([np.convolve(run, kernel, mode="valid") for run in data])
-            x = np.arange(window, length + 1)
-            ax.plot(x, smooth.mean(axis=0), lw=1.5, label=f"{label} ({len(runs)})")
-            ax.fill_between(x, smooth.min(axis=0), smooth.max(axis=0), alpha=0.15)
-            means.append(smooth.mean(axis=0))
+    for ax, instance in zip(axes, instances):
+        means = [
+            plot_reward_band(ax, runs, f"{label} ({len(runs)})").mean
+            for (where, label), runs in curves.items()
+            if where == instance
+        ]
         if instance in optimum:
-            ax.axhline(-optimum[instance], color="k", ls="--", lw=1, label="optimum")
-        if means:  # early penalised episodes can sit far below; keep the interesting range
-            best = max(float(m.max()) for m in means)
-            ax.set_ylim(bottom=max(min(float(m.min()) for m in means), -4 * abs(best) - 1))
+            plot_optimum(ax, optimum[instance])
+        if means:
+            lowest = min(float(m.min()) for m in means)
+            ax.set_ylim(bottom=reward_floor(lowest, max(float(m.max()) for m in means)))
         ax.set_xlabel("episode")
-        ax.set_ylabel("reward (episode mean, moving average)")
+        ax.set_ylabel(REWARD_LABEL)
         ax.set_title(instance, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(instances) :]:
-        ax.set_visible(False)
     fig.suptitle(f"{title}: reward per configuration (mean over seeds, band min-max; (n) seeds)", fontsize=10)
-    fig.tight_layout()
     path = out_dir / REWARD_PLOT
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

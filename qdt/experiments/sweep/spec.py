@@ -28,7 +28,9 @@ Quantum-only settings (``layers``, ``backend``, ``noise``, ``shots``) do not app
 classical agent: its cells get ``layers = 0`` and the defaults of the others, so a grid of
 agents × layers runs the classical agent once per remaining combination.
 
-Structural problems (unknown sections or keys, empty lists) are raised at once. A value that
+Structural problems (unknown sections or keys, empty lists, and a spec without grid keys: an
+empty file, a missing or empty ``[grid]``) are raised at once; nothing is trained from defaults
+nobody asked for. A value that
 cannot make a valid TrainConfig or instance (``layers = -1``, a missing instance file) makes
 that cell invalid: it is recorded as failed with the reason and the rest of the sweep runs.
 """
@@ -45,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtError, QdtInputError
+from qdt.experiments.sweep.cell import QUANTUM_ONLY, Cell, invalid_cell, make_cell
 from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
 from qdt.problem.instance import Instance, load_instance
 from qdt.rl.config import TrainConfig
-from qdt.experiments.sweep.cell import QUANTUM_ONLY, Cell, invalid_cell, make_cell
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,6 +63,7 @@ INSTANCE_KEY = "instance"
 NONE_WORD = "none"
 CLASSICAL_LAYERS = 0
 DEFAULT_MAX_RETRIES = 2
+GRID_FIX = 'list what to sweep, e.g. [grid] agent = ["classical", "quantum"] and seed = [0, 1, 2]'
 
 
 def train_fields() -> tuple[str, ...]:
@@ -127,6 +130,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise QdtInputError("SPEC", "valid TOML", f"{path}: {error}") from None
+    if not data:
+        raise QdtInputError("SPEC", "a sweep spec with a [grid] table", f"{path} (no tables in it)", GRID_FIX)
     return parse_spec(data, base_dir=path.parent, default_name=path.stem)
 
 
@@ -181,6 +186,9 @@ def parse_spec(
                 continue
             raise _unknown(f"train.{key}", key, known)
         fixed[key] = value
+    if not grid:
+        got = "an empty [grid]" if "grid" in data else "no [grid]"
+        raise QdtInputError("grid", "a [grid] table with at least one key", got, GRID_FIX)
     return SweepSpec(name, instances, tuple(axes), fixed, max_retries)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtInputError
+from qdt.files import atomic_write_text
 
 RESULTS_FILE = "results.csv"
 STATUS_OK = "ok"
@@ -104,7 +103,7 @@ def write_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     writer.writerow(header)
     for row in rows:
         writer.writerow([_encode(row.get(key), COLUMNS.get(key, "json")) for key in header])
-    _write_atomic(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue(), sync_folder=True)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -144,22 +143,3 @@ def _decode(text: str | None, kind: str) -> Any:
         except ValueError:
             return text
     return text
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -1,29 +1,37 @@
 """The body of one cell, run in a worker process (a Ray task, or directly).
 
-It holds an exclusive lock on the cell folder for the whole attempt, so two attempts never write
-the same folder at once (a worker of a killed driver may outlive it by a few seconds). Then:
+It holds the cell folder's lock (:func:`qdt.files.hold_folder`) for the whole attempt, waiting
+for it if another process has it, so two attempts never write the same folder at once (a worker
+of a killed driver may outlive it by a few seconds, and the rerun waits for it). The lock of a
+worker that died is free at once: the kernel drops it with the process, so the sweep's retry of
+that cell takes it over (with a notice on the worker's stderr) and never waits on it. The
+training inside the attempt takes the same lock again, which a holder's own thread may. Then:
 a finished run of the same config is returned as is; a run folder with a checkpoint of the same
 config is resumed from it; anything else is cleared and trained from the start.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtError
+from qdt.experiments.sweep.cell import (
+    ATTEMPTS_FILE,
+    ERROR_FILE,
+    finished_summary,
+    read_attempts,
+    same_run,
+)
+from qdt.files import hold_folder
 from qdt.problem.instance import Instance
 from qdt.rl.config import TrainConfig
-from qdt.experiments.sweep.cell import ATTEMPTS_FILE, ERROR_FILE, LOCK_FILE, finished_summary, read_attempts, same_run
 
 CHECKPOINT_FILE = "checkpoint.pt"  # written by qdt.rl.checkpoint
 RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT_FILE, "summary.json", "reward.png")
@@ -52,7 +60,7 @@ def _run_cell(config_data: dict[str, Any], instance_data: dict[str, Any], folder
     path.mkdir(parents=True, exist_ok=True)
     config = TrainConfig.from_dict(config_data)
     instance = Instance.from_dict(instance_data)
-    with _exclusive(path / LOCK_FILE):
+    with hold_folder(path, "cell folder", wait=True):
         summary = finished_summary(path, config, instance)
         resumed_from: int | None = None
         reused = summary is not None
@@ -109,13 +117,3 @@ def _log_attempt(path: Path, resumed_from: int | None) -> None:
         stream.write(json.dumps(record) + "\n")
         stream.flush()
         os.fsync(stream.fileno())
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+", encoding="utf-8") as stream:
-        fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)

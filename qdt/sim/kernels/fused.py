@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from qdt.noise.pauli import zero_state_coordinates
 from qdt.sim.kernels.heisenberg import (
     HeisenbergSaved,
     HeisenbergSuffix,
@@ -35,14 +36,6 @@ from qdt.sim.kernels.layered import (
     layered_backward,
     layered_forward,
 )
-from qdt.sim.lowering import LocalOp
-from qdt.sim.program import (
-    FUSE_MAX_DIM,
-    marginal_matrix,
-    partition,
-    pauli_readout_functional,
-    to_tensor,
-)
 from qdt.sim.kernels.sparse_prefix import (
     PrefixSaved,
     SparsePrefix,
@@ -51,7 +44,14 @@ from qdt.sim.kernels.sparse_prefix import (
     prefix_forward,
 )
 from qdt.sim.kernels.tree import RotationTree, TreeSaved, compile_rotation_tree, tree_backward, tree_forward
-from qdt.noise.pauli import zero_state_coordinates
+from qdt.sim.lowering import LocalOp
+from qdt.sim.program import (
+    FUSE_MAX_DIM,
+    marginal_matrix,
+    partition,
+    pauli_readout_functional,
+    to_tensor,
+)
 
 
 @dataclass(frozen=True, eq=False)

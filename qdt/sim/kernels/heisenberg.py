@@ -32,9 +32,9 @@ from qdt.sim.kernels.layered import (
     half_angle_maps,
     slot_features,
 )
+from qdt.sim.kernels.sparse_prefix import embed_sparse
 from qdt.sim.layout import Space
 from qdt.sim.lowering import LocalOp
-from qdt.sim.kernels.sparse_prefix import embed_sparse
 
 
 @dataclass(frozen=True, eq=False)

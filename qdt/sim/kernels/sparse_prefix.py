@@ -234,17 +234,6 @@ def _arena_layout(steps: list[PrefixStep]) -> tuple[list[PrefixStep], ArenaLayou
     return laid_out, ArenaLayout(offset, *scratch, max_rows, max_term_rows)
 
 
-def sum_terms(product: torch.Tensor, terms: int, rows: int) -> torch.Tensor:
-    """Σ_t product[t·rows : (t+1)·rows] (adds of row blocks: cheaper than a reduction over a
-    short leading axis)."""
-    if terms == 1:
-        return product
-    total = product[:rows] + product[rows : 2 * rows]
-    for t in range(2, terms):
-        total += product[t * rows : (t + 1) * rows]
-    return total
-
-
 def _feature_table(
     prefix: SparsePrefix, half: torch.Tensor
 ) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:

@@ -1,0 +1,55 @@
+"""Interval statistics over repeats and seeds: the one place qdt computes and prints a 95% interval.
+
+Every mean reported over independent draws (shot draws in ``qdt evaluate`` and the demo, seeds
+in ``qdt bench``) comes with a 95% Student-t interval from :func:`mean_interval`. With few
+samples a t-interval is wide and can leave the metric's range (a rate of 0, 1, 1 over three
+seeds gives about [-0.8, 2.1]), so the interval is clipped to the metric's ``bounds``:
+:data:`RATE` for agreements and feasibility, :data:`NON_NEGATIVE` for latencies and gaps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+Bounds = tuple[float | None, float | None]
+
+RATE: Bounds = (0.0, 1.0)  # the range of a rate: agreements, feasibility
+NON_NEGATIVE: Bounds = (0.0, None)  # latencies and gaps
+T_QUANTILE = 0.975  # two-sided 95%: 2.5% in each tail
+
+
+def mean_interval(values: Sequence[float], bounds: Bounds = (None, None)) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval (collapsed for a single value), the interval clipped to
+    the metric's ``bounds``: with few samples a t-interval of a rate would leave [0, 1]."""
+    data = np.asarray(values, dtype=np.float64)
+    mean = float(data.mean())
+    if data.size < 2 or float(data.std(ddof=1)) == 0.0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(T_QUANTILE, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
+    low, high = bounds
+    lo = mean - half if low is None else max(mean - half, low)
+    hi = mean + half if high is None else min(mean + half, high)
+    return mean, lo, hi
+
+
+def interval(values: Sequence[float], bounds: Bounds) -> dict[str, float]:
+    """:func:`mean_interval` as ``{"mean", "lo95", "hi95"}`` (the form stored in JSON results)."""
+    mean, lo, hi = mean_interval(values, bounds)
+    return {"mean": mean, "lo95": lo, "hi95": hi}
+
+
+def format_interval(
+    mean: float, lo: float, hi: float, *, scale: float = 1.0, spec: str = ".2f", unit: str = ""
+) -> str:
+    """``mean [lo, hi]`` with each number multiplied by ``scale`` and formatted with ``spec``,
+    ``unit`` after the mean; just ``mean`` when the interval collapsed (one draw, or all equal).
+
+    >>> format_interval(0.5, 0.25, 0.75, scale=100, unit="%")
+    '50.00% [25.00, 75.00]'
+    """
+    text = f"{scale * mean:{spec}}{unit}"
+    return text if lo == hi else f"{text} [{scale * lo:{spec}}, {scale * hi:{spec}}]"

@@ -1,0 +1,220 @@
+"""`qdt train`'s flags are generated from TrainConfig: names, meanings, help defaults, resume check."""
+
+import argparse
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from qdt.cli.config_flags import add_config_flags, apply_changes, config_changes, option_of
+from qdt.cli.main import build_parser, main
+from qdt.errors import QdtInputError
+from qdt.rl.config import TrainConfig
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+NOT_FLAGS = {"updates_per_episode", "warmup_transitions", "hidden", "reward_scale", "logit_penalty"}
+
+# Every option `qdt train` had before its flags were generated, with a value and the fields it sets.
+OLD_FLAGS = {
+    "--agent": ("quantum", {"agent": "quantum"}),
+    "--layers": ("3", {"layers": 3}),
+    "--backend": ("density", {"backend": "density"}),
+    "--noise": ("depol-1e-3", {"noise": "depol-1e-3"}),
+    "--shots": ("64", {"shots": 64}),
+    "--episodes": ("40", {"episodes": 40}),
+    "--seed": ("5", {"seed": 5}),
+    "--steps-per-episode": ("4", {"steps_per_episode": 4}),
+    "--batch-size": ("32", {"batch_size": 32}),
+    "--replay-size": ("500", {"replay_size": 500}),
+    "--gamma": ("0.9", {"gamma": 0.9}),
+    "--lr": ("0.005", {"lr_actor": 0.005, "lr_critic": 0.005}),
+    "--lr-quantum": ("0.03", {"lr_quantum": 0.03}),
+    "--gradient-steps": ("2", {"gradient_steps": 2}),
+    "--target-update": ("hard", {"target_update": "hard"}),
+    "--tau": ("0.05", {"tau": 0.05}),
+    "--exploration": ("flip", {"exploration": "flip"}),
+    "--decode": ("round", {"decode": "round"}),
+    "--explore-start": ("0.3", {"explore_start": 0.3}),
+    "--explore-end": ("0.02", {"explore_end": 0.02}),
+    "--explore-fraction": ("0.5", {"explore_fraction": 0.5}),
+    "--fading-db": ("3", {"channel_fading_db": 3.0}),
+    "--checkpoint-every": ("7", {"checkpoint_every": 7}),
+    "--threads": ("2", {"threads": 2}),
+}
+
+
+def _train_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["train", *argv])
+
+
+def _option_help(capsys, monkeypatch) -> dict[str, str]:
+    """`qdt train --help`, parsed into option → its help text on one line."""
+    monkeypatch.setenv("COLUMNS", "100")  # wrapped lines are joined below
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--help"])
+    assert stop.value.code == 0
+    blocks: dict[str, str] = {}
+    option = None
+    for line in capsys.readouterr().out.splitlines():
+        start = re.match(r"^  (--[a-z-]+)(.*)$", line)
+        if start:
+            option = start.group(1)
+            blocks[option] = start.group(2)
+        elif option is not None and line.startswith("    "):
+            blocks[option] += " " + line
+        else:
+            option = None
+    return {name: " ".join(text.split()) for name, text in blocks.items()}
+
+
+def _shown_default(help_text: str) -> str:
+    found = re.search(r"\(default: ([^;)]+)[;)]", help_text)
+    assert found, help_text
+    return found.group(1)
+
+
+def test_every_field_has_a_doc_and_every_other_field_is_a_flag():
+    assert all(f.metadata.get("help") for f in FIELDS.values())
+    flags = _train_args().config_flags
+    generated = {name for flag in flags for name in flag.fields}
+    assert generated == set(FIELDS) - NOT_FLAGS
+    assert {flag.option for flag in flags} == set(OLD_FLAGS)
+
+
+def test_help_shows_each_flags_dataclass_default_and_doc(capsys, monkeypatch):
+    helps = _option_help(capsys, monkeypatch)
+    for flag in _train_args().config_flags:
+        text = helps[flag.option]
+        for name in flag.fields:
+            spec = FIELDS[name]
+            assert " ".join(spec.metadata["help"].split()) in text, (flag.option, text)
+            shown = _shown_default(text)
+            if spec.default is None:
+                assert shown == "none", (flag.option, text)
+            else:
+                assert type(spec.default)(shown) == spec.default, (flag.option, shown, spec.default)
+    assert _shown_default(helps["--lr-quantum"]) == "0.01"  # the drift this replaced: "as --lr"
+    assert "sets lr_actor and lr_critic" in helps["--lr"]
+    assert "sets channel_fading_db" in helps["--fading-db"]
+    assert helps["--exploration"].startswith("{flip,gaussian,paper} exploration noise")
+
+
+def test_help_follows_a_changed_default(capsys, monkeypatch):
+    monkeypatch.setattr(FIELDS["episodes"], "default", 1234)
+    monkeypatch.setattr(FIELDS["lr_actor"], "default", 2e-4)
+    monkeypatch.setattr(FIELDS["lr_critic"], "default", 2e-4)
+    helps = _option_help(capsys, monkeypatch)
+    assert _shown_default(helps["--episodes"]) == "1234"
+    assert _shown_default(helps["--lr"]) == "0.0002"
+
+
+def test_old_flags_all_accepted_with_their_meaning():
+    argv = [word for option, (value, _) in OLD_FLAGS.items() for word in (option, value)]
+    args = _train_args(*argv)
+    expected = {name: value for _, fields in OLD_FLAGS.values() for name, value in fields.items()}
+    assert config_changes(args) == expected
+    config = apply_changes(args, TrainConfig())
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert config.hidden == FIELDS["hidden"].default  # untouched fields keep the default
+
+
+def test_lr_sets_both_rates_and_fading_db_names_channel_fading_db():
+    args = _train_args("--lr", "0.004", "--fading-db", "2.5")
+    assert config_changes(args) == {"lr_actor": 0.004, "lr_critic": 0.004, "channel_fading_db": 2.5}
+    config = apply_changes(args, TrainConfig())
+    assert (config.lr_actor, config.lr_critic, config.channel_fading_db) == (0.004, 0.004, 2.5)
+    assert config.lr_quantum == 1e-2
+    assert option_of(args, "lr_critic") == "--lr" and option_of(args, "channel_fading_db") == "--fading-db"
+    assert config_changes(_train_args()) == {}  # nothing typed, nothing changed
+
+
+def test_choices_types_and_non_flags_are_enforced(capsys):
+    for argv in (["--decode", "nearest"], ["--episodes", "1.5"], ["--hidden", "8"], ["--lr-critic", "1"]):
+        with pytest.raises(SystemExit) as stop:
+            _train_args(*argv)
+        assert stop.value.code == 2
+        assert argv[0] in capsys.readouterr().err
+
+
+def test_a_refused_value_names_the_flag_typed(tmp_path, capsys):
+    for argv, named in ((["--fading-db", "-1"], "--fading-db:"), (["--lr", "0"], "--lr:")):
+        assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
+        assert capsys.readouterr().err.startswith(f"qdt train: error: {named} expected")
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_resume_refuses_a_changed_generated_flag(tmp_path, capsys):
+    run = tmp_path / "run"
+    start = [
+        "train",
+        "--preset",
+        "paper",
+        "--agent",
+        "classical",
+        "--episodes",
+        "3",
+        "--steps-per-episode",
+        "2",
+    ]
+    assert main([*start, "--lr", "0.002", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    refused = (
+        (["--lr", "0.003"], "--lr: expected the run's own value 0.002 when resuming, got 0.003"),
+        (["--fading-db", "1"], "--fading-db: expected the run's own value 0.0 when resuming, got 1.0"),
+        (["--decode", "round"], "--decode: expected the run's own value 'argmax' when resuming, got round"),
+    )
+    for argv, message in refused:
+        assert main(["train", "--resume", str(run), "--no-progress", *argv]) == 2
+        assert message in capsys.readouterr().err
+    same = ["--lr", "0.002", "--episodes", "3", "--agent", "classical"]
+    assert main(["train", "--resume", str(run), "--no-progress", "--json", *same]) == 0
+
+
+@dataclass(frozen=True)
+class _Toy:
+    mode: Literal["a", "b"] = field(default="a", metadata={"help": "the mode"})
+    size: int | None = field(default=None, metadata={"help": "a size; none: automatic", "metavar": "S"})
+    rate: float = field(default=0.5, metadata={"help": "a rate"})
+    hidden: int = field(default=3, metadata={"help": "not a flag"})
+
+
+def test_generator_on_a_small_config():
+    parser = argparse.ArgumentParser()
+    flags = add_config_flags(parser, _Toy, exclude=("hidden",), rename={"rate": "r"})
+    assert [(f.option, f.fields) for f in flags] == [
+        ("--mode", ("mode",)),
+        ("--size", ("size",)),
+        ("--r", ("rate",)),
+    ]
+    args = parser.parse_args(["--mode", "b", "--r", "0.25"])
+    assert apply_changes(args, _Toy()) == _Toy(mode="b", rate=0.25)
+    text = " ".join(parser.format_help().split())
+    assert "--size S a size; none: automatic (default: none)" in text
+    assert "--r X a rate (default: 0.5; sets rate)" in text
+    assert "--hidden" not in text
+
+
+@dataclass(frozen=True)
+class _Bad:
+    flag: bool = field(default=False, metadata={"help": "a switch"})
+    left: float = field(default=1.0, metadata={"help": "left"})
+    right: float = field(default=2.0, metadata={"help": "right"})
+    undocumented: int = 0
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ({"exclude": ("left", "right", "undocumented")}, "--flag"),  # bool is not supported
+        ({"exclude": ("flag", "undocumented"), "combine": {"lr": ("left", "right")}}, "--lr"),
+        ({"exclude": ("flag", "left", "right")}, "undocumented"),
+        ({"exclude": ("nope",)}, "exclude"),
+        ({"rename": {"nope": "x"}}, "rename"),
+    ],
+)
+def test_generator_refuses_what_it_cannot_express(options, named):
+    with pytest.raises(QdtInputError) as error:
+        add_config_flags(argparse.ArgumentParser(), _Bad, **options)
+    assert error.value.field == named
