@@ -18,17 +18,27 @@ from qdt.circuits import build_vqc, ring_pairs
 
 
 class PennyLaneFront(nn.Module):
-    def __init__(self, input_width: int, layers: int) -> None:
+    """``device`` and ``diff_method`` choose another PennyLane simulator (``lightning.qubit`` with
+    ``adjoint`` in benchmarks/width_sweep.py); ``readout="expval_z"`` returns ⟨Z_i⟩ per qubit
+    instead of the probabilities (adjoint differentiation takes expectation values only)."""
+
+    def __init__(
+        self,
+        input_width: int,
+        layers: int,
+        device: str = "default.qubit",
+        diff_method: str = "backprop",
+        readout: str = "probs",
+    ) -> None:
         super().__init__()
         import pennylane as qml
 
         self.vqc = build_vqc(input_width=input_width, n_layers=layers)
         n = self.vqc.n_qubits
         order = list(range(n - 1, -1, -1))  # qiskit qubit n-1 is the most significant
-        device = qml.device("default.qubit", wires=n)
         pairs = ring_pairs(n)
 
-        @qml.qnode(device, interface="torch", diff_method="backprop")
+        @qml.qnode(qml.device(device, wires=n), interface="torch", diff_method=diff_method)
         def circuit(inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
             qml.AmplitudeEmbedding(inputs, wires=order, normalize=True)
             for layer in range(layers):
@@ -36,6 +46,8 @@ class PennyLaneFront(nn.Module):
                     qml.RX(weights[layer * n + qubit], wires=qubit)
                 for control, target in pairs:
                     qml.CZ(wires=[control, target])
+            if readout == "expval_z":
+                return [qml.expval(qml.PauliZ(q)) for q in range(n)]
             return qml.probs(wires=order)
 
         self.layer = qml.qnn.TorchLayer(
@@ -44,7 +56,7 @@ class PennyLaneFront(nn.Module):
             init_method=lambda t: nn.init.uniform_(t, 0.0, 2 * math.pi),
         )
         self.layer.double()
-        self.output_width = 2**n
+        self.output_width = n if readout == "expval_z" else 2**n
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.layer(self.vqc.feature_map(inputs))

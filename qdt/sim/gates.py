@@ -206,14 +206,19 @@ def compile_circuit(
     weight_params: Sequence[Parameter],
     readout_qubits: Sequence[int],
     max_qubits: int,
+    too_wide: Callable[[int], QdtInputError] | None = None,
 ) -> CompiledCircuit:
-    """Flatten, validate and renumber the circuit's gates (see the module docstring)."""
+    """Flatten, validate and renumber the circuit's gates (see the module docstring). More than
+    ``max_qubits`` simulated qubits raise ``too_wide(count)`` (the executor's refusal, naming the
+    memory it would need), or a plain QdtInputError."""
     angle_index = {p: i for i, p in enumerate(angle_params)}
     weight_index = {p: i for i, p in enumerate(weight_params)}
     reader = _Reader(circuit, angle_index, weight_index)
     reader.read(circuit, list(range(circuit.num_qubits)), 0)
     active = sorted({q for _, qubits, _, _, _ in reader.raw for q in qubits} | set(readout_qubits))
     if len(active) > max_qubits:
+        if too_wide is not None:
+            raise too_wide(len(active))
         raise QdtInputError(
             "circuit",
             f"at most {max_qubits} qubits that carry gates or are read out",

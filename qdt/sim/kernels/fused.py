@@ -1,17 +1,13 @@
-"""Fast state-vector kernel: rotation-tree prefix, layered suffix, one matmul, hand-written adjoint.
+"""Fast density-matrix kernel for small registers: sparse prefix, Heisenberg suffix, one contraction.
 
-For circuits shaped like the paper's VQC (a rotation tree that prepares the batch states, then
-batch-shared layers; see :mod:`qdt.sim.kernels.tree` and :mod:`qdt.sim.kernels.layered`) the whole
-batch is: ψ [B, D] from the product formula, U [D, D] from the weights, amplitudes ψ Uᵀ and
-probabilities |·|². At these sizes the cost is the number of torch operations, not arithmetic,
-so the kernel is ONE :class:`torch.autograd.Function` whose backward is written out:
-
-    a = ψ Uᵀ,  p = |a|² (then the readout marginal),   ∂L/∂a = 2 (∂L/∂p) ⊙ a,
-    ∂L/∂ψ = Re(∂L/∂a · conj(U)),  ∂L/∂U = (∂L/∂a)ᵀ ψ  → weights (layered) and angles (tree).
-
-Complex numbers stay inside: U's real and imaginary parts are stacked into one real [D, 2D]
-matrix so the batch sees real matmuls only. Circuits of any other shape use the generic
-program (:mod:`qdt.sim.engine`).
+For a circuit whose batch-dependent prefix is sparse in Pauli coordinates (the rotation tree of
+the paper's VQC with noise on every gate, :mod:`qdt.sim.kernels.sparse_prefix`) and whose
+batch-shared suffix is layered (:mod:`qdt.sim.kernels.heisenberg`), on up to ``PAULI_MAX_QUBITS``
+qubits: the prefix runs on the batch over the state's support, the suffix on the 2**m readout
+functionals (Heisenberg picture), and the two meet in one matmul, with the backward pass written
+out. The density executor takes it when the noise reaches the encoding tree; with a noiseless
+tree, :mod:`qdt.sim.kernels.product_density` runs the paper's circuit at any width up to its
+limit. Circuits of any other shape use the generic program (:mod:`qdt.sim.engine`).
 """
 
 from __future__ import annotations
@@ -29,13 +25,6 @@ from qdt.sim.kernels.heisenberg import (
     heisenberg_backward,
     heisenberg_forward,
 )
-from qdt.sim.kernels.layered import (
-    LayeredSaved,
-    LayeredUnitary,
-    compile_layered_unitary,
-    layered_backward,
-    layered_forward,
-)
 from qdt.sim.kernels.sparse_prefix import (
     PrefixSaved,
     SparsePrefix,
@@ -43,106 +32,8 @@ from qdt.sim.kernels.sparse_prefix import (
     prefix_backward,
     prefix_forward,
 )
-from qdt.sim.kernels.tree import RotationTree, TreeSaved, compile_rotation_tree, tree_backward, tree_forward
 from qdt.sim.lowering import LocalOp
-from qdt.sim.program import (
-    FUSE_MAX_DIM,
-    marginal_matrix,
-    partition,
-    pauli_readout_functional,
-    to_tensor,
-)
-
-
-@dataclass(frozen=True, eq=False)
-class StatevectorKernel:
-    """Probabilities [B, 2**m] of a rotation-tree + layered circuit (differentiable)."""
-
-    tree: RotationTree
-    suffix: LayeredUnitary
-    marginal: torch.Tensor | None  # [D, 2**m] 0/1, None when every qubit is read out in order
-
-    def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return _StatevectorFunction.apply(angles, weights, self)
-
-
-def compile_statevector_kernel(
-    ops: list[LocalOp], num_qubits: int, readout: tuple[int, ...], n_angles: int, n_weights: int
-) -> StatevectorKernel | None:
-    """The kernel for lowered (and multiplexed) ``ops``, or None if they do not fit its shape."""
-    if 2**num_qubits > FUSE_MAX_DIM:
-        return None
-    prefix, suffix = partition(ops)
-    tree = compile_rotation_tree(prefix, num_qubits, n_angles, n_weights)
-    if tree is None:
-        return None
-    layered = compile_layered_unitary(suffix, num_qubits, n_weights)
-    if layered is None:
-        return None
-    marginal = marginal_matrix(num_qubits, readout)
-    return StatevectorKernel(tree, layered, None if marginal is None else to_tensor(marginal))
-
-
-@dataclass(eq=False)
-class _Saved:
-    psi: torch.Tensor
-    tree: TreeSaved
-    suffix: LayeredSaved
-    readout_map: torch.Tensor  # Uᵀ, or [Re Uᵀ | Im Uᵀ]
-    amplitudes: torch.Tensor
-
-
-class _StatevectorFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, angles: torch.Tensor, weights: torch.Tensor, kernel: StatevectorKernel) -> torch.Tensor:  # type: ignore[override]
-        psi, tree_saved = tree_forward(kernel.tree, angles, weights)
-        unitary, suffix_saved = layered_forward(kernel.suffix, weights)
-        if unitary.is_complex():
-            transposed = unitary.mT
-            readout_map = torch.cat([transposed.real, transposed.imag], dim=1)
-        else:
-            readout_map = unitary.mT
-        amplitudes = psi @ readout_map
-        squares = amplitudes.square()
-        dim = kernel.tree.dim
-        probs = squares.view(-1, 2, dim).sum(1) if unitary.is_complex() else squares
-        if kernel.marginal is not None:
-            probs = probs @ kernel.marginal
-        ctx.kernel = kernel
-        ctx.saved = _Saved(psi, tree_saved, suffix_saved, readout_map, amplitudes)
-        return probs
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
-        kernel: StatevectorKernel = ctx.kernel
-        saved: _Saved = ctx.saved
-        need_angles, need_weights = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        dim = kernel.tree.dim
-        if kernel.marginal is not None:
-            grad = grad @ kernel.marginal.T
-        twice = grad + grad
-        amplitudes = saved.amplitudes
-        is_complex = amplitudes.shape[1] != dim
-        if is_complex:
-            grad_amplitudes = (twice[:, None, :] * amplitudes.view(-1, 2, dim)).view(-1, 2 * dim)
-        else:
-            grad_amplitudes = twice * amplitudes
-        grad_angles = tree_weights = suffix_weights = None
-        tree_uses_weights = kernel.tree.argument_weights is not None
-        if need_angles or (need_weights and tree_uses_weights):
-            grad_psi = grad_amplitudes @ saved.readout_map.T
-            grad_angles, tree_weights = tree_backward(
-                kernel.tree, saved.tree, grad_psi, need_angles, need_weights
-            )
-        if need_weights and kernel.suffix.half_weights is not None:
-            grad_map = saved.psi.T @ grad_amplitudes  # ∂L/∂(readout_map)
-            if is_complex:
-                grad_transposed = torch.complex(grad_map[:, :dim], grad_map[:, dim:])
-            else:
-                grad_transposed = grad_map
-            suffix_weights = layered_backward(kernel.suffix, saved.suffix, grad_transposed.mT)
-        return grad_angles, _sum_present(tree_weights, suffix_weights), None
+from qdt.sim.program import partition, pauli_readout_functional
 
 
 def _sum_present(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
@@ -151,8 +42,6 @@ def _sum_present(first: torch.Tensor | None, second: torch.Tensor | None) -> tor
         return second if first is None else first
     return first + second
 
-
-# ----------------------------------------------------------------------------- density matrices
 
 PAULI_MAX_QUBITS = 5  # 4**5 Pauli coordinates; larger registers use the generic program
 

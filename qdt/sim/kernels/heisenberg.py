@@ -5,7 +5,7 @@ functional Φ [4**n, 2**m] (see :func:`qdt.sim.program.pauli_readout_functional`
 suffix — gates shared by the batch — is applied to Φ in the Heisenberg picture (transposed
 channels, last gate first), once per call instead of once per batch row.
 
-The suffix is grouped into layers as in :mod:`qdt.sim.kernels.layered`: a layer is one noisy
+The suffix is grouped into layers (:func:`group_factors`): a layer is one noisy
 one-qubit channel per qubit (its 4×4 transfer matrix R_q, constant or a trigonometric
 polynomial of a weight) followed by a constant block P (the noisy CZ ring …, a sparse matrix;
 a signed, scaled permutation for Pauli-diagonal noise). Φ ← Kᵀ (Pᵀ Φ) with K = ⊗ R_q:
@@ -17,24 +17,129 @@ two Kronecker factors by contracting with the other one; ∂h_s = Σ ∂R_s ⊙ 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import sparse
 
+from qdt.sim.affine import AffineValue
 from qdt.sim.engine import kron_pair
-from qdt.sim.kernels.layered import (
-    ConstFactor,
-    LayerFactor,
-    collect_slots,
-    group_factors,
-    half_angle_maps,
-    slot_features,
-)
 from qdt.sim.kernels.sparse_prefix import embed_sparse
 from qdt.sim.layout import Space
-from qdt.sim.lowering import LocalOp
+from qdt.sim.lowering import CONST, LocalOp
+from qdt.sim.trig import TrigFit, function_frequency
+
+
+@dataclass(eq=False)
+class LayerFactor:
+    slots: dict[int, LocalOp]
+    post: Any = None  # dense or sparse matrix of the constant gates after the layer
+
+
+@dataclass(eq=False)
+class ConstFactor:
+    matrix: Any
+
+
+Slot = tuple[AffineValue, TrigFit, int, int]  # value, fit, layer, qubit
+
+
+def group_factors(
+    ops: list[LocalOp], embed: Callable[[LocalOp], Any | None]
+) -> list[LayerFactor | ConstFactor] | None:
+    """The shared suffix ``ops`` (circuit order) as layers of one-qubit slots, each followed by
+    the constant gates after it (``embed`` gives a constant multi-qubit gate's full matrix, or
+    None to refuse it). None if a parameterised gate acts on more than one qubit."""
+    factors: list[LayerFactor | ConstFactor] = []
+    for op in ops:
+        last = factors[-1] if factors else None
+        if len(op.qubits) == 1:
+            if len(op.parts) > 1:
+                return None
+            q = op.qubits[0]
+            if isinstance(last, LayerFactor) and last.post is None and q not in last.slots:
+                last.slots[q] = op
+            else:
+                factors.append(LayerFactor({q: op}))
+        elif op.kind == CONST:
+            assert op.matrix is not None
+            matrix = embed(op)
+            if matrix is None:
+                return None
+            if isinstance(last, LayerFactor):
+                last.post = matrix if last.post is None else matrix @ last.post
+            elif isinstance(last, ConstFactor):
+                last.matrix = matrix @ last.matrix
+            else:
+                factors.append(ConstFactor(matrix))
+        else:
+            return None
+    return factors
+
+
+def collect_slots(
+    layers: list[LayerFactor],
+    num_qubits: int,
+    identity: np.ndarray,
+    accept_matrix: Callable[[np.ndarray], bool],
+    accept_part: Callable[[AffineValue, TrigFit], bool],
+) -> tuple[list[np.ndarray], list[Slot], np.ndarray] | None:
+    """Constant one-qubit matrices (a pool that starts with ``identity``), parameterised slots,
+    and every (layer, qubit)'s index into pool + slots; None if ``accept_*`` refuses a gate."""
+    pool: list[np.ndarray] = [identity]
+    parametric: list[Slot] = []
+    slot_refs = np.zeros((len(layers), num_qubits), dtype=np.int64)
+    for i, layer in enumerate(layers):
+        for q, op in layer.slots.items():
+            if op.matrix is not None:
+                if not accept_matrix(op.matrix):
+                    return None
+                pool.append(op.matrix)
+                slot_refs[i, q] = len(pool) - 1
+            else:
+                value, fit = op.parts[0]
+                if not accept_part(value, fit):
+                    return None
+                parametric.append((value, fit, i, q))
+                slot_refs[i, q] = -len(parametric)  # resolved below
+    slot_refs = np.where(slot_refs < 0, len(pool) + (-slot_refs - 1), slot_refs)
+    return pool, parametric, slot_refs
+
+
+def half_angle_maps(parametric: list[Slot], n_weights: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every slot's half-angle as constant [S] + weights [S, n_weights] @ w."""
+    half_constant = np.zeros(len(parametric))
+    half_weights = np.zeros((len(parametric), n_weights))
+    for s, (value, _, _, _) in enumerate(parametric):
+        half_constant[s] = value.constant / 2
+        for index, c in value.weight_terms:
+            half_weights[s, index] += c / 2
+    return half_constant, half_weights
+
+
+def slot_features(half: torch.Tensor, functions: tuple[int, ...], derivative: bool) -> torch.Tensor:
+    """[S, F]: g_f(h) (or g_f'(h)) for every slot."""
+    columns = []
+    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for f in functions:
+        if f == 0:
+            columns.append(torch.zeros_like(half) if derivative else torch.ones_like(half))
+            continue
+        k = function_frequency(f)
+        if k not in cache:
+            scaled = half if k == 1 else half * k
+            cache[k] = (torch.cos(scaled), torch.sin(scaled))
+        cos, sin = cache[k]
+        is_sine = f == 2 * k
+        if not derivative:
+            columns.append(sin if is_sine else cos)
+        else:
+            column = cos if is_sine else -sin
+            columns.append(column if k == 1 else column * k)
+    return torch.stack(columns, dim=1)
 
 
 @dataclass(frozen=True, eq=False)

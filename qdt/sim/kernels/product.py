@@ -44,9 +44,13 @@ uncomputing the states instead of keeping them (χ_l = K_lᵀ(s ⊙ χ_{l+1})) i
 at 8–12 qubits, torch autograd through the same operations 2–2.5× slower (and it keeps every
 intermediate state); keeping L + 1 states costs 56 MiB at 12 qubits.
 
+**Readout.** Every qubit in order gives the 2**n probabilities; any other ``readout_qubits``
+(a subset, or a permutation) sums them onto the readout bits with one ``index_add``.
+
 Memory of a forward + backward pass: the L + 1 saved states of 2B·2**n reals plus working
 copies, at most (L + 41)·2B·2**n·8 bytes (12 qubits, L = 6, B = 128: 376 MiB; measured
-228–283). :func:`check_width` refuses widths past ``MAX_QUBITS`` before allocating anything.
+228–283). :func:`width_error` is the refusal past ``MAX_QUBITS`` (or an executor's own
+``max_qubits``), raised before anything is allocated.
 """
 
 from __future__ import annotations
@@ -54,26 +58,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from torch.autograd.function import once_differentiable
 
-from qdt.circuits.encoding import gray_control_bit
+from qdt.circuits.encoding import GROUP_QUBITS, TreeTransform, apply_group, gray_control_bit, qubit_groups
 from qdt.circuits.vqc import ring_pairs
 from qdt.errors import QdtInputError
 from qdt.sim.engine import kron_layers
 from qdt.sim.kernels.product_tables import (
-    DENSE_LEVELS,
-    GROUP_QUBITS,
-    WalshLevel,
-    apply_group,
     group_correlator,
     half_generators,
-    level_transform,
-    qubit_groups,
     ring_signs,
     twist_signs,
+    weight_gradient,
 )
 from qdt.sim.kernels.product_unitary import (
     SLOT_PHASE,
@@ -84,11 +84,89 @@ from qdt.sim.kernels.product_unitary import (
 )
 
 MAX_QUBITS = 20  # 2**20 amplitudes × 2 parts × batch: past this a state does not fit in memory
+REFERENCE_BATCH = 128  # the batch a refusal message sizes its memory estimate for (training's)
+REFERENCE_LAYERS = 6  # and the paper's deepest circuit
 # Working memory besides the L + 1 saved layer inputs, in copies of one [2**n, 2B] state: the tree's
 # tables (trig 1, products 1), the backward's adjoint, tree gradients and the allocator's slack.
 # Measured at 12 qubits, L = 6, B = 128: 228–283 MiB of peak RSS growth = 28–35 copies of 8 MiB;
 # the bound leaves room for the allocator.
 _WORKING_COPIES = 40
+
+
+def memory_bytes(n_qubits: int, n_layers: int, batch: int) -> int:
+    """Upper bound of a forward + backward pass's working memory (float64), see the module docstring."""
+    return (n_layers + 1 + _WORKING_COPIES) * 2 * batch * (1 << n_qubits) * 8
+
+
+def width_error(n_qubits: int, limit: int, executor: str = "statevector") -> QdtInputError:
+    """The refusal of a ``n_qubits``-qubit circuit by a state-vector simulation capped at ``limit``
+    qubits: the width, the memory it would need and the alternatives."""
+    needed = memory_bytes(n_qubits, REFERENCE_LAYERS, REFERENCE_BATCH)
+    row = 2 * (1 << n_qubits) * 8
+    return QdtInputError(
+        "circuit",
+        f"at most {limit} qubits that carry gates or are read out, on the {executor} executor",
+        f"{n_qubits} qubits",
+        f"a state of {n_qubits} qubits is {_size(row)} per batch row, and a forward + backward pass of "
+        f"the paper's circuit (L = {REFERENCE_LAYERS}, batch {REFERENCE_BATCH}) needs about {_size(needed)}; "
+        "use fewer qubits (a narrower input), or aer with shots (open_backend('aer', shots=...))",
+    )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
+
+
+@dataclass(frozen=True, eq=False)
+class ProductTree:
+    """The rotation tree in closed form: angles [B, 2**n − 1] → ψ₀ [2**n, B] (real), and back."""
+
+    n_qubits: int
+    transform: TreeTransform  # θ → α/2 (``half_angles``) and its transpose
+    trig_phase: torch.Tensor  # [2, 1]: cos(h − phase) = cos h, sin h
+
+    @classmethod
+    def create(cls, n_qubits: int, group_qubits: int = GROUP_QUBITS) -> ProductTree:
+        return cls(
+            n_qubits=n_qubits,
+            transform=TreeTransform.create(n_qubits, group_qubits),
+            trig_phase=torch.tensor(TRIG_PHASE, dtype=torch.float64)[:, None],
+        )
+
+    def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, TreeSaved]:
+        """ψ₀ [2**n, B] and what :meth:`backward` needs."""
+        batch = angles.shape[0]
+        half = self.transform.half_angles(angles.T)
+        trig = torch.sub(half.unsqueeze(1), self.trig_phase).cos_()  # [A, 2, B]: cos h, sin h
+        products = []
+        psi = trig[0]
+        for level in range(1, self.n_qubits):
+            products.append(psi)
+            start = (1 << level) - 1
+            psi = (psi.unsqueeze(1) * trig[start : start + (1 << level)]).view(-1, batch)
+        return psi, TreeSaved(trig, products)
+
+    def backward(self, saved: TreeSaved, grad_psi: torch.Tensor) -> torch.Tensor:
+        """∂L/∂angles [B, 2**n − 1] from ∂L/∂ψ₀ [2**n, B]: the product formula level by level,
+        then the transposed Walsh transform."""
+        batch = grad_psi.shape[1]
+        trig = saved.trig
+        grad_pairs = torch.empty_like(trig)  # [A, 2, B]: ∂L/∂cos h, ∂L/∂sin h, level by level
+        for level in reversed(range(1, self.n_qubits)):
+            start, stop = (1 << level) - 1, (1 << (level + 1)) - 1
+            pairs = grad_psi.view(1 << level, 2, batch)
+            torch.mul(pairs, saved.products[level - 1].unsqueeze(1), out=grad_pairs[start:stop])
+            grad_psi = (pairs * trig[start:stop]).sum(1)
+        grad_pairs[0] = grad_psi.view(2, batch)
+        # d cos h = −sin h dh, d sin h = cos h dh
+        grad_half = torch.addcmul(grad_pairs[:, 1] * trig[:, 0], grad_pairs[:, 0], trig[:, 1], value=-1.0)
+        return self.transform.half_angles_transposed(grad_half).T
+
+
+@dataclass(eq=False)
+class TreeSaved:
+    trig: torch.Tensor  # [A, 2, B]: cos h, sin h
+    products: list[torch.Tensor]  # ψ_ℓ [2**(ℓ+1), B] for ℓ < n − 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,18 +175,14 @@ class ProductKernel:
 
     n_qubits: int
     n_layers: int
-    dense_angles: int  # angles handled by ``dense_transform`` (levels < DENSE_LEVELS)
-    dense_transform: torch.Tensor  # [dense_angles, dense_angles]: θ → α/2
-    levels: tuple[WalshLevel, ...]  # tree levels >= DENSE_LEVELS
-    trig_phase: torch.Tensor  # [2, 1]: cos(h − phase) = cos h, sin h
+    tree: ProductTree
     twist: torch.Tensor  # [2**n, 2, 1]
     signs: torch.Tensor | None  # [2**n, 1], None without a CZ
     groups: tuple[tuple[int, int], ...]
     generators: tuple[torch.Tensor, ...]  # per group [4**g, g]
     slot_phase: torch.Tensor  # [4]: RY entries [[c, −s], [s, c]] as cos(w/2 − phase)
-    angle_columns: torch.Tensor | None  # tree angle i ← angles[:, angle_columns[i]] (None: in order)
-    weight_columns: torch.Tensor | None  # layer slot l·n + q ← weights[weight_columns[l·n + q]]
     unitary: UnitaryTables | None  # the dense path (small registers), see product_unitary
+    io: CircuitIO
 
     @property
     def dim(self) -> int:
@@ -120,32 +194,70 @@ class ProductKernel:
 
     def memory_bytes(self, batch: int) -> int:
         """Peak working memory of a forward + backward pass (float64), see the module docstring."""
-        return (self.n_layers + 1 + _WORKING_COPIES) * 2 * batch * self.dim * 8
+        return memory_bytes(self.n_qubits, self.n_layers, batch)
 
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Probabilities [B, 2**n] (float64, differentiable in ``angles`` and ``weights``)."""
+        """Probabilities [B, 2**m] of the readout bits (float64, differentiable in both inputs)."""
+        angles, weights = self.io.inputs(angles, weights)
+        if self.unitary is not None:
+            return self.io.readout(self.unitary(angles, weights))
+        return self.io.readout(_ProductFunction.apply(angles, weights, self))
+
+
+@dataclass(frozen=True, eq=False)
+class CircuitIO:
+    """Where a kernel's inputs come from and where its outputs go, for a circuit whose parameters
+    and readout qubits may be in any order: the columns of the angles and weights each rotation
+    reads, and the readout outcome of every basis state (None: in order, nothing to do)."""
+
+    angle_columns: torch.Tensor | None  # tree angle i ← angles[:, angle_columns[i]]
+    weight_columns: torch.Tensor | None  # layer slot l·n + q ← weights[weight_columns[l·n + q]]
+    outcomes: torch.Tensor | None  # [2**n]: bit i of basis state k's outcome is bit readout[i] of k
+    n_outcomes: int
+
+    @classmethod
+    def create(
+        cls,
+        n_qubits: int,
+        n_layers: int,
+        angle_columns: Sequence[int] | None = None,
+        weight_columns: Sequence[int] | None = None,
+        readout_qubits: Sequence[int] | None = None,
+    ) -> CircuitIO:
+        readout = tuple(range(n_qubits)) if readout_qubits is None else tuple(readout_qubits)
+        outcomes = None
+        if readout != tuple(range(n_qubits)):
+            k = np.arange(1 << n_qubits)
+            outcome = np.zeros_like(k)
+            for i, q in enumerate(readout):
+                outcome |= ((k >> q) & 1) << i
+            outcomes = torch.as_tensor(outcome, dtype=torch.int64)
+        return cls(
+            angle_columns=_index(angle_columns, (1 << n_qubits) - 1),
+            weight_columns=_index(weight_columns, n_qubits * n_layers),
+            outcomes=outcomes,
+            n_outcomes=1 << len(readout),
+        )
+
+    def inputs(self, angles: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Angles and weights in the order the kernel reads them."""
         if self.angle_columns is not None:
             angles = angles.index_select(1, self.angle_columns)
         if self.weight_columns is not None:
             weights = weights.index_select(0, self.weight_columns)
-        if self.unitary is not None:
-            return self.unitary(angles, weights)
-        return _ProductFunction.apply(angles, weights, self)
+        return angles, weights
+
+    def readout(self, probs: torch.Tensor) -> torch.Tensor:
+        """Probabilities of every basis state [B, 2**n] → of the readout bits [B, 2**m]."""
+        if self.outcomes is None:
+            return probs
+        return probs.new_zeros(probs.shape[0], self.n_outcomes).index_add_(1, self.outcomes, probs)
 
 
-def check_width(n_qubits: int, n_layers: int = 0, batch: int | None = None) -> None:
-    """Refuse a width past ``MAX_QUBITS`` before allocating anything, naming the memory needed."""
-    if n_qubits <= MAX_QUBITS:
-        return
-    rows = batch or 1
-    needed = (n_layers + 1 + _WORKING_COPIES) * 2 * rows * (1 << n_qubits) * 8
-    raise QdtInputError(
-        "n_qubits",
-        f"at most {MAX_QUBITS} qubits for the state-vector product kernel",
-        n_qubits,
-        f"{n_qubits} qubits need about {needed / 2**30:.1f} GiB for a batch of {rows}; use fewer "
-        "qubits (a narrower input) or a shot-based backend (aer)",
-    )
+def _index(values: Sequence[int] | None, count: int) -> torch.Tensor | None:
+    if values is None or list(values) == list(range(count)):
+        return None
+    return torch.as_tensor(list(values), dtype=torch.int64)
 
 
 def product_kernel(
@@ -155,60 +267,51 @@ def product_kernel(
     weight_columns: Sequence[int] | None = None,
     group_qubits: int = GROUP_QUBITS,
     unitary_qubits: int = UNITARY_QUBITS,
+    readout_qubits: Sequence[int] | None = None,
 ) -> ProductKernel:
     """The kernel of ``build_vqc(..., n_layers, n_qubits)`` (angles and weights in circuit order
-    unless ``angle_columns``/``weight_columns`` say which input column feeds each). Registers of
-    at most ``unitary_qubits`` qubits take the dense path (:mod:`qdt.sim.kernels.product_unitary`),
+    unless ``angle_columns``/``weight_columns`` say which input column feeds each; every qubit
+    read out in order unless ``readout_qubits`` says otherwise). Registers of at most
+    ``unitary_qubits`` qubits take the dense path (:mod:`qdt.sim.kernels.product_unitary`),
     larger ones the grouped one; ``group_qubits`` is the largest group."""
-    check_width(n_qubits, n_layers)
-    dense_levels = min(n_qubits, DENSE_LEVELS)
-    dense_angles = (1 << dense_levels) - 1
-    levels = tuple(WalshLevel.create(level, group_qubits) for level in range(dense_levels, n_qubits))
+    if n_qubits > MAX_QUBITS:
+        raise width_error(n_qubits, MAX_QUBITS)
     groups = qubit_groups(n_qubits, group_qubits)
     signs = ring_signs(n_qubits)
-
-    def columns(values: Sequence[int] | None, count: int) -> torch.Tensor | None:
-        if values is None or list(values) == list(range(count)):
-            return None
-        return torch.as_tensor(list(values), dtype=torch.int64)
-
     return ProductKernel(
         n_qubits=n_qubits,
         n_layers=n_layers,
-        dense_angles=dense_angles,
-        dense_transform=torch.as_tensor(level_transform(dense_levels, inverse=True)),
-        levels=levels,
-        trig_phase=torch.tensor(TRIG_PHASE, dtype=torch.float64)[:, None],
+        tree=ProductTree.create(n_qubits, group_qubits),
         twist=torch.as_tensor(twist_signs(n_qubits)).T[:, :, None].contiguous(),
         signs=None if signs is None else torch.as_tensor(signs)[:, None],
         groups=groups,
         generators=tuple(torch.as_tensor(half_generators(g)) for _, g in groups),
         slot_phase=torch.tensor(SLOT_PHASE, dtype=torch.float64),
-        angle_columns=columns(angle_columns, (1 << n_qubits) - 1),
-        weight_columns=columns(weight_columns, n_qubits * n_layers),
         unitary=unitary_tables(n_qubits, n_layers) if n_qubits <= unitary_qubits else None,
+        io=CircuitIO.create(n_qubits, n_layers, angle_columns, weight_columns, readout_qubits),
     )
 
 
-def compile_product_kernel(
-    circuit: QuantumCircuit,
-    angle_params: Sequence[Parameter],
-    weight_params: Sequence[Parameter],
-    readout_qubits: Sequence[int] | None = None,
-    group_qubits: int = GROUP_QUBITS,
-    unitary_qubits: int = UNITARY_QUBITS,
-) -> ProductKernel | None:
-    """The kernel for ``circuit`` if it has exactly the shape of :func:`qdt.circuits.build_vqc`
-    (rotation tree, then L layers of RX on every qubit and the CZ ring, every rotation angle a
-    bare parameter, all qubits read out in order), else None (use the generic program).
+@dataclass(frozen=True)
+class VqcShape:
+    """What :func:`vqc_shape` reads from a circuit of :func:`qdt.circuits.build_vqc`'s shape."""
 
-    Every RY of the tree must be a distinct parameter of ``angle_params`` and every RX a
-    distinct parameter of ``weight_params``; they may be listed in any order.
-    """
+    n_qubits: int
+    n_layers: int
+    angle_columns: list[int]  # tree rotation i (circuit order) ← angle parameter angle_columns[i]
+    weight_columns: list[int]  # layer rotation l·n + q ← weight parameter weight_columns[l·n + q]
+    gate_names: tuple[str, ...]  # the circuit's gate names (barriers left out), in order
+
+
+def vqc_shape(
+    circuit: QuantumCircuit, angle_params: Sequence[Parameter], weight_params: Sequence[Parameter]
+) -> VqcShape | None:
+    """The shape of ``circuit`` if it is exactly :func:`qdt.circuits.build_vqc`'s (rotation tree,
+    then L layers of RX on every qubit and the CZ ring, every rotation angle a bare parameter),
+    else None. Every RY of the tree must be a distinct parameter of ``angle_params`` and every
+    RX a distinct parameter of ``weight_params``; they may be listed in any order."""
     n = circuit.num_qubits
     if n < 1 or n > MAX_QUBITS:
-        return None
-    if readout_qubits is not None and tuple(readout_qubits) != tuple(range(n)):
         return None
     # CircuitInstruction.name/.params/.qubits avoid building the Python gate objects (20× faster).
     instructions = [inst for inst in circuit.data if inst.name != "barrier"]
@@ -233,7 +336,8 @@ def compile_product_kernel(
     ring = ring_pairs(n)
     for _ in range(n_layers):
         names += ["rx"] * n + ["cz"] * len(ring)
-        wires += [(q,) for q in range(n)] + ring
+        wires += [(q,) for q in range(n)]
+        wires += ring
     # whole-list comparisons: 8 000 instructions at 12 qubits in a few milliseconds
     if [inst.name for inst in instructions] != names:
         return None
@@ -244,7 +348,31 @@ def compile_product_kernel(
     weight_columns = _columns([inst.params[0] for inst in instructions if inst.name == "rx"], weight_params)
     if angle_columns is None or weight_columns is None:
         return None
-    return product_kernel(n, n_layers, angle_columns, weight_columns, group_qubits, unitary_qubits)
+    return VqcShape(n, n_layers, angle_columns, weight_columns, tuple(names))
+
+
+def compile_product_kernel(
+    circuit: QuantumCircuit,
+    angle_params: Sequence[Parameter],
+    weight_params: Sequence[Parameter],
+    readout_qubits: Sequence[int] | None = None,
+    group_qubits: int = GROUP_QUBITS,
+    unitary_qubits: int = UNITARY_QUBITS,
+) -> ProductKernel | None:
+    """The kernel for ``circuit`` if :func:`vqc_shape` recognises it, else None (the generic
+    program runs it). ``readout_qubits``: as :meth:`qdt.executors.base.Executor.prepare`."""
+    shape = vqc_shape(circuit, angle_params, weight_params)
+    if shape is None:
+        return None
+    return product_kernel(
+        shape.n_qubits,
+        shape.n_layers,
+        shape.angle_columns,
+        shape.weight_columns,
+        group_qubits,
+        unitary_qubits,
+        readout_qubits,
+    )
 
 
 def _columns(used: list[object], params: Sequence[Parameter]) -> list[int] | None:
@@ -259,25 +387,6 @@ def _columns(used: list[object], params: Sequence[Parameter]) -> list[int] | Non
 # ----------------------------------------------------------------------------- forward / backward
 
 
-def _half_alphas(kernel: ProductKernel, angles: torch.Tensor) -> torch.Tensor:
-    """α/2 [2**n − 1, B] of every level (level order, control value j within a level)."""
-    transposed = angles.T
-    dense = transposed if not kernel.levels else transposed[: kernel.dense_angles]
-    parts = [kernel.dense_transform.T @ dense]
-    for level in kernel.levels:  # α/2 = ½·H·P·θ
-        parts.append(level.hadamard(level.block(transposed).index_select(0, level.from_gray)).mul_(0.5))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-
-
-def _angle_gradient(kernel: ProductKernel, grad_half: torch.Tensor) -> torch.Tensor:
-    """∂L/∂θ [B, 2**n − 1] from ∂L/∂(α/2) [2**n − 1, B]: the transposes of :func:`_half_alphas`."""
-    dense = grad_half if not kernel.levels else grad_half[: kernel.dense_angles]
-    parts = [kernel.dense_transform @ dense]
-    for level in kernel.levels:  # ∂θ = ½·Pᵀ·H·∂(α/2)
-        parts.append(level.hadamard(level.block(grad_half)).index_select(0, level.to_gray).mul_(0.5))
-    return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)).T
-
-
 def _layer_matrices(kernel: ProductKernel, weights: torch.Tensor) -> list[torch.Tensor]:
     """Per group, the layers' group matrices [L, 2**g, 2**g] (Kronecker products of RY)."""
     n, layers = kernel.n_qubits, kernel.n_layers
@@ -290,8 +399,7 @@ def _layer_matrices(kernel: ProductKernel, weights: torch.Tensor) -> list[torch.
 
 @dataclass(eq=False)
 class _Saved:
-    trig: torch.Tensor  # [A, 2, B]: cos h, sin h
-    products: list[torch.Tensor]  # ψ_ℓ [2**(ℓ+1), B] for ℓ < n − 1
+    tree: TreeSaved
     states: list[torch.Tensor]  # layer inputs χ_0 … χ_{L−1} and the output χ_L, [D, 2B]
     matrices: list[torch.Tensor]  # per group [L, 2**g, 2**g]
 
@@ -303,14 +411,7 @@ class _ProductFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, angles: torch.Tensor, weights: torch.Tensor, kernel: ProductKernel) -> torch.Tensor:  # type: ignore[override]
         batch, dim = angles.shape[0], kernel.dim
-        half = _half_alphas(kernel, angles)
-        trig = torch.sub(half.unsqueeze(1), kernel.trig_phase).cos_()
-        products = []
-        psi = trig[0]
-        for level in range(1, kernel.n_qubits):
-            products.append(psi)
-            start = (1 << level) - 1
-            psi = (psi.unsqueeze(1) * trig[start : start + (1 << level)]).view(-1, batch)
+        psi, tree_saved = kernel.tree.forward(angles)
         state = (psi.unsqueeze(1) * kernel.twist).view(dim, 2 * batch)
         states = [state]
         matrices = _layer_matrices(kernel, weights) if kernel.n_layers else []
@@ -321,7 +422,7 @@ class _ProductFunction(torch.autograd.Function):
                 state = state * kernel.signs
             states.append(state)
         ctx.kernel = kernel
-        ctx.saved = _Saved(trig, products, states, matrices)
+        ctx.saved = _Saved(tree_saved, states, matrices)
         return state.view(dim, 2, batch).square().sum(1).T.contiguous()
 
     @staticmethod
@@ -345,27 +446,10 @@ class _ProductFunction(torch.autograd.Function):
                 for j, (start, size) in enumerate(kernel.groups):
                     correlators[j].append(group_correlator(adjoint, states[layer], start, size))
         grad_weights = None
-        if need_weights:
-            if layers == 0:
-                grad_weights = grad.new_zeros(0)
-            else:
-                parts = [
-                    torch.stack(c[::-1]).view(layers, -1) @ generators
-                    for c, generators in zip(correlators, kernel.generators)
-                ]
-                grad_weights = torch.cat(parts, dim=1).reshape(-1)
+        if need_weights and layers:  # no layers: no weights, no gradient (as the generic program)
+            grad_weights = weight_gradient(correlators, kernel.generators)
         grad_angles = None
         if need_angles:
             grad_psi = adjoint.view(dim, 2, batch).mul(kernel.twist).sum(1)
-            trig = saved.trig
-            grad_pairs = torch.empty_like(trig)  # [A, 2, B]: ∂L/∂cos h, ∂L/∂sin h, level by level
-            for level in reversed(range(1, kernel.n_qubits)):
-                start, stop = (1 << level) - 1, (1 << (level + 1)) - 1
-                pairs = grad_psi.view(1 << level, 2, batch)
-                torch.mul(pairs, saved.products[level - 1].unsqueeze(1), out=grad_pairs[start:stop])
-                grad_psi = (pairs * trig[start:stop]).sum(1)
-            grad_pairs[0] = grad_psi.view(2, batch)
-            # d cos h = −sin h dh, d sin h = cos h dh
-            grad_half = torch.addcmul(grad_pairs[:, 1] * trig[:, 0], grad_pairs[:, 0], trig[:, 1], value=-1.0)
-            grad_angles = _angle_gradient(kernel, grad_half)
+            grad_angles = kernel.tree.backward(saved.tree, grad_psi)
         return grad_angles, grad_weights, None
