@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Set up qdt in ./.venv: the package, its test tools and the peer stacks the benchmarks compare
-# against (PennyLane, qiskit-machine-learning). Idempotent; safe to run again.
+# Set up qdt for development and tests. Idempotent; safe to run again.
 #
-# constraints-cpu.txt pins the CPU build of torch for machines without a GPU (a plain
-# `pip install torch` pulls a multi-GB CUDA build); the package's own range is torch>=2.2.
-# Set QDT_CONSTRAINTS= (empty) to install without it, e.g. on a GPU machine.
+#   ./install.sh           .venv: qdt (editable) with its test tools and the peers that coexist
+#                          with the newest qiskit stack (PennyLane, qiskit-machine-learning),
+#                          pinned by constraints-cpu.txt: the set CI tests first.
+#   ./install.sh --peers   .venv-peers: the same plus pennylane-qiskit, which caps qiskit at 2.3;
+#                          pinned by constraints-peers.txt. Tests marked `peers` run there too.
+#
+# Both pin the CPU build of torch (constraints-torch-cpu.txt); a plain `pip install torch` pulls a
+# multi-GB CUDA build. QDT_CONSTRAINTS=FILE installs with another constraints file, and
+# QDT_CONSTRAINTS= (empty) with the package's own open ranges, e.g. on a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
-CONSTRAINTS="${QDT_CONSTRAINTS-constraints-cpu.txt}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+VENV=.venv
+EXTRAS="test,peers"
+DEFAULT_CONSTRAINTS=constraints-cpu.txt
+case "${1:-}" in
+  "") ;;
+  --peers) VENV=.venv-peers; EXTRAS="test,peers,pennylane-qiskit"; DEFAULT_CONSTRAINTS=constraints-peers.txt ;;
+  *) echo "usage: ./install.sh [--peers]" >&2; exit 2 ;;
+esac
+CONSTRAINTS="${QDT_CONSTRAINTS-$DEFAULT_CONSTRAINTS}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
 fi
 args=(-q --disable-pip-version-check)
 [ -n "$CONSTRAINTS" ] && args+=(-c "$CONSTRAINTS")
-.venv/bin/python -m pip install "${args[@]}" --upgrade pip >/dev/null
-.venv/bin/python -m pip install "${args[@]}" -e ".[test,peers]"
-.venv/bin/python -c "import qdt, torch; print(f'qdt {qdt.__version__} installed with torch {torch.__version__}')"
+"$VENV/bin/python" -m pip install "${args[@]}" --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install "${args[@]}" -e ".[$EXTRAS]"
+"$VENV/bin/python" -c "import qdt, qiskit, qiskit_ibm_runtime as r, torch; print(f'qdt {qdt.__version__} \
+installed in $VENV with qiskit {qiskit.__version__}, qiskit-ibm-runtime {r.__version__}, torch {torch.__version__}')"

@@ -13,7 +13,8 @@ writers of one name cannot both succeed).
 
 The temporary file is ``.<name>.<random>.tmp`` next to the target (``.checkpoint.pt.x1y2.tmp``),
 created by :func:`tempfile.mkstemp`: readable by its owner only (mode 0600), a mode the target
-keeps after the rename.
+keeps after the rename. A file-system error of the write (a folder where the file should go, a
+read-only disk, no space) names the target, never the temporary file.
 
 **Output folders** (``qdt train --out``, sweeps, benches, the demo) follow two rules, kept here so
 that ``rl/``, ``experiments/`` and ``cli/`` apply them alike:
@@ -86,7 +87,7 @@ def atomic_path(path: str | os.PathLike[str], *, sync_folder: bool = False) -> I
     created if missing. On an exception the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
-    with _temporary_next_to(target) as tmp:
+    with _naming_target(target), _temporary_next_to(target) as tmp:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, target)
@@ -118,7 +119,7 @@ def create_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path``, which must not exist, atomically; :class:`FileExistsError` if it
     does, also when another process creates it meanwhile (the existing file is left as it is)."""
     target = Path(path)
-    with _temporary_next_to(target) as tmp:
+    with _naming_target(target), _temporary_next_to(target) as tmp:
         tmp.write_bytes(data)
         _fsync_file(tmp)
         try:
@@ -138,8 +139,34 @@ def create_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     create_bytes_atomic(path, _json_text(data).encode("utf-8"))
 
 
+def create_new_json(path: str | os.PathLike[str], data: Any, field: str) -> None:
+    """:func:`create_json_atomic` for a command's output file: one that exists already, also one
+    another process created meanwhile, is refused as a :class:`~qdt.errors.QdtInputError` naming
+    ``field`` and the path, and left as it is."""
+    try:
+        create_json_atomic(path, data)
+    except FileExistsError:
+        raise QdtInputError(
+            field, "a new file", f"{path} (it exists now)", "choose another name, or remove it first"
+        ) from None
+
+
 def _json_text(data: Any) -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+@contextmanager
+def _naming_target(target: Path) -> Iterator[None]:
+    """File-system errors of the write name ``target``, never the temporary file next to it
+    (``-o /tmp`` says ``/tmp: Is a directory``, not ``/.tmp.x1y2.tmp``)."""
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None or error.filename == str(target):
+            raise
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(target)) from error
 
 
 @contextmanager

@@ -53,3 +53,49 @@ def format_interval(
     """
     text = f"{scale * mean:{spec}}{unit}"
     return text if lo == hi else f"{text} [{scale * lo:{spec}}, {scale * hi:{spec}}]"
+
+
+# ---- aggregates across seeds (and tasks), as rliable computes them -------------------------
+BOOTSTRAP_SAMPLES = 2_000
+"""Stratified bootstrap resamples behind an IQM interval: the 2.5/97.5% quantiles of 2,000
+resamples move by well under a tenth of the interval's width from one generator seed to another."""
+
+
+def iqm(values: Sequence[float] | np.ndarray) -> float:
+    """Interquartile mean: the mean of the values left after dropping the lowest and the highest
+    ⌊n/4⌋ (``scipy.stats.trim_mean(values, 0.25)``, which rliable's ``aggregate_iqm`` computes).
+    Less swayed by one bad seed than the mean, less noisy than the median (Agarwal et al., "Deep
+    RL at the Edge of the Statistical Precipice", NeurIPS 2021)."""
+    data = np.asarray(values, dtype=np.float64).ravel()
+    if data.size == 0:
+        raise ValueError("the IQM of no values")
+    return float(stats.trim_mean(data, 0.25))
+
+
+def iqm_interval(
+    runs_by_task: Sequence[Sequence[float]],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """IQM over every run of every task, with a stratified-bootstrap percentile interval.
+
+    ``runs_by_task[t]`` holds task t's per-seed scores. Each bootstrap resample draws, within
+    every task separately, as many runs with replacement as the task has (the strata), and takes
+    the IQM of all drawn runs; the interval is the (1 ± confidence)/2 quantiles of those IQMs.
+    This is rliable's ``get_interval_estimates`` with ``StratifiedBootstrap`` for one algorithm.
+    """
+    tasks = [np.asarray(runs, dtype=np.float64).ravel() for runs in runs_by_task]
+    tasks = [runs for runs in tasks if runs.size]
+    if not tasks:
+        raise ValueError("the IQM of no runs")
+    point = iqm(np.concatenate(tasks))
+    rng = np.random.default_rng(seed)
+    resampled = np.empty(samples)
+    for b in range(samples):
+        drawn = [runs[rng.integers(0, runs.size, size=runs.size)] for runs in tasks]
+        resampled[b] = iqm(np.concatenate(drawn))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    return point, float(low), float(high)

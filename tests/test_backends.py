@@ -4,6 +4,7 @@ and the registry (each backend declares its options and capabilities; the generi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ from qdt.executors import (
     register_backend,
 )
 from qdt.executors.ibm.settings import ibm_options
-from qdt.executors.profiles import REPO_BACKENDS_DIR
+from qdt.executors.profiles import backend_dirs
 from qdt.executors.statevector import StatevectorExecutor
 from qdt.noise import NoiseConfig
 from qdt.noise.device import fake_device_names
+from qdt.noise.profiles import builtin_profile_dirs
 
+REPO_BACKENDS_DIR = Path(__file__).resolve().parents[1] / "backends"  # what the wheel ships too
 IBM_MINIMAL = {
     "schema": "qdt-backend/1",
     "name": "p",
@@ -54,6 +57,39 @@ def test_every_shipped_profile_loads_and_names_what_it_runs_on() -> None:
     assert torino.device.instance is None  # from the saved account
     text = (REPO_BACKENDS_DIR / "ibm_torino.toml").read_text()
     assert "token" not in text.replace("never a token", "")
+
+
+def test_a_user_folder_comes_before_the_shipped_profiles_and_a_missing_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "aer.toml").write_text(
+        'schema = "qdt-backend/1"\nname = "aer"\nexecutor = "aer"\ndescription = "mine"\nshots = 77\n'
+    )
+    monkeypatch.setenv("QDT_BACKENDS_PATH", str(mine))
+    assert backend_dirs() == [mine, *builtin_profile_dirs("backends")]  # shipped, or the checkout's
+    profile = load_backend_profile("aer")
+    assert (profile.description, profile.shots, profile.source) == ("mine", 77, str(mine / "aer.toml"))
+    assert {p.name for p in list_backend_profiles()} == {p.stem for p in REPO_BACKENDS_DIR.glob("*.toml")}
+    missing = tmp_path / "typo"
+    monkeypatch.setenv("QDT_BACKENDS_PATH", f"{mine}{os.pathsep}{missing}")
+    with pytest.raises(QdtInputError, match="QDT_BACKENDS_PATH: expected folders of profiles that exist"):
+        load_backend_profile("aer")
+    assert main(["backends", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and "remove it from $QDT_BACKENDS_PATH" in err
+
+
+def test_the_checkout_folder_counts_only_in_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from qdt.noise import profiles as noise_profiles
+
+    (tmp_path / "backends").mkdir()
+    monkeypatch.setattr(noise_profiles, "CHECKOUT_ROOT", tmp_path)
+    shipped = noise_profiles.builtin_profile_dirs("backends")  # a wheel's own copy, or none in a checkout
+    assert tmp_path / "backends" not in shipped  # site-packages/backends is not qdt's
+    (tmp_path / "pyproject.toml").write_text("")
+    assert noise_profiles.builtin_profile_dirs("backends") == [*shipped, tmp_path / "backends"]
 
 
 def test_rules_cover_any_fake_device_and_any_ibm_device() -> None:

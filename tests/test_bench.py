@@ -12,11 +12,13 @@ import pytest
 import ray
 
 from qdt.cli.main import main
+from qdt.errors import QdtInputError
 from qdt.experiments.bench.instances import run_instances_bench
 from qdt.experiments.bench.paper import PAPER_AGENTS, paper_runs
-from qdt.experiments.bench.scale import run_scale_bench
+from qdt.experiments.bench.scale import QUICK_SHAPES, run_scale_bench
 from qdt.experiments.sweep import cell_dir, read_results
 from qdt.experiments.sweep.cell import read_attempts, read_metrics_rewards
+from qdt.rl.config import DEFAULT_RECIPE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -136,13 +138,22 @@ def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path,
     assert "--ray-address" in capsys.readouterr().err
     assert not (tmp_path / "r" / "cells").exists()  # nothing trained
     assert main(["bench", "shots", "--shots-list", "8,x", "--runs", str(tmp_path / "s")]) == 2
-    assert main(["bench", "scale", "--users", "4,4", "--runs", str(tmp_path / "s")]) == 2
+    assert main(["bench", "scale", "--shapes", "8x2,8x2", "--runs", str(tmp_path / "s")]) == 2
     assert main(["bench", "instances", "--shapes", "4x2,4x2", "--runs", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
-    assert "--shots-list" in err and "--users" in err and "--shapes" in err
+    assert "--shots-list" in err and err.count("--shapes") == 2
+    for argv, named in (
+        (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
+        (["--recipe", "v9"], "--recipe: expected one of"),
+        (["--shapes", "2000x2"], "--shapes"),
+    ):
+        assert main(["bench", "scale", *argv, "--runs", str(tmp_path / "s")]) == 2
+        assert named in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow  # about 30-60 s: the default run stays under 10 minutes
 def test_bench_noise_smoke(tmp_path, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "noise", "--seeds", "1", "--episodes", "5", "--devices", "fake_manila"]
@@ -164,6 +175,7 @@ def test_bench_noise_smoke(tmp_path, capsys):
     assert (out / "noise.png").read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow  # about 30-60 s: the default run stays under 10 minutes
 def test_bench_shots_smoke(tmp_path, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "shots", "--seeds", "1", "--episodes", "5", "--shots-list", "8,64", "--repeats", "2"]
@@ -192,59 +204,64 @@ def ray_cluster():
     ray.shutdown()
 
 
-def test_bench_scale_and_instances_run_as_sweeps_and_report_each_run_once(ray_cluster, tmp_path):
+def test_bench_scale_quick_grid_reports_every_run_once_beside_greedy_and_untrained(ray_cluster, tmp_path):
     heard = []
+    kwargs = dict(shapes=QUICK_SHAPES, seeds=2, episodes=4)
     result = run_scale_bench(
         tmp_path / "scale",
         tmp_path / "scale-runs",
-        users=(2, 3),
-        servers=(2,),
-        episodes=3,
+        **kwargs,
         on_result=lambda label, row: heard.append((label, row["status"])),
     )
-    assert sorted(heard) == sorted((f"{n}x2 {a}", "ok") for n in (2, 3) for a in ("classical", "quantum L=6"))
-    assert result["trained"] == 4 and not result["failures"]
+    labels = [
+        f"{n}x{m} {a} seed {s}" for n, m in QUICK_SHAPES for a in ("classical", "quantum L=6") for s in (0, 1)
+    ]
+    assert sorted(heard) == sorted((label, "ok") for label in labels)
+    assert result["trained"] == 8 and not result["failures"] and not result["skipped"]
     rows = _csv(tmp_path / "scale" / "scale.csv")
-    assert {(r["users"], r["agent"]) for r in rows} == {
-        (n, a) for n in "23" for a in ("classical", "quantum L=6")
-    }
+    assert len(rows) == 8 and {r["recipe"] for r in rows} == {DEFAULT_RECIPE}
+    for row in rows:  # a gap exactly where the placement is feasible (the decoding can miss: 4 episodes)
+        assert (row["gap"] != "") == (row["feasible"] == "True") and float(row["gap"] or 0) >= 0
+        assert (row["untrained_gap"] != "") == (row["untrained_feasible"] == "True")
+        assert row["untrained_feasible"] in ("True", "False")  # read from the run's summary.json
+        assert row["greedy_gap"] == ""  # these tight instances defeat greedy-with-repair
     summaries = {
         json.loads((tmp_path / "scale-runs" / r["run_dir"] / "summary.json").read_text())["wall_s"]
         for r in read_results(tmp_path / "scale-runs" / "results.csv")
     }
-    assert sorted(float(r["s_per_episode"]) * 3 for r in rows) == pytest.approx(sorted(summaries))
+    assert sorted(float(r["wall_s"]) for r in rows) == pytest.approx(sorted(summaries))
+    md = (tmp_path / "scale" / "scale.md").read_text()
+    line = _md_row(md, "4×2")
+    feasible = sum(r["feasible"] == "True" for r in rows if r["users"] == "4" and r["agent"] == "classical")
+    assert line[3] == f"{feasible}/2" and line[7] == "no placement"  # feasible runs, greedy's gap
+    assert "IQM gap" in md and "stratified-bootstrap" in md
+    for agent in ("classical", "quantum L=6"):
+        point, low, high = result["aggregates"][agent]
+        assert low <= point <= high
     assert (tmp_path / "scale" / "scale.png").read_bytes()[:8] == PNG
 
     heard.clear()  # again: every run reported (from the results table), none trained
     again = run_scale_bench(
         tmp_path / "scale",
         tmp_path / "scale-runs",
-        users=(2, 3),
-        servers=(2,),
-        episodes=3,
+        **kwargs,
         on_result=lambda label, row: heard.append((label, row["status"])),
     )
-    assert again["trained"] == 0 and len(heard) == 4
+    assert again["trained"] == 0 and len(heard) == 8
 
-    capped = run_scale_bench(  # 3x2: the critic reads 12 numbers, 4 qubits > 3: not trained
-        tmp_path / "scale-capped",
-        tmp_path / "scale-runs",
-        users=(2, 3),
-        servers=(2,),
-        episodes=3,
-        max_critic_qubits=3,
+    capped = run_scale_bench(  # 8x2: the critic reads 32 numbers, 5 qubits > 4: not trained
+        tmp_path / "scale-capped", tmp_path / "scale-runs", **kwargs, max_critic_qubits=4
     )
-    assert capped["trained"] == 0 and capped["skipped"] == ["3x2 quantum L=6 (4-qubit critic)"]
-    assert {(r["users"], r["agent"]) for r in capped["rows"]} == {
-        (2, "classical"),
-        (2, "quantum L=6"),
-        (3, "classical"),
-    }
+    assert capped["trained"] == 0 and capped["skipped"] == ["8x2 quantum L=6 (5-qubit critic)"]
     assert (
-        "Not trained (critic above --max-critic-qubits 3): 3x2 quantum L=6"
+        "Not trained (critic above --max-critic-qubits 4): 8x2 quantum L=6"
         in (tmp_path / "scale-capped" / "scale.md").read_text()
     )
+    with pytest.raises(QdtInputError, match="--max-critic-qubits"):
+        run_scale_bench(tmp_path / "x", tmp_path / "y", **kwargs, max_critic_qubits=13)
 
+
+def test_bench_instances_runs_as_sweep(ray_cluster, tmp_path):
     result = run_instances_bench(
         tmp_path / "inst", tmp_path / "inst-runs", shapes=((3, 2),), seeds=2, episodes=3
     )
@@ -285,3 +302,22 @@ def test_study_intervals_stay_inside_the_metrics_range():
     assert interval([0.0, 1.0, 1.0], RATE) == {"mean": pytest.approx(2 / 3), "lo95": 0.0, "hi95": 1.0}
     assert format_interval(0.5, 0.25, 0.75, scale=100, unit="%") == "50.00% [25.00, 75.00]"
     assert format_interval(0.123456, 0.1, 0.1, spec=".4g") == "0.1235"  # a collapsed interval: the mean only
+
+
+def test_iqm_and_its_stratified_bootstrap_interval_by_hand():
+    from qdt.stats import iqm, iqm_interval
+
+    # 8 values: drop the lowest 2 and the highest 2, average 0.03, 0.04, 0.05, 0.08.
+    assert iqm([0.10, 0.02, 0.05, 0.30, 0.01, 0.04, 0.03, 0.08]) == pytest.approx(0.05)
+    assert iqm([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(3.0)  # drop 1 and 5
+    assert iqm([7.0]) == 7.0
+    # Strata are resampled separately: four 0s and four 1s in every resample, so every IQM is 0.5;
+    # resampling the eight runs together would give IQMs from 0 to 1.
+    assert iqm_interval([[0.0] * 4, [1.0] * 4], samples=200) == (0.5, 0.5, 0.5)
+    point, low, high = iqm_interval([[0.0, 0.1, 0.2, 0.3], [0.5, 0.6, 0.7, 0.8]], samples=400, seed=1)
+    assert point == pytest.approx(iqm([0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8])) and low < point < high
+    assert iqm_interval([[0.0, 0.1, 0.2, 0.3]], samples=400, seed=1) == iqm_interval(
+        [[0.0, 0.1, 0.2, 0.3]], samples=400, seed=1
+    )  # seeded: the same interval every time
+    with pytest.raises(ValueError):
+        iqm([])

@@ -68,9 +68,9 @@ def test_device_profile_reports_the_transpiled_circuit(capsys):
         (["--noise", "depol-1e-3"], "--noise"),
         (["--shots", "100"], "--shots"),
         (["--backend", "aer", "--shots", "0"], "--shots"),
-        (["--backend", "aer", "--noise", "no-such-profile"], "noise"),
-        (["--backend", "density", "--noise", "device:fake_manila"], "noise"),
-        (["--backend", "aer", "--noise", "device:fake_atlantis"], "backend"),
+        (["--backend", "aer", "--noise", "no-such-profile"], "--noise"),
+        (["--backend", "density", "--noise", "device:fake_manila"], "--noise"),
+        (["--backend", "aer", "--noise", "device:fake_atlantis"], "--noise"),  # the flag that named it
     ],
 )
 def test_bad_noise_options_give_one_line_errors(capsys, extra, field):

@@ -125,7 +125,8 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, paper_file, argv,
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert f": error: {field}:" in lines[0], lines[0]
+    # the field, after the file's path when it is a field inside a file
+    assert f": error: {field}:" in lines[0] or f".json: {field}:" in lines[0], lines[0]
     assert "Traceback" not in err
 
 

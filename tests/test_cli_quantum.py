@@ -8,6 +8,7 @@ from qiskit import qasm2
 from qiskit.quantum_info import Statevector
 
 from qdt.cli.main import main
+from qdt.problem.generator import paper_instance
 
 
 def run(capsys, *argv):
@@ -17,7 +18,7 @@ def run(capsys, *argv):
 
 
 def test_describe_matches_the_papers_counts(capsys):
-    code, out, _ = run(capsys, "describe", "--preset", "paper", "--json")
+    code, out, _ = run(capsys, "describe", "--preset", "paper", "--recipe", "paper", "--json")
     data = json.loads(out)
     assert code == 0
     assert data["actor"]["fc"] == [960, 37056, 37056, 772]
@@ -25,26 +26,44 @@ def test_describe_matches_the_papers_counts(capsys):
     assert data["actor"]["quantum_weights"] == {"1": 2, "3": 6, "6": 12}
     assert data["critic"]["quantum_weights"] == {"1": 4, "3": 12, "6": 24}
     assert (data["actor"]["qubits"], data["critic"]["qubits"]) == (2, 4)
+    code, out, _ = run(capsys, "describe", "--recipe", "v1")
+    assert "37056" in out and "reads 16 probabilities" in out and "for each of the 2 agents" in out
+
+
+def test_describe_defaults_to_what_train_builds_the_shared_v2_actor(capsys):
+    code, out, _ = run(capsys, "describe", "--preset", "paper", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["recipe"] == "v2"
+    # v2's one actor reads its column of X and the agent's one-hot code: 4 + 2 = 6 inputs, 3 qubits
+    assert (data["actor"]["inputs"], data["actor"]["qubits"], data["actor"]["shared"]) == (6, 3, True)
+    assert data["actor"]["fc"][0] == 8 * 192 + 192
     code, out, _ = run(capsys, "describe")
-    assert "37056" in out and "reads 16 probabilities" in out
+    assert "shared by the 2 agents" in out and "input 6 values -> VQC on 3 qubits" in out
 
 
-def test_describe_counts_equal_the_built_networks():
+@pytest.mark.parametrize("recipe", ["paper", "v1", "v2"])
+def test_describe_counts_equal_the_built_networks(capsys, recipe):
     import torch
 
+    from qdt.problem.model import PlacementModel
     from qdt.rl.builders import network_builders
     from qdt.rl.config import TrainConfig
 
-    for layers in (1, 6):
-        actor_builder, critic_builder = network_builders(
-            TrainConfig(agent="quantum", layers=layers), 4, 2, np.random.SeedSequence(0)
-        )
-        actor, critic = actor_builder(), critic_builder()
-        linear = [m for m in actor.modules() if isinstance(m, torch.nn.Linear)]
-        assert [sum(p.numel() for p in m.parameters()) for m in linear] == [960, 37056, 37056, 772]
-        assert actor.front.weight.numel() == 2 * layers
-        assert critic.front.weight.numel() == 4 * layers
-        assert sum(p.numel() for p in critic.parameters()) == 3264 + 2 * 37056 + 193 + 4 * layers
+    model = PlacementModel(paper_instance())  # 4 users, 2 servers
+    code, out, _ = run(capsys, "describe", "--recipe", recipe, "--layers", "1,6", "--json")
+    data = json.loads(out)
+    for agent in ("quantum", "classical"):
+        for layers in (1, 6):
+            config = TrainConfig.from_recipe(recipe, agent=agent, layers=layers)
+            actor_builder, critic_builder = network_builders(config, model, np.random.SeedSequence(0))
+            actor, critic = actor_builder(0), critic_builder()
+            for net, role in ((actor, "actor"), (critic, "critic")):
+                linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+                counts = [sum(p.numel() for p in m.parameters()) for m in linear]
+                expected = data[role]["fc" if agent == "quantum" else "fc_classical"]
+                assert counts == expected, (recipe, agent, role)
+                if agent == "quantum":
+                    assert net.front.weight.numel() == data[role]["quantum_weights"][str(layers)]
 
 
 def test_circuit_qasm2_round_trips_and_matches_json(capsys):
@@ -80,7 +99,7 @@ def test_circuit_weights_given_and_all_zero_input(capsys):
         (["--qubits", "2", "--layers", "1", "--weights", "1,nan"], "--weights"),
         (["--qubits", "2", "--layers", "1", "--inputs", "1,2,3,4,5"], "--inputs"),
         (["--qubits", "2", "--layers", "1", "--inputs", "1,inf"], "--inputs"),
-        (["--qubits", "2", "--layers", "1", "--backend", "quantum-annealer"], "backend"),
+        (["--qubits", "2", "--layers", "1", "--backend", "quantum-annealer"], "--backend"),
     ],
 )
 def test_circuit_bad_input(capsys, argv, field):
@@ -103,3 +122,21 @@ def test_circuit_runs_on_any_backend_profile(capsys, monkeypatch, tmp_path):
     assert (tmp_path / "jobs.jsonl").is_file()
     code, out, _ = run(capsys, "circuit", "--qubits", "2", "--layers", "1", "--json", "--backend", "aer")
     assert code == 0 and json.loads(out)["mode"] == "exact"  # the executor's defaults, not the profile's
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--layers", "1,300"], "--layers"),
+        (["--layers", "2,-1"], "--layers"),
+        (["--users", "100000", "--servers", "1000"], "--users/--servers"),
+        (["--users", "1000", "--servers", "10"], "--users/--servers"),
+        (["--users", "4"], "--users/--servers"),
+    ],
+)
+def test_describe_errors_name_the_flag_not_the_field(capsys, argv, flag):
+    code, out, err = run(capsys, "describe", *argv)
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"qdt describe: error: {flag}: ")
+    assert "n_layers" not in line and "input_width" not in line and "n_qubits" not in line

@@ -72,3 +72,26 @@ def test_bad_actions_and_options_are_rejected():
         PlacementEnv(paper_instance(), n_steps=0)
     with pytest.raises(QdtInputError, match="channel_fading_db"):
         PlacementEnv(paper_instance(), channel_fading_db=float("nan"))
+
+
+def test_batched_env_copy_reproduces_placement_env_and_copies_draw_their_own_channels():
+    from qdt.problem.env import BatchedPlacementEnv
+
+    inst = generate_instance(GeneratorConfig(users=4, servers=3), 2)
+    single = PlacementEnv(inst, n_steps=3, initial_state="random", channel_fading_db=5.0)
+    batch = BatchedPlacementEnv(inst, 3, n_steps=3, initial_state="random", channel_fading_db=5.0)
+    single.reset(seed=11)
+    starts = batch.reset([11, 12, 13])
+    np.testing.assert_array_equal(starts[0], single.state())
+    np.testing.assert_array_equal(batch.models[0].latency, single.model.latency)
+    assert not np.allclose(batch.models[1].latency, batch.models[0].latency)  # own fading per copy
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        placements = rng.integers(0, 2, size=(3, 4, 3)).astype(np.int8)
+        rewards, feasible, truncated = batch.step(placements)
+        _, single_rewards, _, _, infos = single.step({f"bs_{j}": placements[0, :, j] for j in range(3)})
+        assert rewards[0] == single_rewards["bs_0"] and feasible[0] == infos["bs_0"]["feasible"]
+        assert truncated == (step == 2)
+    assert batch.rngs[0].bit_generator.state == single.rng.bit_generator.state  # the same stream
+    with pytest.raises(QdtInputError, match="placements"):
+        batch.step(np.zeros((2, 4, 3), dtype=np.int8))

@@ -30,7 +30,7 @@ def test_table_decisions_equal_the_policy_decisions_on_every_joint_state(quantum
     states = joint_states(policy.n_users, policy.n_servers, np.random.default_rng(0))
     assert states.shape == (2 ** (policy.n_users * policy.n_servers), policy.n_users, policy.n_servers)
     tables, _ = score_tables(policy)
-    decisions = decisions_from_tables(tables, states)
+    decisions = decisions_from_tables(tables, states, policy.decode)  # the run's own decoding
     for k in range(0, len(states), 17):
         assert decisions[k].tolist() == policy.decide(states[k]).argmax(axis=1).tolist()
 

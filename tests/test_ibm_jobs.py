@@ -1,6 +1,6 @@
 """Jobs that survive: the ibm executor against the scripted Runtime service (no network).
 
-Each test drives the real executor, the real qiskit-ibm-runtime client (SamplerV2, Session,
+Each test drives the real executor, the real qiskit-ibm-runtime client (its Sampler, Session,
 Batch, RuntimeJobV2, QiskitRuntimeService.job/jobs) and a scripted server that walks jobs through
 queued, running, done, failed, cancelled and timed out, and injects transient faults.
 """
@@ -302,10 +302,8 @@ def test_one_job_carries_every_agent_and_the_whole_batch(server: ScriptedServer,
     assert executor.isa_report(prepared_b)["transpile_cached"]  # same structure: transpiled once
     outputs = executor.run_many([(prepared_a, angles_a, weights_a), (prepared_b, angles_a[:2], weights_a)])
     assert server.submissions == 1 and [tuple(o.shape) for o in outputs] == [(5, 4), (2, 4)]
-    params = json.loads(
-        next(iter(server.jobs.values())).params, cls=__import__("qiskit_ibm_runtime").utils.RuntimeDecoder
-    )
-    assert len(params["pubs"]) == 2  # one PUB per circuit, each with its parameter array
+    job = next(iter(server.jobs.values()))
+    assert server.pubs_of(job) == [5, 2]  # one PUB per circuit, each with its parameter array
 
 
 def test_crash_while_the_submission_reply_is_lost_is_recovered_by_tag(
@@ -335,3 +333,27 @@ def test_crash_while_the_submission_reply_is_lost_is_recovered_by_tag(
     fetched = json.loads(capsys.readouterr().out)["jobs"]
     assert [(j["job_id"], j["status"]) for j in fetched] == [(job_id, "DONE")]
     assert server.submissions == 1 and JobStore(tmp_path).pending_tags() == []
+
+
+def test_every_runtime_option_qdt_sets_reaches_the_service_without_a_deprecated_call(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Dynamical decoupling, gate twirling and the service's own time limit, through the Sampler
+    the installed qiskit-ibm-runtime recommends. pyproject.toml turns a DeprecationWarning raised
+    by qdt's calls into an error, so a deprecated option or primitive fails this test."""
+    profile = tmp_path / "scripted_options.toml"
+    profile.write_text(
+        'schema = "qdt-backend/1"\nname = "scripted_options"\nexecutor = "ibm"\nshots = 512\n'
+        '[device]\nprovider = "ibm_cloud"\nname = "ibm_manila"\n'
+        "[runtime]\npoll_interval_s = 0.01\nmax_poll_interval_s = 0.02\nmax_execution_time_s = 60\n"
+        '[error_suppression]\ndynamical_decoupling = true\ndd_sequence = "XpXm"\ntwirling_gates = true\n'
+    )
+    executor = open_backend(profile, seed=3, job_dir=tmp_path)
+    vqc, angles, weights = _vqc_batch(2)
+    probs = executor.run(executor.prepare_vqc(vqc), angles, weights)
+    assert probs.shape == (2, 4) and (probs - _exact(vqc, angles, weights)).abs().max() < 0.15
+    (job,) = server.jobs.values()
+    assert job.max_execution_time == 60
+    submitted = next(e for e in _events(tmp_path) if e["event"] == "submitted")
+    assert submitted["options"]["dynamical_decoupling"] == {"enable": True, "sequence_type": "XpXm"}
+    assert submitted["options"]["twirling"] == {"enable_gates": True, "enable_measure": False}

@@ -139,7 +139,7 @@ def test_same_seed_same_counts_and_every_job_draws_a_fresh_simulator_seed(tmp_pa
     assert seeds[0] == seeds[2] and seeds[0] != seeds[1]
 
 
-def test_estimator_profile_gives_z_expectations_through_estimator_v2(tmp_path: Path) -> None:
+def test_estimator_profile_gives_z_expectations_through_the_runtime_estimator(tmp_path: Path) -> None:
     profile = tmp_path / "fake_manila_estimator.toml"
     profile.write_text(
         'schema = "qdt-backend/1"\nname = "fake_manila_estimator"\nexecutor = "ibm"\nshots = 4096\n'
@@ -153,7 +153,36 @@ def test_estimator_profile_gives_z_expectations_through_estimator_v2(tmp_path: P
     reference = exact.run(exact.prepare_vqc(vqc), angles, weights, readout="expval_z")
     assert values.shape == (3, 2) and (values - reference).abs().max() < 0.2
     assert executor.jobs[-1].kind == "estimator"
-    assert any("resilience_level" in w or "no effect" in w for w in executor.jobs[-1].warnings)
+    (submitted,) = [e for e in JobStore(tmp_path).events() if e["event"] == "submitted"]
+    assert submitted["kind"] == "estimator" and submitted["options"]["resilience_level"] == 1
+
+
+def test_runtime_primitives_are_the_current_ones_and_warnings_are_noted_not_hidden() -> None:
+    """Sampler/Estimator are the client-side ones from qiskit-ibm-runtime 0.50 on (SamplerV2 and
+    EstimatorV2 are deprecated there); a warning shown during a submission is noted for the job's
+    report and still shown, and an ``error`` filter still raises."""
+    import warnings
+
+    import qiskit_ibm_runtime
+
+    from qdt.executors.ibm.executor import noting_warnings, primitive_class
+
+    version = tuple(int(part) for part in qiskit_ibm_runtime.__version__.split(".")[:2])
+    sampler, estimator = primitive_class("sampler"), primitive_class("estimator")
+    if version >= (0, 50):
+        assert (sampler.__module__, estimator.__module__) == (
+            "qiskit_ibm_runtime.executor_sampler.sampler",
+            "qiskit_ibm_runtime.executor_estimator.estimator",
+        )
+    else:
+        assert (sampler.__name__, estimator.__name__) == ("SamplerV2", "EstimatorV2")
+    with pytest.warns(UserWarning, match="shown"), noting_warnings() as noted:
+        warnings.warn("shown and noted", UserWarning, stacklevel=1)
+    assert noted == ["shown and noted"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with pytest.raises(DeprecationWarning), noting_warnings():
+            warnings.warn("still an error", DeprecationWarning, stacklevel=1)
 
 
 def test_local_job_outliving_qdt_timeout_is_saved_at_completion(tmp_path: Path) -> None:

@@ -5,15 +5,16 @@ does the same: :class:`ScriptedRuntimeService` is a real ``QiskitRuntimeService`
 constructor skips the account and network, and whose API client is a :class:`ScriptedClient`
 answering from a :class:`ScriptedServer`. Everything above the REST layer is qiskit-ibm-runtime's
 own code: ``service.backend()`` builds a real ``IBMBackend`` from a device configuration,
-``SamplerV2(mode=backend).run()`` validates the ISA circuit and options and calls
-``service._run`` → ``program_run``, jobs are real ``RuntimeJobV2`` objects polling ``job_get``,
-``service.job(id)`` and ``service.jobs(job_tags=...)`` decode server records.
+the Sampler qdt uses (:func:`qdt.executors.ibm.executor.primitive_class`: the client-side one on
+top of the Executor from qiskit-ibm-runtime 0.50, SamplerV2 before) validates the ISA circuit and
+options and calls ``service._run`` → ``program_run``, jobs are real ``RuntimeJobV2`` objects
+polling ``job_get``, ``service.job(id)`` and ``service.jobs(job_tags=...)`` decode server records.
 
 The server walks each job through a script of API statuses (Queued, Running, Completed, Failed,
 Cancelled, Cancelled with reason code 1305 = ran too long), one step per status poll, and can
 inject faults (HTTP 503/429, lost responses) into any client call. Results are computed at
-completion with qiskit-aer's noiseless SamplerV2 on the decoded PUBs, encoded with the
-service's own ``RuntimeEncoder`` and decoded by the client's ``SamplerResultDecoder``.
+completion with qiskit-aer, noiseless, on the decoded PUBs (or Executor program), encoded with the
+service's own ``RuntimeEncoder`` (or the Executor's result schema) and decoded by the client.
 
 This module also tests the scripted service itself (so the other tests stand on checked ground).
 """
@@ -30,9 +31,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from qiskit_ibm_runtime import QiskitRuntimeService
+from qiskit_ibm_runtime import QiskitRuntimeService, RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.api.exceptions import RequestsApiError
-from qiskit_ibm_runtime.utils import RuntimeDecoder, RuntimeEncoder
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/0000:1111::"
 DEVICES = {"ibm_brisbane": "fake_brisbane", "ibm_torino": "fake_torino", "ibm_manila": "fake_manila"}
@@ -54,6 +54,7 @@ class ScriptedJob:
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     result_json: str | None = None
     polls: int = 0
+    max_execution_time: int | None = None  # the service's own limit, as program_run received it
 
     def raw(self) -> dict[str, Any]:
         state: dict[str, Any] = {"status": self.status}
@@ -115,6 +116,9 @@ class ScriptedServer:
         return fake_backend(self.devices[device])
 
     def compute(self, job: ScriptedJob) -> str:
+        """The job's result as the service sends it: noiseless Aer on what came over the wire."""
+        if job.program_id == "executor":  # the client-side Sampler/Estimator (qiskit-ibm-runtime >= 0.50)
+            return self.compute_executor(json.loads(job.params))
         from qiskit_aer.primitives import SamplerV2 as AerSampler
 
         params = json.loads(job.params, cls=RuntimeDecoder)
@@ -122,6 +126,50 @@ class ScriptedServer:
         shots = params.get("options", {}).get("default_shots")
         result = AerSampler(seed=self.seed).run(pubs, shots=shots).result()
         return json.dumps(result, cls=RuntimeEncoder)
+
+    def pubs_of(self, job: ScriptedJob) -> list[int]:
+        """Rows of the parameter array of each PUB (Executor program item) a job carried."""
+        params = json.loads(job.params)
+        if job.program_id == "executor":  # circuit items: arguments [rows, parameters]
+            items = params["quantum_program"]["items"]
+            assert all(item["item_type"] == "circuit" for item in items), [i["item_type"] for i in items]
+            return [int(np.prod(item["circuit_arguments"]["shape"][:-1])) for item in items]
+        decoded = json.loads(job.params, cls=RuntimeDecoder)
+        return [int(np.asarray(pub[1]).shape[0]) for pub in decoded["pubs"]]
+
+    def compute_executor(self, params: dict[str, Any]) -> str:
+        """An Executor program (a QuantumProgram in the params schema the client chose), run the
+        way local testing mode runs it, with the result encoded in the same schema version."""
+        import importlib
+
+        from qiskit_aer import AerSimulator
+        from qiskit_ibm_runtime.fake_provider.executor.run_quantum_program import run_quantum_program
+        from qiskit_ibm_runtime.options_models import SimulatorOptions
+        from qiskit_ibm_runtime.quantum_program.params_converters import QUANTUM_PROGRAM_PARAMS_CONVERTERS
+
+        version = params["schema_version"]  # "v2.0" in qiskit-ibm-runtime 0.51
+        converter = QUANTUM_PROGRAM_PARAMS_CONVERTERS[version]
+        program, _ = converter.decoder(converter.model(**params))
+        for item in program.items:  # a twirled PUB arrives as a samplex, finalized by the server
+            if getattr(item, "samplex", None) is not None:
+                item.samplex.finalize()
+        result = run_quantum_program(AerSimulator(), program, SimulatorOptions(seed_simulator=self.seed))
+        module = "ibm_quantum_schemas.executor.version_" + version[1:].replace(".", "_")
+        schema = importlib.import_module(module)
+        tensor = importlib.import_module("ibm_quantum_schemas.common").CompressedTensorModel.from_numpy
+        model = schema.QuantumProgramResultModel(
+            data=[
+                schema.QuantumProgramResultItemModel(
+                    results={name: tensor(np.asarray(value)) for name, value in item.items()},
+                    metadata=schema.ItemMetadataModel(),
+                )
+                for item in result
+            ],
+            metadata=schema.MetadataModel(chunk_timing=[]),
+            passthrough_data=params["quantum_program"].get("passthrough_data"),
+            semantic_role=params["quantum_program"].get("semantic_role"),
+        )
+        return model.model_dump_json()
 
 
 class ScriptedClient:
@@ -144,11 +192,13 @@ class ScriptedClient:
         return fault
 
     # backends
-    def list_backends(self) -> list[dict[str, Any]]:
+    def list_backends(self, include_mocks: bool = False) -> list[dict[str, Any]]:
         self._enter("list_backends")
         return [{"name": name} for name in self.server.devices]
 
-    def backend_configuration(self, backend_name: str, calibration_id: str | None = None) -> dict[str, Any]:
+    def backend_configuration(
+        self, backend_name: str, refresh: bool = False, calibration_id: str | None = None
+    ) -> dict[str, Any]:
         self._enter("backend_configuration")
         fake = self.server.fake(backend_name)
         config = fake._load_json(fake.conf_filename)  # the snapshot is the server's raw JSON
@@ -180,7 +230,7 @@ class ScriptedClient:
 
     # sessions and batches
     def create_session(
-        self, backend: Any = None, instance: Any = None, max_time: Any = None, mode: Any = None
+        self, backend: Any = None, instance: Any = None, max_time: Any = None, mode: Any = None, **kwargs: Any
     ) -> dict[str, Any]:
         self._enter("create_session")
         session_id = f"session-{uuid.uuid4().hex[:12]}"
@@ -216,6 +266,7 @@ class ScriptedClient:
                 tags=list(kwargs.get("job_tags") or []),
                 session_id=kwargs.get("session_id"),
                 script=deque(script),
+                max_execution_time=kwargs.get("max_execution_time"),
             )
             server.jobs[job.job_id] = job
         if fault == "after":  # the job exists, the reply is lost on the way back
@@ -285,28 +336,32 @@ class ScriptedClient:
 
 
 class ScriptedRuntimeService(QiskitRuntimeService):
-    """A real QiskitRuntimeService minus the account lookup and the network."""
+    """A real QiskitRuntimeService, built by its own constructor from documented arguments
+    (channel, token, instance CRN), with the REST client underneath scripted.
 
-    def __init__(self, server: ScriptedServer, **options: Any) -> None:  # no super().__init__: no network
-        from qiskit_ibm_runtime.accounts import Account
+    qiskit-ibm-runtime has no public seam below the service: its own tests substitute the
+    ``RuntimeClient`` class in ``qiskit_ibm_runtime.qiskit_runtime_service``, and so does this.
+    ``instances()`` (public: the account's instances, which the real one asks IBM Cloud's search
+    service for) is overridden. :func:`test_the_seams_under_the_scripted_service_are_where_it_expects`
+    fails, naming the installed version, when either seam moves.
+    """
+
+    def __new__(cls, server: ScriptedServer, **options: Any) -> ScriptedRuntimeService:
+        return super().__new__(cls, channel="ibm_quantum_platform")
+
+    def __init__(self, server: ScriptedServer, **options: Any) -> None:
+        from unittest import mock
+
+        from qiskit_ibm_runtime import qiskit_runtime_service
 
         self.constructed_with = dict(options)
-        client = ScriptedClient(server)
-        self._account = Account.create_account(channel="ibm_quantum_platform", token="scripted", instance=CRN)
-        self._channel = "ibm_quantum_platform"
-        self._url_resolver = None
-        self._client_params = None
-        self._backend_configs = {}
-        self._default_instance = True
-        self._saved_instances = []
-        self._all_instances = []
-        self._backends_list = []
-        self._backend_instance_groups = []
-        self._region = None
-        self._plans_preference = None
-        self._tags = None
-        self._active_api_client = client
-        self._api_clients = {CRN: client}
+        with mock.patch.object(
+            qiskit_runtime_service, "RuntimeClient", lambda params: ScriptedClient(server, params.instance)
+        ):
+            super().__init__(channel="ibm_quantum_platform", token="scripted", instance=CRN)
+
+    def instances(self) -> list[dict[str, Any]]:
+        return [{"crn": CRN, "plan": "open", "name": "scripted", "tags": [], "pricing_type": "free"}]
 
 
 def install(monkeypatch: pytest.MonkeyPatch, server: ScriptedServer) -> list[ScriptedRuntimeService]:
@@ -338,15 +393,69 @@ def _isa_bell(backend: Any) -> Any:
     return generate_preset_pass_manager(backend=backend, optimization_level=1, seed_transpiler=1).run(circuit)
 
 
+def test_the_seams_under_the_scripted_service_are_where_it_expects() -> None:
+    """The internals the scripted service stands on, checked by name so that a change in
+    qiskit-ibm-runtime fails here, naming its version, instead of quietly changing what the IBM
+    tests test: the ``RuntimeClient`` name the service module builds its REST client from, every
+    client method the service calls (ScriptedClient must accept each of its parameters), the
+    saved-account path qdt and ``isolate_accounts`` read, and the fake backends' raw JSON."""
+    import inspect
+
+    import qiskit_ibm_runtime
+    from qiskit_ibm_runtime import qiskit_runtime_service
+    from qiskit_ibm_runtime.accounts import management
+
+    from qdt.noise.device import fake_backend
+
+    version = f"qiskit-ibm-runtime {qiskit_ibm_runtime.__version__}"
+    moved = []
+    client = getattr(qiskit_runtime_service, "RuntimeClient", None)
+    if not inspect.isclass(client):
+        moved.append("qiskit_ibm_runtime.qiskit_runtime_service.RuntimeClient is gone")
+    else:
+        for name, ours in inspect.getmembers(ScriptedClient, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            theirs = getattr(client, name, None)
+            if theirs is None:
+                moved.append(f"RuntimeClient.{name} is gone")
+                continue
+            accepted = inspect.signature(ours).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+            missing = [k for k in inspect.signature(theirs).parameters if k not in accepted and not takes_any]
+            if missing:
+                moved.append(f"RuntimeClient.{name} now takes {missing}")
+    if not isinstance(getattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", None), str):
+        moved.append("accounts.management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE is gone")
+    manila = fake_backend("fake_manila")
+    for name in ("_load_json", "conf_filename", "props_filename"):
+        if not hasattr(manila, name):
+            moved.append(f"the fake backends' {name} is gone")
+    assert not moved, (
+        f"{version} moved what tests/test_ibm_scripted_service.py stands on: "
+        + "; ".join(moved)
+        + " (update ScriptedClient/ScriptedRuntimeService, and qdt.executors.ibm.connect if the "
+        "account file moved)"
+    )
+    service = ScriptedRuntimeService(ScriptedServer())
+    assert isinstance(service._active_api_client, ScriptedClient), (
+        f"{version}: QiskitRuntimeService no longer builds its client from RuntimeClient"
+    )
+
+
 def test_scripted_service_runs_the_real_client_through_a_status_walk() -> None:
-    from qiskit_ibm_runtime import IBMBackend, RuntimeJobV2, SamplerV2
+    from qiskit_ibm_runtime import IBMBackend, RuntimeJobV2
+
+    from qdt.executors.ibm.executor import primitive_class
+
+    sampler = primitive_class("sampler")
 
     server = ScriptedServer()
     server.script_next("Queued", "Queued", "Running", "Completed")
     service = ScriptedRuntimeService(server)
     backend = service.backend("ibm_manila")
     assert isinstance(backend, IBMBackend) and backend.num_qubits == 5
-    job = SamplerV2(mode=backend).run([(_isa_bell(backend), [[0.0], [np.pi]], 200)])
+    job = sampler(mode=backend).run([(_isa_bell(backend), [[0.0], [np.pi]], 200)])
     assert isinstance(job, RuntimeJobV2) and server.submissions == 1
     assert [job.status() for _ in range(4)] == ["QUEUED", "QUEUED", "RUNNING", "DONE"]
     counts = job.result()[0].data.meas.get_counts(1)
@@ -357,10 +466,12 @@ def test_scripted_service_runs_the_real_client_through_a_status_walk() -> None:
 
 
 def test_scripted_failures_cancellations_and_faults_reach_the_client_as_the_service_reports_them() -> None:
-    from qiskit_ibm_runtime import SamplerV2
     from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobMaxTimeoutError
 
+    from qdt.executors.ibm.executor import primitive_class
     from qdt.executors.ibm.jobs import is_transient
+
+    sampler = primitive_class("sampler")
 
     server = ScriptedServer()
     service = ScriptedRuntimeService(server)
@@ -368,8 +479,8 @@ def test_scripted_failures_cancellations_and_faults_reach_the_client_as_the_serv
     circuit = _isa_bell(backend)
     server.script_next("Queued", step("Failed", 1517, "Error code 1517; circuit too deep"))
     server.script_next("Running", step("Cancelled", 1305, "Ran too long"))
-    failed = SamplerV2(mode=backend).run([(circuit, [[0.1]], 10)])
-    slow = SamplerV2(mode=backend).run([(circuit, [[0.1]], 10)])
+    failed = sampler(mode=backend).run([(circuit, [[0.1]], 10)])
+    slow = sampler(mode=backend).run([(circuit, [[0.1]], 10)])
     with pytest.raises(RuntimeJobFailureError):
         failed.result()
     with pytest.raises(RuntimeJobMaxTimeoutError):

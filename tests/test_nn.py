@@ -1,5 +1,7 @@
 """Hybrid networks: the quantum layer's gradients, and the PennyLane front computing the same."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,12 @@ from qdt.experiments.pennylane_front import PennyLaneFront
 from qdt.rl.quantum_layer import quantum_front
 
 
+@pytest.mark.peers
+@pytest.mark.skipif(
+    os.environ.get("QDT_WITHOUT_PEERS") == "1",
+    reason="the newest-versions run has no peer stacks (pennylane, qiskit-machine-learning): "
+    "they run in .venv and .venv-peers (./install.sh [--peers], .ci/run)",
+)
 @pytest.mark.parametrize("width, layers", [(4, 1), (16, 6), (3, 2), (8, 3)])
 def test_pennylane_front_equals_qdt_executor(width, layers):
     torch.manual_seed(width + layers)
@@ -34,3 +42,54 @@ def test_quantum_layer_gradients_reach_weights_and_inputs():
 
     weight = layer.weight.detach().clone().requires_grad_(True)
     assert torch.autograd.gradcheck(as_function, (x.detach().requires_grad_(True), weight))
+
+
+def test_observation_features_carry_latency_rows_capacity_and_slots():
+    from qdt.problem.generator import paper_instance
+    from qdt.problem.model import PlacementModel
+    from qdt.rl.observations import ObservationFeatures, normalised_latency, observation_width
+
+    model = PlacementModel(paper_instance())  # 4 users, 2 servers
+    features = ObservationFeatures("features", model, shared=True)
+    column = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    row = features(column, 1)[0].numpy()
+    assert row.size == observation_width("features", 4, 2, shared=True) == 4 + 8 + 2 + 2
+    np.testing.assert_array_equal(row[:4], [1, 0, 1, 0])
+    latency = normalised_latency(model)
+    np.testing.assert_allclose(row[4:12], np.roll(latency, -1, axis=1).ravel())  # server 1's view first
+    assert latency.max() == 1.0 and (latency[~model.deadline_ok] == 0).all()
+    used = (model.compute_rate[[0, 2], 1] / model.capacity[1]).sum()
+    np.testing.assert_allclose(row[12], max(0.0, 1 - used))
+    np.testing.assert_allclose(row[13], max(0.0, 1 - 2 / model.max_users[1]))
+    np.testing.assert_array_equal(row[14:], [0, 1])  # agent 1's one-hot code
+    both = features(torch.cat([column, column]), torch.tensor([0, 1]))
+    torch.testing.assert_close(both[1], features(column, 1)[0])
+    assert not torch.equal(both[0], both[1])  # the two agents see their own servers
+
+
+def test_a_quantum_actor_reading_features_trains_and_its_width_sets_its_qubits(tmp_path):
+    from qdt.problem.generator import paper_instance
+    from qdt.rl.builders import agent_qubits
+    from qdt.rl.config import TrainConfig
+    from qdt.rl.policy import load_policy
+    from qdt.rl.train import train
+
+    config = TrainConfig(
+        agent="quantum",
+        layers=1,
+        observation="features",
+        episodes=3,
+        steps_per_episode=2,
+        envs=2,
+        batch_size=8,
+        replay_size=64,
+        warmup_transitions=8,
+        hidden=8,
+        gradient_steps=2,
+    )
+    assert agent_qubits(config, 4, 2) == (4, 4)  # 16 features; the critic reads 16 values
+    assert agent_qubits(config, 64, 8) == (10, 10)  # 586 features; 1024 values
+    summary = train(config, paper_instance(), tmp_path, progress=False)
+    policy = load_policy(tmp_path)
+    assert policy.actors[0] is policy.actors[1] and policy.actors[0].front.vqc.n_qubits == 4
+    assert policy.placement().argmax(axis=1).tolist() == summary["assignment"]

@@ -70,7 +70,7 @@ def test_device_names_resolve_to_fake_backends():
     assert profile.target.num_qubits == 5
     assert load_noise_profile("device:FakeManilaV2").name == "device:fake_manila"
     assert load_noise_profile("device:brisbane").name == "device:fake_brisbane"
-    with pytest.raises(QdtInputError, match="fake device of qiskit_ibm_runtime.fake_provider: fake_algiers"):
+    with pytest.raises(QdtInputError, match="fake device of qiskit_ibm_runtime.fake_provider: .*fake_manila"):
         load_noise_profile("device:fake_nowhere")
     with pytest.raises(QdtInputError, match="aer only"):
         profile.to_noise_config()

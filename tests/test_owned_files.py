@@ -338,15 +338,23 @@ def test_demo_out_holding_other_files_is_refused_before_any_work(tmp_path, capsy
     assert "--out: expected a new or empty folder, or an earlier `qdt demo` output folder" in line
     assert "holiday.jpg" in line
     assert snapshot(out) == before
-    (out / "holiday.jpg").unlink()
+    (out / "holiday.jpg").unlink()  # only a file named like the demo's: still the user's
+    assert main(["demo", "--episodes", "1", "--no-device", "--out", str(out)]) == 2
+    assert "report.html" in one_line_error(capsys, "demo")
+    assert snapshot(out) == {"report.html": before["report.html"]}
     before = user_folder(out / "runs", ["mine.txt"])
     assert main(["demo", "--episodes", "1", "--no-device", "--out", str(out)]) == 2
     assert "mine.txt" in one_line_error(capsys, "demo")
     assert snapshot(out / "runs") == before
 
 
-# ---- qdt noise snapshot -o -------------------------------------------------------------------
-def test_snapshot_output_must_be_a_new_file(tmp_path, capsys):
+# ---- qdt noise snapshot -o, qdt instance generate -o ------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [["noise", "snapshot", "--backend", "fake_manila", "-o"], ["instance", "generate", "-o"]],
+    ids=["noise snapshot", "instance generate"],
+)
+def test_an_output_file_must_be_new_and_errors_name_it(tmp_path, capsys, command):
     existing = tmp_path / "pinned.json"
     existing.write_text('{"mine": true}\n')
     (tmp_path / "folder.json").mkdir()
@@ -355,10 +363,14 @@ def test_snapshot_output_must_be_a_new_file(tmp_path, capsys):
         (tmp_path / "folder.json", "an existing folder"),
         (Path("/proc/x.json"), "inside /proc"),
     ):
-        assert main(["noise", "snapshot", "--backend", "fake_manila", "-o", str(path)]) == 2
-        line = one_line_error(capsys, "noise snapshot")
-        assert "--output: expected a" in line and said in line
+        assert main([*command, str(path)]) == 2
+        line = one_line_error(capsys, " ".join(command[:2]))
+        assert ": error: --output: expected a" in line and said in line
+        assert str(path) in line and ".tmp" not in line
     assert existing.read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.json", "pinned.json"]  # no temporary left
+    assert main([*command, str(tmp_path / "new.json")]) == 0
+    assert json.loads((tmp_path / "new.json").read_text())
 
 
 def test_creating_a_file_never_writes_over_one(tmp_path):
@@ -368,3 +380,30 @@ def test_creating_a_file_never_writes_over_one(tmp_path):
         create_bytes_atomic(target, b"second\n")  # as when another writer created it meanwhile
     assert target.read_bytes() == b"first\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temporary left
+
+
+# ---- the atomic writers' errors ------------------------------------------------------------
+@pytest.mark.parametrize("where", ["a folder", "/proc"])
+def test_atomic_writers_name_the_target_never_their_temporary_file(tmp_path, where):
+    from qdt.files import atomic_write_text, write_json_atomic
+
+    target = tmp_path / "taken" if where == "a folder" else Path("/proc/qdt-test/out.json")
+    if where == "a folder":
+        target.mkdir()
+    for write in (lambda: atomic_write_text(target, "x"), lambda: write_json_atomic(target, {})):
+        with pytest.raises(OSError) as caught:
+            write()
+        assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["taken"] if where == "a folder" else [])
+
+
+def test_an_earlier_demo_folder_is_taken_a_folder_of_lookalike_names_is_not(tmp_path):
+    from qdt.experiments.report.demo import check_demo_folder
+
+    out = tmp_path / "demo"
+    user_folder(out, ["report.html", "results.md"])
+    with pytest.raises(QdtInputError, match="report.html, results.md"):
+        check_demo_folder(out)
+    (out / "runs").mkdir()  # what a demo writes first: its runs' sweep folder
+    (out / "runs" / "sweep.json").write_text(json.dumps({"format": "qdt-sweep/1", "cells": []}))
+    check_demo_folder(out)  # an earlier demo's output: refreshed, its runs reused

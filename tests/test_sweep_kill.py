@@ -110,6 +110,7 @@ def _kill_mid_sweep(tmp_path, long_episodes, kill_worker):
     return long, long_dir, checkpoint_episode
 
 
+@pytest.mark.slow  # about 30-60 s: the default run stays under 10 minutes
 def test_killed_driver_and_worker_then_rerun_resumes_the_unfinished_cell(tmp_path):
     _, long_dir, checkpoint_episode = _kill_mid_sweep(tmp_path, 400, kill_worker=True)
     attempts = read_attempts(long_dir)

@@ -227,3 +227,19 @@ def test_cli_refuses_an_unreachable_ray_address_quickly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("qdt sweep: error: --ray-address: expected the address of a running Ray cluster")
     assert not (out / "results.csv").exists()
+
+
+def test_a_dry_run_says_why_each_invalid_cell_cannot_run_and_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[grid]\ninstance = ["paper", "missing.json"]\nlayers = [-1, 2]\nagent = ["quantum"]\n')
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    cells = expand_cells(load_spec(spec))
+    invalid = [cell for cell in cells if not cell.runnable]
+    assert len(cells) == 4 and len(invalid) == 3
+    assert "4 cells; 3 invalid" in printed
+    for cell in invalid:  # every invalid cell on its own line, with its reason
+        (line,) = [line for line in printed.splitlines() if line.startswith(f"  {cell.cell_id} (invalid): ")]
+        assert ("missing.json" in line) if cell.instance_label == "missing.json" else ("--layers" in line)
+    assert not out.exists()

@@ -8,10 +8,10 @@ import torch
 
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.problem.generator import paper_instance
+from qdt.problem.generator import generate_instance, paper_instance, tight_config
 from qdt.rl import train as train_module
 from qdt.rl.checkpoint import load_checkpoint, save_checkpoint
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import DEFAULT_RECIPE, RECIPE_FIELDS, RECIPES, TrainConfig
 from qdt.rl.train import TrainingDivergedError, train
 
 SMALL = dict(
@@ -111,20 +111,28 @@ def test_a_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
 
 
-def test_nan_stops_the_run_and_is_never_checkpointed(tmp_path, monkeypatch):
-    real_update = train_module.update_agent
+@pytest.mark.parametrize(
+    "recipe, update, message",
+    [
+        ("v1", "update_agent", "critic loss of agent"),
+        ("v2", "update_shared", "critic loss of the shared critic"),
+    ],
+)
+def test_nan_stops_the_run_and_is_never_checkpointed(tmp_path, monkeypatch, recipe, update, message):
+    real_update = getattr(train_module, update)
     calls = {"n": 0}
 
-    def poisoned(agents, j, *args, **kwargs):
+    def poisoned(nets, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 25:
+            target = nets[kwargs["j"]] if update == "update_agent" else nets
             with torch.no_grad():
-                next(agents[j].critic.parameters()).fill_(float("nan"))
-        return real_update(agents, j, *args, **kwargs)
+                next(target.critic.parameters()).fill_(float("nan"))
+        return real_update(nets, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "update_agent", poisoned)
-    with pytest.raises(TrainingDivergedError, match=r"episode \d+: non-finite critic loss of agent"):
-        train(TrainConfig(**SMALL), paper_instance(), tmp_path, progress=False)
+    monkeypatch.setattr(train_module, update, poisoned)
+    with pytest.raises(TrainingDivergedError, match=rf"episode \d+: non-finite {message}"):
+        train(TrainConfig.from_recipe(recipe, **SMALL), paper_instance(), tmp_path, progress=False)
     payload = load_checkpoint(tmp_path)
     assert all(torch.isfinite(t).all() for t in _params(tmp_path))
     assert payload["episode"] < 30
@@ -229,3 +237,91 @@ def test_training_options_are_checked_before_training(tmp_path):
     with pytest.raises(QdtInputError, match="classical"):
         TrainConfig(agent="classical", noise="depol-1e-3")
     assert not (tmp_path / "sv").exists() and not (tmp_path / "n").exists()
+
+
+# ---- recipes (issue 13) --------------------------------------------------------------------------
+
+TINY_RECIPE = dict(
+    episodes=14,
+    steps_per_episode=3,
+    batch_size=16,
+    replay_size=200,
+    warmup_transitions=16,
+    hidden=16,
+    checkpoint_every=4,
+)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_resume_is_bit_identical_for_every_recipe(tmp_path, recipe, agent):
+    instance = generate_instance(tight_config(6, 3), 3)  # 6 users: scored by tables; 3 servers
+    config = TrainConfig.from_recipe(recipe, **TINY_RECIPE, agent=agent, layers=2, seed=2)
+    stop_at = int(np.random.default_rng().integers(5, 13))
+    full = train(config, instance, tmp_path / "full", progress=False)
+    train(config, instance, tmp_path / "part", progress=False, stop_after=stop_at)
+    resumed = train(config, instance, tmp_path / "part", resume=True, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "full"), _params(tmp_path / "part")))
+    assert _strip_wall(_metrics(tmp_path / "full")) == _strip_wall(_metrics(tmp_path / "part"))
+    for key in ("assignment", "total_latency_s", "untrained_total_latency_s", "recipe", "decode"):
+        assert full[key] == resumed[key]
+    assert (
+        full["recipe"] == recipe
+        and json.loads((tmp_path / "full" / "config.json").read_text())["config"]["recipe"] == recipe
+    )
+
+
+def test_large_instances_train_on_vectorised_episodes_and_resume_bit_identically(tmp_path):
+    instance = generate_instance(tight_config(12, 3), 1)  # 12 users: scored step by step, not by table
+    config = TrainConfig.from_recipe(DEFAULT_RECIPE, **TINY_RECIPE, agent="classical", envs=3, seed=4)
+    full = train(config, instance, tmp_path / "full", progress=False)
+    train(config, instance, tmp_path / "part", progress=False, stop_after=6)
+    train(config, instance, tmp_path / "part", resume=True, progress=False)
+    assert _strip_wall(_metrics(tmp_path / "full")) == _strip_wall(_metrics(tmp_path / "part"))
+    assert full["feasible"] and full["optimum_status"] == "optimal"  # the feasible decoding
+
+
+def test_an_older_run_folder_resumes_with_the_recipe_it_was_trained_with(tmp_path):
+    """A run folder from before recipes records none: it is v1, never the new default."""
+    config = TrainConfig.from_recipe("v1", **TINY_RECIPE, agent="classical", seed=5)
+    train(config, paper_instance(), tmp_path / "full", progress=False)
+    train(config, paper_instance(), tmp_path / "old", progress=False, stop_after=8)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    new_fields = {"recipe", "observation", "sharing", "envs", "reward_scaling"}
+    saved["config"] = {k: v for k, v in saved["config"].items() if k not in new_fields}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(tmp_path / "old"), "--no-progress", "--json"]) == 0
+    assert _strip_wall(_metrics(tmp_path / "full")) == _strip_wall(_metrics(tmp_path / "old"))
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "full"), _params(tmp_path / "old")))
+    assert (
+        main(["train", "--resume", str(tmp_path / "old"), "--recipe", DEFAULT_RECIPE, "--no-progress"]) == 2
+    )
+
+
+def test_recipes_name_their_settings_and_the_default_is_the_dataclass():
+    assert TrainConfig().recipe == DEFAULT_RECIPE
+    assert {name: getattr(TrainConfig(), name) for name in RECIPE_FIELDS} == RECIPES[DEFAULT_RECIPE]
+    paper = TrainConfig.from_recipe("paper")
+    assert (paper.decode, paper.exploration, paper.target_update) == ("round", "paper", "hard")
+    v1 = TrainConfig.from_recipe("v1", seed=3)
+    assert (v1.decode, v1.sharing, v1.gamma, v1.seed, v1.recipe) == ("argmax", "none", 0.99, 3, "v1")
+    assert TrainConfig.from_dict({"seed": 1}) == TrainConfig.from_recipe("v1", seed=1)  # no recipe: v1
+
+
+def test_unknown_recipe_or_decoding_and_too_large_instances_fail_before_any_work(tmp_path, capsys):
+    with pytest.raises(QdtInputError, match="--recipe: expected one of v2, v1, paper"):
+        TrainConfig.from_recipe("v9")
+    with pytest.raises(QdtInputError, match="--recipe"):
+        TrainConfig(recipe="v9")
+    with pytest.raises(QdtInputError, match="--decode: expected one of round, argmax, feasible"):
+        TrainConfig(decode="nearest")
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--recipe", "v9", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert stop.value.code == 2 and "--recipe: invalid choice: 'v9'" in capsys.readouterr().err
+    huge = generate_instance(tight_config(128, 20), 0)  # the critic reads 5120 values: 13 qubits
+    with pytest.raises(QdtInputError, match=r"--instance: .*at most 12 qubits.*critic 13 qubits"):
+        train(TrainConfig(agent="quantum"), huge, tmp_path / "q", progress=False)
+    wide = generate_instance(tight_config(2048, 17), 0)  # 69,632 critic inputs
+    with pytest.raises(QdtInputError, match="--instance: .*65,536"):
+        train(TrainConfig(agent="classical"), wide, tmp_path / "c", progress=False)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "c").exists() and not (tmp_path / "r").exists()

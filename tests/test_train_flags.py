@@ -43,6 +43,14 @@ OLD_FLAGS = {
     "--checkpoint-every": ("7", {"checkpoint_every": 7}),
     "--threads": ("2", {"threads": 2}),
 }
+# Flags added with their TrainConfig fields since (issue 13: recipes and the levers of scaling).
+NEW_FLAGS = {
+    "--recipe": ("v1", {"recipe": "v1"}),
+    "--observation": ("features", {"observation": "features"}),
+    "--sharing": ("shared", {"sharing": "shared"}),
+    "--envs": ("4", {"envs": 4}),
+    "--reward-scaling": ("bound", {"reward_scaling": "bound"}),
+}
 
 
 def _train_args(*argv: str) -> argparse.Namespace:
@@ -80,7 +88,7 @@ def test_every_field_has_a_doc_and_every_other_field_is_a_flag():
     flags = _train_args().config_flags
     generated = {name for flag in flags for name in flag.fields}
     assert generated == set(FIELDS) - NOT_FLAGS
-    assert {flag.option for flag in flags} == set(OLD_FLAGS)
+    assert {flag.option for flag in flags} == set(OLD_FLAGS) | set(NEW_FLAGS)
 
 
 def test_help_shows_each_flags_dataclass_default_and_doc(capsys, monkeypatch):
@@ -111,9 +119,10 @@ def test_help_follows_a_changed_default(capsys, monkeypatch):
 
 
 def test_old_flags_all_accepted_with_their_meaning():
-    argv = [word for option, (value, _) in OLD_FLAGS.items() for word in (option, value)]
+    flags = {**OLD_FLAGS, **NEW_FLAGS}
+    argv = [word for option, (value, _) in flags.items() for word in (option, value)]
     args = _train_args(*argv)
-    expected = {name: value for _, fields in OLD_FLAGS.values() for name, value in fields.items()}
+    expected = {name: value for _, fields in flags.values() for name, value in fields.items()}
     assert config_changes(args) == expected
     config = apply_changes(args, TrainConfig())
     assert {name: getattr(config, name) for name in expected} == expected
@@ -163,7 +172,7 @@ def test_resume_refuses_a_changed_generated_flag(tmp_path, capsys):
     refused = (
         (["--lr", "0.003"], "--lr: expected the run's own value 0.002 when resuming, got 0.003"),
         (["--fading-db", "1"], "--fading-db: expected the run's own value 0.0 when resuming, got 1.0"),
-        (["--decode", "round"], "--decode: expected the run's own value 'argmax' when resuming, got round"),
+        (["--decode", "round"], "--decode: expected the run's own value 'feasible' when resuming, got round"),
     )
     for argv, message in refused:
         assert main(["train", "--resume", str(run), "--no-progress", *argv]) == 2

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from qdt.cli.failures import fields_as_flags, printable
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
 from qdt.stats import format_interval
@@ -67,7 +68,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "--run", "a run of quantum agents", f"{args.run} (classical agents have no circuit)"
         )
     seed = np.random.SeedSequence(args.seed)
-    executor = open_backend(args.backend, seed=seed.spawn(1)[0], noise=args.noise, shots=args.shots)
+    with fields_as_flags(backend="--backend", noise="--noise", shots="--shots"):
+        executor = open_backend(args.backend, seed=seed.spawn(1)[0], noise=args.noise, shots=args.shots)
     target = load_policy(args.run, executor=executor)
     show_bar = args.repeats > 1 and not args.json
     with tqdm(total=args.repeats, desc="evaluate", unit="draw", disable=not show_bar) as bar:
@@ -105,7 +107,10 @@ def _fmt(value: dict[str, float] | None, percent: bool = False) -> str:
 def _print(result: dict[str, Any]) -> None:
     noise = result["noise"] or "none"
     shots = result["shots"] or "exact"
-    print(f"{result['run']} on {result['backend']} (noise {noise}, shots {shots}, {result['repeats']} draws)")
+    print(
+        f"{printable(result['run'])} on {printable(result['backend'])} (noise {printable(noise)}, "
+        f"shots {shots}, {result['repeats']} draws)"
+    )
     rows = [
         [
             f"agent {a['agent']}",

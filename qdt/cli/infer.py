@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from qdt.cli.failures import fields_as_flags, printable
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
 from qdt.files import write_json_atomic
@@ -97,9 +98,9 @@ def make_scorer(policy: Any, executor: Executor, mitigation: list[list[np.ndarra
 
     def score(observations: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         items = []
-        for actor, obs in zip(policy.actors, observations):
+        for j, (actor, obs) in enumerate(zip(policy.actors, observations)):
             front = actor.front
-            x = torch.as_tensor(obs, dtype=torch.float64)
+            x = actor.inputs(torch.as_tensor(obs, dtype=torch.float64), j)  # the observation features
             items.append((front.prepared, front.vqc.angles(x), front.weight.detach()))
         with torch.no_grad():
             probs = run_pubs(executor, items)
@@ -121,11 +122,7 @@ def run_pubs(executor: Executor, items: list[tuple[Any, torch.Tensor, torch.Tens
 
 
 def decode(policy: Any, scores: np.ndarray) -> np.ndarray:
-    from qdt.rl.exploration import decode_argmax
-
-    if policy.config.decode == "argmax":
-        return decode_argmax(scores)
-    return (scores > 0.5).astype(np.int8)
+    return policy.decode(scores)  # the run's decoding (qdt/problem/decoding.py)
 
 
 def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, np.ndarray | None, int]:
@@ -203,14 +200,16 @@ def run_inference(
         raise QdtInputError("--seed", "a non-negative integer", seed)
     if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s <= 0):
         raise QdtInputError("--timeout", "a positive number of seconds", timeout_s)
-    profile = load_backend_profile(backend)
+    with fields_as_flags(backend="--backend"):
+        profile = load_backend_profile(backend)
     device = profile.executor == "ibm"  # jobs, timeouts and readout calibration: IBM devices only
     if mitigate is not None and not device:
         raise QdtInputError("--mitigate", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
     run_seed = config.seed if seed is None else seed
     executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
     job_options = {"reuse_jobs": resume, "timeout_s": timeout_s} if device else {}
-    executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir, **job_options)
+    with fields_as_flags(backend="--backend", shots="--shots"):
+        executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir, **job_options)
     if shots is not None:
         profile = dataclasses.replace(profile, shots=shots)  # as the executor runs it, for the report
     try:
@@ -388,7 +387,8 @@ def print_report(report: dict[str, Any]) -> None:
         where += "local testing mode)" if backend["local"] else f"IBM Quantum, {backend['mode']} mode)"
     shots = backend["shots"] if backend["shots"] is not None else "exact"
     print(
-        f"{report['run']} on {where}: shots {shots}, strategy {report['strategy']}, {report['steps']} steps"
+        f"{printable(report['run'])} on {printable(where)}: shots {shots}, strategy {report['strategy']}, "
+        f"{report['steps']} steps"
     )
     rows = []
     for c in report["circuits"]:

@@ -60,11 +60,14 @@ def _store(run: Path) -> Any:
     from qdt.executors.ibm.jobs import JobStore
 
     if not run.is_dir():
-        raise QdtInputError("--run", "an existing run folder", str(run))
+        raise QdtInputError("--run", "an existing run folder", str(run), "check the path")
     store = JobStore(run)
     if not store.jobs_path.is_file():
         raise QdtInputError(
-            "--run", f"a folder with {store.jobs_path.name} (written by `qdt infer`)", str(run)
+            "--run",
+            f"a folder with {store.jobs_path.name} (written by `qdt infer`)",
+            str(run),
+            "run `qdt infer --run DIR --backend fake_<device>|ibm_<device>` on it first",
         )
     return store
 

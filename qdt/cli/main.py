@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 from qdt import __version__
 from qdt.cli import backends, bench, demo, evaluate, infer, jobs, noise, problem, quantum, sweep, train
-from qdt.cli.failures import EXIT_INTERRUPTED, describe_failure, is_debug
+from qdt.cli.failures import EXIT_INTERRUPTED, TerminalSafeStream, describe_failure, is_debug
 
 _DESCRIPTION = """\
 qdt: multi-agent quantum reinforcement learning (QMARL) for digital-twin placement on 6G edge
@@ -56,9 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     debug = is_debug("--debug" in words)
     words = [word for word in words if word != "--debug"]
-    args = build_parser().parse_args(words)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(words)
+    if extra:  # said by the command's own parser, so the line points at its --help
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        result = args.handler(args)
+        with _terminal_safe_stdout(), warnings.catch_warnings():
+            if not debug:  # a library's warning would make a failure more than one line
+                warnings.simplefilter("ignore")
+            result = args.handler(args)
     except BrokenPipeError:  # `qdt ... | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -74,6 +82,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_command_path(args)}: error: {line}", file=sys.stderr)
         return status
     return int(result or 0)
+
+
+@contextmanager
+def _terminal_safe_stdout() -> Iterator[None]:
+    """Standard output escapes control characters while a command runs (text from files, such as an
+    instance name, cannot drive the terminal); see :class:`qdt.cli.failures.TerminalSafeStream`."""
+    original = sys.stdout
+    sys.stdout = TerminalSafeStream(original)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command ``args`` ran: ``qdt noise snapshot``'s for that command."""
+    for word in _command_path(args).split()[1:]:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or word not in actions[0].choices:
+            break
+        parser = actions[0].choices[word]
+    return parser
 
 
 def _command_path(args: argparse.Namespace) -> str:

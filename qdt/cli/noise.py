@@ -107,7 +107,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from qdt.files import check_output_path, create_json_atomic
+    from qdt.files import check_output_path, create_new_json
     from qdt.noise.device import DeviceCalibration, fake_backend
 
     if args.output.suffix != ".json":
@@ -115,15 +115,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     check_output_path(args.output, "--output", kind="file")  # before the backend is built
     backend = fake_backend(args.backend)
     calibration = DeviceCalibration.from_backend(backend, name=args.name)
-    try:
-        create_json_atomic(args.output, calibration.to_json())  # never over a file
-    except FileExistsError:
-        raise QdtInputError(
-            "--output",
-            "a new file",
-            f"{args.output} (created meanwhile by another process)",
-            "choose another name, or remove it first",
-        ) from None
+    create_new_json(args.output, calibration.to_json(), "--output")  # never over a file
     print(
         f"wrote {args.output}: {calibration.backend}, {calibration.num_qubits} qubits, "
         f"calibrated at {calibration.calibrated_at}; use --noise {args.output}"

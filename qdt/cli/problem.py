@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qdt.cli.failures import printable
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
-from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
-from qdt.problem.instance import Instance, load_instance, save_instance
+from qdt.files import check_output_path, create_new_json
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance, tight_config
+from qdt.problem.instance import Instance, load_instance
 from qdt.problem.model import CONSTRAINTS, PlacementModel, RewardConfig
 from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, SOLVERS, solve
 
@@ -45,7 +47,16 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--users", "-N", type=int, default=4, help="number of users N (default 4)")
     generate.add_argument("--servers", "-M", type=int, default=2, help="number of servers M (default 2)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    generate.add_argument("-o", "--output", type=Path, help="write here (default: print JSON to stdout)")
+    generate.add_argument(
+        "--tight", action="store_true", help="tight capacity, where greedy misses (qdt/problem/generator.py)"
+    )
+    generate.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write to this new file (an existing one is never written over; default: print JSON)",
+    )
     generate.set_defaults(handler=_cmd_generate)
 
     show = actions.add_parser(
@@ -104,12 +115,25 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_instance(args: argparse.Namespace) -> Instance:
     if args.file is not None and args.preset is not None:
-        raise QdtInputError("FILE/--preset", "one of them", "both")
+        raise QdtInputError("FILE/--preset", "one of them", "both", "give an instance FILE or --preset paper")
     if args.preset == "paper":
         return paper_instance()
     if args.file is None:
         raise QdtInputError("FILE", "an instance file or --preset paper", "neither")
-    return load_instance(args.file)
+    return load_instance_file(args.file, "FILE")
+
+
+def load_instance_file(path: Path, flag: str) -> Instance:
+    """:func:`~qdt.problem.instance.load_instance` and a check that its latencies are finite, the
+    errors naming ``flag`` for the file as a whole and ``PATH: field`` for a field inside it (so
+    the line says which file is at fault)."""
+    try:
+        instance = load_instance(path)
+        PlacementModel(instance)  # its latencies must be finite too
+        return instance
+    except QdtInputError as error:
+        field = flag if error.field == "FILE" else f"{path}: {error.field}"
+        raise QdtInputError(field, error.expected, error.got, error.fix) from None
 
 
 def parse_assignment(text: str) -> list[int]:
@@ -127,14 +151,17 @@ def _print_json(data: Any) -> None:
 
 # ---- handlers --------------------------------------------------------------------------
 def _cmd_generate(args: argparse.Namespace) -> int:
-    config = GeneratorConfig(users=args.users, servers=args.servers)
+    config = (tight_config if args.tight else GeneratorConfig)(users=args.users, servers=args.servers)
+    if args.output is not None:
+        check_output_path(args.output, "--output", kind="file")  # before drawing
     instance = generate_instance(config, args.seed)
     if args.output is None:
         _print_json(instance.to_dict())
     else:
-        save_instance(instance, args.output)
+        create_new_json(args.output, instance.to_dict(), "--output")  # never over a file
         print(
-            f"wrote {args.output} ({instance.n_users} users, {instance.n_servers} servers, seed {args.seed})"
+            f"wrote {printable(str(args.output))} ({instance.n_users} users, {instance.n_servers} servers, "
+            f"seed {args.seed})"
         )
     return 0
 
@@ -157,7 +184,7 @@ def render_instance(model: PlacementModel) -> str:
             cells.append(f"{model.latency[i, j]:.4f}{mark}")
         rows.append([f"user {i}", *cells, user.deadline_s, user.data_bits / 1e6])
     out = [
-        f"{instance.name}: N={instance.n_users} users, M={instance.n_servers} servers, "
+        f"{printable(instance.name)}: N={instance.n_users} users, M={instance.n_servers} servers, "
         f"B={instance.bandwidth_hz / 1e6:g} MHz, noise power {instance.noise_power_w:.3g} W",
         "",
         format_table(["", *servers, "deadline (s)", "data (Mb)"], rows),
@@ -186,7 +213,7 @@ def _cmd_optimum(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
         return 0
-    print(f"{instance.name}: {result.status} ({result.solver}, {result.wall_s * 1e3:.2f} ms)")
+    print(f"{printable(instance.name)}: {result.status} ({result.solver}, {result.wall_s * 1e3:.2f} ms)")
     if result.reason is not None:
         print(f"why: {result.reason}")
     if result.assignment is not None and result.per_user_latency_s is not None:
@@ -214,7 +241,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         _print_json(data)
         return 0
     verdict = "feasible" if evaluation.feasible else "INFEASIBLE"
-    print(f"{instance.name}: {verdict}, reward {evaluation.reward:.4f}")
+    print(f"{printable(instance.name)}: {verdict}, reward {evaluation.reward:.4f}")
     rows = [[f"user {i}", t] for i, t in enumerate(evaluation.per_user_latency_s)]
     rows.append(["total", evaluation.total_latency_s])
     print(format_table(["", "latency (s)"], rows))

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from qdt.cli.failures import fields_as_flags
+from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
 from qdt.problem.generator import paper_instance
-from qdt.problem.instance import load_instance
+from qdt.rl.config import DEFAULT_RECIPE, RECIPE_NAMES
 
 DEFAULT_LAYERS = (1, 3, 6)
 
@@ -38,9 +40,11 @@ def register(subparsers: Any) -> None:
         help="parameter counts of every layer of the actor and critic networks",
         description=(
             "Print every layer's parameter count for the hybrid actor and critic (VQC, then "
-            "FC 192-192-192) and the classical baseline, for an instance's N users and M servers. "
-            "Actor: ceil(log2 N) qubits; critic: ceil(log2 2MN) qubits; the FC stack reads the "
-            "VQC's 2^qubits probabilities."
+            "FC hidden-hidden-hidden) and the classical baseline, for an instance's N users and M "
+            "servers, as `qdt train --recipe R` builds them. The actor reads W inputs (the paper "
+            "and v1: its column of X, W = N; v2's shared actor adds the agent's one-hot code, "
+            "W = N + M) on ceil(log2 W) qubits; the critic reads 2MN values on ceil(log2 2MN) "
+            "qubits; each FC stack reads its VQC's 2^qubits probabilities."
         ),
     )
     source = describe.add_mutually_exclusive_group()
@@ -52,6 +56,13 @@ def register(subparsers: Any) -> None:
         "--layers",
         default=",".join(map(str, DEFAULT_LAYERS)),
         help="VQC layer counts, comma-separated (default 1,3,6)",
+    )
+    describe.add_argument(
+        "--recipe",
+        choices=RECIPE_NAMES,
+        default=DEFAULT_RECIPE,
+        help=f"the training recipe whose networks to count (default {DEFAULT_RECIPE}, as qdt train; "
+        "paper: the paper's networks)",
     )
     describe.add_argument("--json", action="store_true", help="print one JSON object")
     describe.set_defaults(handler=_cmd_describe)
@@ -94,49 +105,78 @@ def register(subparsers: Any) -> None:
 
 
 # ---- describe ----------------------------------------------------------------------------
-def describe_networks(n_users: int, n_servers: int, layers: list[int]) -> dict[str, Any]:
+def describe_networks(
+    n_users: int, n_servers: int, layers: list[int], recipe: str = DEFAULT_RECIPE
+) -> dict[str, Any]:
+    """Parameter counts of the networks ``qdt train --recipe recipe`` builds for N users, M servers."""
     from qdt.circuits import build_vqc, qubits_for_width
+    from qdt.rl.builders import actor_width
+    from qdt.rl.config import TrainConfig
     from qdt.rl.fc import fc_stack, linear_parameter_counts
 
-    joint = 2 * n_users * n_servers
-    actor_qubits, critic_qubits = qubits_for_width(n_users), qubits_for_width(joint)
+    config = TrainConfig.from_recipe(recipe)
+    width, joint = actor_width(config, n_users, n_servers), 2 * n_users * n_servers
+    actor_qubits, critic_qubits = qubits_for_width(width), qubits_for_width(joint)
+    hidden = config.hidden
     return {
         "users": n_users,
         "servers": n_servers,
+        "recipe": recipe,
         "actor": {
+            "inputs": width,
+            "shared": config.sharing == "shared",
             "qubits": actor_qubits,
-            "quantum_weights": {str(L): build_vqc(input_width=n_users, n_layers=L).n_weights for L in layers},
-            "fc": linear_parameter_counts(fc_stack(2**actor_qubits, n_users)),
-            "fc_classical": linear_parameter_counts(fc_stack(n_users, n_users)),
+            "quantum_weights": {str(L): build_vqc(input_width=width, n_layers=L).n_weights for L in layers},
+            "fc": linear_parameter_counts(fc_stack(2**actor_qubits, n_users, hidden)),
+            "fc_classical": linear_parameter_counts(fc_stack(width, n_users, hidden)),
         },
         "critic": {
+            "inputs": joint,
+            "shared": config.sharing == "shared",
             "qubits": critic_qubits,
             "quantum_weights": {str(L): build_vqc(input_width=joint, n_layers=L).n_weights for L in layers},
-            "fc": linear_parameter_counts(fc_stack(2**critic_qubits, 1)),
-            "fc_classical": linear_parameter_counts(fc_stack(joint, 1)),
+            "fc": linear_parameter_counts(fc_stack(2**critic_qubits, 1, hidden)),
+            "fc_classical": linear_parameter_counts(fc_stack(joint, 1, hidden)),
         },
     }
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    layers = _int_list(args.layers, "--layers", minimum=0)
+    from qdt.circuits.vqc import MAX_QUBITS, check_layers
+    from qdt.problem.instance import check_size
+
+    layers = [check_layers(L, "--layers") for L in _int_list(args.layers, "--layers", minimum=0)]
     if args.users is not None or args.servers is not None:
         if args.users is None or args.servers is None:
-            raise QdtInputError("--users/--servers", "both", "only one")
+            raise QdtInputError("--users/--servers", "both", "only one", "e.g. --users 4 --servers 2")
         for flag, value in (("--users", args.users), ("--servers", args.servers)):
             if value < 1:
                 raise QdtInputError(flag, "an integer >= 1", value)
-        n, m = args.users, args.servers
+        check_size(args.users, args.servers, "--users", "--servers")
+        n, m, source = args.users, args.servers, "--users/--servers"
     else:
-        instance = load_instance(args.instance) if args.instance else paper_instance()
+        instance = load_instance_file(args.instance, "--instance") if args.instance else paper_instance()
         n, m = instance.n_users, instance.n_servers
-    data = describe_networks(n, m, layers)
+        source = "--instance" if args.instance else "--preset"
+    widest = 2**MAX_QUBITS  # the critic reads 2·N·M values on at most MAX_QUBITS qubits
+    if 2 * n * m > widest:
+        raise QdtInputError(
+            source,
+            f"N·M <= {widest // 2} user-server pairs (a critic's VQC reads 2·N·M values on <= {MAX_QUBITS} "
+            "qubits)",
+            f"N = {n}, M = {m}: N·M = {n * m}",
+            "describe an instance with fewer users or servers",
+        )
+    data = describe_networks(n, m, layers, args.recipe)
     if args.json:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    for role, width in (("actor", n), ("critic", 2 * n * m)):
+    sharing = "shared by" if data["actor"]["shared"] else "for each of"
+    print(f"recipe {args.recipe}: one actor and one critic {sharing} the {m} agents")
+    for role in ("actor", "critic"):
         part = data[role]
+        width = part["inputs"]
         print(f"{role}: input {width} values -> VQC on {part['qubits']} qubits -> FC")
         rows: list[list[object]] = []
         for L in layers:
@@ -227,7 +267,8 @@ def circuit_executor(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     )
 
     name = f"executor:{args.backend}" if args.backend in executor_names() else args.backend
-    profile = load_backend_profile(name)
+    with fields_as_flags(backend="--backend"):
+        profile = load_backend_profile(name)
     accepted = backend_options(profile)
     if args.noise is not None and "noise" not in accepted:
         raise QdtInputError(
@@ -237,20 +278,25 @@ def circuit_executor(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
         validate_shots(args.shots, "--shots")
         if "shots" not in accepted:
             raise QdtInputError(
-                "--shots", "a backend that samples shots (density, aer, devices)", args.backend
+                "--shots",
+                "a backend that samples shots (density, aer, devices)",
+                args.backend,
+                "add --backend aer, or leave out --shots for exact results",
             )
     noise: Any = None
     noise_name = profile.noise if isinstance(profile.noise, str) else None
     if args.noise is not None:
         from qdt.noise.profiles import load_noise_profile
 
-        noise = load_noise_profile(args.noise)
+        with fields_as_flags(backend="--noise", noise="--noise"):  # backend: of device:NAME
+            noise = load_noise_profile(args.noise)
         noise_name = noise.name
     if args.shot_seed is None:
         seed = np.random.SeedSequence(args.seed).spawn(1)[0]
     else:
         seed = np.random.SeedSequence(args.shot_seed)
-    executor = open_backend(profile, shots=args.shots, seed=seed, noise=noise)
+    with fields_as_flags(backend="--backend", shots="--shots", noise="--noise"):
+        executor = open_backend(profile, shots=args.shots, seed=seed, noise=noise)
     if args.shots is not None:
         profile = dataclasses.replace(profile, shots=args.shots)
     return executor, profile, noise_name

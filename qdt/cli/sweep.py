@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from qdt.cli.failures import printable
 from qdt.experiments.tables import format_table
 
 
@@ -49,7 +50,11 @@ Exit status: 0 when every cell is ok, 1 when some failed, 2 on a bad spec or opt
     parser.add_argument(
         "--ray-address",
         metavar="ADDR",
-        help="Ray cluster to use (host:port, ray://host:port or auto); default: start one locally",
+        help=(
+            "Ray cluster to use: host:port of its head, ray://host:port of its client server, or auto "
+            "($RAY_ADDRESS, else the cluster on this machine); with token authentication the token must "
+            "be in ~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN. Default: start one locally"
+        ),
     )
     parser.add_argument(
         "--max-parallel", type=int, metavar="K", help="cells running at once (default: the CPUs Ray has)"
@@ -64,20 +69,25 @@ Exit status: 0 when every cell is ok, 1 when some failed, 2 on a bad spec or opt
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from qdt.errors import QdtInputError
-    from qdt.experiments.sweep import cell_status, expand_cells, load_spec, run_sweep
+    from qdt.experiments.sweep import cell_states, expand_cells, load_spec, run_sweep
 
     if args.max_parallel is not None and args.max_parallel < 1:
         raise QdtInputError("--max-parallel", "an integer >= 1", args.max_parallel)
     spec = load_spec(args.spec)
     if args.dry_run:
         cells = expand_cells(spec)
-        statuses = cell_status(cells, args.out)
+        states = cell_states(cells, args.out)
+        statuses = [status for status, _ in states]
         rows = [
             [cell.cell_id, status, cell.instance_label, *(cell.axes.get(k) for k in cell.STANDARD_AXES)]
             for cell, status in zip(cells, statuses)
         ]
         print(format_table(["cell", "status", "instance", *cells[0].STANDARD_AXES], rows) if rows else "")
-        print(f"{len(cells)} cells; {statuses.count('ok')} ok, {statuses.count('failed')} failed")
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "failed", "invalid") if s in statuses)
+        print(f"{len(cells)} cells" + (f"; {counts}" if counts else ""))
+        for cell, (status, reason) in zip(cells, states):
+            if reason is not None:  # why a cell cannot run, or why it failed
+                print(f"  {cell.cell_id} ({status}): {printable(reason)}")
         return 0
     result = run_sweep(
         spec,
@@ -100,6 +110,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{result.failed} cell(s) failed (status and error in results.csv):")
         for error, ids in errors.items():
             more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
-            print(f"  {ids[0]}{more}: {error}")
+            print(f"  {ids[0]}{more}: {printable(error)}")
         return 1
     return 0

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from qdt.cli.config_flags import add_config_flags, apply_changes, config_changes, option_of
+from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.files import NEW_FOLDER, FolderRule, claim_output_folder, hold_folder
 from qdt.problem.generator import paper_instance
-from qdt.problem.instance import load_instance
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import DEFAULT_RECIPE, TrainConfig
 
 # TrainConfig fields that are not flags: lr_critic is set with lr_actor by --lr; the others are
 # settled choices (qdt/rl/config.py says why) that sweep specs and config files can still change.
@@ -70,15 +71,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     "resume without changing settings, or start a new run with --out",
                 )
         if args.out is not None and args.out.resolve() != args.resume.resolve():
-            raise QdtInputError("--out", "nothing, or the folder being resumed", str(args.out))
+            raise QdtInputError(
+                "--out",
+                "nothing, or the folder being resumed",
+                str(args.out),
+                f"leave out --out: --resume {args.resume} writes that folder",
+            )
         run_dir = args.resume
         resume = True
         folder = hold_folder(run_dir, "--resume")
     else:
         if args.out is None:
             raise QdtInputError("--out", "a run folder", "nothing", "e.g. --out runs/quantum-l6")
-        instance = load_instance(args.instance) if args.instance is not None else paper_instance()
-        config = apply_changes(args, TrainConfig())
+        instance = load_instance_file(args.instance, "--instance") if args.instance else paper_instance()
+        recipe = config_changes(args).get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
+        try:
+            config = apply_changes(args, TrainConfig.from_recipe(recipe))
+        except QdtInputError as error:
+            raise _named_as_flag(args, error, False) from None
         run_dir = args.out
         resume = False
         rule = NEW_FOLDER
@@ -88,13 +98,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         folder = claim_output_folder(run_dir, "--out", rule)
     with folder:  # the folder is this process's until the run ends (qdt/files.py)
-        summary = train(config, instance, run_dir, resume=resume, progress=not args.no_progress)
+        try:
+            summary = train(config, instance, run_dir, resume=resume, progress=not args.no_progress)
+        except QdtInputError as error:
+            raise _named_as_flag(args, error, resume) from None
     if args.json:
         json.dump(summary, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     _print_summary(summary, run_dir)
     return 0
+
+
+def _named_as_flag(args: argparse.Namespace, error: QdtInputError, resume: bool) -> QdtInputError:
+    """``error`` naming the flag (``--batch-size``) where it names a TrainConfig field
+    (``batch_size``) of a new run; on resume the setting comes from the run's config.json."""
+    if error.field not in {f.name for f in dataclasses.fields(TrainConfig)}:
+        return error
+    field = f"{args.resume / 'config.json'}: {error.field}" if resume else option_of(args, error.field)
+    return QdtInputError(field, error.expected, error.got, error.fix)
 
 
 def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:

@@ -7,8 +7,9 @@
 Names resolve in this order: a path to a ``.toml`` file; ``executor:<name>`` (the executor
 with its defaults, no profile file: ``executor:aer`` is exact, while the ``aer`` profile samples
 1024 shots); ``<name>.toml`` in the directories of ``$QDT_BACKENDS_PATH`` (``os.pathsep``-
-separated) and then the repository's ``backends/``; the backends' name rules (``fake_<device>``,
-``ibm_<device>``); and finally a plain executor name.
+separated), then in the profiles shipped inside the package (``_profiles/backends``), then in
+the checkout's ``backends/`` (:func:`~qdt.executors.profiles.profile_files`); the backends'
+name rules (``fake_<device>``, ``ibm_<device>``); and finally a plain executor name.
 
 This module knows the built-in backend modules (:data:`BUILTIN_BACKENDS`) and imports each
 only when one of its profiles is asked for (the ``ibm`` client and the fake devices are slow to

@@ -64,9 +64,7 @@ def shift_circuit(
     """The circuit with one fresh parameter θ_k per parameterised gate, and θ's affine map."""
     angle_index = {p: i for i, p in enumerate(angle_params)}
     weight_index = {p: i for i, p in enumerate(weight_params)}
-    symbolic = [
-        i for i, inst in enumerate(circuit.data) if any(_symbolic(p) for p in inst.operation.params)
-    ]
+    symbolic = [i for i, inst in enumerate(circuit.data) if any(_symbolic(p) for p in inst.operation.params)]
     thetas = ParameterVector("ps_theta", len(symbolic))
     angle_map = np.zeros((len(symbolic), len(angle_params)))
     weight_map = np.zeros((len(symbolic), len(weight_params)))

@@ -16,7 +16,6 @@ job (:func:`~qdt.executors.catalog.load_backend_profile`, :func:`~qdt.executors.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qdt.errors import QdtInputError
 from qdt.executors.base import validate_shots
 from qdt.noise.config import NoiseConfig
+from qdt.noise.profiles import profile_search_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 SCHEMA = "qdt-backend/1"
 DEFAULT_SHOTS = 1024  # shots of a sampling backend's profile that names none
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-REPO_BACKENDS_DIR = Path(__file__).resolve().parents[2] / "backends"
+BACKENDS_ENV = "QDT_BACKENDS_PATH"
+BACKENDS_FOLDER = "backends"
 GENERIC_KEYS = frozenset({"schema", "name", "executor", "description", "shots", "seed", "noise"})
 
 SpecLookup = Callable[[str], "BackendSpec"]
@@ -107,9 +108,9 @@ class BackendProfile:
 
 # ---- where profiles live ---------------------------------------------------------------------
 def backend_dirs() -> list[Path]:
-    """Where profile names are looked up: $QDT_BACKENDS_PATH entries, then the repository's backends/."""
-    dirs = [Path(p) for p in os.environ.get("QDT_BACKENDS_PATH", "").split(os.pathsep) if p]
-    return [*dirs, REPO_BACKENDS_DIR]
+    """Where profile names are looked up: $QDT_BACKENDS_PATH entries, then the ``backends/`` shipped
+    in the installed package, then the checkout's (:func:`qdt.noise.profiles.profile_search_path`)."""
+    return profile_search_path(BACKENDS_ENV, BACKENDS_FOLDER)
 
 
 def profile_files() -> dict[str, Path]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from qdt.circuits import build_vqc, ring_pairs
+from qdt.errors import QdtInputError
 
 
 class PennyLaneFront(nn.Module):
@@ -31,7 +32,15 @@ class PennyLaneFront(nn.Module):
         readout: str = "probs",
     ) -> None:
         super().__init__()
-        import pennylane as qml
+        try:
+            import pennylane as qml
+        except ImportError as error:
+            raise QdtInputError(
+                "pennylane",
+                "PennyLane installed (the peer stack this comparison times)",
+                f"not importable ({error})",
+                "pip install 'qdt[peers]', or ./install.sh in a checkout",
+            ) from None
 
         self.vqc = build_vqc(input_width=input_width, n_layers=layers)
         n = self.vqc.n_qubits

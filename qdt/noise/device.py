@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -459,10 +458,8 @@ def compact_device_noise(target: Target, physical: Sequence[int]) -> CompactDevi
 
     sub = _sub_target(target, physical)
     model = NoiseModel(basis_gates=list(target.operation_names))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="qiskit_aer.noise")
-        gate_errors = basic_device_gate_errors(target=sub)
-        readout_errors = basic_device_readout_errors(target=sub)
+    gate_errors = basic_device_gate_errors(target=sub)
+    readout_errors = basic_device_readout_errors(target=sub)
     errors: dict[tuple[str, tuple[int, ...]], Any] = {}
     for name, qubits, error in gate_errors:
         model.add_quantum_error(error, name, qubits, warnings=False)

@@ -3,7 +3,9 @@
 ``load_noise_profile(spec)`` accepts
 
 - a name of a file in ``noise_models/`` (``"depol-1e-3"`` loads ``noise_models/depol-1e-3.toml``;
-  more folders can be listed in ``$QDT_NOISE_MODELS``, separated by ``os.pathsep``);
+  more folders can be listed in ``$QDT_NOISE_MODELS``, separated by ``os.pathsep``; the search
+  order is :func:`profile_search_path`'s: those folders, then the copy shipped in the installed
+  package, then the source checkout's ``noise_models/``);
 - a path to a ``.toml`` profile or to a ``.json`` device snapshot (``qdt noise snapshot``);
 - ``device:NAME``: the calibration of a fake backend of ``qiskit_ibm_runtime.fake_provider``
   (``device:fake_brisbane``); the circuit is transpiled to that device.
@@ -44,24 +46,34 @@ profiles only on ``aer``.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from qdt.errors import QdtInputError
 from qdt.noise.config import NoiseConfig
 from qdt.noise.device import DeviceCalibration, fake_backend
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 SCHEMA = "qdt-noise/1"
 DEVICE_PREFIX = "device:"
-NOISE_MODELS_DIR = Path(__file__).resolve().parents[2] / "noise_models"
+NOISE_MODELS_ENV = "QDT_NOISE_MODELS"
+NOISE_MODELS_FOLDER = "noise_models"
+# In a wheel, backends/ and noise_models/ of the repository ship as _profiles/<folder> inside the
+# installed qdt package (pyproject.toml, force-include); a checkout reads them in place.
+SHIPPED_PROFILES = "_profiles"
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
 _SECTIONS: dict[str, frozenset[str]] = {
     "depolarizing": frozenset({"one_qubit", "two_qubit"}),
@@ -193,10 +205,53 @@ def _median(values: list[float], scale: float = 1.0) -> float | None:
     return value * scale
 
 
+# ---- where profiles live (noise profiles here, backend profiles in qdt.executors.profiles) ------
+def profile_search_path(variable: str, folder: str) -> list[Path]:
+    """The folders profiles of one kind are looked up in, in order; the first file of a name wins.
+
+    1. the folders listed in ``$variable`` (``os.pathsep``-separated; each must exist);
+    2. the copy shipped inside the installed package, ``_profiles/<folder>`` (a wheel has it);
+    3. ``<folder>/`` of the source checkout qdt runs from (a clone, or an editable install).
+
+    A wheel and a checkout hold the same files: the wheel's are the repository's folders, copied
+    when the wheel is built (``pyproject.toml``), so a user's own folders shadow either alike.
+    """
+    user: list[Path] = []
+    for entry in os.environ.get(variable, "").split(os.pathsep):
+        if not entry:
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_dir():
+            raise QdtInputError(
+                variable,
+                f"folders of profiles that exist, separated by {os.pathsep!r}",
+                entry,
+                f"create the folder or remove it from ${variable}",
+            )
+        user.append(path)
+    found: list[Path] = []
+    for path in [*user, *builtin_profile_dirs(folder)]:
+        if path.resolve() not in {p.resolve() for p in found}:
+            found.append(path)
+    return found
+
+
+def builtin_profile_dirs(folder: str) -> list[Path]:
+    """qdt's own ``folder`` (``backends`` or ``noise_models``): the shipped copy, then the checkout's."""
+    dirs: list[Path] = []
+    shipped = importlib.resources.files("qdt").joinpath(SHIPPED_PROFILES, folder)
+    if isinstance(shipped, Path) and shipped.is_dir():  # a zipped install has no folder to list
+        dirs.append(shipped)
+    checkout = CHECKOUT_ROOT / folder
+    if (CHECKOUT_ROOT / "pyproject.toml").is_file() and checkout.is_dir():
+        dirs.append(checkout)
+    return dirs
+
+
 # ---- loading -------------------------------------------------------------------------------
 def noise_model_dirs() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("QDT_NOISE_MODELS", "").split(os.pathsep) if p]
-    return [*extra, NOISE_MODELS_DIR]
+    """Where noise profile names are looked up: $QDT_NOISE_MODELS, shipped, checkout (see above)."""
+    return profile_search_path(NOISE_MODELS_ENV, NOISE_MODELS_FOLDER)
 
 
 def profile_names() -> list[str]:
@@ -353,7 +408,10 @@ class _ProfileReader:
         t2 = self.time("thermal_relaxation.t2_us", section["t2_us"], positive=True)
         if t2 > 2 * t1:
             raise self.error(
-                "thermal_relaxation.t2_us", f"T2 <= 2·T1 = {2 * t1:g} us", t2, "a physical qubit"
+                "thermal_relaxation.t2_us",
+                f"T2 <= 2·T1 = {2 * t1:g} us",
+                t2,
+                "a physical qubit has T2 <= 2·T1: lower t2_us or raise t1_us",
             )
         g1 = self.time(
             "thermal_relaxation.gate_time_1q_ns", section.get("gate_time_1q_ns", 0.0), positive=False

@@ -14,11 +14,17 @@ Options:
 
 Seeding: ``reset(seed=S)`` reseeds the environment's generator ``rng``; ``reset()`` continues it
 (its ``bit_generator.state`` is what a training checkpoint saves).
+
+:class:`BatchedPlacementEnv` is K copies of the same dynamics stepped as one batch (vectorised
+episodes for training): placements [K, N, M] in, rewards [K] out. Copy k draws its fading and
+random start from its own generator exactly as a ``PlacementEnv`` seeded alike would, so one
+copy reproduces ``PlacementEnv``'s rewards and random streams.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -46,12 +52,7 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         channel_fading_db: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
-        if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
-            raise QdtInputError("n_steps", "an integer >= 1 (steps per episode, N_t)", n_steps)
-        if initial_state not in ("zeros", "random"):
-            raise QdtInputError("initial_state", "'zeros' or 'random'", initial_state)
-        if not (np.isfinite(channel_fading_db) and channel_fading_db >= 0):
-            raise QdtInputError("channel_fading_db", "a finite number >= 0 (dB)", channel_fading_db)
+        _check_options(n_steps, initial_state, channel_fading_db)
         if render_mode not in (None, "ansi"):
             raise QdtInputError("render_mode", "None or 'ansi'", render_mode)
         self.instance = instance
@@ -88,15 +89,8 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
             for agent in self.possible_agents:
                 self.action_space(agent).seed(int(self.rng.integers(2**31)))
                 self.observation_space(agent).seed(int(self.rng.integers(2**31)))
-        if self.channel_fading_db > 0:
-            fading_db = self.rng.normal(0.0, self.channel_fading_db, size=self.instance.channel_gain.shape)
-            gains = self.instance.channel_gain * 10.0 ** (fading_db / 10.0)
-            self.model = PlacementModel(self.instance.with_channel_gain(gains), self.reward_config)
-        n, m = self.instance.n_users, self.instance.n_servers
-        if self.initial_state == "random":
-            self._state = self.rng.integers(0, 2, size=(n, m), dtype=np.int8)
-        else:
-            self._state = np.zeros((n, m), dtype=np.int8)
+        self.model = _episode_model(self.base_model, self.channel_fading_db, self.rng)
+        self._state = _initial_placement(self.instance, self.initial_state, self.rng)
         self._step = 0
         self.agents = list(self.possible_agents)
         return self._observations(), {agent: self._info() for agent in self.agents}
@@ -171,3 +165,104 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
     def _check_agent(self, agent: str) -> None:
         if agent not in self.possible_agents:
             raise QdtInputError("agent", f"one of {self.possible_agents}", agent)
+
+
+def _check_options(n_steps: int, initial_state: str, channel_fading_db: float) -> None:
+    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+        raise QdtInputError("n_steps", "an integer >= 1 (steps per episode, N_t)", n_steps)
+    if initial_state not in ("zeros", "random"):
+        raise QdtInputError("initial_state", "'zeros' or 'random'", initial_state)
+    if not (np.isfinite(channel_fading_db) and channel_fading_db >= 0):
+        raise QdtInputError("channel_fading_db", "a finite number >= 0 (dB)", channel_fading_db)
+
+
+def _episode_model(base: PlacementModel, fading_db: float, rng: np.random.Generator) -> PlacementModel:
+    """The episode's model: ``base``, or with fading its channel gains redrawn from ``rng``."""
+    if fading_db <= 0:
+        return base
+    instance = base.instance
+    draw = rng.normal(0.0, fading_db, size=instance.channel_gain.shape)
+    gains = instance.channel_gain * 10.0 ** (draw / 10.0)
+    return PlacementModel(instance.with_channel_gain(gains), base.reward_config)
+
+
+def _initial_placement(instance: Instance, initial_state: str, rng: np.random.Generator) -> NDArray[np.int8]:
+    n, m = instance.n_users, instance.n_servers
+    if initial_state == "random":
+        return rng.integers(0, 2, size=(n, m), dtype=np.int8)
+    return np.zeros((n, m), dtype=np.int8)
+
+
+class BatchedPlacementEnv:
+    """K copies of :class:`PlacementEnv`'s dynamics stepped as one batch (module docstring).
+
+    ``reset`` gives the K starting placements [K, N, M]; ``step(placements)`` takes the K joint
+    actions as placements [K, N, M] (the next states) and gives the rewards [K]. ``rngs[k]`` is
+    copy k's generator (what a checkpoint saves); ``models[k]`` its episode's model.
+    """
+
+    def __init__(
+        self,
+        instance: Instance,
+        n_envs: int,
+        *,
+        n_steps: int = DEFAULT_STEPS,
+        reward: RewardConfig | None = None,
+        initial_state: Literal["zeros", "random"] = "zeros",
+        channel_fading_db: float = 0.0,
+    ) -> None:
+        _check_options(n_steps, initial_state, channel_fading_db)
+        if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs < 1:
+            raise QdtInputError("n_envs", "an integer >= 1 (environments per batch)", n_envs)
+        self.instance = instance
+        self.n_envs = n_envs
+        self.n_steps = n_steps
+        self.initial_state = initial_state
+        self.channel_fading_db = float(channel_fading_db)
+        self.base_model = PlacementModel(instance, reward or RewardConfig())
+        self.models = [self.base_model] * n_envs
+        self.rngs = [np.random.default_rng() for _ in range(n_envs)]
+        self.states = np.zeros((n_envs, instance.n_users, instance.n_servers), dtype=np.int8)
+        self.step_count = 0
+
+    def reset(self, seeds: Sequence[int] | None = None) -> NDArray[np.int8]:
+        """Start an episode in every copy; ``seeds`` (one per copy) reseed them as
+        ``PlacementEnv.reset(seed=...)`` does (its 2·M draws that seed the spaces included)."""
+        if seeds is not None:
+            if len(seeds) != self.n_envs:
+                raise QdtInputError("seeds", f"{self.n_envs} seeds (one per environment)", len(seeds))
+            self.rngs = [np.random.default_rng(seed) for seed in seeds]
+            for rng in self.rngs:
+                for _ in range(2 * self.instance.n_servers):  # as PlacementEnv seeds its spaces
+                    rng.integers(2**31)
+        self.models = [_episode_model(self.base_model, self.channel_fading_db, rng) for rng in self.rngs]
+        self.states = np.stack(
+            [_initial_placement(self.instance, self.initial_state, rng) for rng in self.rngs]
+        )
+        self.step_count = 0
+        return self.states.copy()
+
+    @property
+    def fading(self) -> bool:
+        return self.channel_fading_db > 0
+
+    def step(self, placements: NDArray[np.int8]) -> tuple[NDArray[np.float64], NDArray[np.bool_], bool]:
+        """Apply the K next placements: (rewards [K], feasible [K], truncated)."""
+        expected = self.states.shape
+        if placements.shape != expected:
+            raise QdtInputError("placements", f"an array of shape {expected}", placements.shape)
+        self.states = placements.astype(np.int8, copy=True)
+        if self.fading:
+            rewards = np.array([float(m.reward_batch(x[None])[0]) for m, x in zip(self.models, self.states)])
+            feasible = np.array(
+                [bool(m.feasible_batch(x[None])[0]) for m, x in zip(self.models, self.states)]
+            )
+        else:
+            rewards = self.base_model.reward_batch(self.states)
+            feasible = self.base_model.feasible_batch(self.states)
+        self.step_count += 1
+        return rewards, feasible, self.step_count >= self.n_steps
+
+    def latency(self) -> NDArray[np.float64]:
+        """Total latency Σ T_ij x_ij of each copy's current placement [K] (under its episode's channel)."""
+        return np.array([float((x * m.latency).sum()) for m, x in zip(self.models, self.states)])

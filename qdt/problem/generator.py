@@ -17,11 +17,36 @@ deadlines τ_i. qdt draws them as follows (all from one seeded ``numpy.random.Ge
   s_ij ~ U[0.2, 0.5]·2/k and k = max(2, ceil(N/M)) the users per server of an even split: k DTs
   fill 40–100% of a server, so capacity (24) binds for some placements and is slack for others,
   at every size. (For the paper's N = 4, M = 2, k = 2: two DTs always fit, three may not.)
-* User caps. M_j = ceil(N/M) + b_j, b_j ~ Bernoulli(1/2): some servers can take one user more
-  than an even split.
+* User caps. M_j = ceil(N/M) + b_j, b_j uniform on {0, …, ``spare_slots``} (default 1, so
+  b_j ~ Bernoulli(1/2)): some servers can take one user more than an even split.
 * Deadlines. τ_i = T_i,min + u_i·(T_i,max − T_i,min), u_i ~ U[0.6, 1.6], where T_i,min/max are
   user i's fastest and slowest latency over servers. The fastest server always meets the
   deadline; for about 40% of users (with two servers) the slowest does not, so (26) binds.
+
+Tight instances (``tight_config(N, M)``, :data:`TIGHT`; ``qdt bench scale`` draws them). The
+default model leaves room: an even split fills servers to 70% of capacity on average, and on
+8 × 2 greedy-with-repair is optimal on 43 of 47 feasible instances (seeds 0–49). The tight
+preset raises the shares to s_ij ~ U[0.3, 0.6]·2/k, 90% on average (capacity binds for most
+placements; deadlines and user caps as above). Greedy-with-repair misses the MILP optimum, by a
+gap or by finding no feasible placement, on (seeds 0–49; MILP time median / max):
+
+  ======  ======================  ======================  =====================
+  N × M   default: greedy misses  tight: greedy misses    tight: MILP median/max
+  ======  ======================  ======================  =====================
+  8 × 2   4 of 47 feasible        20 of 43 (17: none)     0.10 / 0.2 s
+  16 × 4  42 of 50                50 of 50 (44: none)     0.31 / 1.8 s
+  32 × 8  50 of 50                19 of 19 (19: none) *   5.7 / > 60 s *
+  64 × 8  50 of 50                no optimum proven **    > 40 s
+  ======  ======================  ======================  =====================
+
+  (none: greedy found no feasible placement.) * seeds 0–19, one of which the MILP did not solve
+  within 60 s. ** within 40 s, on seeds 0–5; the MILP solves default 64 × 8 instances in about
+  a second, so ``qdt bench scale`` falls back to those there.
+
+Where tight greedy finds a placement it is 0.3% (8 × 2) and 1.0% (16 × 4) above the optimum on
+average; 7 of the 50 tight 8 × 2 instances are infeasible (3 of 50 default), none larger. On
+default instances greedy's mean gap grows with the size: 0.3%, 1.3%, 1.6%, 2.1% at the four
+sizes above.
 
 Measured (seeds 0–149 at 4×2, 8×2, 8×3; 0–19 larger): per-pair latencies T_ij have 5/50/95th
 percentiles of 1.4/2.0/2.9 s at 4×2, growing with the users per server (5.5/9.0/15.7 s at
@@ -65,13 +90,29 @@ class GeneratorConfig:
     shadowing_db: float = 8.0
     share_range: tuple[float, float] = (0.2, 0.5)
     deadline_slack_range: tuple[float, float] = (0.6, 1.6)
+    spare_slots: int = 1
 
     def __post_init__(self) -> None:
+        if (
+            not isinstance(self.spare_slots, int)
+            or isinstance(self.spare_slots, bool)
+            or self.spare_slots < 0
+        ):
+            raise QdtInputError("spare_slots", "an integer >= 0", self.spare_slots)
         for name in ("users", "servers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise QdtInputError(f"--{name}", "an integer >= 1", value)
         check_size(self.users, self.servers, "--users", "--servers")  # before any array is drawn
+
+
+TIGHT: dict[str, object] = {"share_range": (0.3, 0.6), "spare_slots": 1}
+"""The tight preset's changes to the default model (module docstring, "Tight instances")."""
+
+
+def tight_config(users: int, servers: int, **changes: object) -> GeneratorConfig:
+    """The generator settings of a tight instance of N users and M servers (module docstring)."""
+    return GeneratorConfig(users=users, servers=servers, **{**TIGHT, **changes})  # type: ignore[arg-type]
 
 
 def generate_instance(config: GeneratorConfig, seed: int | np.random.SeedSequence) -> Instance:
@@ -100,7 +141,7 @@ def generate_instance(config: GeneratorConfig, seed: int | np.random.SeedSequenc
 
     share = rng.uniform(*config.share_range, size=(n, m)) * 2.0 / max(2, math.ceil(n / m))
     compute_rate = share * capacity[None, :]
-    max_users = math.ceil(n / m) + rng.integers(0, 2, size=m)
+    max_users = math.ceil(n / m) + rng.integers(0, config.spare_slots + 1, size=m)
 
     noise_w = dbm_to_watt(config.noise_power_dbm)
     snr = config.tx_power_w * channel_gain / noise_w

@@ -102,7 +102,8 @@ class PlacementModel:
                 f"latency T[{i}][{j}]",
                 "a finite latency > 0 from the instance's rates",
                 float(self.latency[i, j]),
-                "check the magnitudes of bandwidth_hz, channel_gain, data_bits and compute_rate",
+                f"check users[{i}].data_bits and .tx_power_w, channel_gain[{i}][{j}], "
+                f"compute_rate[{i}][{j}], bandwidth_hz and noise_power_w",
             )
         self.capacity = instance.capacity
         self.max_users = instance.max_users

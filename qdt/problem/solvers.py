@@ -34,6 +34,7 @@ import math
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -405,27 +406,40 @@ def _process_context() -> ForkContext | SpawnContext:
 
 
 # ---- heuristics ------------------------------------------------------------------------
-def _greedy(model: PlacementModel, clock: _Clock) -> _Outcome:
+@dataclass(frozen=True)
+class Repair:
+    """What :func:`repair_overloads` did: the repaired placement (None when it gave up), its moves."""
+
+    assignment: NDArray[np.int64] | None
+    moves: int
+    reason: str | None = None  # why it gave up (None when the placement is repaired)
+
+
+def repair_overloads(
+    model: PlacementModel,
+    assignment: NDArray[np.int64],
+    expired: Callable[[], bool] | None = None,
+) -> Repair:
+    """Greedy's repair step, shared with the feasible decoding (:mod:`qdt.problem.decoding`).
+
+    ``assignment`` (a server per user, every user on a server that meets its deadline) is
+    changed in place: while a server exceeds its user cap or its capacity, the user whose move
+    to a server with room (cap, capacity and deadline all met, not itself overloaded) costs the
+    least extra latency is moved there. It gives up when no such move exists, after N·M + 1
+    moves, or when ``expired()`` says the caller's time is up (checked before every move).
+    """
     n, m = model.n_users, model.n_servers
-    if not model.deadline_ok.any(axis=1).all():
-        return _Outcome("infeasible", None)
     latency, rate = model.latency, model.compute_rate
-    assignment = latency.argmin(axis=1)  # the fastest server meets the deadline if any does
     counts = np.bincount(assignment, minlength=m).astype(np.int64)
     load = np.bincount(assignment, weights=rate[np.arange(n), assignment], minlength=m)
     limit = model.capacity * (1 + RELATIVE_TOLERANCE)
     for step in range(n * m + 1):
         overloaded = (counts > model.max_users) | (load > limit)
         if not overloaded.any():
-            return _Outcome("feasible", assignment)
+            return Repair(assignment, step)
         movers = np.flatnonzero(overloaded[assignment])
-        if clock.expired():
-            return _Outcome(
-                "unsolved",
-                None,
-                f"{clock.reached()} after {step:,} repair moves, with {movers.size:,} users still on "
-                "overloaded servers",
-            )
+        if expired is not None and expired():
+            return Repair(None, step, f"{movers.size:,} users still on overloaded servers")
         # Extra latency of moving user i (on an overloaded server) to server k.
         extra = latency[movers] - latency[movers, assignment[movers]][:, None]
         room = (counts[None, :] + 1 <= model.max_users[None, :]) & (
@@ -433,8 +447,8 @@ def _greedy(model: PlacementModel, clock: _Clock) -> _Outcome:
         )
         allowed = room & model.deadline_ok[movers] & ~overloaded[None, :]
         if not allowed.any():
-            return _Outcome(
-                "unsolved", None, "the repair found no move: no user of an overloaded server fits elsewhere"
+            return Repair(
+                None, step, "the repair found no move: no user of an overloaded server fits elsewhere"
             )
         extra = np.where(allowed, extra, np.inf)
         row, k = np.unravel_index(int(np.argmin(extra)), extra.shape)
@@ -445,7 +459,23 @@ def _greedy(model: PlacementModel, clock: _Clock) -> _Outcome:
         counts[k] += 1
         load[k] += rate[i, k]
         assignment[i] = k
-    return _Outcome("unsolved", None, f"the repair made its {n * m + 1:,} moves (N·M + 1) without ending")
+    return Repair(None, n * m + 1, f"the repair made its {n * m + 1:,} moves (N·M + 1) without ending")
+
+
+def _greedy(model: PlacementModel, clock: _Clock) -> _Outcome:
+    if not model.deadline_ok.any(axis=1).all():
+        return _Outcome("infeasible", None)
+    assignment = model.latency.argmin(axis=1)  # the fastest server meets the deadline if any does
+    repaired = repair_overloads(model, assignment, clock.expired)
+    if repaired.assignment is not None:
+        return _Outcome("feasible", repaired.assignment)
+    if clock.expired():
+        return _Outcome(
+            "unsolved",
+            None,
+            f"{clock.reached()} after {repaired.moves:,} repair moves, with {repaired.reason}",
+        )
+    return _Outcome("unsolved", None, repaired.reason)
 
 
 def _random_feasible(

@@ -1,4 +1,5 @@
-"""Builders of the actor and critic networks for a training config (classical or hybrid)."""
+"""Builders of the actor and critic networks for a training config (classical or hybrid), and the
+check that an instance fits the chosen agent, made before anything is built or written."""
 
 from __future__ import annotations
 
@@ -6,23 +7,61 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qdt.circuits import qubits_for_width
+from qdt.circuits.vqc import MAX_QUBITS
 from qdt.errors import QdtInputError
-from qdt.executors import open_backend
+from qdt.executors import Executor, open_backend
+from qdt.problem.model import PlacementModel
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
+from qdt.rl.observations import ObservationFeatures, observation_width
 from qdt.rl.quantum_layer import quantum_front
 
+MAX_CLASSICAL_INPUTS = 1 << 16
+"""Most inputs of a classical critic (2·N·M): its first layer has 2NM × hidden weights, 12.6
+million (about 300 MB with Adam's moments and the target copy) at 65,536 inputs and hidden 192."""
 
-def network_builders(
-    config: TrainConfig, n_users: int, n_servers: int, executor_seed: np.random.SeedSequence
-) -> tuple[Callable[[], Actor], Callable[[], Critic]]:
-    joint_width = 2 * n_users * n_servers
-    if config.agent == "classical":
-        return (
-            lambda: Actor(None, n_users, n_users, config.hidden),
-            lambda: Critic(None, joint_width, config.hidden),
+
+def actor_width(config: TrainConfig, n_users: int, n_servers: int) -> int:
+    return observation_width(config.observation, n_users, n_servers, config.sharing == "shared")
+
+
+def agent_qubits(config: TrainConfig, n_users: int, n_servers: int) -> tuple[int, int]:
+    """(actor, critic) qubits of a quantum agent: ⌈log2⌉ of what each reads (docs/design.md §2)."""
+    return (
+        qubits_for_width(actor_width(config, n_users, n_servers)),
+        qubits_for_width(2 * n_users * n_servers),
+    )
+
+
+def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "--instance") -> None:
+    """Refuse, with one clear error, an N × M instance too large for the config's agent."""
+    if config.agent == "quantum":
+        actor, critic = agent_qubits(config, n_users, n_servers)
+        if max(actor, critic) > MAX_QUBITS:
+            raise QdtInputError(
+                field,
+                f"an instance whose quantum actor and critic need at most {MAX_QUBITS} qubits "
+                "(qdt/circuits/vqc.py: MAX_QUBITS)",
+                f"{n_users} users x {n_servers} servers: actor {actor} qubits, critic {critic} qubits",
+                "use --agent classical"
+                + (", --observation column" if actor > MAX_QUBITS >= critic else "")
+                + ", or fewer users or servers",
+            )
+    elif 2 * n_users * n_servers > MAX_CLASSICAL_INPUTS:
+        raise QdtInputError(
+            field,
+            f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M)",
+            f"{n_users} users x {n_servers} servers ({2 * n_users * n_servers:,} values)",
+            "use fewer users or servers; why this limit: qdt/rl/builders.py",
         )
-    executor = open_backend(config.backend, seed=executor_seed, noise=config.noise, shots=config.shots)
+
+
+def open_executor(config: TrainConfig, seed: np.random.SeedSequence) -> Executor | None:
+    """The executor of a quantum agent's circuits (None for the classical agent), differentiable."""
+    if config.agent == "classical":
+        return None
+    executor = open_backend(config.backend, seed=seed, noise=config.noise, shots=config.shots)
     if not executor.capabilities.differentiable:
         if executor.capabilities.remote:
             raise QdtInputError(
@@ -34,13 +73,45 @@ def network_builders(
         from qdt.executors.parameter_shift import differentiable
 
         executor = differentiable(executor)
+    return executor
 
-    def actor() -> Actor:
-        front = quantum_front(n_users, config.layers, executor)
-        return Actor(front, front.output_width, n_users, config.hidden)
 
-    def critic() -> Critic:
+def actor_builder(
+    config: TrainConfig, model: PlacementModel, executor: Executor | None
+) -> Callable[[int], Actor]:
+    """``build(j)``: a fresh actor for agent j (a shared actor is built once, for agent 0)."""
+    n, m = model.n_users, model.n_servers
+    shared = config.sharing == "shared"
+    width = actor_width(config, n, m)
+    plain = config.observation == "column" and not shared
+
+    def build(agent: int) -> Actor:
+        features = None if plain else ObservationFeatures(config.observation, model, shared)
+        if executor is None:
+            return Actor(None, width, n, config.hidden, features=features, agent=agent)
+        front = quantum_front(width, config.layers, executor)
+        return Actor(front, front.output_width, n, config.hidden, features=features, agent=agent)
+
+    return build
+
+
+def critic_builder(
+    config: TrainConfig, model: PlacementModel, executor: Executor | None
+) -> Callable[[], Critic]:
+    joint_width = 2 * model.n_users * model.n_servers
+
+    def build() -> Critic:
+        if executor is None:
+            return Critic(None, joint_width, config.hidden)
         front = quantum_front(joint_width, config.layers, executor)
         return Critic(front, front.output_width, config.hidden)
 
-    return actor, critic
+    return build
+
+
+def network_builders(
+    config: TrainConfig, model: PlacementModel, executor_seed: np.random.SeedSequence
+) -> tuple[Callable[[int], Actor], Callable[[], Critic]]:
+    """Both builders on one executor (opened here, for a quantum agent, from ``executor_seed``)."""
+    executor = open_executor(config, executor_seed)
+    return actor_builder(config, model, executor), critic_builder(config, model, executor)

@@ -7,8 +7,8 @@ One repeat = one independent draw of everything the executor samples:
   user) equals the noiseless policy's, and its *bit agreement* the share of (observation, user)
   bits that do;
 * the *decision agreement*: over every joint state X (all 2^(N·M) of them when that is at most
-  65 536, else a seeded sample of 4096), the share whose decoded next placement (argmax decoding,
-  as in training) equals the noiseless one;
+  65 536, else a seeded sample of 4096), the share of (state, user) pairs whose server in the
+  decoded next placement (the run's own decoding, as in training) is the noiseless one's;
 * the placement the policy reaches from the empty placement in N_t decisions, each decision a
   fresh call per agent (as a deployed policy would make it): its feasibility, total latency and
   gap to the exact optimum; and the wall time of each decision and of each 2^N batch.
@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from qdt.errors import QdtInputError
+from qdt.problem.decoding import decode_argmax
 from qdt.problem.model import PlacementModel, matrix_to_assignment
-from qdt.problem.solvers import solve
+from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, solve
 from qdt.rl.maddpg import all_observations, scores_from_table
 from qdt.rl.policy import TrainedPolicy
 from qdt.stats import NON_NEGATIVE, RATE, interval
@@ -47,13 +48,16 @@ def joint_states(n_users: int, n_servers: int, rng: np.random.Generator) -> np.n
     return flat.reshape(-1, n_users, n_servers).astype(np.int8)
 
 
-def decisions_from_tables(tables: np.ndarray, states: np.ndarray) -> np.ndarray:
-    """Decoded next placements [S, N] (server per user) for joint states [S, N, M]."""
+def decisions_from_tables(
+    tables: np.ndarray, states: np.ndarray, decide: Callable[[np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """The server of each user in the decoded next placements [S, N] for joint states [S, N, M];
+    ``decide`` is the run's decoding of a batch of scores [S, N, M] (default: argmax)."""
     n = states.shape[1]
     weights = 1 << np.arange(n - 1, -1, -1, dtype=np.int64)
     rows = np.einsum("snm,n->sm", states.astype(np.int64), weights)  # [S, M] observation index
     scores = np.stack([tables[j][rows[:, j]] for j in range(tables.shape[0])], axis=2)  # [S, N, M]
-    return scores.argmax(axis=2)
+    return (decode_argmax(scores) if decide is None else decide(scores)).argmax(axis=2)
 
 
 def score_tables(policy: TrainedPolicy) -> tuple[np.ndarray, list[float]]:
@@ -85,12 +89,12 @@ def evaluate_policy(
     if rollout not in ROLLOUTS:
         raise QdtInputError("rollout", f"one of {', '.join(ROLLOUTS)}", rollout)
     model = PlacementModel(reference.instance)
-    optimum = solve(model, "auto")
+    optimum = solve(model, "auto", time_limit_s=DEFAULT_TIME_LIMIT_S)
     optimum_total = optimum.total_latency_s if optimum.status == "optimal" else None
     states = joint_states(reference.n_users, reference.n_servers, np.random.default_rng(seed))
     reference_tables, _ = score_tables(reference)
     reference_actions = reference_tables > 0.5
-    reference_decisions = decisions_from_tables(reference_tables, states)
+    reference_decisions = decisions_from_tables(reference_tables, states, reference.decode)
     reference_placement = reference.placement()
 
     action_agreement: list[list[float]] = [[] for _ in range(reference.n_servers)]
@@ -105,7 +109,7 @@ def evaluate_policy(
             same = actions[j] == reference_actions[j]
             action_agreement[j].append(float(same.all(axis=1).mean()))
             bit_agreement[j].append(float(same.mean()))
-        decisions = decisions_from_tables(tables, states)
+        decisions = decisions_from_tables(tables, states, target.decode)
         decision_agreement.append(float((decisions == reference_decisions).mean()))
         x = np.zeros((target.n_users, target.n_servers), dtype=np.int8)
         for _ in range(target.config.steps_per_episode):

@@ -6,15 +6,21 @@
 p decays linearly from ``start`` to ``end`` over the first ``fraction`` of the episodes.
 round(x) = 1 if x > 0.5 else 0, as in the paper.
 
-With argmax decoding (``decode="argmax"``) the agents' outputs are scores and every user goes to
-the server that scores it highest; exploration then perturbs the scores: "flip" replaces each
-user's row of scores with uniform random ones with probability p, "gaussian" adds N(0, p²).
+With the argmax and feasible decodings (``decode="argmax"`` or ``"feasible"``,
+:mod:`qdt.problem.decoding`) the agents' outputs are scores that the decoding turns into a
+placement; exploration then perturbs the scores: "flip" replaces each user's row of scores with
+uniform random ones with probability p, "gaussian" adds N(0, p²). Scores of several environments
+[K, N, M] are perturbed at once, the first one's draws being those of a single environment.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+
+from qdt.problem.decoding import decode_argmax
+
+__all__ = ["decode_argmax", "exploration_level", "explore", "explore_scores"]
 
 
 def exploration_level(episode: int, episodes: int, start: float, end: float, fraction: float) -> float:
@@ -41,10 +47,10 @@ def explore(
 def explore_scores(
     rule: str, scores: NDArray[np.float64], level: float, rng: np.random.Generator
 ) -> NDArray[np.float64]:
-    """Perturbed scores [N, M] for argmax decoding (rows are users, columns agents)."""
+    """Perturbed scores [..., N, M] for score decodings (rows are users, columns agents)."""
     if rule == "flip":
-        replace = rng.random(scores.shape[0]) < level
-        noisy = np.where(replace[:, None], rng.random(scores.shape), scores)
+        replace = rng.random(scores.shape[:-1]) < level
+        noisy = np.where(replace[..., None], rng.random(scores.shape), scores)
     elif rule == "gaussian":
         noisy = scores + rng.normal(0.0, level, scores.shape)
     elif rule == "paper":
@@ -52,10 +58,3 @@ def explore_scores(
     else:
         raise ValueError(f"unknown exploration rule {rule!r}")
     return np.clip(noisy, 0.0, 1.0)
-
-
-def decode_argmax(scores: NDArray[np.float64]) -> NDArray[np.int8]:
-    """Each user (row) to the server (column) with the highest score; ties to the lowest index."""
-    placement = np.zeros(scores.shape, dtype=np.int8)
-    placement[np.arange(scores.shape[0]), np.argmax(scores, axis=1)] = 1
-    return placement

@@ -3,6 +3,12 @@ with its own actor, its own centralised critic over all agents' states and actio
 
 Shapes: a joint state or action is X [B, N, M]; agent j's part is column X[:, :, j]. The
 critic's input v stacks the M state columns, then the M action columns: [B, 2MN].
+
+With parameter sharing (``TrainConfig.sharing = "shared"``) there is one actor, which acts for
+every agent (it is told which), and one centralised critic: the agents share one reward, so their
+critics estimate the same Q(v), and one critic learns it from every agent's experience. One
+gradient step (:func:`update_shared`) then moves the critic on (37) and the actor on (38) with
+every agent's action taken from the actor at once.
 """
 
 from __future__ import annotations
@@ -48,15 +54,16 @@ class NonFiniteError(FloatingPointError):
 
 def make_agents(
     config: TrainConfig,
-    n_servers: int,
-    build_actor: Callable[[], Actor],
+    n_agents: int,
+    build_actor: Callable[[int], Actor],
     build_critic: Callable[[], Critic],
 ) -> list[AgentNets]:
+    """``n_agents`` sets of networks: one per base station, or one shared by all of them."""
     agents = []
-    for _ in range(n_servers):
-        actor, critic = build_actor(), build_critic()
+    for j in range(n_agents):
+        actor, critic = build_actor(j), build_critic()
         # Targets come from the same builders (sharing the executor), then take the weights.
-        target_actor, target_critic = build_actor(), build_critic()
+        target_actor, target_critic = build_actor(j), build_critic()
         target_actor.load_state_dict(actor.state_dict())
         target_critic.load_state_dict(critic.state_dict())
         agents.append(
@@ -103,24 +110,81 @@ def update_agent(
             [agent.target_actor(next_states[:, :, k]) for k, agent in enumerate(agents)], dim=2
         )
         target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions))
-    q = me.critic(joint_input(states, actions))
-    critic_loss = torch.mean((target - q) ** 2)
-    _check_finite(critic_loss, f"critic loss of agent {j}")
-    me.critic_optimizer.zero_grad(set_to_none=True)
-    critic_loss.backward()
-    me.critic_optimizer.step()
+    critic_loss = torch.mean((target - me.critic(joint_input(states, actions))) ** 2)
+    _descend(me.critic_optimizer, critic_loss, f"critic loss of agent {j}")
 
     policy_actions = actions.clone()
     logits = me.actor.logits(states[:, :, j])
     policy_actions[:, :, j] = torch.sigmoid(logits)
-    actor_loss = -torch.mean(me.critic(joint_input(states, policy_actions)))
-    if logit_penalty:
-        actor_loss = actor_loss + logit_penalty * torch.mean(logits**2)
-    _check_finite(actor_loss, f"actor loss of agent {j}")
-    me.actor_optimizer.zero_grad(set_to_none=True)
-    actor_loss.backward()
-    me.actor_optimizer.step()
+    actor_loss = _actor_loss(me, states, policy_actions, logits, logit_penalty)
+    _descend(me.actor_optimizer, actor_loss, f"actor loss of agent {j}")
     me.critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
+    return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
+
+
+def _descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str) -> None:
+    """One optimiser step on ``loss`` (refused, naming ``what``, when it is not finite)."""
+    _check_finite(loss, what)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def _actor_loss(
+    nets: AgentNets,
+    states: torch.Tensor,
+    policy_actions: torch.Tensor,
+    logits: torch.Tensor,
+    logit_penalty: float,
+) -> torch.Tensor:
+    """(38): −mean Q(s, a with the actor's own actions), plus c·mean(z²) of its logits."""
+    loss = -torch.mean(nets.critic(joint_input(states, policy_actions)))
+    if logit_penalty:
+        loss = loss + logit_penalty * torch.mean(logits**2)
+    return loss
+
+
+def joint_scores(agents: list[AgentNets], states: torch.Tensor, *, target: bool = False) -> torch.Tensor:
+    """Every agent's â for joint states [B, N, M] → [B, N, M] (gradients flow unless detached).
+
+    Per-agent actors score their own columns; a shared actor scores all B·M columns in one call.
+    """
+    if len(agents) == 1 and states.shape[2] > 1:
+        actor = agents[0].target_actor if target else agents[0].actor
+        batch, n, m = states.shape
+        columns = states.transpose(1, 2).reshape(batch * m, n)
+        who = torch.arange(m).repeat(batch)
+        return actor(columns, who).reshape(batch, m, n).transpose(1, 2)
+    nets = [agent.target_actor if target else agent.actor for agent in agents]
+    return torch.stack([net(states[:, :, k], k) for k, net in enumerate(nets)], dim=2)
+
+
+def update_shared(
+    nets: AgentNets,
+    states: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    next_states: torch.Tensor,
+    gamma: float,
+    logit_penalty: float = 0.0,
+) -> UpdateStats:
+    """One gradient step of the shared actor and critic (module docstring): critic on (37), actor
+    on (38) with all agents' actions from the actor. With γ = 0 the target is the reward alone."""
+    with torch.no_grad():
+        target = rewards
+        if gamma:
+            next_actions = joint_scores([nets], next_states, target=True)
+            target = rewards + gamma * nets.target_critic(joint_input(next_states, next_actions))
+    critic_loss = torch.mean((target - nets.critic(joint_input(states, actions))) ** 2)
+    _descend(nets.critic_optimizer, critic_loss, "critic loss of the shared critic")
+
+    batch, n, m = states.shape
+    columns = states.transpose(1, 2).reshape(batch * m, n)
+    logits = nets.actor.logits(columns, torch.arange(m).repeat(batch))
+    policy_actions = torch.sigmoid(logits).reshape(batch, m, n).transpose(1, 2)
+    actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty)
+    _descend(nets.actor_optimizer, actor_loss, "actor loss of the shared actor")
+    nets.critic.zero_grad(set_to_none=True)
     return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
 
 
@@ -135,10 +199,12 @@ def update_targets(agent: AgentNets, hard: bool, tau: float) -> None:
                     tp.mul_(1.0 - tau).add_(p, alpha=tau)
 
 
-def policy_scores(agents: list[AgentNets], state: torch.Tensor) -> torch.Tensor:
-    """â for every agent from a joint state X [N, M] (no gradients) → [N, M]."""
+def policy_scores(agents: list[AgentNets], states: torch.Tensor) -> torch.Tensor:
+    """â for every agent from joint states X [N, M] or [B, N, M] (no gradients) → the same shape."""
     with torch.no_grad():
-        return torch.stack([agent.actor(state[None, :, k])[0] for k, agent in enumerate(agents)], dim=1)
+        if states.ndim == 2:
+            return joint_scores(agents, states[None])[0]
+        return joint_scores(agents, states)
 
 
 # Below this many users an agent's whole observation space (2^N columns) is scored in one batch.
@@ -158,19 +224,22 @@ def all_observations(n_users: int) -> np.ndarray:
     return ((k >> np.arange(n_users - 1, -1, -1, dtype=np.int64)) & 1).astype(np.float64)
 
 
-def policy_score_table(agents: list[AgentNets], n_users: int) -> np.ndarray:
+def policy_score_table(agents: list[AgentNets], n_users: int, n_servers: int) -> np.ndarray:
     """â^j for every observation, [M, 2^N, N]: one batched actor call per agent.
 
     The policy is fixed for a whole episode (training happens after its steps), so the episode's
     N_t decisions become table look-ups instead of N_t·M single-row actor calls.
     """
     obs = torch.from_numpy(all_observations(n_users))
+    actors = [agents[0 if len(agents) == 1 else j].actor for j in range(n_servers)]
     with torch.no_grad():
-        return np.stack([agent.actor(obs).numpy() for agent in agents])
+        return np.stack([actor(obs, j).numpy() for j, actor in enumerate(actors)])
 
 
 def scores_from_table(table: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """â for the joint state X [N, M] from a :func:`policy_score_table` → [N, M]."""
+    """â for the joint state X [N, M] (or a batch [B, N, M]) from a :func:`policy_score_table`."""
+    if x.ndim == 3:
+        return np.stack([scores_from_table(table, state) for state in x])
     rows = observation_index(x)
     return np.stack([table[j, rows[j]] for j in range(table.shape[0])], axis=1)
 

@@ -1,8 +1,12 @@
 """Actor and critic networks (docs/design.md §2): an optional quantum front end, then the FC stack.
 
-Actor j:  s^j (N bits) → [VQC probabilities, 2^q] → FC → sigmoid → â^j ∈ [0, 1]^N
-Critic j: v = (s^1..s^M, a^1..a^M) (2MN values) → [VQC probabilities] → FC → Q(v)
-Without a front end (the classical baseline) the FC stack reads the raw input.
+Actor j:  s^j (its column of X, N bits) → [observation features, W] → [VQC probabilities, 2^q]
+          → FC → sigmoid → â^j ∈ [0, 1]^N
+Critic:   v = (s^1..s^M, a^1..a^M) (2MN values) → [VQC probabilities] → FC → Q(v)
+Without a front end (the classical baseline) the FC stack reads the raw input. Without
+observation features (``observation = "column"``, not shared) the actor reads its column as is.
+An actor takes the column and the agent it acts for: a shared actor serves every agent, a
+per-agent actor defaults to its own (``agent``).
 """
 
 from __future__ import annotations
@@ -11,22 +15,38 @@ import torch
 from torch import nn
 
 from qdt.rl.fc import HIDDEN, fc_stack
+from qdt.rl.observations import ObservationFeatures
 
 
 class Actor(nn.Module):
     def __init__(
-        self, front: nn.Module | None, front_width: int, n_actions: int, hidden: int = HIDDEN
+        self,
+        front: nn.Module | None,
+        front_width: int,
+        n_actions: int,
+        hidden: int = HIDDEN,
+        *,
+        features: ObservationFeatures | None = None,
+        agent: int = 0,
     ) -> None:
         super().__init__()
         self.front = front if front is not None else nn.Identity()
         self.body = fc_stack(front_width, n_actions, hidden)
+        self.features = features
+        self.agent = agent
 
-    def logits(self, state: torch.Tensor) -> torch.Tensor:
+    def inputs(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
+        """What the front end reads for columns ``state`` [B, N] of ``agent`` (default: its own)."""
+        if self.features is None:
+            return state
+        return self.features(state, self.agent if agent is None else agent)
+
+    def logits(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         """Pre-activation outputs z; the policy is sigmoid(z)."""
-        return self.body(self.front(state))
+        return self.body(self.front(self.inputs(state, agent)))
 
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(state))
+    def forward(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.logits(state, agent))
 
 
 class Critic(nn.Module):

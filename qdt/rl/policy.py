@@ -5,13 +5,16 @@
 >>> policy.placement()              # greedy rollout from the empty placement, [N, M] int8
 >>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
 
-Every agent's actor sees only its own column of X; :meth:`TrainedPolicy.actor_scores` runs one
-agent's actor on a whole batch of observations in one executor call, so evaluating all 2^N
-observations an agent can see costs one call per agent.
+Every agent's actor sees only its own column of X (and, with ``observation = "features"``,
+what the instance adds to it); :meth:`TrainedPolicy.actor_scores` runs one agent's actor on a
+whole batch of observations in one executor call, so evaluating all 2^N observations an agent can
+see costs one call per agent. With parameter sharing every agent's entry of ``actors`` is the one
+shared actor, which is told which agent it acts for.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +23,14 @@ import torch
 
 from qdt.errors import QdtInputError
 from qdt.executors import Executor, open_backend
+from qdt.problem.decoding import decode
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel
-from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.builders import actor_builder
+from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import TrainConfig
-from qdt.rl.exploration import decode_argmax
 from qdt.rl.maddpg import all_observations
 from qdt.rl.networks import Actor
-from qdt.rl.quantum_layer import quantum_front
 
 __all__ = ["TrainedPolicy", "all_observations", "load_policy"]
 
@@ -54,7 +57,7 @@ class TrainedPolicy:
         if obs.ndim != 2 or obs.shape[1] != self.n_users:
             raise QdtInputError("observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape))
         with torch.no_grad():
-            return self.actors[agent](obs)
+            return self.actors[agent](obs, agent)
 
     def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
         """â for a batch of joint states [B, N, M] → [B, N, M] (one executor call per agent)."""
@@ -69,10 +72,11 @@ class TrainedPolicy:
 
     def decide(self, state: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """The next placement [N, M] from the current one, decoded as in training."""
-        s = self.scores(state)[0].numpy() if scores is None else scores
-        if self.config.decode == "argmax":
-            return decode_argmax(s)
-        return (s > 0.5).astype(np.int8)
+        return self.decode(self.scores(state)[0].numpy() if scores is None else scores)
+
+    def decode(self, scores: np.ndarray) -> np.ndarray:
+        """Placements from scores [N, M] or [B, N, M], by the run's decoding (qdt/problem/decoding.py)."""
+        return decode(self.config.decode, scores, self.placement_model)
 
     def placement(self, steps: int | None = None) -> np.ndarray:
         """Greedy rollout of N_t (or ``steps``) decisions from the empty placement."""
@@ -82,6 +86,11 @@ class TrainedPolicy:
         return x
 
     def model(self) -> PlacementModel:
+        return PlacementModel(self.instance)
+
+    @functools.cached_property
+    def placement_model(self) -> PlacementModel:
+        """The instance's model, built once (the feasible decoding reads it at every decision)."""
         return PlacementModel(self.instance)
 
 
@@ -98,23 +107,22 @@ def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolic
         raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
     config, instance = load_run_config(run_dir)
     payload = load_checkpoint(run_dir)
-    n, m = instance.n_users, instance.n_servers
     if config.agent == "quantum" and executor is None:
         executor = open_backend(config.backend, seed=np.random.SeedSequence(config.seed).spawn(1)[0])
-    actors: list[Actor] = []
-    for j in range(m):
-        if config.agent == "classical":
-            actor = Actor(None, n, n, config.hidden)
-        else:
-            assert executor is not None
-            front = quantum_front(n, config.layers, executor)
-            actor = Actor(front, front.output_width, n, config.hidden)
-        actor.load_state_dict(payload["agents"][j]["actor"])
-        actors.append(actor.eval().requires_grad_(False))
+    build = actor_builder(config, PlacementModel(instance), executor if config.agent == "quantum" else None)
+    with checkpoint_content(run_dir):
+        saved = payload["agents"]  # one entry per agent, or one shared by all of them
+        networks: list[Actor] = []
+        for j, entry in enumerate(saved):
+            actor = build(j)
+            actor.load_state_dict(entry["actor"])
+            networks.append(actor.eval().requires_grad_(False))
+        episode = int(payload["episode"])
+    actors = networks * instance.n_servers if len(networks) == 1 else networks
     return TrainedPolicy(
         config=config,
         instance=instance,
         actors=actors,
         executor=executor if config.agent == "quantum" else None,
-        episode=int(payload["episode"]),
+        episode=episode,
     )

@@ -1,10 +1,13 @@
 """The training loop (Algorithm 1) and its run folder.
 
 A run folder holds:
-  config.json      the resolved TrainConfig and the instance (what --resume checks against)
-  metrics.jsonl    one JSON object per episode
+  config.json      the resolved TrainConfig, its recipe included, and the instance (what --resume
+                   checks against and continues with; no recipe recorded: v1, qdt/rl/config.py)
+  metrics.jsonl    one JSON object per episode (with ``envs`` > 1, means over the environments)
   checkpoint.pt    the latest checkpoint (every ``checkpoint_every`` episodes and at the end)
-  summary.json     the trained policy's greedy placement against the exact optimum
+  summary.json     the trained policy's greedy placement against the exact optimum (solved within
+                   qdt/problem/solvers.py's DEFAULT_TIME_LIMIT_S), beside the placement the same
+                   decoding made of the untrained policy's scores
   reward.png       reward versus episode
   .qdt.lock        while a process writes the folder: its pid and host (qdt/files.py, hold_folder)
 
@@ -15,8 +18,8 @@ holder's pid; a lock left by a killed process is taken over with a notice on std
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +31,22 @@ import torch
 from qdt.errors import QdtError, QdtInputError
 from qdt.files import hold_folder, write_json_atomic
 from qdt.plots import moving_mean, plot_optimum, pyplot, reward_floor, save_figure, smoothing_window
-from qdt.problem.env import PlacementEnv
+from qdt.problem.decoding import decode, decode_feasible
+from qdt.problem.env import BatchedPlacementEnv
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel, matrix_to_assignment
-from qdt.problem.solvers import solve
-from qdt.rl.builders import network_builders
-from qdt.rl.checkpoint import decode_json, encode_json, load_checkpoint, save_checkpoint
+from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, solve
+from qdt.rl.builders import check_fits, network_builders
+from qdt.rl.checkpoint import (
+    CheckpointError,
+    checkpoint_content,
+    decode_json,
+    encode_json,
+    load_checkpoint,
+    save_checkpoint,
+)
 from qdt.rl.config import TrainConfig
-from qdt.rl.exploration import decode_argmax, exploration_level, explore, explore_scores
+from qdt.rl.exploration import exploration_level, explore, explore_scores
 from qdt.rl.maddpg import (
     MAX_TABLE_USERS,
     AgentNets,
@@ -46,6 +57,7 @@ from qdt.rl.maddpg import (
     policy_scores,
     scores_from_table,
     update_agent,
+    update_shared,
     update_targets,
 )
 from qdt.rl.replay import ReplayMemory
@@ -71,31 +83,38 @@ class RunState:
     best_seen_assignment: list[int] | None = None
     wall_s: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    untrained_latency: float | None = None  # the freshly initialised policy's placement
+    untrained_feasible: bool | None = None
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, instance: Instance) -> None:
+        n, m = instance.n_users, instance.n_servers
+        check_fits(config, n, m)  # before any network, executor or file exists
         self.config = config
         self.instance = instance
-        self.env = PlacementEnv(
-            instance, n_steps=config.steps_per_episode, channel_fading_db=config.channel_fading_db
+        self.env = BatchedPlacementEnv(
+            instance,
+            config.envs,
+            n_steps=config.steps_per_episode,
+            channel_fading_db=config.channel_fading_db,
         )
         self.model = PlacementModel(instance)
         seeds = np.random.SeedSequence(config.seed).spawn(5)
         init_seed, env_seed, explore_seed, replay_seed, executor_seed = seeds
         self.explore_rng = np.random.default_rng(explore_seed)
         self.replay_rng = np.random.default_rng(replay_seed)
-        self.env.reset(seed=int(env_seed.generate_state(1)[0]))
-        n, m = instance.n_users, instance.n_servers
-        build_actor, build_critic = network_builders(config, n, m, executor_seed)
+        self.env.reset([int(v) for v in env_seed.generate_state(config.envs)])
+        build_actor, build_critic = network_builders(config, self.model, executor_seed)
+        self.shared = config.sharing == "shared"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(init_seed.generate_state(1, dtype=np.uint64)[0] % (2**63)))
-            self.agents: list[AgentNets] = make_agents(config, m, build_actor, build_critic)
+            self.agents: list[AgentNets] = make_agents(
+                config, 1 if self.shared else m, build_actor, build_critic
+            )
         self.replay = ReplayMemory(config.replay_size, n, m)
         self.state = RunState()
-        self.reward_scale = (
-            config.reward_scale if config.reward_scale is not None else 1.0 / self.model.penalty_weight
-        )
+        self.reward_shift, self.reward_scale = reward_transform(config, self.model)
 
     # ---- one episode -------------------------------------------------------------------
     def run_episode(self) -> dict[str, Any]:
@@ -104,38 +123,36 @@ class Trainer:
         level = exploration_level(
             episode, config.episodes, config.explore_start, config.explore_end, config.explore_fraction
         )
-        observations, _ = self.env.reset()
-        x = self.env.state()
-        rewards = []
-        info: dict[str, Any] = {}
+        states = self.env.reset()
+        rewards: list[float] = []
+        last = np.zeros(config.envs)
+        feasible = np.zeros(config.envs, dtype=bool)
         table = self._score_table()
         for _step in range(config.steps_per_episode):
-            scores = self._scores(x, table)
-            if config.decode == "argmax":
-                action = explore_scores(config.exploration, scores, level, self.explore_rng)
-                placement = decode_argmax(action)
+            scores = self._scores(states, table)
+            if config.decode == "round":
+                placements = explore(config.exploration, scores, level, self.explore_rng)
+                actions = placements.astype(np.float64)
             else:
-                placement = explore(config.exploration, scores, level, self.explore_rng)
-                action = placement.astype(np.float64)
-            actions = {agent: placement[:, j] for j, agent in enumerate(self.env.possible_agents)}
-            _, reward_by_agent, _, _, infos = self.env.step(actions)
-            reward = reward_by_agent[self.env.possible_agents[0]]
-            if not math.isfinite(reward):
-                raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {reward}")
-            self.replay.add(x, action, reward, placement)
-            rewards.append(reward)
-            info = infos[self.env.possible_agents[0]]
-            if info["feasible"]:
-                self._track_best(placement)
-            x = placement
+                actions = explore_scores(config.exploration, scores, level, self.explore_rng)
+                placements = self._decode(actions)
+            last, feasible, _ = self.env.step(placements)
+            if not np.all(np.isfinite(last)):
+                raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {last.tolist()}")
+            for k in range(config.envs):
+                self.replay.add(states[k], actions[k], float(last[k]), placements[k])
+                if feasible[k]:
+                    self._track_best(placements[k])
+            rewards.extend(float(r) for r in last)
+            states = placements
         losses = self._train_phase()
         self.state.episode += 1
         record: dict[str, Any] = {
             "episode": self.state.episode,
             "reward_mean": float(np.mean(rewards)),
-            "reward_last": rewards[-1],
-            "latency_last_s": info["total_latency_s"],
-            "feasible_last": info["feasible"],
+            "reward_last": float(last[0]) if config.envs == 1 else float(np.mean(last)),
+            "latency_last_s": float(np.mean(self.env.latency())),
+            "feasible_last": bool(feasible.all()),
             "explore": level,
             "critic_loss": losses[0],
             "actor_loss": losses[1],
@@ -148,12 +165,19 @@ class Trainer:
         """Every agent's scores for all 2^N observations (small N), or None to score step by step."""
         if self.instance.n_users > MAX_TABLE_USERS:
             return None
-        return policy_score_table(self.agents, self.instance.n_users)
+        return policy_score_table(self.agents, self.instance.n_users, self.instance.n_servers)
 
-    def _scores(self, x: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    def _scores(self, states: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+        """â for joint states [K, N, M] → [K, N, M]."""
         if table is not None:
-            return scores_from_table(table, x)
-        return policy_scores(self.agents, torch.from_numpy(x.astype(np.float64))).numpy()
+            return scores_from_table(table, states)
+        return policy_scores(self.agents, torch.from_numpy(states.astype(np.float64))).numpy()
+
+    def _decode(self, scores: np.ndarray) -> np.ndarray:
+        """Placements [K, N, M] of the K environments' scores, each under its episode's channel."""
+        if self.config.decode == "feasible":
+            return np.stack([decode_feasible(mod, s).placement for mod, s in zip(self.env.models, scores)])
+        return decode(self.config.decode, scores)
 
     def _train_phase(self) -> tuple[float | None, float | None]:
         config = self.config
@@ -167,15 +191,20 @@ class Trainer:
                         states, actions, rewards, next_states = self.replay.sample(
                             self.replay_rng, config.batch_size
                         )
-                        stats = update_agent(
-                            self.agents,
-                            j,
-                            states,
-                            actions,
-                            rewards * self.reward_scale,
-                            next_states,
-                            config.gamma,
-                            config.logit_penalty,
+                        if self.reward_shift:
+                            rewards = rewards + self.reward_shift
+                        # one shared actor and critic, or agent j's own (module functions, looked
+                        # up at each call, so tests can wrap them)
+                        nets: Any = self.agents[0] if self.shared else self.agents
+                        update = update_shared if self.shared else functools.partial(update_agent, j=j)
+                        stats = update(
+                            nets,
+                            states=states,
+                            actions=actions,
+                            rewards=rewards * self.reward_scale,
+                            next_states=next_states,
+                            gamma=config.gamma,
+                            logit_penalty=config.logit_penalty,
                         )
                         critic_losses.append(stats.critic_loss)
                         actor_losses.append(stats.actor_loss)
@@ -199,8 +228,7 @@ class Trainer:
         x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
         table = self._score_table()
         for _ in range(self.config.steps_per_episode):
-            scores = self._scores(x, table)
-            x = decode_argmax(scores) if self.config.decode == "argmax" else (scores > 0.5).astype(np.int8)
+            x = decode(self.config.decode, self._scores(x[None], table)[0], self.model)
         return x
 
     def _greedy_record(self) -> dict[str, Any]:
@@ -211,6 +239,12 @@ class Trainer:
             "greedy_latency_s": evaluation.total_latency_s,
             "greedy_feasible": evaluation.feasible,
         }
+
+    def record_untrained(self) -> None:
+        """Remember what the freshly initialised policy's scores decode to (the summary's baseline)."""
+        evaluation = self.model.evaluate(self.greedy_placement())
+        self.state.untrained_latency = evaluation.total_latency_s
+        self.state.untrained_feasible = evaluation.feasible
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -231,7 +265,7 @@ class Trainer:
             "replay": self.replay.state_dict(),
             "rng": encode_json(
                 {
-                    "env": self.env.rng.bit_generator.state,
+                    "env": _one_or_list([rng.bit_generator.state for rng in self.env.rngs]),
                     "explore": self.explore_rng.bit_generator.state,
                     "replay": self.replay_rng.bit_generator.state,
                 }
@@ -241,6 +275,8 @@ class Trainer:
                     "best_seen_latency": self.state.best_seen_latency,
                     "best_seen_assignment": self.state.best_seen_assignment,
                     "wall_s": self.state.wall_s,
+                    "untrained_latency": self.state.untrained_latency,
+                    "untrained_feasible": self.state.untrained_feasible,
                 }
             ),
         }
@@ -255,7 +291,13 @@ class Trainer:
             agent.critic_optimizer.load_state_dict(saved["critic_optimizer"])
         self.replay.load_state_dict(payload["replay"])
         rng = decode_json(payload["rng"])
-        self.env.rng.bit_generator.state = rng["env"]
+        env_states = rng["env"] if isinstance(rng["env"], list) else [rng["env"]]  # one env: not a list
+        if len(env_states) != len(self.env.rngs):
+            raise CheckpointError(
+                f"checkpoint has {len(env_states)} environments, the run {len(self.env.rngs)}"
+            )
+        for generator, saved in zip(self.env.rngs, env_states):
+            generator.bit_generator.state = saved
         self.explore_rng.bit_generator.state = rng["explore"]
         self.replay_rng.bit_generator.state = rng["replay"]
         run = decode_json(payload["run"])
@@ -263,6 +305,8 @@ class Trainer:
         self.state.best_seen_latency = run["best_seen_latency"]
         self.state.best_seen_assignment = run["best_seen_assignment"]
         self.state.wall_s = float(run["wall_s"])
+        self.state.untrained_latency = run.get("untrained_latency")  # runs from before v2: none
+        self.state.untrained_feasible = run.get("untrained_feasible")
 
     def modules(self) -> dict[str, torch.nn.Module]:
         out: dict[str, torch.nn.Module] = {}
@@ -303,11 +347,14 @@ def _train_into(
     config, instance = trainer.config, trainer.instance
     metrics_path = run_dir / METRICS_FILE
     if resume:
-        trainer.load_payload(load_checkpoint(run_dir))
+        payload = load_checkpoint(run_dir)
+        with checkpoint_content(run_dir):
+            trainer.load_payload(payload)
         _truncate_metrics(metrics_path, trainer.state.episode)
     else:
         write_json_atomic(run_dir / CONFIG_FILE, {"config": config.to_dict(), "instance": instance.to_dict()})
         metrics_path.write_text("")
+        trainer.record_untrained()
     last = config.episodes if stop_after is None else min(stop_after, config.episodes)
     board = TensorBoardLog.open(run_dir, trainer.state.episode)
     bar = _progress_bar(progress, trainer.state.episode, config.episodes, config)
@@ -354,24 +401,52 @@ def _checkpoint(trainer: Trainer, run_dir: Path, metrics_path: Path, pending: li
 
 
 def _truncate_metrics(path: Path, episodes: int) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    path.write_text("".join(line + "\n" for line in lines[:episodes]), encoding="utf-8")
+    """Keep the checkpoint's ``episodes`` lines (a run killed after writing metrics but before its
+    checkpoint left more); fewer, or a damaged one, is refused before any training."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    kept = lines[:episodes]
+    if len(kept) < episodes:
+        expected = f"{episodes} lines, one per episode of the checkpoint"
+        raise QdtInputError(str(path), expected, f"{len(kept)} lines", _METRICS_FIX)
+    for number, line in enumerate(kept, 1):
+        _metrics_record(path, number, line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+_METRICS_FIX = "restore the run folder from a copy, or start a new run with --out"
+
+
+def _metrics_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    """One line of metrics.jsonl, checked: a JSON object with a numeric episode and reward_mean."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(key), (int, float)) and not isinstance(record.get(key), bool)
+        for key in ("episode", "reward_mean")
+    ):
+        raise QdtInputError(
+            f"{path}:{number}", "a JSON object with episode and reward_mean", line[:60], _METRICS_FIX
+        )
+    return record
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [_metrics_record(path, number, line) for number, line in enumerate(lines, 1) if line]
 
 
 def build_summary(trainer: Trainer) -> dict[str, Any]:
+    """The trained policy's placement against the optimum (solved within ``DEFAULT_TIME_LIMIT_S``),
+    beside what the same decoding made of the untrained policy's scores."""
     model = trainer.model
     x = trainer.greedy_placement()
     evaluation = model.evaluate(x)
     assignment = matrix_to_assignment(x)
-    optimum = solve(model, "auto")
+    optimum = solve(model, "auto", time_limit_s=DEFAULT_TIME_LIMIT_S)
     optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
-    gap = None
-    if evaluation.feasible and optimum_latency is not None:
-        gap = (evaluation.total_latency_s - optimum_latency) / optimum_latency
+    state = trainer.state
     return {
         "assignment": assignment,
         "feasible": evaluation.feasible,
@@ -382,15 +457,49 @@ def build_summary(trainer: Trainer) -> dict[str, Any]:
         "optimum_status": optimum.status,
         "optimum_total_latency_s": optimum_latency,
         "optimum_assignment": optimum.assignment,
-        "gap": gap,
-        "best_seen_total_latency_s": trainer.state.best_seen_latency,
-        "best_seen_assignment": trainer.state.best_seen_assignment,
-        "episodes": trainer.state.episode,
-        "wall_s": trainer.state.wall_s,
+        "gap": relative_gap(evaluation.total_latency_s if evaluation.feasible else None, optimum_latency),
+        "best_seen_total_latency_s": state.best_seen_latency,
+        "best_seen_assignment": state.best_seen_assignment,
+        "untrained_total_latency_s": state.untrained_latency,
+        "untrained_feasible": state.untrained_feasible,
+        "untrained_gap": relative_gap(
+            state.untrained_latency if state.untrained_feasible else None, optimum_latency
+        ),
+        "recipe": trainer.config.recipe,
+        "decode": trainer.config.decode,
+        "episodes": state.episode,
+        "wall_s": state.wall_s,
         "seed": trainer.config.seed,
         "config": trainer.config.to_dict(),
         "instance_name": trainer.instance.name,
     }
+
+
+def relative_gap(latency: float | None, optimum: float | None) -> float | None:
+    """(latency − optimum) / optimum, or None when either is missing (infeasible, unsolved)."""
+    if latency is None or optimum is None:
+        return None
+    return (latency - optimum) / optimum
+
+
+def reward_transform(config: TrainConfig, model: PlacementModel) -> tuple[float, float]:
+    """(shift, scale): the critics learn (R + shift)·scale (``TrainConfig.reward_scaling``).
+
+    ``lambda``: (0, 1/λ). ``bound``: (B, 100/B) with B = Σ_i min_j T_ij, the latency no placement
+    can beat, so a feasible placement's scaled reward is minus its percent above B. An explicit
+    ``reward_scale`` replaces the scale.
+    """
+    if config.reward_scaling == "bound":
+        bound = float(model.latency.min(axis=1).sum())
+        shift, scale = bound, 100.0 / bound
+    else:
+        shift, scale = 0.0, 1.0 / model.penalty_weight
+    return shift, (config.reward_scale if config.reward_scale is not None else scale)
+
+
+def _one_or_list(states: list[Any]) -> Any:
+    """One environment's generator state as itself (as runs before vectorised episodes saved it)."""
+    return states[0] if len(states) == 1 else states
 
 
 def _progress_bar(enabled: bool, initial: int, total: int, config: TrainConfig) -> Any:
@@ -429,8 +538,24 @@ def plot_rewards(metrics: list[dict[str, Any]], path: Path, summary: dict[str, A
 
 
 def load_run_config(run_dir: Path) -> tuple[TrainConfig, Instance]:
-    path = run_dir / CONFIG_FILE
-    if not path.exists():
-        raise QdtInputError("--resume", f"a run folder holding {CONFIG_FILE}", str(run_dir))
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return TrainConfig.from_dict(data["config"]), Instance.from_dict(data["instance"])
+    """The run's config and instance from its config.json; a missing, unreadable or damaged file
+    is a QdtInputError naming the file (and the field at fault)."""
+    path = Path(run_dir) / CONFIG_FILE
+    expected = f"the {CONFIG_FILE} `qdt train` writes (a JSON object with config and instance)"
+    fix = "point at a run folder of `qdt train`, or start a new run with --out"
+    if not path.is_file():
+        raise QdtInputError(str(run_dir), f"a run folder holding {CONFIG_FILE}", "no such file in it", fix)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise QdtInputError(str(path), expected, f"unreadable JSON ({type(error).__name__})", fix) from None
+    parts = data if isinstance(data, dict) else {}
+    for key in ("config", "instance"):
+        if not isinstance(parts.get(key), dict):
+            raise QdtInputError(f"{path}: {key}", expected, f"no {key} object", fix)
+    try:
+        return TrainConfig.from_dict(parts["config"]), Instance.from_dict(parts["instance"])
+    except QdtInputError as error:
+        raise QdtInputError(f"{path} ({error.field})", error.expected, error.got, error.fix or fix) from None
+    except (TypeError, ValueError) as error:
+        raise QdtInputError(str(path), expected, f"{type(error).__name__}: {error}", fix) from None

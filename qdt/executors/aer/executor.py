@@ -601,7 +601,6 @@ def _logical_transpile(circuit: QuantumCircuit) -> QuantumCircuit:
     return transpile(circuit, _LOGICAL_BACKEND[0], optimization_level=0)
 
 
-
 def _capabilities(shots: int | None, noisy: bool) -> Capabilities:
     return Capabilities(differentiable=False, shots=shots is not None, noisy=noisy, remote=False)
 

@@ -5,7 +5,9 @@ Runtime client finds it where Qiskit documents: ``QISKIT_IBM_TOKEN`` (with ``QIS
 ``QISKIT_IBM_CHANNEL``) or an account saved with ``QiskitRuntimeService.save_account`` (a JSON
 file, ``~/.qiskit/qiskit-ibm.json``, that Qiskit writes readable by everyone under the default
 umask: qdt warns unless it is ``chmod 600``). The file's path is fixed when qiskit-ibm-runtime is
-imported (``~`` expanded then).
+imported (``~`` expanded then). Looking for an account makes Qiskit create that file, holding
+``{}``, when there is none; qdt removes such a placeholder again, so a command that finds no
+account leaves the home folder as it was.
 
 Errors: ``QiskitRuntimeService(...)`` reports a missing network as an invalid token
 (``InvalidAccountError: ... check that you are using a valid API token``; the real cause is only in
@@ -19,6 +21,7 @@ import socket
 import stat
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,11 +111,38 @@ def open_service(spec: DeviceSpec) -> Any:
     if spec.instance:
         options["instance"] = spec.instance
     try:
-        return service_class()(**options)
+        with _no_placeholder_account_file():
+            return service_class()(**options)
     except AccountNotFoundError:
         raise NoAccountError() from None
     except Exception as error:  # the service's errors are classified, never shown raw
         raise classify_service_error(error) from None
+
+
+@contextmanager
+def _no_placeholder_account_file() -> Iterator[None]:
+    """Undo the empty account file Qiskit creates when it merely looks for a saved account.
+
+    ``QiskitRuntimeService()`` reads saved accounts through a helper that first creates
+    ``~/.qiskit/qiskit-ibm.json`` holding ``{}`` (and the folder) when they are missing, even when
+    it then finds no account. qdt writes nothing to the home folder that no command asked for: a
+    file (and folder) that was not there before the call, and holds only that placeholder after
+    it, is removed again. A file the user saved meanwhile (anything else) is kept.
+    """
+    path = saved_account_file().expanduser()
+    file_existed = path.exists() or path.is_symlink()
+    folder_existed = path.parent.exists()
+    try:
+        yield
+    finally:
+        if not file_existed:
+            try:
+                if path.is_file() and not path.is_symlink() and path.read_text().strip() == "{}":
+                    path.unlink()
+                if not folder_existed:
+                    path.parent.rmdir()  # only if empty
+            except OSError:
+                pass
 
 
 def connect_device(spec: DeviceSpec) -> RuntimeDevice:

@@ -1,7 +1,7 @@
-"""``ibm``: the circuit on an IBM device through Qiskit Runtime SamplerV2 (EstimatorV2 for ⟨Z⟩).
+"""``ibm``: the circuit on an IBM device through Qiskit Runtime's Sampler (Estimator for ⟨Z⟩).
 
 One executor class for fake and real devices; the profile alone differs (``[device] provider``):
-a fake backend runs in qiskit-ibm-runtime's local testing mode (``SamplerV2(mode=FakeTorino())``),
+a fake backend runs in qiskit-ibm-runtime's local testing mode (``Sampler(mode=FakeTorino())``),
 a real one through ``QiskitRuntimeService``. Nothing else branches on it except what the service
 itself lacks locally (no job lookup by id or tag, no queue timestamps, no simulator seed on hardware).
 
@@ -30,7 +30,8 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,10 @@ def _isa_facts(
 
 # ---- the executor ------------------------------------------------------------------------------
 class IBMRuntimeExecutor(Executor):
-    """SamplerV2 (and EstimatorV2) on the device a profile names; one job per call."""
+    """The Runtime Sampler (and Estimator) on the device a profile names; one job per call.
+
+    The primitive classes come from :func:`primitive_class` (client-side Sampler/Estimator from
+    qiskit-ibm-runtime 0.50, SamplerV2/EstimatorV2 before)."""
 
     name = "ibm"
 
@@ -187,8 +191,10 @@ class IBMRuntimeExecutor(Executor):
     ) -> None:
         settings = ibm_options(profile)
         if timeout_s is not None:
-            if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not (
-                math.isfinite(timeout_s) and timeout_s > 0
+            if (
+                isinstance(timeout_s, bool)
+                or not isinstance(timeout_s, (int, float))
+                or not (math.isfinite(timeout_s) and timeout_s > 0)
             ):
                 raise QdtInputError("timeout_s", "a positive number of seconds", timeout_s)
             runtime = dataclasses.replace(settings.runtime, timeout_s=float(timeout_s))
@@ -365,8 +371,6 @@ class IBMRuntimeExecutor(Executor):
 
     # -- jobs
     def _primitive(self, kind: str, tag: str) -> tuple[Any, dict[str, Any]]:
-        from qiskit_ibm_runtime import EstimatorV2, SamplerV2
-
         options: dict[str, Any] = {"default_shots": self.shots, "environment": {"job_tags": [tag]}}
         suppression = self.settings.suppression
         if suppression.dynamical_decoupling:
@@ -382,8 +386,7 @@ class IBMRuntimeExecutor(Executor):
             options["simulator"] = {"seed_simulator": int(self._rng.integers(1, 2**31 - 1))}
         if kind == "estimator":
             options["resilience_level"] = self.settings.estimator.resilience_level
-            return EstimatorV2(mode=self._execution_mode(), options=options), options
-        return SamplerV2(mode=self._execution_mode(), options=options), options
+        return primitive_class(kind)(mode=self._execution_mode(), options=options), options
 
     def _execution_mode(self) -> Any:
         mode = self.settings.runtime.mode
@@ -443,8 +446,7 @@ class IBMRuntimeExecutor(Executor):
                 found = service.jobs(job_tags=[tag], limit=1)
                 return found[0] if found else None
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with noting_warnings() as noted:
             job = submit_once(lambda: primitive.run(pubs), find_by_tag, settings, tag)
         job_id = str(job.job_id())
         submitted_at = utc_now()
@@ -492,7 +494,7 @@ class IBMRuntimeExecutor(Executor):
                 total_s=time.monotonic() - started,
                 statuses=outcome.statuses,
                 service_timing=payload["service_timing"],
-                warnings=sorted({" ".join(str(w.message).split())[:300] for w in caught}),
+                warnings=sorted(set(noted)),
             )
         )
         return payload
@@ -532,6 +534,54 @@ class IBMRuntimeExecutor(Executor):
             )
         )
         return payload
+
+
+def primitive_class(kind: str) -> type:
+    """The Qiskit Runtime primitive for ``kind`` (``"sampler"`` or ``"estimator"``).
+
+    qiskit-ibm-runtime 0.50 deprecated the server-side ``SamplerV2``/``EstimatorV2`` in favour of
+    client-side ones built on its Executor primitive (``qiskit_ibm_runtime.executor_sampler`` and
+    ``executor_estimator``): same PUBs, same option names, same ``PrimitiveResult``. Those are used
+    where the installed version has them, the V2 classes before. Either runs in local testing mode.
+    """
+    if kind not in ("sampler", "estimator"):
+        raise QdtInputError("kind", "'sampler' or 'estimator'", kind)
+    try:
+        if kind == "sampler":
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+
+            return Sampler
+        from qiskit_ibm_runtime.executor_estimator import Estimator
+
+        return Estimator
+    except ImportError:  # qiskit-ibm-runtime < 0.50
+        from qiskit_ibm_runtime import EstimatorV2, SamplerV2
+
+        return SamplerV2 if kind == "sampler" else EstimatorV2
+
+
+@contextmanager
+def noting_warnings() -> Iterator[list[str]]:
+    """The text of every warning shown while the block runs (for the job's report).
+
+    Nothing is filtered, caught or hidden: the filters in force decide what is shown (an
+    ``error`` filter still raises), and what is shown is still shown, through the documented
+    ``warnings.showwarning`` hook, which is restored afterwards.
+    """
+    noted: list[str] = []
+    show = warnings.showwarning
+
+    def note(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        noted.append(" ".join(str(message).split())[:300])
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = note
+    try:
+        yield noted
+    finally:
+        warnings.showwarning = show
 
 
 def _without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:

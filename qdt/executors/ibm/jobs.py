@@ -157,17 +157,24 @@ class JobStore:
         if not self.jobs_path.is_file():
             return []
         events = []
-        for number, line in enumerate(self.jobs_path.read_text(encoding="utf-8").splitlines(), 1):
+        lines = self.jobs_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number == len(self.jobs_path.read_text(encoding="utf-8").splitlines()):
+                event = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                if number == len(lines):
                     continue  # a line cut short by a crash; the rest is intact
+                event = None
+            if not isinstance(event, dict):
                 raise QdtInputError(
-                    f"{self.jobs_path}:{number}", "one JSON object per line", line[:60]
-                ) from None
+                    f"{self.jobs_path}:{number}",
+                    "one JSON object per line",
+                    line[:60],
+                    "the job store is damaged: restore it, or delete that line",
+                )
+            events.append(event)
         return events
 
     def records(self) -> dict[str, JobRecord]:
@@ -526,7 +533,9 @@ def persist_local_on_completion(job: Any, job_id: str, store: JobStore, pubs: li
             if done.cancelled() or done.exception() is not None:
                 store.record_status(job_id, "ERROR", "the local simulation failed after qdt's timeout")
                 return
-            payload = result_payload(done.result(), pubs)
+            # job.result(), not the future's: from qiskit-ibm-runtime 0.50 the future holds the
+            # Executor's raw QuantumProgramResult, which job.result() decodes (the future is done)
+            payload = result_payload(job.result(), pubs)
             payload.update(metrics=None, service_timing=service_timing(None), completed_after_timeout=True)
             store.save_result(job_id, payload)
             store.record_status(job_id, "DONE", "completed after qdt's timeout")

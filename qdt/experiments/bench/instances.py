@@ -6,7 +6,8 @@ on whose instance a feasible placement exists), and every agent is trained on it
 seeds. Reported per (instance, agent): feasible runs, runs within 5% of the exact optimum, and
 the mean gap, next to the greedy heuristic's gap. The runs are cells of a sweep on qdt's Ray
 engine in ``runs_dir`` (:mod:`qdt.experiments.bench.runs`): resumed after an interruption, reused when
-finished; a run that fails is named under the table and counted as not feasible.
+finished; a run that fails is named under the table and counted as not feasible. It trains with
+the recipe ``v1``, as its published results were made (``qdt bench scale`` measures ``v2``).
 
 Outputs in ``out_dir``: instances.csv (one row per run) and instances.md (the summary table).
 """
@@ -81,7 +82,9 @@ def run_instances_bench(
         name = f"{shape[0]}x{shape[1]}"
         for spec in agents:
             for seed in range(seeds):
-                config = TrainConfig(agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed)
+                config = TrainConfig.from_recipe(  # the recipe benchmarks/results/instances was made with
+                    "v1", agent=spec.agent, layers=spec.layers, episodes=episodes, seed=seed
+                )
                 label = f"{name} {spec.label} seed {seed}"
                 runs.append(
                     bench_run((shape, spec.label, seed), label, config, instance, f"{name}-s{seed_used}")

@@ -72,7 +72,7 @@ def train_policies(
     instance = paper_instance()
     runs = []
     for seed in range(seeds):
-        base = TrainConfig(agent="quantum", layers=layers, episodes=episodes, seed=seed)
+        base = TrainConfig.from_recipe("v1", agent="quantum", layers=layers, episodes=episodes, seed=seed)
         runs.append(
             bench_run(("noiseless-trained", seed), f"noiseless-trained seed {seed}", base, instance, "paper")
         )

@@ -60,7 +60,7 @@ def paper_runs(
     agents: Sequence[AgentSpec], seeds: int, episodes: int, base: TrainConfig | None = None
 ) -> list[BenchRun]:
     """One run per (agent, seed) on the paper preset, keyed ``(agent label, seed)``."""
-    base = base or TrainConfig()
+    base = base or TrainConfig.from_recipe("v1")  # the recipe benchmarks/results/paper was made with
     instance = paper_instance()
     runs = []
     for spec in agents:

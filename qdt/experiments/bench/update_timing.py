@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from qdt.experiments.pennylane_front import PennyLaneFront
+from qdt.problem.generator import GeneratorConfig, generate_instance
+from qdt.problem.model import PlacementModel
 from qdt.rl.builders import network_builders
 from qdt.rl.config import TrainConfig
 from qdt.rl.maddpg import AgentNets, make_agents, update_agent
@@ -19,10 +21,10 @@ from qdt.rl.networks import Actor, Critic
 
 def pennylane_builders(
     config: TrainConfig, n_users: int, n_servers: int
-) -> tuple[Callable[[], Actor], Callable[[], Critic]]:
+) -> tuple[Callable[[int], Actor], Callable[[], Critic]]:
     joint = 2 * n_users * n_servers
 
-    def actor() -> Actor:
+    def actor(_agent: int = 0) -> Actor:
         front = PennyLaneFront(n_users, config.layers)
         return Actor(front, front.output_width, n_users, config.hidden)
 
@@ -53,11 +55,10 @@ def time_update(agents: list[AgentNets], n_users: int, batch: int, repeats: int,
 def compare_update_time(
     layers: int = 6, n_users: int = 4, n_servers: int = 2, repeats: int = 30
 ) -> dict[str, str]:
-    config = TrainConfig(agent="quantum", layers=layers)
+    config = TrainConfig.from_recipe("v1", agent="quantum", layers=layers)
+    model = PlacementModel(generate_instance(GeneratorConfig(users=n_users, servers=n_servers), 0))
     torch.manual_seed(0)
-    ours = make_agents(
-        config, n_servers, *network_builders(config, n_users, n_servers, np.random.SeedSequence(0))
-    )
+    ours = make_agents(config, n_servers, *network_builders(config, model, np.random.SeedSequence(0)))
     theirs = make_agents(config, n_servers, *pennylane_builders(config, n_users, n_servers))
     ours_s = time_update(ours, n_users, config.batch_size, repeats)
     theirs_s = time_update(theirs, n_users, config.batch_size, repeats)

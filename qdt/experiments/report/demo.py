@@ -29,10 +29,10 @@ from qdt.executors import open_backend
 from qdt.experiments.bench.paper import AgentSpec
 from qdt.experiments.bench.runs import BenchRun, bench_run, train_runs
 from qdt.experiments.report.html import Section, write_report
-from qdt.experiments.sweep import cell_dir, check_sweep_folder
+from qdt.experiments.sweep import cell_dir, check_sweep_folder, is_sweep_folder
 from qdt.experiments.sweep.cell import read_metrics_rewards
 from qdt.experiments.tables import format_table
-from qdt.files import FolderRule, check_output_folder, claim_output_folder
+from qdt.files import FolderRule, check_output_folder, claim_output_folder, unexpected_entries
 from qdt.plots import REWARD_LABEL, pyplot, reward_band, save_figure
 from qdt.problem.generator import paper_instance
 from qdt.problem.model import PlacementModel
@@ -45,8 +45,17 @@ from qdt.stats import format_interval
 RUNS_DIR = "runs"  # the sweep folder of the demo's training runs, inside the output folder
 FIGURES = ("rewards", "latency", "shots", "decision_latency")  # <name>.png, from make_figures
 DEMO_OUTPUTS = ("results.json", "results.md", "report.html", *(f"{n}.png" for n in FIGURES), RUNS_DIR)
+
+
+def is_demo_folder(path: Path) -> bool:
+    """An earlier demo's output folder: its runs/ is a sweep folder (the demo writes that first)
+    and it holds nothing but what the demo writes. A folder of the user's that merely holds files
+    named like the demo's (report.html, results.md) is not one, and is refused."""
+    return is_sweep_folder(path / RUNS_DIR) and not unexpected_entries(path, frozenset(DEMO_OUTPUTS))
+
+
 DEMO_FOLDER = FolderRule(
-    expected="a new or empty folder, or an earlier `qdt demo` output folder", allowed=frozenset(DEMO_OUTPUTS)
+    expected="a new or empty folder, or an earlier `qdt demo` output folder", accept=is_demo_folder
 )
 
 DEMO_AGENTS = (
@@ -86,7 +95,9 @@ def demo_runs(config: DemoConfig) -> list[BenchRun]:
         bench_run(
             spec.label,
             spec.label,
-            TrainConfig(agent=spec.agent, layers=spec.layers, episodes=config.episodes, seed=config.seed),
+            TrainConfig.from_recipe(
+                "v1", agent=spec.agent, layers=spec.layers, episodes=config.episodes, seed=config.seed
+            ),
             instance,
             "paper",
         )
@@ -172,8 +183,8 @@ def evaluate_agents(
 
 def check_demo_folder(out_dir: Path) -> None:
     """Refuse, writing nothing, an output folder :func:`run_demo` would refuse (before any work)."""
+    check_sweep_folder(out_dir / RUNS_DIR, "--out")  # first: it names the files inside runs/
     check_output_folder(out_dir, "--out", DEMO_FOLDER)
-    check_sweep_folder(out_dir / RUNS_DIR, "--out")
 
 
 def run_demo(

@@ -17,6 +17,7 @@ guarantees.
 from qdt.experiments.sweep.cell import Cell, cell_dir, make_cell
 from qdt.experiments.sweep.engine import (
     SweepResult,
+    cell_states,
     cell_status,
     check_sweep_folder,
     is_sweep_folder,
@@ -34,6 +35,7 @@ __all__ = [
     "SweepResult",
     "SweepSpec",
     "cell_dir",
+    "cell_states",
     "cell_status",
     "check_sweep_folder",
     "expand_cells",

@@ -22,9 +22,16 @@ notice. Each cell's worker holds its cell folder's lock the same way, waiting fo
 refusing (see :mod:`qdt.experiments.sweep.worker`).
 
 Without an address, qdt starts an embedded Ray on this machine (``num_cpus = max_parallel`` or
-the core count, no dashboard) and stops it at the end; with one (``ray://...``, ``host:port`` or
-``auto``) it connects to that cluster, whose nodes must have qdt installed and see ``out_dir`` at
-the same path (a shared filesystem).
+the core count, no dashboard, a token of its own kept in the environment, never in the home
+folder) and stops it at the end; with one it connects to that cluster, whose nodes must have qdt
+installed and see ``out_dir`` at the same path (a shared filesystem). Three address forms, each
+tested against a real ``ray start --head`` with Ray's token authentication
+(``tests/test_ray_cluster.py``): ``host:port`` of the head's GCS (``ray start --head --port``),
+``ray://host:port`` of its Ray Client server (``--ray-client-server-port``, 10001 by default), and
+``auto`` (``$RAY_ADDRESS``, else the one cluster running on this machine). A cluster with token
+authentication needs its token on this machine (``~/.ray/auth_token``, ``$RAY_AUTH_TOKEN_PATH`` or
+``$RAY_AUTH_TOKEN``); qdt then turns token authentication on for every form, which Ray itself
+does only for ``auto`` (:func:`_ray_environment`).
 """
 
 from __future__ import annotations
@@ -32,8 +39,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
+import sys
+import tempfile
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -180,20 +191,27 @@ def check_sweep_folder(out_dir: str | Path, field: str = "--out") -> Path:
 
 def cell_status(cells: Sequence[Cell], out_dir: str | Path) -> list[str]:
     """Per cell: ok, failed (a row says so), invalid, resumable (a checkpoint), or pending."""
+    return [status for status, _ in cell_states(cells, out_dir)]
+
+
+def cell_states(cells: Sequence[Cell], out_dir: str | Path) -> list[tuple[str, str | None]]:
+    """Per cell: its :func:`cell_status` and why, for a cell that cannot run or failed (the
+    reason it is invalid, or the error its row records); None otherwise."""
     out = Path(out_dir)
     table = ResultsTable(out / RESULTS_FILE) if (out / RESULTS_FILE).exists() else None
-    statuses = []
+    states: list[tuple[str, str | None]] = []
     for cell in cells:
         row = table.get(cell.cell_id) if table is not None else None
         if row is not None:
-            statuses.append(str(row["status"]))
+            error = row.get("error")
+            states.append((str(row["status"]), None if error in (None, "") else str(error)))
         elif not cell.runnable:
-            statuses.append("invalid")
+            states.append(("invalid", cell.problem))
         elif (cell_dir(out, cell.cell_id) / "checkpoint.pt").exists():
-            statuses.append("resumable")
+            states.append(("resumable", None))
         else:
-            statuses.append("pending")
-    return statuses
+            states.append(("pending", None))
+    return states
 
 
 # ---- rows ------------------------------------------------------------------------------------
@@ -364,20 +382,125 @@ def ray_session(address: str | None, max_parallel: int | None) -> Iterator[int]:
         "log_to_driver": False,
         "configure_logging": True,
     }
-    if address is None:
-        ray.init(address="local", num_cpus=max_parallel or os.cpu_count() or 1, **options)
-    else:
-        _check_reachable(address)
+    with _ray_environment(address):
+        if address is None:
+            ray.init(address="local", num_cpus=max_parallel or os.cpu_count() or 1, **options)
+        else:
+            _check_reachable(address)
+            _connect(ray, address, options)
         try:
-            ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise QdtInputError(
-                "--ray-address", "the address of a running Ray cluster", address, f"Ray said: {error}"
-            ) from None
+            yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+        finally:
+            ray.shutdown()
+
+
+RAY_TOKEN_SOURCES = "~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN"
+
+
+def _connect(ray: Any, address: str, options: Mapping[str, Any]) -> None:
+    """``ray.init(address)``; a failure is one QdtInputError naming ``--ray-address`` and the cause.
+
+    While Ray connects, file descriptor 2 goes to a temporary file: Ray's C++ core writes a warning
+    to it for every retry (a cluster that refuses the token retries for about 20 s), and the
+    command's failure must stay one line. What Ray wrote there tells a refused token apart.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            with warnings.catch_warnings():  # Ray's Python warnings would add lines too
+                warnings.simplefilter("ignore")
+                ray.init(address=address, **options)
+            return
+        except Exception as error:  # noqa: BLE001 - any failure to connect is the same user problem
+            failure: BaseException = error
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        said = sink.read().decode("utf-8", errors="replace")
+    expected = (
+        "the address of a running Ray cluster you can reach (host:port of its head, ray://host:port "
+        "of its client server, or auto)"
+    )
+    if "InvalidAuthToken" in said or "Unauthenticated" in said:
+        what = "this machine's token" if ray_token_available() else "a connection without a token"
+        raise QdtInputError(
+            "--ray-address",
+            expected,
+            f"{address}, which refused {what}",
+            f"the cluster uses token authentication: copy its token (`ray get-auth-token` on the head) "
+            f"to {RAY_TOKEN_SOURCES}",
+        )
+    raise QdtInputError(
+        "--ray-address",
+        expected,
+        address,
+        f"Ray said: {_first_line(failure)}; if the cluster uses token authentication (Ray's default), "
+        f"this machine needs its token: {RAY_TOKEN_SOURCES}",
+    )
+
+
+def ray_token_available() -> bool:
+    """Whether this machine has a Ray authentication token where Ray looks for one
+    (:data:`RAY_TOKEN_SOURCES`)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    paths = [Path.home() / ".ray" / "auth_token"]
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        paths.append(Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser())
+    return any(path.is_file() for path in paths)
+
+
+@contextmanager
+def _ray_environment(address: str | None) -> Iterator[None]:
+    """Ray's token authentication for this session, set through the environment and restored after.
+
+    * A cluster at an address: Ray turns token authentication on by itself only for a cluster it
+      finds on its own (``auto``), so a cluster started with ``ray start --head`` (token
+      authentication on, Ray's default when a token exists) refused ``host:port`` and
+      ``ray://``. With a token on this machine and ``RAY_AUTH_MODE`` unset, qdt turns it on for
+      every address form.
+    * The embedded cluster: Ray turns token authentication on and, with no token anywhere, saves
+      a new one to ``~/.ray/auth_token``. qdt writes nothing to the home folder that no command
+      asked for, so it gives that cluster a token of its own, in the environment only.
+    ``RAY_AUTH_MODE`` set by the user is left alone either way.
+    """
+    changes: dict[str, str] = {}
+    if "RAY_AUTH_MODE" not in os.environ:
+        if address is None and not ray_token_available():
+            changes["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        elif address is not None and ray_token_available():
+            changes["RAY_AUTH_MODE"] = "token"
+    saved = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
+    _reload_ray_config()
     try:
-        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+        yield
     finally:
-        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _reload_ray_config()
+
+
+def _reload_ray_config() -> None:
+    """Make an imported Ray read its settings (``RAY_AUTH_MODE``) from the environment again."""
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception:  # noqa: BLE001 - an older or newer Ray reads the environment when it starts
+        pass
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -292,7 +292,7 @@ def _cell(
     extra_axes = [k for k in grid_keys if k not in Cell.STANDARD_AXES]
     if problem is None:
         try:
-            config = TrainConfig(**settings)
+            config = TrainConfig.from_recipe(**settings)  # a "recipe" key picks the base settings
         except (QdtError, ValueError, TypeError) as error:
             problem = f"config: {error}"
         else:

@@ -77,6 +77,8 @@ class ResultsTable:
         if path.exists():
             try:
                 for row in read_results(path):
+                    if row.get("status") not in (STATUS_OK, STATUS_FAILED):
+                        raise ValueError(f"row of cell {row['cell_id']}: status {row.get('status')!r}")
                     self.rows[str(row["cell_id"])] = row
             except (KeyError, ValueError, csv.Error, UnicodeDecodeError) as error:
                 raise QdtInputError(
