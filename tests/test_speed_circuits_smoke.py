@@ -79,6 +79,11 @@ def test_quick_run_writes_every_row_and_column(tmp_path):
         if (row["stack"], row["mode"]) == ("qiskit-ml", "forward+backward"):
             assert row["median_ms"] == "" and row["note"].startswith("not timed")
             continue
+        if row["stack"] == "qiskit-ml" and row["median_ms"] == "":
+            # --quick's 5 s limit: on a loaded machine qiskit-ml's first forward call can take
+            # longer; the script then says so instead of timing it.
+            assert row["note"].startswith("not timed: one forward call took"), row
+            continue
         assert float(row["median_ms"]) > 0 and int(row["samples"]) >= 1
         if row["stack"] in ("qdt-density-noise", "pennylane"):
             assert row["reference"] == "qdt-statevector" and float(row["ratio"]) > 0
