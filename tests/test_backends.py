@@ -154,6 +154,10 @@ def test_one_fake_device_naming_rule_with_todays_spellings_as_aliases() -> None:
         ({"transpile": {"optimization_level": 4}}, "transpile.optimization_level"),
         ({"error_suppression": {"dd_sequence": "XYZ"}}, "error_suppression.dd_sequence"),
         ({"error_suppression": {"twirling_gates": "yes"}}, "error_suppression.twirling_gates"),
+        (
+            {"device": {"provider": "fake", "name": "fake_fractional", "fractional_gates": "true"}},
+            "device.fractional_gates",
+        ),
         ({"estimator": {"resilience_level": 3}}, "estimator.resilience_level"),
         ({"noise": {"depolarizing_1q": 0.1}}, "noise"),
     ],

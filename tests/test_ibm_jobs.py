@@ -306,6 +306,24 @@ def test_one_job_carries_every_agent_and_the_whole_batch(server: ScriptedServer,
     assert server.pubs_of(job) == [5, 2]  # one PUB per circuit, each with its parameter array
 
 
+def test_readout_calibration_circuits_ride_in_the_same_cloud_job(
+    server: ScriptedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a real device --mitigate readout measures its calibration with the job it corrects: two
+    one-row PUBs more in the one job (the scripted server is noiseless, so every flip is 0)."""
+    run = tiny_run(tmp_path)
+    args = ["infer", "--run", str(run), "--backend", str(scripted_profile(tmp_path)), "--mitigate", "readout"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (job,) = server.jobs.values()
+    assert server.submissions == 1 and server.pubs_of(job) == [16, 16, 1, 1]
+    mitigation = report["mitigation"]
+    assert mitigation["calibration"] == "circuits" and mitigation["calibration_job_id"] == job.job_id
+    for matrix in mitigation["matrices"].values():
+        assert np.allclose(matrix, np.eye(2))
+    assert report["decisions"]["mitigated"]["assignment"] == report["decisions"]["raw"]["assignment"]
+
+
 def test_crash_while_the_submission_reply_is_lost_is_recovered_by_tag(
     server: ScriptedServer,
     tmp_path: Path,

@@ -26,9 +26,9 @@ from qdt.executors import open_backend
 from qdt.executors.ibm.executor import IBMRuntimeExecutor
 from qdt.executors.ibm.jobs import JobStore, JobTimeoutError
 from qdt.executors.ibm.mitigation import (
-    full_assignment_matrix,
-    mitigate_probabilities,
-    project_to_simplex,
+    check_m3_calibration,
+    m3_mitigate,
+    m3_mitigator,
     readout_assignment_matrices,
 )
 
@@ -232,19 +232,25 @@ def test_fetch_reports_a_local_job_whose_process_died_as_lost(
     assert "LOST" in capsys.readouterr().out
 
 
-def test_readout_mitigation_inverts_the_assignment_and_keeps_probabilities() -> None:
-    a0 = np.array([[0.97, 0.03], [0.06, 0.94]])
-    a1 = np.array([[0.99, 0.01], [0.02, 0.98]])
-    full = full_assignment_matrix([a0, a1])
-    assert full.shape == (4, 4) and np.allclose(full.sum(axis=1), 1)
-    # bit 0 flips by a0 alone: outcome |01> (index 1) from |00> has probability 0.03 * 0.99
+def test_mthree_inverts_the_assignment_in_qdt_bit_order_and_keeps_probabilities() -> None:
+    a0 = np.array([[0.97, 0.03], [0.06, 0.94]])  # qubit 3, readout bit 0: A[i][j] = P(record j | state i)
+    a1 = np.array([[0.99, 0.01], [0.02, 0.98]])  # qubit 7, readout bit 1
+    full = np.kron(a1, a0)  # outcome index k = bit0 + 2 bit1
     assert np.isclose(full[0, 1], 0.03 * 0.99) and np.isclose(full[0, 2], 0.97 * 0.01)
-    true = np.array([[0.7, 0.1, 0.15, 0.05], [0.0, 0.0, 1.0, 0.0]])
-    assert np.allclose(mitigate_probabilities(true @ full, [a0, a1]), true, atol=1e-12)
-    noisy = np.array([[0.5, 0.3, -0.1, 0.3], [2.0, -1.0, 0.0, 0.0]])
-    projected = project_to_simplex(noisy)
+    mitigator = m3_mitigator([3, 7], [a0, a1])
+    true = np.array([[0.7, 0.1, 0.15, 0.05], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    shots = 10**7  # counts rounded from exact measured probabilities: recovery to float32 precision
+    recovered = m3_mitigate(true @ full, shots, [3, 7], mitigator)
+    assert np.allclose(recovered, true, atol=1e-5)  # a swapped bit order would mix a0 and a1 up
+    noisy = np.array([[0.93, 0.0, 0.07, 0.0], [0.5, 0.5, 0.0, 0.0]])  # fewer flips than A predicts
+    projected = m3_mitigate(noisy, 1000, [3, 7], mitigator)
     assert np.all(projected >= 0) and np.allclose(projected.sum(axis=1), 1)
-    assert np.allclose(projected[1], [1, 0, 0, 0])
+    assert projected[0, 0] > noisy[0, 0]  # moved back towards |00>
+    with pytest.raises(QdtInputError) as caught:  # a calibration on qubits the layout does not use
+        check_m3_calibration(mitigator, [3, 5])
+    assert caught.value.field == "--mitigate" and "none for [5]" in str(caught.value)
+    with pytest.raises(QdtInputError, match="none for"):
+        m3_mitigate(noisy, 1000, [5, 7], mitigator)
 
 
 def test_readout_calibration_of_a_fake_device_and_mitigation_on_its_counts(tmp_path: Path) -> None:
@@ -259,7 +265,7 @@ def test_readout_calibration_of_a_fake_device_and_mitigation_on_its_counts(tmp_p
     properties = executor.device.backend.properties()
     assert matrices[0][0, 1] == pytest.approx(properties.qubit_property(physical[0])["prob_meas1_prep0"][0])
     raw = executor.run(prepared, np.zeros((1, 0)), np.zeros(0)).numpy()
-    mitigated = mitigate_probabilities(raw, matrices)
+    mitigated = m3_mitigate(raw, 8192, physical, m3_mitigator(physical, matrices))
     assert mitigated[0, 3] > raw[0, 3]  # closer to the ideal 1.0
 
 
@@ -282,23 +288,85 @@ def test_infer_cli_on_a_fake_device_reports_raw_and_mitigated_side_by_side(
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["decisions"]) == {"raw", "mitigated"} and report["strategy"] == "table"
+    mitigation = report["mitigation"]
+    assert mitigation["method"] == "mthree" and mitigation["calibration"] == "circuits"
+    assert mitigation["physical_qubits"] == [c["physical_readout"] for c in report["circuits"]]
+    assert set(mitigation["matrices"]) == {str(q) for c in report["circuits"] for q in c["physical_readout"]}
     raw = report["decisions"]["raw"]
     assert len(raw["per_user_latency_s"]) == 4 and isinstance(raw["feasible"], bool)
     assert report["optimum"]["status"] == "optimal" and report["timing"]["jobs"] == 1
     (job,) = report["jobs"]
-    assert job["pubs"] == 2 and job["rows"] == 2 * 16  # every agent, every observation, one job
+    # every agent, every observation, and the two readout-calibration rows: one job
+    assert job["pubs"] == 2 + 2 and job["rows"] == 2 * 16 + 2
+    assert mitigation["calibration_job_id"] == job["job_id"]
     assert [c["agent"] for c in report["circuits"]] == [0, 1] and "two_qubit_gates" in report["circuits"][0]
     assert Path(report["saved"]).is_file()
     assert main(["jobs", "fetch", "--run", str(run), job["job_id"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["jobs"][0]["message"].startswith("already saved")
-    assert (
-        main(
-            ["infer", "--run", str(run), "--backend", "fake_manila", "--shots", "256", "--strategy", "steps"]
-        )
-        == 0
-    )
+    args = ["infer", "--run", str(run), "--backend", "fake_manila", "--shots", "256", "--mitigate", "readout"]
+    assert main([*args, "--strategy", "steps"]) == 0
     out = capsys.readouterr().out
     assert "strategy steps" in out and "2 job(s)" in out  # N_t = 2 steps, one job each
+    submitted = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
+    pubs = [len(e["pubs"]) for e in submitted if e["event"] == "submitted"][-2:]
+    assert pubs == [2 + 2, 2]  # the calibration rides the first step's job only
+    assert main([*args, "--readout-calibration", "properties", "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["mitigation"]["calibration"] == "properties" and reported["jobs"][0]["pubs"] == 2
+
+
+@pytest.mark.parametrize("source", ["circuits", "properties"])
+def test_infer_refuses_an_mthree_calibration_of_other_qubits_before_any_job(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qdt.executors.ibm import mitigation
+
+    run = tiny_run(tmp_path)
+    if source == "circuits":  # calibration circuits measured one qubit off the layout
+        prepare = IBMRuntimeExecutor.prepare_readout_calibration
+
+        def elsewhere(self: Any, physical_qubits: Any) -> Any:  # fake_manila has 5 qubits
+            return prepare(self, [(q + 1) % 5 for q in physical_qubits])
+
+        monkeypatch.setattr(IBMRuntimeExecutor, "prepare_readout_calibration", elsewhere)
+    else:  # reported calibration loaded for other qubits
+        calibrate = mitigation.m3_mitigator
+
+        def elsewhere(physical_qubits: Any, matrices: Any) -> Any:  # type: ignore[misc]
+            return calibrate([q + 1 for q in physical_qubits], matrices)
+
+        monkeypatch.setattr(mitigation, "m3_mitigator", elsewhere)
+    args = ["infer", "--run", str(run), "--backend", "fake_manila", "--mitigate", "readout"]
+    assert main([*args, "--readout-calibration", source]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--mitigate: expected an mthree calibration" in err
+    assert not (run / "jobs.jsonl").exists()  # refused before anything was submitted
+
+
+def test_readout_calibration_circuits_measure_what_the_fake_device_simulates(tmp_path: Path) -> None:
+    """Local testing mode simulates each qubit's readout with the target's symmetric measure
+    error (qiskit-aer's noise model of a BackendV2), not the asymmetric prob_meas* properties:
+    the calibration circuits find the former, within 4 sigma of 8192 shots."""
+    from qdt.executors.ibm.mitigation import matrices_from_calibration
+
+    executor = open_backend("fake_manila", shots=8192, seed=5, job_dir=tmp_path)
+    qubits = [3, 4]
+    zeros, ones = executor.run_many(
+        [(c, torch.zeros(1, 0), torch.zeros(0)) for c in executor.prepare_readout_calibration(qubits)]
+    )
+    assert executor.isa_report(executor.prepare_readout_calibration(qubits)[1])["operations"] == {
+        "x": 2,
+        "measure": 2,
+    }
+    measured = matrices_from_calibration(zeros.numpy(), ones.numpy(), qubits)
+    target = executor.device.backend.target
+    for qubit, matrix in zip(qubits, measured):
+        error = target["measure"][(qubit,)].error
+        sigma = np.sqrt(error * (1 - error) / 8192)
+        assert abs(matrix[0, 1] - error) < 4 * sigma and abs(matrix[1, 0] - error) < 4 * sigma
+    reported = readout_assignment_matrices(executor.device.backend, qubits)
+    assert abs(reported[0][0, 1] - reported[0][1, 0]) > 0.01  # the properties are asymmetric
+    assert len(executor.jobs) == 1 and executor.jobs[0].pubs == 2  # both rows in one job
 
 
 def test_infer_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,28 +8,37 @@ How the actors are evaluated (``--strategy``):
          observation is sampled once. Default while 2^N <= 1024.
   steps  one job per step, carrying every agent's PUB for the current state (N_t jobs, each
          waiting for the previous one's decision); a state seen twice is sampled twice.
-``--mitigate readout`` corrects every PUB's probabilities with the device's readout calibration
-(:mod:`qdt.executors.ibm.mitigation`) and reports the raw and mitigated decisions side by side
-(the same jobs; with ``steps`` the rows both rollouts need share each step's job).
+``--mitigate readout`` corrects every PUB's counts through mthree (M3), calibrated on the device's
+own readout data for the physical qubits the actors' layouts read out: two calibration circuits in
+the first job (default), or the device's reported calibration (``--readout-calibration
+properties``); see :mod:`qdt.executors.ibm.mitigation`. The calibrated qubits are checked before
+any job. It reports the raw and mitigated decisions side by side (the same jobs; with ``steps``
+the rows both rollouts need share each step's job).
 
 JSON contract (``--json``, also saved as RUN/inference/<utc>-<profile>.json): run, backend
-{profile, executor, device, local, shots, ...}, strategy, circuits [per agent: layout, depth,
-two_qubit_gates, ...], decisions {raw, mitigated?: {assignment, feasible, violations,
-total_latency_s, per_user_latency_s, gap}}, optimum {status, assignment, total_latency_s},
-noiseless {assignment, feasible, total_latency_s, agrees_with_raw} (the same actors on the exact
-statevector executor), timing
-{decision_wall_s, prepare_s, queue_s, execution_s, quantum_seconds}, jobs [job_id, status, ...].
+{profile, executor, device, local, shots, fractional_gates, ...}, strategy, circuits [per agent:
+layout, depth, two_qubit_gates, fractional_gates, and with fractional gates on
+without_fractional_gates {depth, two_qubit_gates, operations}: the same circuit transpiled for the
+device without rx/rzz, for comparison only, ...], mitigation? {method "mthree", mthree_version,
+calibration "circuits" | "properties", calibration_job_id, physical_qubits [per agent], matrices
+{qubit: A, A[i][j] = P(record j | state i)}}, decisions {raw, mitigated?: {assignment,
+feasible, violations, total_latency_s, per_user_latency_s, gap}}, optimum {status, assignment,
+total_latency_s}, noiseless {assignment, feasible, total_latency_s, agrees_with_raw} (the same
+actors on the exact statevector executor), timing {decision_wall_s, prepare_s, queue_s,
+execution_s, quantum_seconds}, jobs [job_id, status, ...].
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +55,7 @@ if TYPE_CHECKING:
     from qdt.executors import Executor
 
 STRATEGIES = ("auto", "table", "steps")
+CALIBRATIONS = ("circuits", "properties")  # where --mitigate readout takes the readout errors from
 MAX_TABLE_ROWS = 1024
 
 
@@ -76,6 +86,15 @@ def register(subparsers: Any) -> None:
         help="also apply readout-error mitigation; raw and mitigated side by side",
     )
     parser.add_argument(
+        "--readout-calibration",
+        choices=CALIBRATIONS,
+        default="circuits",
+        help=(
+            "where --mitigate readout takes each qubit's readout errors from: two calibration circuits "
+            "in the same job (default), or the device's reported calibration (properties)"
+        ),
+    )
+    parser.add_argument(
         "--strategy", choices=STRATEGIES, default="auto", help="table (one job) or steps (default auto)"
     )
     parser.add_argument(
@@ -92,9 +111,12 @@ def register(subparsers: Any) -> None:
 Scorer = Callable[[Sequence[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray] | None]]
 
 
-def make_scorer(policy: Any, executor: Executor, mitigation: list[list[np.ndarray]] | None) -> Scorer:
-    """rows per agent [B_j, N] → (raw scores per agent [B_j, N], mitigated or None), in one job."""
-    from qdt.executors.ibm.mitigation import mitigate_probabilities
+Mitigate = Callable[[np.ndarray], np.ndarray]  # measured probabilities [B, 2^m] -> mitigated
+
+
+def make_scorer(policy: Any, executor: Executor, mitigation: ReadoutMitigation | None) -> Scorer:
+    """rows per agent [B_j, N] → (raw scores per agent [B_j, N], mitigated or None), in one job
+    (with ``mitigation``'s calibration PUBs in the first one when it calibrates from circuits)."""
 
     def score(observations: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         items = []
@@ -102,14 +124,19 @@ def make_scorer(policy: Any, executor: Executor, mitigation: list[list[np.ndarra
             front = actor.front
             x = actor.inputs(torch.as_tensor(obs, dtype=torch.float64), j)  # the observation features
             items.append((front.prepared, front.vqc.angles(x), front.weight.detach()))
+        calibration = mitigation.pending() if mitigation is not None else []
         with torch.no_grad():
-            probs = run_pubs(executor, items)
+            results = run_pubs(executor, items + calibration)
+            probs = results[: len(items)]
             raw = [torch.sigmoid(actor.body(p)).numpy() for actor, p in zip(policy.actors, probs)]
             if mitigation is None:
                 return raw, None
+            if calibration:
+                jobs = getattr(executor, "jobs", [])
+                mitigation.calibrate(results[len(items) :], jobs[-1].job_id if jobs else None)
             mitigated = [
-                torch.sigmoid(actor.body(torch.as_tensor(mitigate_probabilities(p.numpy(), m)))).numpy()
-                for actor, p, m in zip(policy.actors, probs, mitigation)
+                torch.sigmoid(actor.body(torch.as_tensor(mitigate(p.numpy())))).numpy()
+                for actor, p, mitigate in zip(policy.actors, probs, mitigation.corrections())
             ]
         return raw, mitigated
 
@@ -176,6 +203,7 @@ def run_inference(
     shots: int | None = None,
     seed: int | None = None,
     mitigate: str | None = None,
+    calibration: str = "circuits",
     strategy: str = "auto",
     timeout_s: float | None = None,
     resume: bool = False,
@@ -205,6 +233,8 @@ def run_inference(
     device = profile.executor == "ibm"  # jobs, timeouts and readout calibration: IBM devices only
     if mitigate is not None and not device:
         raise QdtInputError("--mitigate", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
+    if calibration not in CALIBRATIONS:
+        raise QdtInputError("--readout-calibration", "one of " + ", ".join(CALIBRATIONS), calibration)
     run_seed = config.seed if seed is None else seed
     executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
     job_options = {"reuse_jobs": resume, "timeout_s": timeout_s} if device else {}
@@ -216,7 +246,7 @@ def run_inference(
         started = time.perf_counter()
         policy = load_policy(run_dir, executor=executor)
         prepare_s = time.perf_counter() - started
-        mitigation = _mitigation_matrices(executor, policy) if mitigate else None
+        mitigation = ReadoutMitigation.for_policy(executor, policy, calibration) if mitigate else None
         if strategy == "auto":
             strategy = "table" if 2**policy.n_users <= MAX_TABLE_ROWS else "steps"
         if strategy == "table" and 2**policy.n_users > MAX_TABLE_ROWS:
@@ -248,11 +278,7 @@ def run_inference(
         "strategy": strategy,
         "steps": steps,
         "seed": run_seed,
-        "mitigation": (
-            {"method": "readout", "matrices": [[a.tolist() for a in agent] for agent in mitigation]}
-            if mitigation is not None
-            else None
-        ),
+        "mitigation": mitigation.report() if mitigation is not None else None,
         "circuits": _circuits_report(policy, executor),
         "decisions": decisions,
         "optimum": {
@@ -276,17 +302,98 @@ def run_inference(
     return report
 
 
-def _mitigation_matrices(executor: Any, policy: Any) -> list[list[np.ndarray]]:
-    """Readout assignment matrices of the physical qubits each actor reads (an ibm executor)."""
-    from qdt.executors.ibm.mitigation import readout_assignment_matrices
+@dataclass
+class ReadoutMitigation:
+    """Readout mitigation through mthree (:mod:`qdt.executors.ibm.mitigation`) for every agent.
 
-    matrices = []
-    for actor in policy.actors:
-        report = executor.isa_report(actor.front.prepared)
-        assert report is not None
-        physical = report["physical_readout"]
-        matrices.append(readout_assignment_matrices(executor.device.backend, physical))
-    return matrices
+    ``physical[j]``: the physical qubits agent j's ISA layout reads out. Calibration ``source``:
+    ``circuits`` adds two one-row calibration PUBs (all |0>, all |1> on the union of those qubits)
+    to the first job (:meth:`pending`, :meth:`calibrate`); ``properties`` reads the device's
+    reported calibration at once. Either way the qubits are checked against the layouts before
+    any job is submitted.
+    """
+
+    source: str
+    shots: int
+    physical: list[list[int]]
+    qubits: list[int]  # calibrated: the union of every agent's readout qubits
+    calibration_pubs: list[Any]  # circuits: the two prepared calibration circuits
+    matrices: dict[int, np.ndarray] | None = None  # per calibrated qubit, once known
+    mitigators: list[Any] | None = None
+    job_id: str | None = None  # the job the calibration circuits ran in
+
+    @classmethod
+    def for_policy(cls, executor: Any, policy: Any, source: str) -> ReadoutMitigation:
+        from qdt.executors.ibm.mitigation import check_calibrated_qubits, readout_assignment_matrices
+
+        if source not in CALIBRATIONS:
+            raise QdtInputError("--readout-calibration", "one of " + ", ".join(CALIBRATIONS), source)
+        physical = []
+        for actor in policy.actors:
+            report = executor.isa_report(actor.front.prepared)
+            assert report is not None
+            physical.append([int(q) for q in report["physical_readout"]])
+        qubits = sorted({q for agent in physical for q in agent})
+        pubs = []
+        if source == "circuits":
+            pubs = executor.prepare_readout_calibration(qubits)
+            qubits = [int(q) for q in executor.isa_report(pubs[0])["physical_readout"]]
+            for agent in physical:  # before any job: the calibration covers every layout
+                check_calibrated_qubits(qubits, agent, "--mitigate")
+        mitigation = cls(source, int(executor.shots), physical, qubits, pubs)
+        if source == "properties":
+            matrices = readout_assignment_matrices(executor.device.backend, qubits)
+            mitigation.use(dict(zip(qubits, matrices)))
+        return mitigation
+
+    def pending(self) -> list[tuple[Any, torch.Tensor, torch.Tensor]]:
+        """The calibration PUBs still to run (with the next job), as run items."""
+        if self.mitigators is not None:
+            return []
+        empty = torch.zeros(1, 0, dtype=torch.float64)
+        return [(prepared, empty, torch.zeros(0, dtype=torch.float64)) for prepared in self.calibration_pubs]
+
+    def calibrate(self, results: Sequence[torch.Tensor], job_id: str | None) -> None:
+        """Matrices from the calibration PUBs' probabilities (all |0>, all |1>)."""
+        from qdt.executors.ibm.mitigation import matrices_from_calibration
+
+        zeros, ones = (r.numpy() for r in results)
+        self.use(dict(zip(self.qubits, matrices_from_calibration(zeros, ones, self.qubits))))
+        self.job_id = job_id
+
+    def use(self, matrices: dict[int, np.ndarray]) -> None:
+        """An mthree mitigator per agent, checked to cover the qubits its layout reads out."""
+        from qdt.executors.ibm.mitigation import check_m3_calibration, m3_mitigator
+
+        mitigators = []
+        for qubits in self.physical:
+            known = [q for q in qubits if q in matrices]
+            mitigator = m3_mitigator(known, [matrices[q] for q in known])
+            check_m3_calibration(mitigator, qubits, "--mitigate")
+            mitigators.append(mitigator)
+        self.matrices, self.mitigators = matrices, mitigators
+
+    def corrections(self) -> list[Mitigate]:
+        from qdt.executors.ibm.mitigation import m3_mitigate
+
+        assert self.mitigators is not None, "calibrate first"
+        return [
+            functools.partial(m3_mitigate, shots=self.shots, physical_qubits=q, mitigator=m)
+            for q, m in zip(self.physical, self.mitigators)
+        ]
+
+    def report(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        matrices = self.matrices or {}
+        return {
+            "method": "mthree",
+            "mthree_version": version("mthree"),
+            "calibration": self.source,
+            "calibration_job_id": self.job_id,
+            "physical_qubits": self.physical,
+            "matrices": {str(q): matrices[q].tolist() for q in self.qubits if q in matrices},
+        }
 
 
 def _decision(
@@ -325,6 +432,7 @@ def _backend_report(profile: Any, executor: Any) -> dict[str, Any]:
             local=device.local,
             mode=settings.runtime.mode,
             optimization_level=settings.optimization_level,
+            fractional_gates=settings.device.fractional_gates,
             error_suppression=dataclasses.asdict(settings.suppression),
         )
     return data
@@ -367,6 +475,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         shots=args.shots,
         seed=args.seed,
         mitigate=args.mitigate,
+        calibration=args.readout_calibration,
         strategy=args.strategy,
         timeout_s=args.timeout,
         resume=args.resume,
@@ -390,19 +499,25 @@ def print_report(report: dict[str, Any]) -> None:
         f"{printable(report['run'])} on {printable(where)}: shots {shots}, strategy {report['strategy']}, "
         f"{report['steps']} steps"
     )
+    compare = any("without_fractional_gates" in c for c in report["circuits"])
     rows = []
     for c in report["circuits"]:
-        rows.append(
-            [
-                c["agent"],
-                c["qubits"],
-                c["layers"],
-                c.get("layout", "-"),
-                c.get("depth", "-"),
-                c.get("two_qubit_gates", "-"),
-            ]
-        )
-    print(format_table(["agent", "qubits", "layers", "layout", "ISA depth", "2q gates"], rows))
+        row = [
+            c["agent"],
+            c["qubits"],
+            c["layers"],
+            c.get("layout", "-"),
+            c.get("depth", "-"),
+            c.get("two_qubit_gates", "-"),
+        ]
+        if compare:
+            without = c.get("without_fractional_gates") or {}
+            row += [without.get("depth", "-"), without.get("two_qubit_gates", "-")]
+        rows.append(row)
+    headers = ["agent", "qubits", "layers", "layout", "ISA depth", "2q gates"]
+    if compare:  # submitted with native rx; the columns after are the same circuit without rx/rzz
+        headers = headers[:4] + ["ISA depth (rx)", "2q gates (rx)", "depth without rx", "2q without rx"]
+    print(format_table(headers, rows))
     print()
     decision_rows = []
     for name, d in report["decisions"].items():

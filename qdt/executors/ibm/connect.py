@@ -13,6 +13,11 @@ Errors: ``QiskitRuntimeService(...)`` reports a missing network as an invalid to
 (``InvalidAccountError: ... check that you are using a valid API token``; the real cause is only in
 the exception chain). :func:`classify_service_error` walks ``__cause__``/``__context__`` and
 raises :class:`NoNetworkError`, :class:`InvalidTokenError` or :class:`IBMServiceError`.
+
+Fractional gates (``[device] fractional_gates = true``): a real device is opened with
+``use_fractional_gates=True``; real or fake, its target must then list ``rx``, or
+:func:`connect_device` stops with one error naming ``device.fractional_gates``
+(:mod:`qdt.executors.ibm.fractional`) before anything is transpiled or submitted.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qdt.errors import QdtError
+from qdt.executors.ibm.fractional import basis_gates, check_native_rx, unsupported, without_fractional_gates
 from qdt.executors.ibm.settings import DeviceSpec
 from qdt.noise.device import fake_backend
 
@@ -77,6 +83,13 @@ class RuntimeDevice:
     spec: DeviceSpec
     backend: Any  # qiskit BackendV2: a FakeBackendV2 or an IBMBackend
     service: Any | None  # QiskitRuntimeService for real devices
+    _standard_target: Any = field(default=None, repr=False)  # the target without rx/rzz, once built
+
+    def standard_target(self) -> Any:
+        """The backend's target without fractional gates (built once per connection)."""
+        if self._standard_target is None:
+            self._standard_target = without_fractional_gates(self.backend.target)
+        return self._standard_target
 
     @property
     def local(self) -> bool:
@@ -145,20 +158,45 @@ def _no_placeholder_account_file() -> Iterator[None]:
                 pass
 
 
-def connect_device(spec: DeviceSpec) -> RuntimeDevice:
+def connect_device(spec: DeviceSpec, where: str = "") -> RuntimeDevice:
+    """The device ``spec`` names, checked for fractional gates when the spec asks for them.
+
+    ``where`` prefixes the field of the fractional-gates error (a profile's file or name, "x.toml: ").
+    """
+    fractional_field = f"{where}device.fractional_gates"
     if spec.local:
-        return RuntimeDevice(spec=spec, backend=fake_backend(spec.name, field="device.name"), service=None)
+        backend = fake_backend(spec.name, field="device.name")
+        if spec.fractional_gates:
+            check_native_rx(backend, fractional_field)
+        return RuntimeDevice(spec=spec, backend=backend, service=None)
     service = open_service(spec)
     try:
-        backend = service.backend(spec.name)
+        if spec.fractional_gates:
+            backend = service.backend(spec.name, use_fractional_gates=True)
+        else:
+            backend = service.backend(spec.name)
     except Exception as error:
         if _exception_named(error, "QiskitBackendNotFoundError"):
             raise IBMServiceError(
                 f"device.name: expected a device this account can use, got {spec.name!r} "
                 "(list them with QiskitRuntimeService().backends())"
             ) from None
+        if spec.fractional_gates and _exception_named(error, "IBMInputValueError"):
+            # the service's own check: "Backend '...' does not support fractional gates"
+            basis = _basis_without_fractional(service, spec.name)
+            raise unsupported(fractional_field, spec.name, basis) from None
         raise classify_service_error(error) from None
+    if spec.fractional_gates:
+        check_native_rx(backend, fractional_field)
     return RuntimeDevice(spec=spec, backend=backend, service=service)
+
+
+def _basis_without_fractional(service: Any, name: str) -> list[str] | None:
+    """The device's basis as opened without fractional gates, for the error; None if that fails too."""
+    try:
+        return basis_gates(service.backend(name).target)
+    except Exception:  # only for the message: the error raised is the fractional-gates one
+        return None
 
 
 def exception_chain(error: BaseException) -> Iterator[BaseException]:

@@ -10,7 +10,10 @@ itself lacks locally (no job lookup by id or tag, no queue timestamps, no simula
   ``generate_preset_pass_manager(backend=..., optimization_level=...)`` once per circuit
   structure and device (:mod:`qdt.executors.transpile_cache`, so the M actors' identical
   circuits transpile once). Layout, depth and two-qubit gate count are recorded
-  (:meth:`IBMRuntimeExecutor.isa_report`).
+  (:meth:`IBMRuntimeExecutor.isa_report`). With ``[device] fractional_gates = true`` the ISA
+  circuit uses the device's native ``rx`` (:mod:`qdt.executors.ibm.fractional`), and the same
+  circuit is transpiled a second time for the device without ``rx``/``rzz``, only to report its
+  depth and two-qubit count next to the submitted one's; that second circuit is never submitted.
 * run: validation first (qubits, shots, parameter shapes, finite values); then ONE job whose
   PUB carries the whole batch as a parameter array; :meth:`IBMRuntimeExecutor.run_many` puts
   several prepared circuits (e.g. every agent's actor) into one job, one PUB each.
@@ -56,6 +59,7 @@ from qdt.executors.base import (
     validate_weights,
 )
 from qdt.executors.ibm.connect import RuntimeDevice, connect_device
+from qdt.executors.ibm.fractional import has_fractional_gates
 from qdt.executors.ibm.jobs import (
     JobStore,
     JobTimeoutError,
@@ -90,9 +94,11 @@ class IsaCircuit:
     transpile_s: float
     cached: bool
     key: str  # structure + device + transpiler settings
+    fractional_gates: bool = False  # transpiled with the device's native rx (and rzz)
+    without_fractional: dict[str, Any] | None = None  # depth, two_qubit_gates, operations: for comparison
 
     def report(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "layout": list(self.layout),
             "physical_readout": list(self.physical_readout),
             "depth": self.depth,
@@ -100,7 +106,24 @@ class IsaCircuit:
             "operations": self.operations,
             "transpile_s": round(self.transpile_s, 4),
             "transpile_cached": self.cached,
+            "fractional_gates": self.fractional_gates,
         }
+        if self.without_fractional is not None:
+            data["without_fractional_gates"] = self.without_fractional
+        return data
+
+    def sizes(self) -> dict[str, Any]:
+        """Depth and two-qubit count, with fractional gates and without them when both were made."""
+        data: dict[str, Any] = {
+            "depth": self.depth,
+            "two_qubit_gates": self.two_qubit_gates,
+            "fractional_gates": self.fractional_gates,
+        }
+        if self.without_fractional is not None:
+            data["without_fractional_gates"] = {
+                k: self.without_fractional[k] for k in ("depth", "two_qubit_gates")
+            }
+        return data
 
 
 @dataclass
@@ -131,18 +154,37 @@ class JobRun:
 
 
 # ---- transpilation -----------------------------------------------------------------------------
-def transpile_for(circuit: QuantumCircuit, device: RuntimeDevice, level: int, seed: int | None) -> Any:
-    """The ISA circuit of ``circuit`` on ``device`` (cached per structure, device and settings)."""
+def transpile_for(
+    circuit: QuantumCircuit,
+    device: RuntimeDevice,
+    level: int,
+    seed: int | None,
+    fractional: bool = False,
+    initial_layout: tuple[int, ...] | None = None,
+) -> Any:
+    """The ISA circuit of ``circuit`` on ``device`` (cached per structure, device and settings).
+
+    ``fractional``: keep the device's fractional gates (rx, rzz). Without, a device whose target
+    has them is transpiled for its target minus those (:meth:`RuntimeDevice.standard_target`); the
+    backend still supplies its transpiler plugins either way. ``initial_layout``: the physical
+    qubit of each circuit qubit (readout calibration circuits); default: the transpiler's choice.
+    """
+    reduce = not fractional and has_fractional_gates(device.backend.target)
 
     def compile_fn(logical: QuantumCircuit) -> QuantumCircuit:
         from qiskit.transpiler import generate_preset_pass_manager
 
+        options: dict[str, Any] = {"target": device.standard_target()} if reduce else {}
+        if initial_layout is not None:
+            options["initial_layout"] = list(initial_layout)
         manager = generate_preset_pass_manager(
-            backend=device.backend, optimization_level=level, seed_transpiler=seed
+            backend=device.backend, optimization_level=level, seed_transpiler=seed, **options
         )
         return manager.run(logical)
 
-    return cached_transpile(circuit, ("ibm", device.name, level, seed), compile_fn)
+    gates = "fractional" if fractional else "standard"
+    key = ("ibm", device.name, level, seed, gates, initial_layout)
+    return cached_transpile(circuit, key, compile_fn)
 
 
 def _measured(circuit: QuantumCircuit, readout: tuple[int, ...]) -> QuantumCircuit:
@@ -215,7 +257,9 @@ class IBMRuntimeExecutor(Executor):
     def device(self) -> RuntimeDevice:
         """Connected on first use (a real device needs the account and the network from here on)."""
         if self._device is None:
-            self._device = connect_device(self.settings.device)
+            source = self.profile.source
+            named = source if source and not source.startswith(("rule:", "executor:")) else self.profile.name
+            self._device = connect_device(self.settings.device, where=f"{named}: " if named else "")
         return self._device
 
     @property
@@ -241,12 +285,42 @@ class IBMRuntimeExecutor(Executor):
                 self._mode = None
 
     # -- prepare
+    def prepare_readout_calibration(self, physical_qubits: Sequence[int]) -> list[PreparedCircuit]:
+        """M3's "independent" readout calibration of ``physical_qubits``: two circuits, every qubit
+        in |0> and every qubit in |1>, each measuring bit i from ``physical_qubits[i]`` (pinned by
+        the transpiler's ``initial_layout``). One row each, no parameters; run them in the same
+        job as the circuits they calibrate (:meth:`run_many`)."""
+        qubits = tuple(int(q) for q in physical_qubits)
+        device = self.device
+        if (
+            not qubits
+            or len(set(qubits)) != len(qubits)
+            or not all(0 <= q < device.num_qubits for q in qubits)
+        ):
+            raise QdtInputError(
+                "physical_qubits", f"distinct qubits of {device.name} (0 to {device.num_qubits - 1})", qubits
+            )
+        prepared = []
+        for state in (0, 1):
+            circuit = QuantumCircuit(len(qubits))
+            if state:
+                circuit.x(range(len(qubits)))
+            readout = tuple(range(len(qubits)))
+            payload = self._prepare(circuit, (), (), readout, initial_layout=qubits)
+            if payload.physical_readout != qubits:
+                raise QdtInputError(
+                    "physical_qubits", f"calibration measured on {qubits}", payload.physical_readout
+                )
+            prepared.append(PreparedCircuit(self.name, circuit, (), (), readout, payload, id(self)))
+        return prepared
+
     def _prepare(
         self,
         circuit: QuantumCircuit,
         angle_params: tuple[Parameter, ...],
         weight_params: tuple[Parameter, ...],
         readout_qubits: tuple[int, ...],
+        initial_layout: tuple[int, ...] | None = None,
     ) -> IsaCircuit:
         circuit = strip_final_measurements(circuit)  # qdt measures the readout qubits itself
         device = self.device
@@ -262,8 +336,19 @@ class IBMRuntimeExecutor(Executor):
             raise QdtInputError("circuit", "parameters with distinct names", "repeated names")
         measured = _measured(circuit, readout_qubits)
         settings = self.settings
-        transpiled = transpile_for(measured, device, settings.optimization_level, settings.transpile_seed)
+        level, seed = settings.optimization_level, settings.transpile_seed
+        fractional = settings.device.fractional_gates
+        transpiled = transpile_for(measured, device, level, seed, fractional, initial_layout)
         isa, seconds, cached, key = transpiled.circuit, transpiled.seconds, transpiled.cached, transpiled.key
+        without = None
+        if fractional:  # the same circuit without rx/rzz: its size is reported, it is never submitted
+            standard = transpile_for(measured, device, level, seed, False, initial_layout).circuit
+            _, _, standard_two_qubit, standard_operations = _isa_facts(standard, circuit.num_qubits)
+            without = {
+                "depth": standard.depth(),
+                "two_qubit_gates": standard_two_qubit,
+                "operations": standard_operations,
+            }
         order = {p: k for k, p in enumerate(angle_params + weight_params)}
         sources = np.array([order[p] for p in isa.parameters], dtype=np.int64)
         physical, layout, two_qubit, operations = _isa_facts(isa, circuit.num_qubits)
@@ -272,12 +357,24 @@ class IBMRuntimeExecutor(Executor):
                 "circuit", f"{len(readout_qubits)} measured readout bits after transpilation", len(physical)
             )
         return IsaCircuit(
-            isa, sources, physical, layout, isa.depth(), two_qubit, operations, seconds, cached, key
+            isa,
+            sources,
+            physical,
+            layout,
+            isa.depth(),
+            two_qubit,
+            operations,
+            seconds,
+            cached,
+            key,
+            fractional_gates=fractional,
+            without_fractional=without,
         )
 
     def isa_report(self, prepared: PreparedCircuit) -> dict[str, Any]:
         """Device, optimisation level, layout, physical readout qubits, depth, two-qubit gates,
-        operations and transpile time of ``prepared``'s ISA circuit."""
+        operations and transpile time of ``prepared``'s ISA circuit; with fractional gates on,
+        also ``without_fractional_gates``: depth, two-qubit gates and operations without them."""
         payload = self._payload(prepared)
         return {
             "device": self.device.name,
@@ -329,8 +426,7 @@ class IBMRuntimeExecutor(Executor):
                     "rows": int(values.shape[0]),
                     "layout": list(payload.layout),
                     "physical_readout": list(payload.physical_readout),
-                    "depth": payload.depth,
-                    "two_qubit_gates": payload.two_qubit_gates,
+                    **payload.sizes(),
                 }
             )
         result = self._execute(kind, pubs, meta, [(p.key, v) for _, p, v in checked])

@@ -2,8 +2,9 @@
 
 An ``ibm`` profile names a device (``[device]``: ``provider = "fake"`` for qiskit-ibm-runtime's
 local testing mode, ``"ibm_cloud"`` for a real device) and never a token: the token comes from
-``QISKIT_IBM_TOKEN`` or a saved Qiskit account (see :mod:`qdt.executors.ibm.connect`). The
-other tables are optional::
+``QISKIT_IBM_TOKEN`` or a saved Qiskit account (see :mod:`qdt.executors.ibm.connect`).
+``[device] fractional_gates = true`` (default false) runs RX(θ) as one native gate on a device
+that has it (:mod:`qdt.executors.ibm.fractional`). The other tables are optional::
 
     [transpile]          optimization_level = 2, seed = 1234
     [runtime]            mode (job | batch | session), timeout_s, poll_interval_s, max_poll_interval_s,
@@ -49,13 +50,15 @@ class DeviceSpec:
     channel: str | None = None  # ibm_cloud: default from the saved account / QISKIT_IBM_CHANNEL
     instance: str | None = None  # ibm_cloud: CRN or name; default from the saved account
     account: str | None = None  # ibm_cloud: name of a saved account (QiskitRuntimeService(name=...))
+    fractional_gates: bool = False  # native RX(θ): use_fractional_gates=True, or a fake target with rx
 
     @property
     def local(self) -> bool:
         return self.provider == "fake"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The set fields (``fractional_gates`` only when on)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v is not False}
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class IBMOptions:
     @property
     def summary(self) -> str:
         text = f"{self.runtime.mode}, opt {self.optimization_level}"
+        if self.device.fractional_gates:
+            text += ", fractional gates"
         if self.suppression.dynamical_decoupling:
             text += f", DD {self.suppression.dd_sequence}"
         if self.suppression.twirling_gates or self.suppression.twirling_measure:
@@ -159,12 +164,13 @@ def parse_ibm_options(data: Mapping[str, Any], where: str) -> IBMOptions:
 
 def _parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
     reader = TableReader(table, f"{where}.")
-    reader.reject_unknown({"provider", "name", "channel", "instance", "account"})
+    reader.reject_unknown({"provider", "name", "channel", "instance", "account", "fractional_gates"})
     provider = reader.require("provider", str)
     if provider not in PROVIDERS:
         raise QdtInputError(f"{where}.provider", "'fake' (local testing mode) or 'ibm_cloud'", provider)
     name = reader.require("name", str)
     extra = {k: reader.get(k, str) for k in ("channel", "instance", "account")}
+    fractional = bool(reader.get("fractional_gates", bool))  # whether the device has rx: on connecting
     if provider == "fake":
         given = [k for k, v in extra.items() if v]
         if given:
@@ -176,7 +182,7 @@ def _parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
         channel = extra["channel"]
         if channel is not None and channel not in CHANNELS:
             raise QdtInputError(f"{where}.channel", "one of " + ", ".join(CHANNELS), channel)
-    return DeviceSpec(provider=provider, name=name, **extra)
+    return DeviceSpec(provider=provider, name=name, fractional_gates=fractional, **extra)
 
 
 def _parse_dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:
