@@ -1,7 +1,5 @@
 """Hybrid networks: the quantum layer's gradients, and the PennyLane front computing the same."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -11,12 +9,7 @@ from qdt.experiments.pennylane_front import PennyLaneFront
 from qdt.rl.quantum_layer import quantum_front
 
 
-@pytest.mark.peers
-@pytest.mark.skipif(
-    os.environ.get("QDT_WITHOUT_PEERS") == "1",
-    reason="the newest-versions run has no peer stacks (pennylane, qiskit-machine-learning): "
-    "they run in .venv and .venv-peers (./install.sh [--peers], .ci/run)",
-)
+@pytest.mark.peers  # skipped where the peers are not installed: tests/conftest.py
 @pytest.mark.parametrize("width, layers", [(4, 1), (16, 6), (3, 2), (8, 3)])
 def test_pennylane_front_equals_qdt_executor(width, layers):
     torch.manual_seed(width + layers)

@@ -5,7 +5,6 @@ themselves are not checked: this machine is shared)."""
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -19,13 +18,7 @@ import width_sweep  # noqa: E402
 from qdt.circuits import build_vqc  # noqa: E402
 from qdt.executors import open_backend  # noqa: E402
 
-PEERS = [
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        os.environ.get("QDT_WITHOUT_PEERS") == "1",
-        reason="the newest-versions run has no peer stacks (pennylane): they run in .venv and .venv-peers",
-    ),
-]
+PEERS = [pytest.mark.peers]  # skipped where the peers are not installed: tests/conftest.py
 
 
 @pytest.mark.parametrize(

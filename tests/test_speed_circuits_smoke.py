@@ -5,21 +5,13 @@ this machine is shared)."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        os.environ.get("QDT_WITHOUT_PEERS") == "1",
-        reason="the newest-versions run has no peer stacks (pennylane, qiskit-machine-learning): "
-        "they run in .venv and .venv-peers (./install.sh [--peers], .ci/run)",
-    ),
-]
+pytestmark = pytest.mark.peers  # skipped where the peers are not installed: tests/conftest.py
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_circuits.py"
 COLUMNS = [
