@@ -502,6 +502,15 @@ def data_loss() -> list[Case]:
         ),
         Case(
             k,
+            "bench paper --out holding the user's files named like the bench's tables",
+            ["bench", "paper", "--seeds", "1", "--episodes", "2", "--out", "{d}/mine", "--runs", "{d}/runs"],
+            says=("--out", "table3.md, timing.md"),
+            fix="move those files away",
+            setup=user_files("mine", ["table3.md", "timing.md"]),
+            keep=("mine",),
+        ),
+        Case(
+            k,
             "noise snapshot -o an existing file",
             ["noise", "snapshot", "--backend", "fake_manila", "-o", "{d}/pin.json"],
             says=("--output", "pin.json", "an existing file"),
@@ -1285,6 +1294,12 @@ def symlink_loop(d: Path, s: Path) -> None:
     (d / "loop").symlink_to(d / "loop")
 
 
+FAKE_MANILA_PROFILE = (
+    'schema = "qdt-backend/1"\nname = "b"\nexecutor = "ibm"\n'
+    '[device]\nprovider = "fake"\nname = "fake_manila"\n'
+)
+
+
 def profiles() -> list[Case]:
     k = "profiles"
     circuit = ["circuit", "--qubits", "2", "--layers", "1", "--json"]
@@ -1336,6 +1351,40 @@ def profiles() -> list[Case]:
             says=("b.toml", "colour"),
             setup=write("b.toml", 'schema = "qdt-backend/1"\nname = "b"\nexecutor = "aer"\ncolour = 1\n'),
             fix="give colour one of description",
+        ),
+        Case(
+            k,
+            "ibm profile with fractional gates on a device without rx",
+            backend,
+            says=("b.toml", "device.fractional_gates"),
+            setup=write(
+                "b.toml",
+                FAKE_MANILA_PROFILE + "fractional_gates = true\n",
+            ),
+            fix="set fractional_gates = false",
+        ),
+        Case(
+            k,
+            "ibm profile with an unknown primitive",
+            backend,
+            says=("b.toml", "runtime.primitive"),
+            setup=write(
+                "b.toml",
+                FAKE_MANILA_PROFILE + '[runtime]\nprimitive = "exectuor"\n',
+            ),
+            fix="use 'sampler' (the default) or 'executor'",
+        ),
+        Case(
+            k,
+            "ibm profile with the Executor primitive and twirling",
+            backend,
+            says=("b.toml", "error_suppression"),
+            setup=write(
+                "b.toml",
+                FAKE_MANILA_PROFILE
+                + '[runtime]\nprimitive = "executor"\n[error_suppression]\ntwirling_gates = true\n',
+            ),
+            fix="runtime.primitive = 'sampler'",
         ),
         Case(
             k,

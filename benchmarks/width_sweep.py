@@ -27,7 +27,10 @@ Stacks, all from the same raw inputs:
   circuits, so it runs only while one call stays under ``--give-up-seconds``.
 
 With a GPU (``torch.cuda.is_available()``) every stack that accepts CUDA tensors gets a second
-column ``<stack>@cuda``; a stack that fails there is noted.
+column ``<stack>@cuda``; a stack that fails there is noted. A stack goes to the GPU as any torch
+module does: ``module.to("cuda")`` and its inputs on the GPU; qdt's executors then compute there
+(their compiled tables are copied to the GPU on the first call, ``qdt/sim/device.py``), and so does
+the density executor (``--torch-device``, ``tests/test_torch_device.py``).
 
 Timing: every cell is built (its preparation time: building the VQC and the stack's layer) and
 called once (the first call); a cell whose first call took more than ``--slow-seconds`` runs
@@ -91,9 +94,9 @@ STACKS = {
     spec.name: spec
     for spec in (
         StackSpec("qdt-statevector", "qdt statevector (product kernel)", True),
-        StackSpec("qdt-density", f"qdt density, {NOISE_PROFILE} after every gate", False),
+        StackSpec("qdt-density", f"qdt density, {NOISE_PROFILE} after every gate", True),
         StackSpec(
-            "qdt-density-layers", f"qdt density, {NOISE_PROFILE} on the layers (ry, cx noiseless)", False
+            "qdt-density-layers", f"qdt density, {NOISE_PROFILE} on the layers (ry, cx noiseless)", True
         ),
         StackSpec("plain", "plain gate-by-gate torch loop, autograd", True),
         StackSpec("pennylane", "PennyLane default.qubit TorchLayer, backprop", True),

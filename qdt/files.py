@@ -22,9 +22,11 @@ that ``rl/``, ``experiments/`` and ``cli/`` apply them alike:
 * *Nothing the user owns is overwritten.* :func:`check_output_path` refuses, before any work, a
   path that is a file, lies in ``/proc`` or ``/sys``, or sits on a read-only or unwritable file
   system. :func:`check_output_folder` then wants the folder new or empty. A command's
-  :class:`FolderRule` may name the files it writes itself (``allowed``: a bench's tables,
-  refreshed by a rerun) or a test that makes the whole folder its own (``accept``: a sweep folder
-  holds ``sweep.json``). Anything else is refused, naming the first few files found.
+  :class:`FolderRule` may name the files it writes itself (``allowed``) or a test that makes the
+  whole folder its own (``accept``: a sweep folder holds ``sweep.json``; a bench's folder holds the
+  owner file ``.qdt-owner`` that :func:`mark_owner` wrote, so that a user's own ``table3.md`` is not
+  taken for a bench's, see :func:`owned_by`). Anything else is refused, naming the first few files
+  found.
 * *One writer per folder.* :func:`hold_folder` keeps the folder's lock file ``.qdt.lock`` locked
   with :func:`fcntl.flock` while the process writes the folder. A second writer is refused (or,
   with ``wait``, waits) and told the holder's pid and host, which the holder writes into the
@@ -67,6 +69,7 @@ except ImportError:  # pragma: no cover - Windows: no flock; hold_folder then lo
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".qdt.lock"  # the lock file hold_folder keeps in every folder a qdt process writes
+OWNER_FILE = ".qdt-owner"  # names the qdt command whose output folder this is (mark_owner)
 SHOWN_NAMES = 3  # files named in a refusal before "and N more"
 PSEUDO_FILE_SYSTEMS = ("/proc", "/sys")  # kernel views of the system, never a place for output
 NEW_OR_EMPTY = "a new or empty folder"
@@ -288,6 +291,21 @@ def unexpected_entries(folder: Path, allowed: frozenset[str] = frozenset()) -> l
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(name for name in names if name != LOCK_FILE and name not in allowed)
+
+
+def mark_owner(folder: str | os.PathLike[str], owner: str) -> None:
+    """Write ``folder``'s owner file, naming the command (``qdt bench paper``) that writes it."""
+    atomic_write_text(Path(folder) / OWNER_FILE, owner + "\n")
+
+
+def owned_by(folder: Path, owner: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """True when ``folder``'s owner file names ``owner`` and the folder holds nothing else but
+    ``allowed`` names: files named like a command's outputs without the owner file are the user's."""
+    try:
+        marked = (folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return False
+    return marked == owner and not unexpected_entries(folder, allowed | {OWNER_FILE})
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -102,6 +102,7 @@ def test_bench_paper_writes_its_outputs_names_a_failed_run_reuses_finished_ones_
             assert float(row["min"]) == pytest.approx(min(values))
     assert (out / "fig7.png").read_bytes()[:8] == PNG
     assert "8 runs × 10 episodes" in (out / "timing.md").read_text()
+    assert (out / ".qdt-owner").read_text() == "qdt bench paper\n"  # what lets the rerun below write here
 
     # The same command again: nothing is trained, the failed run stays recorded.
     stamps = {

@@ -20,7 +20,7 @@ import pytest
 
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
-from qdt.files import LOCK_FILE, create_bytes_atomic, hold_folder
+from qdt.files import LOCK_FILE, OWNER_FILE, create_bytes_atomic, hold_folder
 
 TRAIN = [
     "train",
@@ -312,14 +312,24 @@ def test_a_second_sweep_driver_is_refused_with_the_first_ones_pid(tmp_path, caps
 def test_bench_folders_holding_other_files_are_refused_before_training(tmp_path, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "paper", "--episodes", "2", "--seeds", "1", "--no-timing", "--out", str(out)]
-    before = user_folder(out, ["table3.md", "my-thesis.tex"])  # table3.md alone would be refreshed
+    before = user_folder(out, ["table3.md", "my-thesis.tex"])
     assert main([*argv, "--runs", str(runs)]) == 2
     line = one_line_error(capsys, "bench paper")
     assert "--out: expected a new or empty folder, or one holding only `qdt bench paper` results" in line
-    assert "my-thesis.tex" in line and "table3.md" not in line
+    assert "my-thesis.tex" in line and "table3.md" in line
     assert snapshot(out) == before and not runs.exists()
 
+    # a user's own file named like the bench's output is refused too: no owner file names the bench
     (out / "my-thesis.tex").unlink()
+    before = snapshot(out)
+    assert main([*argv, "--runs", str(runs)]) == 2
+    assert "holds table3.md" in one_line_error(capsys, "bench paper")
+    assert snapshot(out) == before and not runs.exists()
+    # another bench's folder is not this one's either
+    (out / OWNER_FILE).write_text("qdt bench scale\n")
+    assert main([*argv, "--runs", str(runs)]) == 2
+    assert "holds .qdt-owner, table3.md" in one_line_error(capsys, "bench paper")
+    (out / OWNER_FILE).unlink()
     runs_before = user_folder(runs, ["data.csv"])
     assert main([*argv, "--runs", str(runs)]) == 2
     assert "--runs: expected a new or empty folder, or a sweep folder" in one_line_error(

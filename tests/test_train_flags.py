@@ -50,6 +50,7 @@ NEW_FLAGS = {
     "--sharing": ("shared", {"sharing": "shared"}),
     "--envs": ("4", {"envs": 4}),
     "--reward-scaling": ("bound", {"reward_scaling": "bound"}),
+    "--torch-device": ("cpu", {"torch_device": "cpu"}),  # issue 14: where a run computes
 }
 
 

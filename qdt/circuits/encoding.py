@@ -165,10 +165,12 @@ class WalshLevel:
         return cls(
             offset=size - 1,
             size=size,
-            from_gray=torch.as_tensor(np.argsort(to_gray)),
-            to_gray=torch.as_tensor(to_gray),
+            from_gray=torch.as_tensor(np.argsort(to_gray), device="cpu"),
+            to_gray=torch.as_tensor(to_gray, device="cpu"),
             groups=groups,
-            hadamards=tuple(torch.as_tensor(hadamard(1 << g), dtype=torch.float64) for _, g in groups),
+            hadamards=tuple(
+                torch.as_tensor(hadamard(1 << g), dtype=torch.float64, device="cpu") for _, g in groups
+            ),
         )
 
     def hadamard(self, values: torch.Tensor) -> torch.Tensor:
@@ -226,8 +228,10 @@ class TreeTransform:
         return cls(
             n_qubits=n_qubits,
             dense_angles=(1 << dense_levels) - 1,
-            to_angles_dense=torch.as_tensor(level_transform(dense_levels, inverse=False).T.copy()),
-            to_half_dense=torch.as_tensor(level_transform(dense_levels, inverse=True).T.copy()),
+            to_angles_dense=torch.as_tensor(
+                level_transform(dense_levels, inverse=False).T.copy(), device="cpu"
+            ),
+            to_half_dense=torch.as_tensor(level_transform(dense_levels, inverse=True).T.copy(), device="cpu"),
             levels=tuple(WalshLevel.create(level, group_qubits) for level in range(dense_levels, n_qubits)),
         )
 
@@ -261,6 +265,8 @@ class AmplitudeEncoder:
     """Batched, differentiable map inputs [B, d] → encoding angles [B, 2**n − 1] (float64).
 
     Built in O(2**n) (0.01 s at 12 qubits); a call costs O(B·2**n·n), see the module docstring.
+    Its tables are made on the CPU; a run on another device reads them through
+    ``qdt.sim.device.on_device`` (``qdt/rl/quantum_layer.py``).
     """
 
     input_width: int
@@ -283,7 +289,7 @@ class AmplitudeEncoder:
         return cls(
             input_width=input_width,
             n_qubits=n_qubits,
-            bias=torch.as_tensor(bias)[:, None],
+            bias=torch.as_tensor(bias, device="cpu")[:, None],
             transform=TreeTransform.create(n_qubits),
         )
 
@@ -294,7 +300,7 @@ class AmplitudeEncoder:
             x = inputs.to(torch.float64)
         else:
             try:
-                x = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
+                x = torch.as_tensor(np.asarray(inputs, dtype=np.float64), device="cpu")
             except (TypeError, ValueError):
                 raise QdtInputError("inputs", "a tensor of real numbers", inputs) from None
         if x.dim() != 2 or x.shape[1] != self.input_width or x.shape[0] < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -248,13 +249,18 @@ def _output_folders(args: argparse.Namespace, bench: str) -> Iterator[None]:
     """Refuse, before any work, a --runs that is not a sweep folder and an --out holding anything
     but this bench's own outputs; hold --out's lock while the bench writes it (qdt/files.py)."""
     from qdt.experiments.sweep import check_sweep_folder
-    from qdt.files import FolderRule, claim_output_folder
+    from qdt.files import FolderRule, claim_output_folder, mark_owner, owned_by
 
     if args.out.resolve() == args.runs.resolve():
         raise QdtInputError("--runs", "a folder other than --out", str(args.runs), "give each its own folder")
     check_sweep_folder(args.runs, "--runs")
-    expected = f"a new or empty folder, or one holding only `qdt bench {bench}` results"
-    with claim_output_folder(args.out, "--out", FolderRule(expected, frozenset(OUTPUTS[bench]))):
+    owner = f"qdt bench {bench}"
+    rule = FolderRule(
+        f"a new or empty folder, or one holding only `{owner}` results",
+        accept=partial(owned_by, owner=owner, allowed=frozenset(OUTPUTS[bench])),
+    )
+    with claim_output_folder(args.out, "--out", rule) as out:
+        mark_owner(out, owner)
         yield
 
 

@@ -45,6 +45,12 @@ def register(subparsers: Any) -> None:
         default="calls",
         help="decisions by fresh calls (default) or from one batched call per agent (for slow devices)",
     )
+    parser.add_argument(
+        "--torch-device",
+        default="cpu",
+        metavar="DEVICE",
+        help="torch device of the actors and the torch executors: cpu, cuda or cuda:N (default cpu)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_evaluate)
 
@@ -53,6 +59,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from qdt.executors import open_backend, validate_shots
+    from qdt.rl.config import resolve_torch_device
     from qdt.rl.evaluation import evaluate_policy
     from qdt.rl.policy import load_policy
 
@@ -62,7 +69,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         validate_shots(args.shots, "--shots")
     if args.seed < 0:
         raise QdtInputError("--seed", "a non-negative integer", args.seed)
-    reference = load_policy(args.run, executor=open_backend("statevector"))
+    resolve_torch_device(args.torch_device)
+    reference = load_policy(args.run, executor=open_backend("statevector"), torch_device=args.torch_device)
     if reference.config.agent != "quantum":
         raise QdtInputError(
             "--run", "a run of quantum agents", f"{args.run} (classical agents have no circuit)"
@@ -70,7 +78,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     seed = np.random.SeedSequence(args.seed)
     with fields_as_flags(backend="--backend", noise="--noise", shots="--shots"):
         executor = open_backend(args.backend, seed=seed.spawn(1)[0], noise=args.noise, shots=args.shots)
-    target = load_policy(args.run, executor=executor)
+    target = load_policy(args.run, executor=executor, torch_device=args.torch_device)
     show_bar = args.repeats > 1 and not args.json
     with tqdm(total=args.repeats, desc="evaluate", unit="draw", disable=not show_bar) as bar:
         result = evaluate_policy(

@@ -566,7 +566,8 @@ def print_report(report: dict[str, Any]) -> None:
     for job in report["jobs"]:
         reused = " (reused)" if job["reused"] else ""
         print(
-            f"  job {job['job_id']}{reused}: {job['pubs']} PUBs, {job['rows']} rows x {job['shots']} shots, "
+            f"  job {job['job_id']}{reused}: {job['kind']}, {job['pubs']} PUBs, "
+            f"{job['rows']} rows x {job['shots']} shots, "
             f"submit {job['submit_s']:.2f} s, wait {job['wait_s']:.2f} s"
         )
     print(f"report: {report['saved']}")

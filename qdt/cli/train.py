@@ -14,7 +14,7 @@ from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.files import NEW_FOLDER, FolderRule, claim_output_folder, hold_folder
 from qdt.problem.generator import paper_instance
-from qdt.rl.config import DEFAULT_RECIPE, TrainConfig
+from qdt.rl.config import DEFAULT_RECIPE, RUNTIME_FIELDS, TrainConfig, resolve_torch_device
 
 # TrainConfig fields that are not flags: lr_critic is set with lr_actor by --lr; the others are
 # settled choices (qdt/rl/config.py says why) that sweep specs and config files can still change.
@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
             "(Algorithm 1, eqs. 37-40). Writes DIR/config.json, metrics.jsonl (one line per "
             "episode), checkpoint.pt (every --checkpoint-every episodes), summary.json (the "
             "greedy placement against the exact optimum) and reward.png. `--resume DIR` "
-            "continues an interrupted run bit for bit; changing a setting on resume is refused. "
+            "continues an interrupted run bit for bit; changing a setting on resume is refused, "
+            "except --torch-device (where it computes: a run may resume on another device). "
             "--out must be a new or empty folder; while a run writes its folder, another "
             "`qdt train` on it is refused with the pid of the one writing."
         ),
@@ -62,7 +63,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         config, instance = load_run_config(args.resume)
-        for field, value in config_changes(args).items():
+        changes = config_changes(args)
+        config = config.replace(**{field: changes[field] for field in RUNTIME_FIELDS if field in changes})
+        for field, value in changes.items():
             if getattr(config, field) != value:
                 raise QdtInputError(
                     option_of(args, field),
@@ -97,6 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 fix=f"it is a run folder: to continue it, use --resume {run_dir}; or choose a new folder"
             )
         folder = claim_output_folder(run_dir, "--out", rule)
+    resolve_torch_device(config.torch_device)  # before the folder is taken or anything is built
     with folder:  # the folder is this process's until the run ends (qdt/files.py)
         try:
             summary = train(config, instance, run_dir, resume=resume, progress=not args.no_progress)

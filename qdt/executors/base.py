@@ -171,16 +171,19 @@ def validate_parameters(
     return angles, weights
 
 
-def _as_float_tensor(field: str, value: object) -> torch.Tensor:
+def _as_float_tensor(field: str, value: object, device: torch.device | None = None) -> torch.Tensor:
+    """``value`` as a float64 tensor: a tensor stays on its device, anything else goes to ``device``
+    (default: the CPU, where numpy's data is)."""
     if isinstance(value, torch.Tensor):
         if value.is_complex():
             raise QdtInputError(field, "real numbers", f"a {value.dtype} tensor")
-        return value.to(torch.float64)
+        return value if value.dtype == torch.float64 else value.to(torch.float64)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise QdtInputError(field, "a tensor or array of real numbers", value) from None
-    return torch.as_tensor(array)
+    tensor = torch.from_numpy(array)  # on the CPU, whatever torch's default device
+    return tensor if device is None else tensor.to(device)
 
 
 def _first_non_finite(tensor: torch.Tensor) -> tuple[int, ...] | None:
@@ -190,8 +193,9 @@ def _first_non_finite(tensor: torch.Tensor) -> tuple[int, ...] | None:
     return tuple(int(i) for i in bad.nonzero()[0])
 
 
-def validate_angles(angles: object, n_angles: int) -> torch.Tensor:
-    tensor = _as_float_tensor("angles", angles)
+def validate_angles(angles: object, n_angles: int, device: torch.device | None = None) -> torch.Tensor:
+    """``angles`` as a float64 tensor [B, n_angles] of finite values (a non-tensor goes to ``device``)."""
+    tensor = _as_float_tensor("angles", angles, device)
     if tensor.dim() != 2 or tensor.shape[1] != n_angles or tensor.shape[0] < 1:
         raise QdtInputError(
             "angles",
@@ -210,8 +214,9 @@ def validate_angles(angles: object, n_angles: int) -> torch.Tensor:
     return tensor
 
 
-def validate_weights(weights: object, n_weights: int) -> torch.Tensor:
-    tensor = _as_float_tensor("weights", weights)
+def validate_weights(weights: object, n_weights: int, device: torch.device | None = None) -> torch.Tensor:
+    """``weights`` as a float64 tensor [n_weights] of finite values (a non-tensor goes to ``device``)."""
+    tensor = _as_float_tensor("weights", weights, device)
     if tensor.dim() != 1 or tensor.shape[0] != n_weights:
         raise QdtInputError(
             "weights",
@@ -236,15 +241,16 @@ def validate_readout(readout: object) -> str:
 
 
 @lru_cache(maxsize=32)
-def _z_signs(outcomes: int) -> torch.Tensor:
+def _z_signs(outcomes: int, device: torch.device) -> torch.Tensor:
+    """[2**m, m]: the sign (−1)^(bit i of k) of outcome k in ⟨Z_i⟩, on ``device`` (one per device)."""
     bits = int(outcomes).bit_length() - 1
-    k = torch.arange(outcomes)
-    return 1.0 - 2.0 * ((k[:, None] >> torch.arange(bits)[None, :]) & 1).to(torch.float64)
+    k = torch.arange(outcomes, device=device)
+    return 1.0 - 2.0 * ((k[:, None] >> torch.arange(bits, device=device)[None, :]) & 1).to(torch.float64)
 
 
 def expval_z(probs: torch.Tensor) -> torch.Tensor:
     """⟨Z_i⟩ per readout bit from probabilities [B, 2**m] (bit i of the outcome index)."""
-    return probs @ _z_signs(int(probs.shape[-1]))
+    return probs @ _z_signs(int(probs.shape[-1]), probs.device)
 
 
 RunItem: TypeAlias = tuple[PreparedCircuit, Any, Any]  # (prepared, angles [B, n_angles], weights)
@@ -259,6 +265,10 @@ class Executor(ABC):
     """
 
     name: ClassVar[str]
+    # True: ``_run`` computes in torch on the device of its inputs (statevector, density, the
+    # parameter-shift wrapper). False: it hands numbers to another program (Aer, a device), so
+    # ``run`` gives it CPU tensors and moves its output back to the inputs' device.
+    runs_on_input_device: ClassVar[bool] = False
     _run_info: Mapping[str, Any] = _NO_RUN_INFO
 
     @property
@@ -303,12 +313,28 @@ class Executor(ABC):
         weights: torch.Tensor | np.ndarray | Sequence[float],
         readout: str = "probs",
     ) -> torch.Tensor:
-        """Run the whole batch: [B, 2**m] probabilities or [B, m] values of ⟨Z_i⟩ (float64)."""
+        """Run the whole batch: [B, 2**m] probabilities or [B, m] values of ⟨Z_i⟩ (float64).
+
+        The output is on the device of the inputs (angles and weights on one device; a numpy or
+        list input joins the other's device, the CPU if neither is a tensor)."""
         self.check_prepared(prepared)
         mode = validate_readout(readout)
-        angle_tensor = validate_angles(angles, prepared.n_angles)
-        weight_tensor = validate_weights(weights, prepared.n_weights)
-        return self._run(prepared, angle_tensor, weight_tensor, mode)
+        device = next((v.device for v in (angles, weights) if isinstance(v, torch.Tensor)), None)
+        angle_tensor = _as_float_tensor("angles", angles, device)
+        weight_tensor = _as_float_tensor("weights", weights, device)
+        if weight_tensor.device != angle_tensor.device:
+            raise QdtInputError(
+                "weights",
+                f"a tensor on the angles' device ({angle_tensor.device})",
+                f"a tensor on {weight_tensor.device}",
+                "move the module and its inputs to one device (module.to(device), inputs.to(device))",
+            )
+        angle_tensor = validate_angles(angle_tensor, prepared.n_angles)
+        weight_tensor = validate_weights(weight_tensor, prepared.n_weights)
+        if self.runs_on_input_device or angle_tensor.device.type == "cpu":
+            return self._run(prepared, angle_tensor, weight_tensor, mode)
+        output = self._run(prepared, angle_tensor.cpu(), weight_tensor.cpu(), mode)
+        return output.to(angle_tensor.device)
 
     def run_many(self, items: Sequence[RunItem], readout: str = "probs") -> list[torch.Tensor]:
         """Several prepared circuits, each with its own batch: one output per item, in order.

@@ -33,9 +33,15 @@ Opened by ``open_backend("density")`` (the shipped profile, with a mild noise mo
 a parametric noise profile or its name), ``method`` (``pauli`` forces Pauli coordinates even
 without noise), ``max_qubits`` (a lower cap than the paths' own), ``fuse`` (False: the generic
 program, unfused, whatever the circuit: the conformance suite's second opinion).
+
+Device: as the statevector executor, a run computes on the device of its inputs (the compiled
+tables and the readout assignment matrix are copied there once, ``qdt/sim/device.py``); shot
+sampling draws on the CPU from the executor's numpy generator and returns to that device.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,6 +56,7 @@ from qdt.executors.sampling import make_generator, sample_probabilities
 from qdt.executors.statevector import StatevectorPayload, check_max_qubits, compile_statevector
 from qdt.noise.config import NoiseConfig
 from qdt.noise.profiles import NoiseProfile, load_noise_profile
+from qdt.sim.device import cpu_tensor, on_device
 from qdt.sim.engine import probabilities
 from qdt.sim.gates import CompiledCircuit, compile_circuit
 from qdt.sim.kernels import product, product_density
@@ -103,6 +110,7 @@ class DensityExecutor(Executor):
     """Noisy (or exact) density-matrix simulation; optional shot sampling."""
 
     name = "density"
+    runs_on_input_device = True  # torch on the device of the angles (qdt/sim/device.py)
 
     def __init__(
         self,
@@ -148,11 +156,11 @@ class DensityExecutor(Executor):
         angle_params: tuple[Parameter, ...],
         weight_params: tuple[Parameter, ...],
         readout_qubits: tuple[int, ...],
-    ) -> tuple[StatevectorPayload | DensityKernel | Program, torch.Tensor | None]:
+    ) -> tuple[StatevectorPayload | DensityKernel | Program, ReadoutAssignment | None]:
         assignment = None
         if self.noise is not None:
             matrix = self.noise.assignment_matrix(len(readout_qubits))
-            assignment = None if matrix is None else torch.as_tensor(matrix)
+            assignment = None if matrix is None else ReadoutAssignment(cpu_tensor(matrix))
         if not self._uses_pauli():
             payload = compile_statevector(
                 circuit, angle_params, weight_params, readout_qubits, self.max_qubits, self.fuse, self.name
@@ -220,10 +228,17 @@ class DensityExecutor(Executor):
         else:  # ProductKernel or DensityKernel
             probs = simulation(angles, weights)
         if assignment is not None:
-            probs = probs @ assignment
+            probs = probs @ on_device(assignment, probs.device).matrix
         if self.shots is not None:
             probs = sample_probabilities(probs, self.shots, self.generator)
         return probs if readout == "probs" else expval_z(probs)
+
+
+@dataclass(frozen=True, eq=False)
+class ReadoutAssignment:
+    """Readout error: measured probabilities = exact probabilities @ ``matrix`` [2**m, 2**m]."""
+
+    matrix: torch.Tensor
 
 
 def _capabilities(shots: int | None, noisy: bool) -> Capabilities:

@@ -34,6 +34,7 @@ from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
 from qdt.errors import QdtInputError
 from qdt.executors.base import Capabilities, Executor, PreparedCircuit
 from qdt.sim.affine import affine_value
+from qdt.sim.device import cpu_tensor, on_device
 
 # Gates exp(−i θ P / 2) for one Pauli string P, with θ the parameter at index 0.
 PAULI_ROTATIONS = frozenset({"rx", "ry", "rz", "rxx", "ryy", "rzz", "rzx", "p", "u1", "r"})
@@ -41,17 +42,27 @@ SHIFT = math.pi / 2
 
 
 @dataclass(frozen=True, eq=False)
-class ShiftPlan:
-    """The wrapped executor's prepared circuit and θ = const + angles·Aᵀ + weights·Wᵀ."""
+class ShiftMaps:
+    """θ = const + angles·Aᵀ + weights·Wᵀ, and which θ_k the angles and the weights reach (built on
+    the CPU; :func:`qdt.sim.device.on_device` gives the copy on a run's device)."""
 
-    inner: PreparedCircuit
     angle_map: torch.Tensor  # A [K, n_angles]
     weight_map: torch.Tensor  # W [K, n_weights]
     constant: torch.Tensor  # c [K]
+    angle_used: torch.Tensor  # [K] bool: θ_k depends on an angle
+    weight_used: torch.Tensor  # [K] bool: θ_k depends on a weight
+
+
+@dataclass(frozen=True, eq=False)
+class ShiftPlan:
+    """The wrapped executor's prepared circuit and the map from angles and weights to its θ."""
+
+    inner: PreparedCircuit
+    maps: ShiftMaps
 
     @property
     def n_thetas(self) -> int:
-        return int(self.constant.shape[0])
+        return int(self.maps.constant.shape[0])
 
 
 def _symbolic(value: object) -> bool:
@@ -112,8 +123,7 @@ class _ParameterShift(torch.autograd.Function):
         needed: torch.Tensor,
     ) -> torch.Tensor:
         detached = thetas.detach()
-        empty = torch.zeros(0, dtype=torch.float64)
-        output = executor.run(prepared, detached, empty, readout=readout)
+        output = executor.run(prepared, detached, detached.new_zeros(0), readout=readout)
         ctx.save_for_backward(detached, needed)
         ctx.executor, ctx.prepared, ctx.readout = executor, prepared, readout
         return output
@@ -126,12 +136,11 @@ class _ParameterShift(torch.autograd.Function):
         if columns.numel() == 0:
             return grad, None, None, None, None
         rows, count = thetas.shape[0], int(columns.numel())
-        shifts = torch.zeros(count, thetas.shape[1], dtype=thetas.dtype)
-        shifts[torch.arange(count), columns] = SHIFT
+        shifts = thetas.new_zeros(count, thetas.shape[1])
+        shifts[torch.arange(count, device=thetas.device), columns] = SHIFT
         points = torch.cat([thetas[None] + shifts[:, None, :], thetas[None] - shifts[:, None, :]])
-        empty = torch.zeros(0, dtype=torch.float64)
         outputs = ctx.executor.run(
-            ctx.prepared, points.reshape(2 * count * rows, -1), empty, readout=ctx.readout
+            ctx.prepared, points.reshape(2 * count * rows, -1), thetas.new_zeros(0), readout=ctx.readout
         )
         outputs = outputs.reshape(2, count, rows, -1)
         jacobian = (outputs[0] - outputs[1]) / 2  # [count, B, D]
@@ -140,7 +149,12 @@ class _ParameterShift(torch.autograd.Function):
 
 
 class ParameterShiftExecutor(Executor):
-    """Any executor made differentiable by the parameter-shift rule (see the module docstring)."""
+    """Any executor made differentiable by the parameter-shift rule (see the module docstring).
+
+    Its own arithmetic (θ and the shifted points) runs on the inputs' device; the wrapped executor
+    gets its inputs as :meth:`Executor.run` gives them (on the CPU for Aer or a device)."""
+
+    runs_on_input_device = True
 
     def __init__(self, inner: Executor) -> None:
         if not isinstance(inner, Executor):
@@ -177,27 +191,29 @@ class ParameterShiftExecutor(Executor):
             circuit, angle_params, weight_params
         )
         inner = self.inner.prepare(rewritten, list(thetas), [], readout_qubits=readout_qubits)
-        return ShiftPlan(
-            inner=inner,
-            angle_map=torch.as_tensor(angle_map, dtype=torch.float64),
-            weight_map=torch.as_tensor(weight_map, dtype=torch.float64),
-            constant=torch.as_tensor(constant, dtype=torch.float64),
+        maps = ShiftMaps(
+            angle_map=cpu_tensor(angle_map, dtype=torch.float64),
+            weight_map=cpu_tensor(weight_map, dtype=torch.float64),
+            constant=cpu_tensor(constant, dtype=torch.float64),
+            angle_used=cpu_tensor((angle_map != 0).any(axis=1)),
+            weight_used=cpu_tensor((weight_map != 0).any(axis=1)),
         )
+        return ShiftPlan(inner=inner, maps=maps)
 
     def _run(
         self, prepared: PreparedCircuit, angles: torch.Tensor, weights: torch.Tensor, readout: str
     ) -> torch.Tensor:
         plan = prepared.payload
         assert isinstance(plan, ShiftPlan)
-        thetas = plan.constant + angles @ plan.angle_map.T + (weights @ plan.weight_map.T)[None, :]
-        needed = torch.zeros(plan.n_thetas, dtype=torch.bool)
+        maps = on_device(plan.maps, angles.device)
+        thetas = maps.constant + angles @ maps.angle_map.T + (weights @ maps.weight_map.T)[None, :]
+        needed = torch.zeros_like(maps.angle_used)
         if angles.requires_grad:
-            needed |= (plan.angle_map != 0).any(dim=1)
+            needed |= maps.angle_used
         if weights.requires_grad:
-            needed |= (plan.weight_map != 0).any(dim=1)
+            needed |= maps.weight_used
         if not torch.is_grad_enabled() or not bool(needed.any()):
-            empty = torch.zeros(0, dtype=torch.float64)
-            return self.inner.run(plan.inner, thetas.detach(), empty, readout=readout)
+            return self.inner.run(plan.inner, thetas.detach(), thetas.new_zeros(0), readout=readout)
         return _ParameterShift.apply(thetas, self.inner, plan.inner, readout, needed)
 
 

@@ -34,9 +34,9 @@ def multinomial_estimates(probs: np.ndarray, shots: int, generator: np.random.Ge
 
 
 def sample_probabilities(probs: torch.Tensor, shots: int, generator: np.random.Generator) -> torch.Tensor:
-    """:func:`multinomial_estimates` of a tensor (detached: estimates carry no gradient)."""
+    """:func:`multinomial_estimates` of a tensor (detached: estimates carry no gradient), on its device."""
     estimates = multinomial_estimates(probs.detach().cpu().numpy(), shots, generator)
-    return torch.as_tensor(estimates, dtype=torch.float64)
+    return torch.from_numpy(np.asarray(estimates, dtype=np.float64)).to(probs.device)
 
 
 def gaussian_shot_noise(probs: np.ndarray, shots: int, generator: np.random.Generator) -> np.ndarray:

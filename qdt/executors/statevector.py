@@ -15,6 +15,9 @@ circuit on the generic program, unfused: the conformance suite's second opinion.
 Width: at most ``max_qubits`` simulated qubits (default and largest 20). Wider circuits are
 refused when prepared, before anything is allocated, with the memory they would need
 (:func:`qdt.sim.kernels.product.width_error`).
+
+Device: a run computes on the device of its angles and weights (``--torch-device``); the compiled
+tables are made on the CPU and copied to that device once (``qdt/sim/device.py``).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class StatevectorExecutor(Executor):
     """Exact and differentiable; the fast default for training."""
 
     name = "statevector"
+    runs_on_input_device = True  # torch on the device of the angles (qdt/sim/device.py)
 
     def __init__(self, *, max_qubits: int = MAX_QUBITS, fuse: bool = True) -> None:
         self.max_qubits = check_max_qubits(max_qubits, MAX_QUBITS)

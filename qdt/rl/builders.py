@@ -1,11 +1,15 @@
 """Builders of the actor and critic networks for a training config (classical or hybrid), and the
-check that an instance fits the chosen agent, made before anything is built or written."""
+check that an instance fits the chosen agent, made before anything is built or written.
+
+A network is built on the CPU (its initial weights drawn from torch's CPU generator, the same on
+every device) and then moved to ``config.torch_device``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from qdt.circuits import qubits_for_width
 from qdt.circuits.vqc import MAX_QUBITS
@@ -84,13 +88,14 @@ def actor_builder(
     shared = config.sharing == "shared"
     width = actor_width(config, n, m)
     plain = config.observation == "column" and not shared
+    device = torch.device(config.torch_device)
 
     def build(agent: int) -> Actor:
         features = None if plain else ObservationFeatures(config.observation, model, shared)
         if executor is None:
-            return Actor(None, width, n, config.hidden, features=features, agent=agent)
+            return Actor(None, width, n, config.hidden, features=features, agent=agent).to(device)
         front = quantum_front(width, config.layers, executor)
-        return Actor(front, front.output_width, n, config.hidden, features=features, agent=agent)
+        return Actor(front, front.output_width, n, config.hidden, features=features, agent=agent).to(device)
 
     return build
 
@@ -99,12 +104,13 @@ def critic_builder(
     config: TrainConfig, model: PlacementModel, executor: Executor | None
 ) -> Callable[[], Critic]:
     joint_width = 2 * model.n_users * model.n_servers
+    device = torch.device(config.torch_device)
 
     def build() -> Critic:
         if executor is None:
-            return Critic(None, joint_width, config.hidden)
+            return Critic(None, joint_width, config.hidden).to(device)
         front = quantum_front(joint_width, config.layers, executor)
-        return Critic(front, front.output_width, config.hidden)
+        return Critic(front, front.output_width, config.hidden).to(device)
 
     return build
 

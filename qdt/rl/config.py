@@ -97,6 +97,14 @@ Defaults and why:
   2000 episodes: at 1e-3, 2 of 5 seeds ended at the optimum (one at +11.4%, two infeasible); at
   1e-2, 6 of 7 seeds (one infeasible); 3e-2 was worse on the seed tried. None uses the FC's rate.
 * Adam with lr 1e-3, batch 128: Table 2.
+* ``torch_device`` = "cpu" ("cuda", "cuda:N"): where the networks, their updates and the torch
+  executors (statevector, density) compute; the environments, the replay memory, the decodings and
+  the solvers stay on the CPU and numpy. It says where a run computes, not what: it is the one
+  :data:`RUNTIME_FIELDS` entry, which a resumed run may change (a run trained on the CPU resumes on
+  a GPU and back; the networks start from the same CPU-drawn weights on every device), and a
+  config.json records it only when it is not "cpu" (so every run folder and sweep cell id from
+  before it is unchanged). :func:`resolve_torch_device` refuses a device torch cannot use before
+  anything is built.
 """
 
 from __future__ import annotations
@@ -105,6 +113,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
+
+import torch
 
 from qdt.circuits.vqc import check_layers
 from qdt.errors import QdtInputError
@@ -144,6 +154,7 @@ EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
 RECIPE_NAMES: tuple[str, ...] = get_args(Recipe)
 DEFAULT_RECIPE: Recipe = "v2"
+DEFAULT_TORCH_DEVICE = "cpu"
 LEGACY_RECIPE: Recipe = "v1"
 """The recipe of a saved config that records none: every run folder written before recipes existed."""
 
@@ -260,6 +271,14 @@ class TrainConfig:
     )
     checkpoint_every: int = field(default=100, metadata=_doc("episodes between checkpoints"))
     threads: int = field(default=1, metadata=_doc("torch threads (part of determinism)"))
+    torch_device: str = field(
+        default=DEFAULT_TORCH_DEVICE,
+        metadata=_doc(
+            "torch device of the networks and the torch executors: cpu, cuda or cuda:N (environments, "
+            "replay memory and solvers stay on the CPU); a resumed run may change it",
+            metavar="DEVICE",
+        ),
+    )
     seed: int = field(default=0, metadata=_doc("run seed"))
 
     def __post_init__(self) -> None:
@@ -304,6 +323,7 @@ class TrainConfig:
                 "drop --noise/--shots or train --agent quantum",
             )
         _int_at_least("seed", self.seed, 0)
+        check_torch_device(self.torch_device)
         for name in ("lr_actor", "lr_critic"):
             _float_in(name, getattr(self, name), 0.0, math.inf, low_open=True)
         if self.lr_quantum is not None:
@@ -321,7 +341,11 @@ class TrainConfig:
             raise QdtInputError("batch_size", f"at most replay_size = {self.replay_size}", self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, as config.json records it: ``torch_device`` only when it is not "cpu"."""
+        data = dataclasses.asdict(self)
+        if data["torch_device"] == DEFAULT_TORCH_DEVICE:
+            del data["torch_device"]
+        return data
 
     @classmethod
     def from_recipe(cls, recipe: str = DEFAULT_RECIPE, **changes: Any) -> TrainConfig:
@@ -374,7 +398,11 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "logit_penalty",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
-channel_fading_db, checkpoint_every, threads, seed) say what to train and where, whatever the recipe."""
+channel_fading_db, checkpoint_every, threads, torch_device, seed) say what to train and where,
+whatever the recipe."""
+
+RUNTIME_FIELDS: tuple[str, ...] = ("torch_device",)
+"""Fields that say where a run computes, not what it computes: ``qdt train --resume`` may change them."""
 
 _V1: dict[str, Any] = {
     "episodes": 2000,
@@ -424,6 +452,42 @@ RECIPES: dict[str, dict[str, Any]] = {
         "logit_penalty": 0.0,
     },
 }
+
+
+def check_torch_device(value: object, field: str = "--torch-device") -> str:
+    """``value`` if it names a torch device qdt runs on: cpu, cuda or cuda:N (whether this machine
+    has it is :func:`resolve_torch_device`'s question)."""
+    text = value if isinstance(value, str) else ""
+    kind, colon, index = text.partition(":")
+    if (kind == "cpu" and not colon) or (kind == "cuda" and (not colon or index.isdigit())):
+        return text
+    raise QdtInputError(field, "a torch device: cpu, cuda or cuda:N", value)
+
+
+def resolve_torch_device(value: object, field: str = "--torch-device") -> torch.device:
+    """The torch device ``value`` names, refused (a QdtInputError naming ``field``, with the fix)
+    when torch on this machine cannot use it: checked once, before anything is built."""
+    device = torch.device(check_torch_device(value, field))
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            fix = (
+                f"use --torch-device cpu, or install a CUDA build of torch; this one, {torch.__version__}, "
+                "has none (on a GPU machine: QDT_CONSTRAINTS= ./install.sh)"
+            )
+        else:
+            fix = (
+                f"use --torch-device cpu, or make a GPU visible to torch {torch.__version__} "
+                "(its driver, CUDA_VISIBLE_DEVICES)"
+            )
+        raise QdtInputError(field, "cpu, or cuda on a machine where torch sees a CUDA GPU", value, fix)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise QdtInputError(
+            field, f"cuda, or cuda:N with N below {count} (the GPUs torch sees)", value, "use cuda or cuda:0"
+        )
+    return device
 
 
 def _choice(name: str, value: object, options: tuple[str, ...]) -> None:

@@ -9,6 +9,11 @@ every agent (it is told which), and one centralised critic: the agents share one
 critics estimate the same Q(v), and one critic learns it from every agent's experience. One
 gradient step (:func:`update_shared`) then moves the critic on (37) and the actor on (38) with
 every agent's action taken from the actor at once.
+
+Devices: the networks live on one torch device (``TrainConfig.torch_device``). The environments'
+states enter torch through :func:`to_torch` (on the networks' device) and the agents' scores leave
+it through :func:`to_numpy` (back on the CPU, as numpy); the replay memory's batches are moved to
+the device when sampled (``qdt/rl/replay.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,21 @@ from torch import nn
 
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
+
+
+def network_device(net: nn.Module) -> torch.device:
+    """The device a network's parameters are on."""
+    return next(net.parameters()).device
+
+
+def to_torch(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Observations (numpy, the environments') as float64 on the networks' ``device``."""
+    return torch.from_numpy(np.asarray(array, dtype=np.float64)).to(device)
+
+
+def to_numpy(scores: torch.Tensor) -> np.ndarray:
+    """Scores (torch, on the networks' device) as a numpy array on the CPU."""
+    return scores.detach().cpu().numpy()
 
 
 def joint_input(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -153,7 +173,7 @@ def joint_scores(agents: list[AgentNets], states: torch.Tensor, *, target: bool 
         actor = agents[0].target_actor if target else agents[0].actor
         batch, n, m = states.shape
         columns = states.transpose(1, 2).reshape(batch * m, n)
-        who = torch.arange(m).repeat(batch)
+        who = torch.arange(m, device=states.device).repeat(batch)
         return actor(columns, who).reshape(batch, m, n).transpose(1, 2)
     nets = [agent.target_actor if target else agent.actor for agent in agents]
     return torch.stack([net(states[:, :, k], k) for k, net in enumerate(nets)], dim=2)
@@ -180,7 +200,7 @@ def update_shared(
 
     batch, n, m = states.shape
     columns = states.transpose(1, 2).reshape(batch * m, n)
-    logits = nets.actor.logits(columns, torch.arange(m).repeat(batch))
+    logits = nets.actor.logits(columns, torch.arange(m, device=states.device).repeat(batch))
     policy_actions = torch.sigmoid(logits).reshape(batch, m, n).transpose(1, 2)
     actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty)
     _descend(nets.actor_optimizer, actor_loss, "actor loss of the shared actor")
@@ -230,10 +250,10 @@ def policy_score_table(agents: list[AgentNets], n_users: int, n_servers: int) ->
     The policy is fixed for a whole episode (training happens after its steps), so the episode's
     N_t decisions become table look-ups instead of N_t·M single-row actor calls.
     """
-    obs = torch.from_numpy(all_observations(n_users))
     actors = [agents[0 if len(agents) == 1 else j].actor for j in range(n_servers)]
+    obs = to_torch(all_observations(n_users), network_device(actors[0]))
     with torch.no_grad():
-        return np.stack([actor(obs, j).numpy() for j, actor in enumerate(actors)])
+        return np.stack([to_numpy(actor(obs, j)) for j, actor in enumerate(actors)])
 
 
 def scores_from_table(table: np.ndarray, x: np.ndarray) -> np.ndarray:

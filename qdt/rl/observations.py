@@ -75,7 +75,7 @@ class ObservationFeatures(nn.Module):
         if self.kind == "column" and not self.shared:
             return columns
         if isinstance(agent, int):
-            agent = torch.full((columns.shape[0],), agent, dtype=torch.long)
+            agent = torch.full((columns.shape[0],), agent, dtype=torch.long, device=columns.device)
         parts = [columns]
         if self.kind == "features":
             static = self.static[agent]

@@ -28,9 +28,10 @@ from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
 from qdt.rl.maddpg import all_observations
 from qdt.rl.networks import Actor
+from qdt.sim.device import CPU
 
 __all__ = ["TrainedPolicy", "all_observations", "load_policy"]
 
@@ -51,17 +52,23 @@ class TrainedPolicy:
     def n_servers(self) -> int:
         return self.instance.n_servers
 
+    @property
+    def device(self) -> torch.device:
+        """The torch device the actors run on (``load_policy``'s ``torch_device``)."""
+        return torch.device(self.config.torch_device)
+
     def actor_scores(self, agent: int, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Agent ``agent``'s â for a batch of observations [B, N] (its column of X) → [B, N]."""
-        obs = torch.as_tensor(observations, dtype=torch.float64)
+        """Agent ``agent``'s â for a batch of observations [B, N] (its column of X) → [B, N], on the
+        CPU whatever device the actors run on (observations enter it here, scores leave it here)."""
+        obs = torch.as_tensor(observations, dtype=torch.float64, device=self.device)
         if obs.ndim != 2 or obs.shape[1] != self.n_users:
             raise QdtInputError("observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape))
         with torch.no_grad():
-            return self.actors[agent](obs, agent)
+            return self.actors[agent](obs, agent).cpu()
 
     def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
         """â for a batch of joint states [B, N, M] → [B, N, M] (one executor call per agent)."""
-        x = torch.as_tensor(states, dtype=torch.float64)
+        x = torch.as_tensor(states, dtype=torch.float64, device=CPU)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_users, self.n_servers):
@@ -94,8 +101,11 @@ class TrainedPolicy:
         return PlacementModel(self.instance)
 
 
-def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolicy:
-    """The actors of the run in ``run_dir`` (its latest checkpoint) on ``executor``.
+def load_policy(
+    run_dir: Path, executor: Executor | None = None, torch_device: str = DEFAULT_TORCH_DEVICE
+) -> TrainedPolicy:
+    """The actors of the run in ``run_dir`` (its latest checkpoint) on ``executor``, their torch
+    modules on ``torch_device`` (default the CPU, whatever device the run trained on).
 
     Without ``executor`` quantum actors run on the executor they trained on. The weights are the
     same whatever executor runs them; only how the circuit is executed changes.
@@ -106,6 +116,8 @@ def load_policy(run_dir: Path, executor: Executor | None = None) -> TrainedPolic
     if not run_dir.is_dir():
         raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
     config, instance = load_run_config(run_dir)
+    resolve_torch_device(torch_device)  # refused before anything is loaded or built
+    config = config.replace(torch_device=torch_device)
     payload = load_checkpoint(run_dir)
     if config.agent == "quantum" and executor is None:
         executor = open_backend(config.backend, seed=np.random.SeedSequence(config.seed).spawn(1)[0])

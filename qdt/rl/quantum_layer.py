@@ -4,6 +4,14 @@ The layer owns the circuit's trainable weights (RX angles, initialised uniformly
 PennyLane's TorchLayer does); its input is the raw feature vector, which the VQC's amplitude
 encoding turns into angles in torch, so gradients reach the input. The whole batch goes to the
 executor in one call.
+
+Devices: the weights are drawn on the CPU (torch's CPU generator, so a run starts from the same
+weights on every device) and follow ``module.to(device)`` as any parameter. The encoder's and the
+compiled circuit's constant tables are not module state: they are made on the CPU when the
+circuit is prepared and copied once to the device of the inputs on the first call there
+(``qdt/sim/device.py``); the torch executors then compute on that device, and any other executor
+(Aer, a device) gets CPU inputs and returns its output on the inputs' device
+(``qdt/executors/base.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from torch import nn
 
 from qdt.circuits import VQC, build_vqc
 from qdt.executors import Executor
+from qdt.sim.device import CPU, on_device
 
 
 class QuantumLayer(nn.Module):
@@ -24,14 +33,16 @@ class QuantumLayer(nn.Module):
         self.executor = executor
         self.readout = readout
         self.prepared = executor.prepare_vqc(vqc)
-        self.weight = nn.Parameter(torch.rand(vqc.n_weights, dtype=torch.float64) * (2 * math.pi))
+        self.weight = nn.Parameter(torch.rand(vqc.n_weights, dtype=torch.float64, device=CPU) * (2 * math.pi))
 
     @property
     def output_width(self) -> int:
         return 2**self.vqc.n_qubits if self.readout == "probs" else self.vqc.n_qubits
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.executor.run(self.prepared, self.vqc.angles(inputs), self.weight, readout=self.readout)
+        device = inputs.device if isinstance(inputs, torch.Tensor) else CPU  # numpy inputs are on the CPU
+        angles = on_device(self.vqc.encoder, device)(inputs)
+        return self.executor.run(self.prepared, angles, self.weight, readout=self.readout)
 
     def extra_repr(self) -> str:
         return (

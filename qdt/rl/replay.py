@@ -1,6 +1,7 @@
 """Replay memory of joint transitions (X, A, r, X'): the placement before, the joint action (binary
 columns, or the agents' scores when actions are decoded by argmax), the shared reward and the
-placement after (equal to A under the paper's rounding)."""
+placement after (equal to A under the paper's rounding). The memory is numpy on the CPU; a sampled
+batch is moved to the networks' device."""
 
 from __future__ import annotations
 
@@ -34,16 +35,19 @@ class ReplayMemory:
         self.size = min(self.size + 1, self.capacity)
 
     def sample(
-        self, rng: np.random.Generator, batch_size: int
+        self, rng: np.random.Generator, batch_size: int, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A uniform batch as float64 tensors: states, actions [B, N, M], rewards [B], next states."""
+        """A uniform batch as float64 tensors on ``device`` (default the CPU): states, actions
+        [B, N, M], rewards [B], next states."""
         index = rng.integers(0, self.size, size=batch_size)
-        return (
-            torch.from_numpy(self.states[index].astype(np.float64)),
-            torch.from_numpy(self.actions[index]),
-            torch.from_numpy(self.rewards[index]),
-            torch.from_numpy(self.next_states[index].astype(np.float64)),
+        arrays = (
+            self.states[index].astype(np.float64),
+            self.actions[index],
+            self.rewards[index],
+            self.next_states[index].astype(np.float64),
         )
+        states, actions, rewards, next_states = (torch.from_numpy(a).to(device or "cpu") for a in arrays)
+        return states, actions, rewards, next_states
 
     def state_dict(self) -> dict[str, object]:
         return {

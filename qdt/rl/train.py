@@ -14,6 +14,10 @@ A run folder holds:
 One process writes a run folder at a time: :func:`train` holds the folder's lock throughout, so a
 second writer (another ``qdt train``, a ``--resume``, a sweep worker) is refused and told the
 holder's pid; a lock left by a killed process is taken over with a notice on stderr.
+
+The networks and their updates run on ``config.torch_device`` (checked before anything is built);
+the environments, the replay memory, the decodings and the solver stay on the CPU, and states and
+scores cross between them in ``qdt/rl/maddpg.py`` (``to_torch``, ``to_numpy``).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from qdt.rl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import TrainConfig, resolve_torch_device
 from qdt.rl.exploration import exploration_level, explore, explore_scores
 from qdt.rl.maddpg import (
     MAX_TABLE_USERS,
@@ -56,6 +60,8 @@ from qdt.rl.maddpg import (
     policy_score_table,
     policy_scores,
     scores_from_table,
+    to_numpy,
+    to_torch,
     update_agent,
     update_shared,
     update_targets,
@@ -91,6 +97,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, instance: Instance) -> None:
         n, m = instance.n_users, instance.n_servers
         check_fits(config, n, m)  # before any network, executor or file exists
+        self.device = resolve_torch_device(config.torch_device)  # likewise
         self.config = config
         self.instance = instance
         self.env = BatchedPlacementEnv(
@@ -171,7 +178,7 @@ class Trainer:
         """â for joint states [K, N, M] → [K, N, M]."""
         if table is not None:
             return scores_from_table(table, states)
-        return policy_scores(self.agents, torch.from_numpy(states.astype(np.float64))).numpy()
+        return to_numpy(policy_scores(self.agents, to_torch(states, self.device)))
 
     def _decode(self, scores: np.ndarray) -> np.ndarray:
         """Placements [K, N, M] of the K environments' scores, each under its episode's channel."""
@@ -189,7 +196,7 @@ class Trainer:
                 for _step in range(config.gradient_steps):
                     for j in range(len(self.agents)):
                         states, actions, rewards, next_states = self.replay.sample(
-                            self.replay_rng, config.batch_size
+                            self.replay_rng, config.batch_size, self.device
                         )
                         if self.reward_shift:
                             rewards = rewards + self.reward_shift

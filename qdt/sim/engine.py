@@ -2,12 +2,14 @@
 
 Layout: states are [D, B] (basis index first, batch last), so gathers over basis indices
 copy contiguous rows; tables evaluate to [X, B] and split into contiguous per-step chunks.
+A program runs on the device of its angles (its tables are copied there once, qdt/sim/device.py).
 """
 
 from __future__ import annotations
 
 import torch
 
+from qdt.sim.device import on_device
 from qdt.sim.lowering import CONST
 from qdt.sim.program import (
     ActivateStep,
@@ -143,7 +145,7 @@ def apply_sequential(plan: FusedPlan, values: Values, state: torch.Tensor) -> to
     flat = [matrix for part in parts for matrix in part.unbind(0)]
     if plan.pool.is_complex() and not state.is_complex():
         state = state.to(plan.pool.dtype)
-    for index in plan.order.tolist():
+    for index in plan.sequence:
         state = flat[index] @ state
     return state
 
@@ -190,7 +192,8 @@ def evaluate_tables(program: Program, angles: torch.Tensor, weights: torch.Tenso
 
 
 def probabilities(program: Program, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Exact readout probabilities [B, 2**m] (before any readout error)."""
+    """Exact readout probabilities [B, 2**m] (before any readout error), on the angles' device."""
+    program = on_device(program, angles.device)
     if program.kernel is not None:
         return program.kernel(angles, weights)
     values = evaluate_tables(program, angles, weights)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from qdt.sim.affine import AffineValue
+from qdt.sim.device import CPU, cpu_tensor
 from qdt.sim.layout import Space, embed_matrix, sparse_rows
 from qdt.sim.lowering import BATCH, CONST, LocalOp
 from qdt.sim.trig import clean
@@ -46,7 +47,7 @@ FULL_COEFFICIENTS_MAX = 256  # per-index coefficients up to T·D entries, else b
 def to_tensor(array: np.ndarray) -> torch.Tensor:
     array = clean(np.asarray(array))
     dtype = torch.complex128 if np.iscomplexobj(array) else torch.float64
-    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype)
+    return cpu_tensor(np.ascontiguousarray(array), dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -120,9 +121,9 @@ class TableBuilder:
             uses_batch=self.uses_batch,
             functions=functions,
             coefficients=to_tensor(matrix.T),
-            half_constant=torch.as_tensor(constant),
-            half_angles=torch.as_tensor(angles.T.copy()) if angles.any() else None,
-            half_weights=torch.as_tensor(weights.T.copy()) if weights.any() else None,
+            half_constant=cpu_tensor(constant),
+            half_angles=cpu_tensor(angles.T.copy()) if angles.any() else None,
+            half_weights=cpu_tensor(weights.T.copy()) if weights.any() else None,
             widths=tuple(b[0][2].shape[1] for b in self.blocks),
         )
 
@@ -157,7 +158,7 @@ class GatherStep:
     def finalize(self, tables: dict[str, TableBuilder]) -> None:
         dim = self.local_index.shape[0]
         if self.src is not None:
-            self.src_tensor = torch.as_tensor(self.src.reshape(-1), dtype=torch.long)
+            self.src_tensor = cpu_tensor(self.src.reshape(-1), dtype=torch.long)
         if not self.parts:
             if self.scale is not None:
                 self.scale_tensor = to_tensor(self.scale).reshape(-1, 1)
@@ -179,7 +180,7 @@ class GatherStep:
             self.width = columns[0][2].shape[1]
             m = self.width // self.terms
             expand = (np.arange(self.terms)[:, None] * m + self.local_index[None, :]).reshape(-1)
-            self.expand_tensor = torch.as_tensor(expand, dtype=torch.long)
+            self.expand_tensor = cpu_tensor(expand, dtype=torch.long)
             if self.scale is not None:
                 self.scale_tensor = to_tensor(self.scale).reshape(-1, 1)
         self.chunk = tables[self.kind].add(columns)
@@ -222,6 +223,7 @@ class FusedPlan:
     post_factors: torch.Tensor  # [FL, D, D]: constant block applied right after each layer
     multi: list[tuple[torch.Tensor, torch.Tensor]]  # (index [D, D] into "fusedm", mask [D, D])
     order: torch.Tensor  # indices into cat(local krons, const factors, multi), length 2**j
+    sequence: tuple[int, ...]  # the same indices as Python ints (the sequential path: no device read)
 
 
 @dataclass(eq=False)
@@ -594,8 +596,8 @@ def build_fused_plan(
             columns = [(v, f.functions, f.coefficients.reshape(len(f.functions), m * m)) for v, f in op.parts]
             offset = multi_table.offsets[multi_table.add(columns)]
             local, rest = space.digits(op.qubits)
-            index = torch.as_tensor(offset + local[:, None] * m + local[None, :], dtype=torch.long)
-            mask = torch.as_tensor(rest[:, None] == rest[None, :], dtype=torch.float64)
+            index = cpu_tensor(offset + local[:, None] * m + local[None, :], dtype=torch.long)
+            mask = cpu_tensor(rest[:, None] == rest[None, :], dtype=torch.float64)
             multi.append((index, mask))
             order.append(("multi", len(multi) - 1))
     depth = max((len(c) for c in chains), default=1)
@@ -626,13 +628,14 @@ def build_fused_plan(
         num_qubits=n,
         local_dim=d,
         sequential=sequential,
-        pool=torch.as_tensor(pool_array).to(ctype),
-        chains=torch.as_tensor(chain_index),
-        local_factors=torch.as_tensor(np.array(local_rows, dtype=np.int64).reshape(-1, n)),
-        const_factors=torch.as_tensor(const_array).to(ctype),
-        post_factors=torch.as_tensor(post_array).to(ctype),
+        pool=cpu_tensor(pool_array, dtype=ctype),
+        chains=cpu_tensor(chain_index),
+        local_factors=cpu_tensor(np.array(local_rows, dtype=np.int64).reshape(-1, n)),
+        const_factors=cpu_tensor(const_array, dtype=ctype),
+        post_factors=cpu_tensor(post_array, dtype=ctype),
         multi=multi,
-        order=torch.as_tensor(flat, dtype=torch.long),
+        order=cpu_tensor(flat, dtype=torch.long),
+        sequence=tuple(flat),
     )
 
 
@@ -704,7 +707,7 @@ def build_program(
     built = {name: builder.build() for name, builder in tables.items()}
     return Program(
         space=space,
-        initial=torch.ones(1, 1, dtype=torch.float64),
+        initial=torch.ones(1, 1, dtype=torch.float64, device=CPU),
         prefix=prefix,
         suffix=suffix,
         heisenberg=heisenberg,

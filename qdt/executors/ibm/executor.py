@@ -71,6 +71,7 @@ from qdt.executors.ibm.jobs import (
     wait_for_job,
     with_retries,
 )
+from qdt.executors.ibm.program import build_program, executor_primitive
 from qdt.executors.ibm.settings import RULES, TABLES, IBMOptions, ibm_options, parse_ibm_options
 from qdt.executors.profiles import DEFAULT_SHOTS, BackendProfile
 from qdt.executors.registry import BackendSpec, OpenRequest
@@ -218,7 +219,9 @@ class IBMRuntimeExecutor(Executor):
     """The Runtime Sampler (and Estimator) on the device a profile names; one job per call.
 
     The primitive classes come from :func:`primitive_class` (client-side Sampler/Estimator from
-    qiskit-ibm-runtime 0.50, SamplerV2/EstimatorV2 before)."""
+    qiskit-ibm-runtime 0.50, SamplerV2/EstimatorV2 before). With ``[runtime] primitive =
+    "executor"`` the same PUBs go to the Executor primitive as one QuantumProgram instead
+    (:mod:`qdt.executors.ibm.program`)."""
 
     name = "ibm"
 
@@ -409,7 +412,7 @@ class IBMRuntimeExecutor(Executor):
             checked.append((prepared, payload, np.ascontiguousarray(values)))
         self._check_shots(sum(v.shape[0] for _, _, v in checked))
         use_estimator = mode == "expval_z" and self.settings.estimator.use_for_expval
-        kind = "estimator" if use_estimator else "sampler"
+        kind = "estimator" if use_estimator else self.settings.runtime.primitive  # sampler | executor
         pubs: list[tuple[Any, ...]] = []
         meta: list[dict[str, Any]] = []
         for prepared, payload, values in checked:
@@ -467,7 +470,14 @@ class IBMRuntimeExecutor(Executor):
 
     # -- jobs
     def _primitive(self, kind: str, tag: str) -> tuple[Any, dict[str, Any]]:
-        options: dict[str, Any] = {"default_shots": self.shots, "environment": {"job_tags": [tag]}}
+        if kind == "executor":  # shots travel in the QuantumProgram; no Sampler-side passes
+            options: dict[str, Any] = {"environment": {"job_tags": [tag]}}
+            if self.settings.runtime.max_execution_time_s is not None:
+                options["max_execution_time"] = self.settings.runtime.max_execution_time_s
+            if self.local:
+                options["simulator"] = {"seed_simulator": int(self._rng.integers(1, 2**31 - 1))}
+            return executor_primitive(self._execution_mode(), options), options
+        options = {"default_shots": self.shots, "environment": {"job_tags": [tag]}}
         suppression = self.settings.suppression
         if suppression.dynamical_decoupling:
             options["dynamical_decoupling"] = {"enable": True, "sequence_type": suppression.dd_sequence}
@@ -543,7 +553,8 @@ class IBMRuntimeExecutor(Executor):
                 return found[0] if found else None
 
         with noting_warnings() as noted:
-            job = submit_once(lambda: primitive.run(pubs), find_by_tag, settings, tag)
+            work = build_program(pubs, self.shots) if kind == "executor" else pubs
+            job = submit_once(lambda: primitive.run(work), find_by_tag, settings, tag)
         job_id = str(job.job_id())
         submitted_at = utc_now()
         self.store.append(

@@ -39,6 +39,7 @@ import numpy as np
 
 from qdt.errors import QdtError, QdtInputError
 from qdt.executors.ibm.connect import http_status, is_network_error
+from qdt.executors.ibm.program import bool_counts
 from qdt.executors.ibm.settings import DeviceSpec, RuntimeSettings
 from qdt.files import write_json_atomic
 
@@ -437,12 +438,17 @@ def bitarray_counts(bits: Any) -> np.ndarray:
 
 
 def result_payload(result: Any, pubs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The parts of a PrimitiveResult qdt needs, as JSON: counts per PUB, or ⟨Z⟩ and their stds."""
-    if len(result) != len(pubs):
-        raise QdtError(f"expected {len(pubs)} PUB results, got {len(result)}")
+    """The parts of a result qdt needs, as JSON: counts per PUB, or ⟨Z⟩ and their stds. ``result`` is
+    a PrimitiveResult (Sampler, Estimator) or the Executor's QuantumProgramResult (one item per PUB)."""
+    results = list(result)
+    if len(results) != len(pubs):
+        raise QdtError(f"expected {len(pubs)} PUB results, got {len(results)}")
     out = []
-    for pub_result, meta in zip(result, pubs):
-        if meta["kind"] == "sampler":
+    for pub_result, meta in zip(results, pubs):
+        if meta["kind"] == "executor":
+            counts = bool_counts(pub_result[meta["register"]])
+            out.append({"kind": "executor", "counts": counts.tolist(), "shots": int(counts[0].sum())})
+        elif meta["kind"] == "sampler":
             bits = getattr(pub_result.data, meta["register"])
             counts = bitarray_counts(bits)
             out.append({"kind": "sampler", "counts": counts.tolist(), "shots": int(bits.num_shots)})

@@ -8,7 +8,8 @@ that has it (:mod:`qdt.executors.ibm.fractional`). The other tables are optional
 
     [transpile]          optimization_level = 2, seed = 1234
     [runtime]            mode (job | batch | session), timeout_s, poll_interval_s, max_poll_interval_s,
-                         retries, retry_base_s, on_timeout (leave | cancel), max_execution_time_s
+                         retries, retry_base_s, on_timeout (leave | cancel), max_execution_time_s,
+                         primitive (sampler | executor)
     [error_suppression]  dynamical_decoupling, dd_sequence (XX | XpXm | XY4), twirling_gates,
                          twirling_measure
     [estimator]          use_for_expval, resilience_level (0 | 1 | 2)
@@ -36,6 +37,8 @@ PROVIDERS = ("fake", "ibm_cloud")
 MODES = ("job", "batch", "session")
 DD_SEQUENCES = ("XX", "XpXm", "XY4")
 ON_TIMEOUT = ("leave", "cancel")
+PRIMITIVES = ("sampler", "executor")
+EXECUTOR_SINCE = (0, 47)  # the first qiskit-ibm-runtime with the Executor primitive and QuantumProgram
 CHANNELS = ("ibm_quantum_platform", "ibm_cloud")
 TABLES = frozenset({"device", "transpile", "runtime", "error_suppression", "estimator"})
 _IBM_DEVICE = re.compile(r"^ibm_[a-z][a-z0-9_]*$")
@@ -73,6 +76,9 @@ class RuntimeSettings:
     retry_base_s: float = 1.0  # backoff: base·2^k (capped at 60 s), with jitter
     on_timeout: str = "leave"  # leave the job running (fetch it later) or cancel it
     max_execution_time_s: int | None = None  # the service's own limit (Runtime max_execution_time)
+    # sampler: the runtime's Sampler (the default); executor: qdt's PUBs as a QuantumProgram on the
+    # runtime's Executor primitive (beta, qiskit-ibm-runtime >= 0.47; qdt.executors.ibm.program)
+    primitive: str = "sampler"
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class IBMOptions:
         text = f"{self.runtime.mode}, opt {self.optimization_level}"
         if self.device.fractional_gates:
             text += ", fractional gates"
+        if self.runtime.primitive == "executor":
+            text += ", Executor primitive"
         if self.suppression.dynamical_decoupling:
             text += f", DD {self.suppression.dd_sequence}"
         if self.suppression.twirling_gates or self.suppression.twirling_measure:
@@ -150,7 +158,7 @@ def parse_ibm_options(data: Mapping[str, Any], where: str) -> IBMOptions:
     if level not in (0, 1, 2, 3):
         raise QdtInputError(f"{where}: transpile.optimization_level", "0, 1, 2 or 3", level)
     transpile_seed = t_reader.get("seed", int) if "seed" in transpile else 1234
-    return IBMOptions(
+    options = IBMOptions(
         device=device,
         optimization_level=level,
         transpile_seed=transpile_seed,
@@ -160,6 +168,54 @@ def parse_ibm_options(data: Mapping[str, Any], where: str) -> IBMOptions:
         ),
         estimator=_parse_dataclass(EstimatorSettings, reader.table("estimator"), f"{where}: estimator"),
     )
+    if options.runtime.primitive == "executor":
+        _check_executor_compatible(options, where)
+    return options
+
+
+def _check_executor_compatible(options: IBMOptions, where: str) -> None:
+    """The Executor runs circuits as given and returns bits: no Sampler-side error suppression
+    (twirling and dynamical decoupling are the Sampler's passes) and no Estimator."""
+    suppression = options.suppression
+    if suppression.dynamical_decoupling or suppression.twirling_gates or suppression.twirling_measure:
+        raise QdtInputError(
+            f"{where}: error_suppression",
+            "no dynamical decoupling or twirling with runtime.primitive = 'executor' (Sampler passes)",
+            "error suppression on",
+            "set them false, or use runtime.primitive = 'sampler'",
+        )
+    if options.estimator.use_for_expval:
+        raise QdtInputError(
+            f"{where}: estimator.use_for_expval",
+            "false with runtime.primitive = 'executor' (the Executor returns bits; <Z> comes from counts)",
+            True,
+            "set it false, or use runtime.primitive = 'sampler'",
+        )
+
+
+def runtime_version() -> tuple[int, int] | None:
+    """(major, minor) of the installed qiskit-ibm-runtime, read from its metadata (no import), or None."""
+    from importlib import metadata
+
+    try:
+        text = metadata.version("qiskit-ibm-runtime")
+    except metadata.PackageNotFoundError:
+        return None
+    numbers = re.findall(r"\d+", text)
+    return (int(numbers[0]), int(numbers[1])) if len(numbers) >= 2 else None
+
+
+def _check_executor_available(field_name: str) -> None:
+    installed = runtime_version()
+    if installed is None or installed < EXECUTOR_SINCE:
+        shown = "not installed" if installed is None else "qiskit-ibm-runtime {}.{}".format(*installed)
+        since = "{}.{}".format(*EXECUTOR_SINCE)
+        raise QdtInputError(
+            field_name,
+            f"'sampler': the Executor primitive needs qiskit-ibm-runtime >= {since}",
+            f"'executor' with {shown}, which has no Executor",
+            f"pip install 'qiskit-ibm-runtime>={since}', or use primitive = 'sampler'",
+        )
 
 
 def _parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
@@ -226,6 +282,15 @@ def _check_settings(settings: object, where: str) -> None:
             )
         if not 0 <= settings.retries <= 20:
             raise QdtInputError(f"{where}.retries", "an integer from 0 to 20", settings.retries)
+        if settings.primitive not in PRIMITIVES:
+            raise QdtInputError(
+                f"{where}.primitive",
+                "'sampler' or 'executor'",
+                settings.primitive,
+                "use 'sampler' (the default) or 'executor' (qiskit-ibm-runtime's Executor primitive, beta)",
+            )
+        if settings.primitive == "executor":
+            _check_executor_available(f"{where}.primitive")
         if settings.max_execution_time_s is not None and settings.max_execution_time_s < 1:
             raise QdtInputError(
                 f"{where}.max_execution_time_s", "a positive number of seconds", settings.max_execution_time_s

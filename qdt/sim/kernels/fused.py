@@ -18,6 +18,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from qdt.noise.pauli import zero_state_coordinates
+from qdt.sim.device import on_device
 from qdt.sim.kernels.heisenberg import (
     HeisenbergSaved,
     HeisenbergSuffix,
@@ -55,7 +56,7 @@ class PauliKernel:
     suffix: HeisenbergSuffix
 
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return _PauliFunction.apply(angles, weights, self)
+        return _PauliFunction.apply(angles, weights, on_device(self, angles.device))
 
 
 def compile_pauli_kernel(

@@ -26,6 +26,7 @@ import torch
 from scipy import sparse
 
 from qdt.sim.affine import AffineValue
+from qdt.sim.device import cpu_tensor
 from qdt.sim.engine import kron_pair
 from qdt.sim.kernels.sparse_prefix import embed_sparse
 from qdt.sim.layout import Space
@@ -167,8 +168,8 @@ class Gather:
         all_ones = terms == 1 and np.all(scale == 1.0)
         return cls(
             terms,
-            torch.as_tensor(src.reshape(-1)),
-            None if all_ones else torch.as_tensor(scale.reshape(-1, 1)),
+            cpu_tensor(src.reshape(-1)),
+            None if all_ones else cpu_tensor(scale.reshape(-1, 1)),
             dim,
         )
 
@@ -210,6 +211,7 @@ class HeisenbergSuffix:
     half_weights: torch.Tensor | None  # [S, W]
     slot_layer: torch.Tensor  # [S]
     slot_qubit: torch.Tensor  # [S]
+    last_weighted_layer: int  # the last layer with a slot (the backward pass ends there)
 
 
 @dataclass(eq=False)
@@ -270,23 +272,24 @@ def compile_heisenberg_suffix(
     return HeisenbergSuffix(
         dim=space.dim,
         num_qubits=n,
-        readout=torch.as_tensor(np.ascontiguousarray(readout)),
+        readout=cpu_tensor(np.ascontiguousarray(readout)),
         order=tuple(order),
         n_layers=len(layers),
         chunks=tuple(chunks),
         application=tuple(range(len(chunks) - 1, -1, -1)),
         pairs=n // 2,
-        pool=torch.as_tensor(np.stack(pool)),
-        slot_index=torch.as_tensor(slot_refs),
+        pool=cpu_tensor(np.stack(pool)),
+        slot_index=cpu_tensor(slot_refs),
         post=tuple(None if layer.post is None else gathers(layer.post) for layer in layers),
         consts=tuple(gathers(f.matrix) for f in factors if isinstance(f, ConstFactor)),
         n_slots=len(parametric),
         functions=functions,
-        coefficients=torch.as_tensor(coefficients),
-        half_constant=torch.as_tensor(half_constant),
-        half_weights=torch.as_tensor(half_weights) if half_weights.any() else None,
-        slot_layer=torch.as_tensor(np.array([p[2] for p in parametric], dtype=np.int64)),
-        slot_qubit=torch.as_tensor(np.array([p[3] for p in parametric], dtype=np.int64)),
+        coefficients=cpu_tensor(coefficients),
+        half_constant=cpu_tensor(half_constant),
+        half_weights=cpu_tensor(half_weights) if half_weights.any() else None,
+        slot_layer=cpu_tensor(np.array([p[2] for p in parametric], dtype=np.int64)),
+        slot_qubit=cpu_tensor(np.array([p[3] for p in parametric], dtype=np.int64)),
+        last_weighted_layer=max((int(p[2]) for p in parametric), default=0),
     )
 
 
@@ -366,7 +369,7 @@ def heisenberg_backward(
     pairs, single = saved.pairs, saved.single
     grad_pairs = torch.zeros_like(pairs) if pairs is not None else None
     grad_single = torch.zeros_like(single) if single is not None else None
-    last_layer = int(suffix.slot_layer.max())  # the backward pass ends at the last weighted layer
+    last_layer = suffix.last_weighted_layer  # a Python int: no device synchronisation
     grad = grad_phi
     for kind, i in suffix.order:  # circuit order = reverse of application
         if kind == "const":

@@ -67,6 +67,7 @@ from torch.autograd.function import once_differentiable
 from qdt.circuits.encoding import GROUP_QUBITS, TreeTransform, apply_group, gray_control_bit, qubit_groups
 from qdt.circuits.vqc import ring_pairs
 from qdt.errors import QdtInputError
+from qdt.sim.device import cpu_tensor, on_device
 from qdt.sim.engine import kron_layers
 from qdt.sim.kernels.product_tables import (
     group_correlator,
@@ -130,7 +131,7 @@ class ProductTree:
         return cls(
             n_qubits=n_qubits,
             transform=TreeTransform.create(n_qubits, group_qubits),
-            trig_phase=torch.tensor(TRIG_PHASE, dtype=torch.float64)[:, None],
+            trig_phase=cpu_tensor(TRIG_PHASE, dtype=torch.float64)[:, None],
         )
 
     def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, TreeSaved]:
@@ -197,11 +198,13 @@ class ProductKernel:
         return memory_bytes(self.n_qubits, self.n_layers, batch)
 
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Probabilities [B, 2**m] of the readout bits (float64, differentiable in both inputs)."""
-        angles, weights = self.io.inputs(angles, weights)
-        if self.unitary is not None:
-            return self.io.readout(self.unitary(angles, weights))
-        return self.io.readout(_ProductFunction.apply(angles, weights, self))
+        """Probabilities [B, 2**m] of the readout bits (float64, differentiable in both inputs), on
+        the angles' device (the kernel's tables are copied there once, qdt/sim/device.py)."""
+        kernel = on_device(self, angles.device)
+        angles, weights = kernel.io.inputs(angles, weights)
+        if kernel.unitary is not None:
+            return kernel.io.readout(kernel.unitary(angles, weights))
+        return kernel.io.readout(_ProductFunction.apply(angles, weights, kernel))
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +234,7 @@ class CircuitIO:
             outcome = np.zeros_like(k)
             for i, q in enumerate(readout):
                 outcome |= ((k >> q) & 1) << i
-            outcomes = torch.as_tensor(outcome, dtype=torch.int64)
+            outcomes = cpu_tensor(outcome, dtype=torch.int64)
         return cls(
             angle_columns=_index(angle_columns, (1 << n_qubits) - 1),
             weight_columns=_index(weight_columns, n_qubits * n_layers),
@@ -257,7 +260,7 @@ class CircuitIO:
 def _index(values: Sequence[int] | None, count: int) -> torch.Tensor | None:
     if values is None or list(values) == list(range(count)):
         return None
-    return torch.as_tensor(list(values), dtype=torch.int64)
+    return cpu_tensor(list(values), dtype=torch.int64)
 
 
 def product_kernel(
@@ -282,11 +285,11 @@ def product_kernel(
         n_qubits=n_qubits,
         n_layers=n_layers,
         tree=ProductTree.create(n_qubits, group_qubits),
-        twist=torch.as_tensor(twist_signs(n_qubits)).T[:, :, None].contiguous(),
-        signs=None if signs is None else torch.as_tensor(signs)[:, None],
+        twist=cpu_tensor(twist_signs(n_qubits)).T[:, :, None].contiguous(),
+        signs=None if signs is None else cpu_tensor(signs)[:, None],
         groups=groups,
-        generators=tuple(torch.as_tensor(half_generators(g)) for _, g in groups),
-        slot_phase=torch.tensor(SLOT_PHASE, dtype=torch.float64),
+        generators=tuple(cpu_tensor(half_generators(g)) for _, g in groups),
+        slot_phase=cpu_tensor(SLOT_PHASE, dtype=torch.float64),
         unitary=unitary_tables(n_qubits, n_layers) if n_qubits <= unitary_qubits else None,
         io=CircuitIO.create(n_qubits, n_layers, angle_columns, weight_columns, readout_qubits),
     )

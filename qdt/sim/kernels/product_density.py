@@ -56,6 +56,7 @@ from qdt.circuits.vqc import ring_pairs
 from qdt.errors import QdtInputError
 from qdt.noise.config import NoiseConfig
 from qdt.noise.pauli import ptm_of_unitary
+from qdt.sim.device import cpu_tensor, on_device
 from qdt.sim.engine import kron_layers
 from qdt.sim.kernels import product
 from qdt.sim.kernels.product import CircuitIO, ProductTree, vqc_shape
@@ -239,9 +240,11 @@ class DensityKernel:
         return memory_bytes(self.n_qubits, self.n_layers, batch)
 
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Probabilities [B, 2**m] before readout error (float64, differentiable in both inputs)."""
-        angles, weights = self.io.inputs(angles, weights)
-        return self.io.readout(_DensityFunction.apply(angles, weights, self))
+        """Probabilities [B, 2**m] before readout error (float64, differentiable in both inputs), on
+        the angles' device (the kernel's tables are copied there once, qdt/sim/device.py)."""
+        kernel = on_device(self, angles.device)
+        angles, weights = kernel.io.inputs(angles, weights)
+        return kernel.io.readout(_DensityFunction.apply(angles, weights, kernel))
 
 
 def density_kernel(
@@ -266,15 +269,15 @@ def density_kernel(
         if permutation is not None:
             source, scale = permutation
             ring = Ring(
-                torch.as_tensor(source),
-                torch.as_tensor(scale)[:, None],
-                torch.as_tensor(np.argsort(source)),
+                cpu_tensor(source),
+                cpu_tensor(scale)[:, None],
+                cpu_tensor(np.argsort(source)),
                 (),
                 None,
             )
         else:
             pairs = tuple((min(a, b), max(a, b)) for a, b in ring_pairs(n_qubits))
-            ring = Ring(None, None, None, pairs, torch.as_tensor(pair))
+            ring = Ring(None, None, None, pairs, cpu_tensor(pair))
     rows, columns, sign = initial_state_tables(n_qubits)
     groups = qubit_groups(n_qubits, group_qubits)
     bits = np.arange(1 << n_qubits)
@@ -286,20 +289,18 @@ def density_kernel(
         n_qubits=n_qubits,
         n_layers=n_layers,
         tree=ProductTree.create(n_qubits),
-        rows=torch.as_tensor(rows),
-        columns=torch.as_tensor(columns),
+        rows=cpu_tensor(rows),
+        columns=cpu_tensor(columns),
         local_groups=local_groups,
-        local=tuple(
-            torch.as_tensor(_LOCAL if size == 1 else np.kron(_LOCAL, _LOCAL)) for _, size in local_groups
-        ),
-        sign=torch.as_tensor(sign)[:, None],
-        rx_parts=torch.as_tensor(np.einsum("ij,pjk->pik", np.eye(4) if one is None else one, rx_ptm_parts())),
+        local=tuple(cpu_tensor(_LOCAL if size == 1 else np.kron(_LOCAL, _LOCAL)) for _, size in local_groups),
+        sign=cpu_tensor(sign)[:, None],
+        rx_parts=cpu_tensor(np.einsum("ij,pjk->pik", np.eye(4) if one is None else one, rx_ptm_parts())),
         groups=groups,
-        generators=tuple(torch.as_tensor(pauli_generators(g)) for _, g in groups),
+        generators=tuple(cpu_tensor(pauli_generators(g)) for _, g in groups),
         ring=ring,
-        z_strings=torch.as_tensor(np.asarray(z_strings, dtype=np.int64)),
+        z_strings=cpu_tensor(np.asarray(z_strings, dtype=np.int64)),
         hadamard_groups=hadamard_groups,
-        hadamards=tuple(torch.as_tensor(hadamard(1 << g), dtype=torch.float64) for _, g in hadamard_groups),
+        hadamards=tuple(cpu_tensor(hadamard(1 << g), dtype=torch.float64) for _, g in hadamard_groups),
         io=CircuitIO.create(n_qubits, n_layers, angle_columns, weight_columns, readout_qubits),
     )
 

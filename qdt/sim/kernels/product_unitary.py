@@ -29,6 +29,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from qdt.circuits.encoding import level_transform
+from qdt.sim.device import CPU, cpu_tensor, on_device
 from qdt.sim.kernels.product_tables import half_generators, ring_signs, twist_signs
 
 # Up to this width the kernel takes the dense path: forward + backward at L = 6, B = 128 measured
@@ -63,7 +64,7 @@ class UnitaryTables:
         return 1 << self.n_qubits
 
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return _UnitaryFunction.apply(angles, weights, self)
+        return _UnitaryFunction.apply(angles, weights, on_device(self, angles.device))
 
 
 def unitary_tables(n_qubits: int, n_layers: int) -> UnitaryTables:
@@ -90,16 +91,16 @@ def unitary_tables(n_qubits: int, n_layers: int) -> UnitaryTables:
     return UnitaryTables(
         n_qubits=n,
         n_layers=n_layers,
-        tree_matrix=torch.as_tensor(np.repeat(half, 2, axis=1)),
-        tree_constant=torch.as_tensor(-np.tile(TRIG_PHASE, dim - 1)),
-        tree_index=torch.as_tensor(tree_index.reshape(-1)),
-        others=torch.as_tensor(others, dtype=torch.int64) if others else None,
-        slot_matrix=torch.as_tensor(slot_matrix),
-        slot_constant=torch.as_tensor(slot_constant),
-        layer_index=torch.as_tensor(layer_index.reshape(-1)),
-        twist=torch.as_tensor(twist_signs(n))[:, None, :],
-        generators=torch.as_tensor(half_generators(n)),
-        identity=torch.eye(dim, dtype=torch.float64),
+        tree_matrix=cpu_tensor(np.repeat(half, 2, axis=1)),
+        tree_constant=cpu_tensor(-np.tile(TRIG_PHASE, dim - 1)),
+        tree_index=cpu_tensor(tree_index.reshape(-1)),
+        others=cpu_tensor(others, dtype=torch.int64) if others else None,
+        slot_matrix=cpu_tensor(slot_matrix),
+        slot_constant=cpu_tensor(slot_constant),
+        layer_index=cpu_tensor(layer_index.reshape(-1)),
+        twist=cpu_tensor(twist_signs(n))[:, None, :],
+        generators=cpu_tensor(half_generators(n)),
+        identity=torch.eye(dim, dtype=torch.float64, device=CPU),
     )
 
 
@@ -120,7 +121,7 @@ class _UnitaryFunction(torch.autograd.Function):
         arguments = torch.addmm(tables.tree_constant, angles, tables.tree_matrix)
         factors = torch.cos(arguments).index_select(1, tables.tree_index).view(batch, n, dim)
         psi = factors.prod(1) if n > 1 else factors[:, 0]
-        prefixes = torch.empty(layers + 1, dim, dim, dtype=psi.dtype)
+        prefixes = torch.empty(layers + 1, dim, dim, dtype=psi.dtype, device=psi.device)
         prefixes[0] = tables.identity
         if layers:
             entries = torch.cos(

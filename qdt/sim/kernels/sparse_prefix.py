@@ -25,6 +25,7 @@ import torch
 from scipy import sparse
 
 from qdt.sim.affine import AffineValue
+from qdt.sim.device import cpu_tensor
 from qdt.sim.layout import Space
 from qdt.sim.lowering import CONST, LocalOp
 from qdt.sim.trig import function_frequency
@@ -186,12 +187,12 @@ def compile_sparse_prefix(
                 for key, block in blocks.items():
                     coefficients[: len(nonzero), i, columns[key]] = block[k, nonzero]
             coefficients = coefficients.reshape(terms * rows, -1)
-            src = torch.as_tensor(src_array.reshape(-1))
+            src = cpu_tensor(src_array.reshape(-1))
         if len(used_values) == 1:
             feature_rows: slice | torch.Tensor = slice(used_values[0] * n_f, (used_values[0] + 1) * n_f)
         else:
-            feature_rows = torch.as_tensor([v * n_f + j for v in used_values for j in range(n_f)])
-        steps.append(PrefixStep(terms, rows, src, torch.as_tensor(coefficients), feature_rows))
+            feature_rows = cpu_tensor([v * n_f + j for v in used_values for j in range(n_f)])
+        steps.append(PrefixStep(terms, rows, src, cpu_tensor(coefficients), feature_rows))
         support = out_support
     ordered = sorted(values, key=values.__getitem__)
     half_angles = np.zeros((len(ordered), n_angles))
@@ -206,12 +207,12 @@ def compile_sparse_prefix(
         layout=layout,
         n_values=len(ordered),
         functions=functions,
-        half_constant=torch.as_tensor(np.array([value.constant / 2 for value in ordered])),
-        half_angles=torch.as_tensor(half_angles) if half_angles.any() else None,
-        half_weights=torch.as_tensor(half_weights) if half_weights.any() else None,
+        half_constant=cpu_tensor(np.array([value.constant / 2 for value in ordered])),
+        half_angles=cpu_tensor(half_angles) if half_angles.any() else None,
+        half_weights=cpu_tensor(half_weights) if half_weights.any() else None,
         steps=tuple(steps),
-        support=torch.as_tensor(support),
-        constant_state=None if steps else torch.as_tensor(state[support])[:, None],
+        support=cpu_tensor(support),
+        constant_state=None if steps else cpu_tensor(state[support])[:, None],
     )
 
 
