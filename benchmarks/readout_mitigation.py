@@ -15,6 +15,9 @@ through mthree with each calibration source of :mod:`qdt.executors.ibm.mitigatio
   (``qdt.rl.evaluation``: all 2^(N·M) joint states);
 * TVD: mean total variation distance of the actors' probabilities to the exact ones.
 
+The job and its scoring are :mod:`qdt.experiments.bench.runtime_devices`, which ``qdt bench noise``
+and ``qdt demo`` use as well.
+
 Devices: fake_manila (Falcon, CX), fake_fractional (5 qubits, fractional gates on: native rx),
 the same device with fractional gates off, and fake_torino (Heron r1, CZ; slow: Aer simulates the
 133-qubit device's noise, about 20 s a job). Writes benchmarks/results/readout_mitigation.md.
@@ -30,33 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from qdt.cli.main import main as qdt_main
-from qdt.executors import open_backend, parse_profile
-from qdt.executors.ibm.mitigation import (
-    m3_mitigate,
-    m3_mitigator,
-    matrices_from_calibration,
-    readout_assignment_matrices,
-)
+from qdt.experiments.bench.runtime_devices import SOURCES, device_variants, score_on_device
 from qdt.experiments.tables import format_table
-from qdt.rl.evaluation import decisions_from_tables, joint_states
-from qdt.rl.maddpg import all_observations
-from qdt.rl.policy import load_policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SOURCES = ("raw", "properties", "circuits")
-FRACTIONAL_OFF = {
-    "schema": "qdt-backend/1",
-    "name": "fake_fractional_off",
-    "executor": "ibm",
-    "description": "fake_fractional with fractional gates off",
-    "shots": 1024,
-    "device": {"provider": "fake", "name": "fake_fractional", "fractional_gates": False},
-    "runtime": {"poll_interval_s": 0.05, "max_poll_interval_s": 0.5},
-}
 
 
 def train_policies(folder: Path, seeds: tuple[int, ...]) -> list[Path]:
@@ -71,59 +52,21 @@ def train_policies(folder: Path, seeds: tuple[int, ...]) -> list[Path]:
     return runs
 
 
-def measure(
-    run: Path, device: Any, jobs: int, shots: int, seed: int
-) -> tuple[dict[str, dict[str, float]], Any]:
-    reference = load_policy(run, executor=open_backend("statevector"))
-    observations = all_observations(reference.n_users)
-    reference_tables = np.stack(
-        [reference.actor_scores(j, observations).numpy() for j in range(reference.n_servers)]
+def measure(run: Path, device: Any, jobs: int, shots: int, seed: int, job_dir: Path) -> tuple[dict, int]:
+    """Means over ``jobs`` jobs per readout source (qdt.experiments.bench.runtime_devices: one job
+    per draw, every actor and the calibration rows in it), and the first actor's ISA depth."""
+    results, scorer = score_on_device(
+        run, device, jobs=jobs, sources=SOURCES, seed=seed, shots=shots, job_dir=job_dir
     )
-    states = joint_states(reference.n_users, reference.n_servers, np.random.default_rng(0))
-    reference_decisions = decisions_from_tables(reference_tables, states, reference.decode)
-    executor = open_backend(device, shots=shots, seed=seed, job_dir=Path(tempfile.mkdtemp()))
-    policy = load_policy(run, executor=executor)
-    exact_executor = open_backend("statevector")
-    physical = [executor.isa_report(actor.front.prepared)["physical_readout"] for actor in policy.actors]
-    qubits = sorted({q for agent in physical for q in agent})
-    calibration = executor.prepare_readout_calibration(qubits)
-    reported = dict(zip(qubits, readout_assignment_matrices(executor.device.backend, qubits)))
-    items, exact = [], []
-    for j, actor in enumerate(policy.actors):
-        x = actor.inputs(torch.as_tensor(observations, dtype=torch.float64), j)
-        items.append((actor.front.prepared, actor.front.vqc.angles(x), actor.front.weight.detach()))
-        exact.append(
-            exact_executor.run(exact_executor.prepare_vqc(actor.front.vqc), items[-1][1], items[-1][2])
-        )
-    empty = (torch.zeros(1, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
-    values: dict[str, dict[str, list[float]]] = {
-        s: {"action": [], "decision": [], "tvd": []} for s in SOURCES
-    }
-    for _ in range(jobs):
-        with torch.no_grad():
-            results = [r.numpy() for r in executor.run_many(items + [(c, *empty) for c in calibration])]
-            probs, (zeros, ones) = results[: len(items)], results[len(items) :]
-            measured = dict(zip(qubits, matrices_from_calibration(zeros, ones, qubits)))
-            variants = {"raw": probs}
-            for source, matrices in (("properties", reported), ("circuits", measured)):
-                variants[source] = [
-                    m3_mitigate(p, shots, q, m3_mitigator(q, [matrices[i] for i in q]))
-                    for p, q in zip(probs, physical)
-                ]
-            for source, per_agent in variants.items():
-                tables = np.stack(
-                    [
-                        torch.sigmoid(a.body(torch.as_tensor(p))).numpy()
-                        for a, p in zip(policy.actors, per_agent)
-                    ]
-                )
-                same = (tables > 0.5) == (reference_tables > 0.5)
-                decisions = decisions_from_tables(tables, states, policy.decode)
-                values[source]["action"].append(float(same.all(axis=2).mean()))
-                values[source]["decision"].append(float((decisions == reference_decisions).mean()))
-                tvd = [0.5 * np.abs(p - e.numpy()).sum(axis=1).mean() for p, e in zip(per_agent, exact)]
-                values[source]["tvd"].append(float(np.mean(tvd)))
-    return {s: {k: float(np.mean(v)) for k, v in m.items()} for s, m in values.items()}, executor
+    summary = {}
+    for source, result in results.items():
+        action = [agent["action_agreement"]["mean"] for agent in result["agents"]]
+        summary[source] = {
+            "action": sum(action) / len(action),
+            "decision": result["decision_agreement"]["mean"],
+            "tvd": result["tvd"]["mean"],
+        }
+    return summary, scorer.isa[0]["depth"]
 
 
 def main() -> None:
@@ -136,10 +79,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "readout_mitigation.md")
     args = parser.parse_args()
     started = time.time()
+    rx, no_rx = device_variants(["fake_fractional"], "fake_fractional")  # fractional gates on, off
     devices: list[tuple[str, Any, int]] = [
         ("fake_manila", "fake_manila", args.jobs),
-        ("fake_fractional (fractional gates on)", "fake_fractional", args.jobs),
-        ("fake_fractional, fractional gates off", parse_profile(FRACTIONAL_OFF), args.jobs),
+        ("fake_fractional (fractional gates on)", rx.profile, args.jobs),
+        ("fake_fractional, fractional gates off", no_rx.profile, args.jobs),
     ]
     if args.torino_jobs > 0:
         devices.append(("fake_torino", "fake_torino", args.torino_jobs))
@@ -148,10 +92,7 @@ def main() -> None:
         runs = train_policies(Path(folder), (0, 1))
         for label, device, jobs in devices:
             for seed, run in enumerate(runs):
-                summary, executor = measure(run, device, jobs, args.shots, seed=11)
-                depth = executor.isa_report(load_policy(run, executor=executor).actors[0].front.prepared)[
-                    "depth"
-                ]
+                summary, depth = measure(run, device, jobs, args.shots, 11, Path(folder))
                 for source in SOURCES:
                     m = summary[source]
                     rows.append(

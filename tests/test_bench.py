@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 
+import numpy as np
 import pytest
 import ray
 
@@ -154,25 +155,77 @@ def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path,
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.slow  # about 30-60 s: the default run stays under 10 minutes
+def test_bench_noise_refuses_runtime_devices_it_cannot_run_before_training(tmp_path, capsys):
+    base = ["bench", "noise", "--seeds", "1", "--episodes", "5", "--out", str(tmp_path / "o")]
+    base += ["--runs", str(tmp_path / "r")]
+    for value, named in (
+        ("aer", "expected ibm profiles of fake devices"),
+        ("fake_nowhere", "expected ibm profiles of fake devices"),
+        ("ibm_torino", "expected fake devices in local testing mode"),
+        ("none,fake_torino", "expected comma-separated ibm profiles of fake devices"),
+        (",", "expected comma-separated ibm profiles of fake devices"),
+    ):
+        assert main([*base, "--runtime-devices", value]) == 2
+        assert f"--runtime-devices: {named}" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()  # nothing trained or written
+    with pytest.raises(SystemExit):
+        main(["bench", "noise", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--runtime-devices D1,D2,...|none" in text and "(default fake_torino,fake_fractional)" in text
+    assert "'none' skips them" in text and "mthree" in text
+
+
+@pytest.mark.slow  # about 40-70 s: the default run stays under 10 minutes
 def test_bench_noise_smoke(tmp_path, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "noise", "--seeds", "1", "--episodes", "5", "--devices", "fake_manila"]
+    argv += ["--runtime-devices", "fake_fractional"]  # the 5-qubit device, fractional gates on and off
     assert main([*argv, "--out", str(out), "--runs", str(runs)]) == 0
     assert "2 run(s) trained" in capsys.readouterr().out
     trained = {(r["backend"], r["noise"]) for r in read_results(runs / "results.csv") if r["status"] == "ok"}
     assert trained == {("statevector", None), ("density", "depol-1e-3")}
     rows = _csv(out / "noise.csv")
-    assert len(rows) == 2 * (7 * 3 + 1)  # per policy: the depolarizing x readout grid, one device
+    # per policy: the depolarizing x readout grid, one Aer device, 2 Runtime variants x raw/mthree
+    assert len(rows) == 2 * (7 * 3 + 1 + 2 * 2)
     assert {r["policy"] for r in rows} == {"noiseless-trained", "noise-aware"}
-    assert sum(r["model"] == "fake_manila" for r in rows) == 2
+    assert sum(r["model"] == "fake_manila" and r["executor"] == "aer" for r in rows) == 2
     for row in rows:
         assert 0.0 <= float(row["feasible_rate"]) <= 1.0 and 0.0 <= float(row["action_agreement"]) <= 1.0
+        assert 0.0 <= float(row["decision_agreement"]) <= 1.0
     noiseless = [
         r for r in rows if r["model"] == "parametric" and float(r["p2"]) == 0 and r["readout"] == "0.0"
     ]
     assert [float(r["action_agreement"]) for r in noiseless] == [1.0, 1.0]  # the density run = statevector
-    assert "fake_manila" in (out / "noise.md").read_text()
+    assert [float(r["decision_agreement"]) for r in noiseless] == [1.0, 1.0]
+
+    runtime = [r for r in rows if r["executor"] == "ibm"]
+    assert {(r["model"], r["fractional_gates"], r["mitigation"]) for r in runtime} == {
+        (model, on, readout)
+        for model, on in (("fake_fractional (rx)", "True"), ("fake_fractional (no rx)", "False"))
+        for readout in ("raw", "mthree")
+    }
+    depth = {r["fractional_gates"]: int(r["isa_depth"]) for r in runtime}
+    assert depth["True"] < depth["False"]  # native rx: the L = 6 actor's ISA circuit is shallower
+    # Raw and mitigated come from one job per (policy, device): same depth, same job time; the
+    # mitigated TVD to the exact probabilities stays within shot noise of the raw one on average
+    # (2-qubit actors, 1024 shots: 0.5 sqrt(4 / 1024), see tests/test_runtime_devices.py).
+    pairs = {}
+    for r in runtime:
+        pairs.setdefault((r["policy"], r["model"]), {})[r["mitigation"]] = r
+    assert len(pairs) == 4
+    for pair in pairs.values():
+        assert pair["raw"]["per_decision_s"] == pair["mthree"]["per_decision_s"]
+        assert pair["raw"]["tvd"] != pair["mthree"]["tvd"]  # mitigation changed the probabilities
+    raw_tvd = np.mean([float(p["raw"]["tvd"]) for p in pairs.values()])
+    mitigated_tvd = np.mean([float(p["mthree"]["tvd"]) for p in pairs.values()])
+    assert 0 < mitigated_tvd <= raw_tvd + 0.5 * (4 / 1024) ** 0.5
+
+    text = (out / "noise.md").read_text()
+    assert "fake_manila" in text and "IBM Runtime fake devices" in text
+    assert (
+        _md_row(text.split("IBM Runtime fake devices")[1], "noiseless-trained")[1] == "fake_fractional (rx)"
+    )
+    assert "M3, calibrated in the job" in text
     assert (out / "noise.png").read_bytes()[:8] == PNG
 
 

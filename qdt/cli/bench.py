@@ -23,6 +23,7 @@ OUTPUTS = {
 DEFAULT_OUT = Path("benchmarks/results/paper")
 DEFAULT_RUNS = Path("runs/bench-paper")
 DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # qdt.experiments.bench.noise.SHOTS, not imported here
+DEFAULT_RUNTIME_DEVICES = ("fake_torino", "fake_fractional")  # noise.RUNTIME_DEVICES, not imported here
 SWEEP_NOTE = (
     "The training runs are the cells of a sweep on qdt's Ray engine in --runs (results.csv: one "
     "row per run; cells/<id>/: its run folder): a finished run is never trained again, and the "
@@ -182,14 +183,18 @@ def _register_scale(kinds: Any) -> None:
 def _register_studies(kinds: Any) -> None:
     noise = kinds.add_parser(
         "noise",
-        help="trained policies under depolarizing, readout and fake-device noise",
+        help="trained policies under depolarizing, readout and fake-device noise, raw and mitigated",
         description=(
             "Train quantum agents (L = 6) on the paper preset noiselessly and noise-aware (density "
             "executor, depol-1e-3) with --seeds seeds, then evaluate each under depolarizing noise "
             "p2 in {0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} (1-qubit p2/10) x readout error in "
-            "{0, 1e-2, 5e-2}, and under device-derived noise models of fake IBM devices on Aer. "
-            "Writes noise.csv, noise.md, noise.png (gap, feasibility, action agreement against noise). "
-            + SWEEP_NOTE
+            "{0, 1e-2, 5e-2}, under device-derived noise models of fake IBM devices on Aer (--devices), "
+            "and on IBM Runtime fake devices through the ibm executor in local testing mode, the code "
+            "path of a real device (--runtime-devices): one job per policy and device carries every "
+            "actor on all its observations and two readout-calibration rows, and its counts are scored "
+            "raw and mitigated through mthree (calibrated by those rows); a device with fractional "
+            "gates is run with them on and off. Writes noise.csv, noise.md, noise.png (gap, "
+            "feasibility, action and decision agreement with the noiseless policy). " + SWEEP_NOTE
         ),
         epilog=EXIT_NOTE,
     )
@@ -221,6 +226,18 @@ def _register_studies(kinds: Any) -> None:
         "--devices",
         default="fake_brisbane,fake_torino,fake_sherbrooke",
         help="fake devices whose noise models to use (default fake_brisbane,fake_torino,fake_sherbrooke)",
+    )
+    noise.add_argument(
+        "--runtime-devices",
+        default=",".join(DEFAULT_RUNTIME_DEVICES),
+        metavar="D1,D2,...|none",
+        help=(
+            "ibm profiles of fake devices to run the policies on through qiskit-ibm-runtime's local "
+            "testing mode, raw and readout-mitigated (mthree), one job per policy and device; a profile "
+            "with fractional gates on (fake_fractional) also runs with them off. fake_torino costs "
+            "about 20 s a job (Aer simulates the 133-qubit device's noise). 'none' skips them "
+            f"(default {','.join(DEFAULT_RUNTIME_DEVICES)})"
+        ),
     )
     shots.add_argument("--repeats", type=int, default=5, help="shot draws per seed and setting (default 5)")
     shots.add_argument(
@@ -328,12 +345,23 @@ def _check_common(args: argparse.Namespace) -> None:
 
 def _cmd_noise(args: argparse.Namespace) -> int:
     from qdt.experiments.bench.noise import run_noise_bench
+    from qdt.experiments.bench.runtime_devices import device_variants
 
     _check_common(args)
     devices = list(dict.fromkeys(d.strip() for d in args.devices.split(",") if d.strip()))
     if not devices:
         raise QdtInputError("--devices", "comma-separated fake device names, e.g. fake_manila", args.devices)
-    total = 2 * args.seeds + 2 * args.seeds * (1 + len(devices))
+    runtime = list(dict.fromkeys(d.strip() for d in args.runtime_devices.split(",") if d.strip()))
+    if runtime == ["none"]:
+        runtime = []
+    elif not runtime or "none" in runtime:
+        raise QdtInputError(
+            "--runtime-devices",
+            "comma-separated ibm profiles of fake devices (e.g. fake_torino,fake_fractional), or none",
+            args.runtime_devices,
+        )
+    variants = device_variants(runtime, "--runtime-devices")  # before any training
+    total = 2 * args.seeds + 2 * args.seeds * (1 + len(devices) + len(variants))
     with _output_folders(args, "noise"), _progress("bench noise", total, "step") as step:
         result = run_noise_bench(
             args.out,
@@ -342,6 +370,7 @@ def _cmd_noise(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             layers=args.layers,
             devices=devices,
+            runtime_devices=runtime,
             on_done=step,
             **_sweep_kwargs(args),
         )

@@ -5,15 +5,23 @@ noiselessly (statevector) and noise-aware (density executor under a depolarizing
 
 ``noise``: every policy is evaluated on the density executor under depolarizing noise with
 2-qubit probability p2 in {0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} (1-qubit p2/10) and readout
-error in {0, 1e-2, 5e-2} (exact probabilities: no shot noise mixed in), and on Aer under
-device-derived noise models of fake IBM devices (sampled, 1024 shots, repeats).
+error in {0, 1e-2, 5e-2} (exact probabilities: no shot noise mixed in), on Aer under
+device-derived noise models of fake IBM devices (sampled, 1024 shots, repeats), and on IBM
+Runtime fake devices through the ``ibm`` executor in local testing mode, the code path of a real
+device (:mod:`qdt.experiments.bench.runtime_devices`): per (policy, device) ONE job carries every
+actor on all its observations and M3's two readout-calibration rows, and its counts are scored
+raw and mitigated through mthree (calibrated by those rows). A device with fractional gates
+(fake_fractional) is run with them on and off. fake_torino costs about 20 s a job (Aer simulates
+the 133-qubit device's noise), the 5-qubit fake_fractional about 1 s.
 
 ``shots``: every noiseless-trained policy is evaluated with the readout sampled from
 8, 16, ..., 8192 shots and exactly; the sampled readout (multinomial) next to the Gaussian
 emulation of shot noise, to show whether the common Gaussian shortcut predicts the real effect.
 
 Metrics (qdt.rl.evaluation): gap of the reached placement to the exact optimum, feasibility
-rate, action agreement with the noiseless policy (mean over agents), decision agreement.
+rate, action agreement with the noiseless policy (mean over agents), decision agreement; on the
+Runtime devices also the actors' ISA depth and the mean total variation distance (TVD) of their
+probabilities to the exact ones.
 
 The policies are trained as cells of a sweep on qdt's Ray engine in the runs folder
 (:mod:`qdt.experiments.bench.runs`), and loaded from the run folders their result rows name. A policy whose
@@ -23,6 +31,7 @@ training failed is named under the study's table and left out of it.
 from __future__ import annotations
 
 import csv
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from qdt.experiments.bench.runs import TrainedRuns, bench_run, failure_note, train_runs
+from qdt.experiments.bench.runtime_devices import MITIGATED, DeviceVariant, device_variants, score_on_device
 from qdt.experiments.tables import format_table
 from qdt.plots import plot_interval_line, pyplot, save_figure
 from qdt.problem.generator import paper_instance
@@ -41,6 +51,8 @@ from qdt.stats import format_interval, mean_interval
 DEPOLARIZING_2Q = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 READOUT = (0.0, 1e-2, 5e-2)
 DEVICES = ("fake_brisbane", "fake_torino", "fake_sherbrooke")
+RUNTIME_DEVICES = ("fake_torino", "fake_fractional")  # through the ibm executor (local testing mode)
+READOUTS = {"raw": "raw", MITIGATED: "mthree"}  # how the Runtime rows read a job's counts → CSV name
 SHOTS = tuple(2**k for k in range(3, 14))  # 8 ... 8192
 TRAINING_NOISE = "depol-1e-3"
 
@@ -157,6 +169,7 @@ def noise_study(
                         "policy": run.label,
                         "seed": run.seed,
                         "model": "parametric",
+                        "executor": "density",
                         "p2": p2,
                         "readout": readout,
                     }
@@ -168,11 +181,58 @@ def noise_study(
             executor = open_backend("aer", seed=next(seeds), noise=f"device:{device}", shots=device_shots)
             metrics = _evaluate(run, executor, repeats, seed)
             rows.append(
-                {"policy": run.label, "seed": run.seed, "model": device, "p2": None, "readout": None}
+                {
+                    "policy": run.label,
+                    "seed": run.seed,
+                    "model": device,
+                    "executor": "aer",
+                    "p2": None,
+                    "readout": None,
+                }
                 | metrics
             )
             if on_done is not None:
                 on_done(f"{device}, {run.label} seed {run.seed}")
+    return rows
+
+
+def runtime_study(
+    runs: Sequence[PolicyRun],
+    variants: Sequence[DeviceVariant],
+    job_dir: Path,
+    *,
+    seed: int = 0,
+    on_done: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per policy and Runtime device variant, ONE job (every actor on all its observations plus the
+    readout-calibration rows), scored raw and mitigated through mthree from the same counts: two
+    rows, ``mitigation`` "raw" and "mthree" (see :mod:`qdt.experiments.bench.runtime_devices`)."""
+    seeds = iter(np.random.SeedSequence([seed, 17]).spawn(100_000))
+    rows = []
+    for run in runs:
+        for variant in variants:
+            results, scorer = score_on_device(
+                run.run_dir, variant.profile, sources=tuple(READOUTS), seed=next(seeds), job_dir=job_dir
+            )
+            for source, mitigation in READOUTS.items():
+                result = results[source]
+                rows.append(
+                    {
+                        "policy": run.label,
+                        "seed": run.seed,
+                        "model": variant.label,
+                        "executor": "ibm",
+                        "p2": None,
+                        "readout": None,
+                        "mitigation": mitigation,
+                        "fractional_gates": variant.fractional_gates,
+                        "isa_depth": max(isa["depth"] for isa in scorer.isa),
+                        "tvd": result["tvd"]["mean"],
+                    }
+                    | _metrics(result)
+                )
+            if on_done is not None:
+                on_done(f"Runtime {variant.label}, {run.label} seed {run.seed}")
     return rows
 
 
@@ -210,7 +270,19 @@ def make_aer(seed: np.random.SeedSequence, shots: int | None, mode: str) -> Any:
 
 
 # ---- outputs -------------------------------------------------------------------------------
-NOISE_FIELDS = ["policy", "seed", "model", "p2", "readout", *METRIC_FIELDS]
+NOISE_FIELDS = [
+    "policy",
+    "seed",
+    "model",
+    "executor",
+    "p2",
+    "readout",
+    "mitigation",
+    "fractional_gates",
+    "isa_depth",
+    *METRIC_FIELDS,
+    "tvd",
+]
 SHOTS_FIELDS = ["seed", "mode", "shots", *METRIC_FIELDS]
 
 
@@ -245,15 +317,35 @@ def _intervals(samples: list[list[float | None]], key: str) -> list[tuple[float,
     return intervals
 
 
+def _policies(rows: list[dict[str, Any]]) -> list[str]:
+    """The policy labels, noiseless-trained first."""
+    return sorted({r["policy"] for r in rows}, reverse=True)
+
+
+def _quality(group: list[dict[str, Any]]) -> list[str]:
+    """Gap, feasibility, action and decision agreement of a group of rows (one per seed)."""
+    return [
+        _summary([r["gap"] for r in group], upper=None),
+        _summary([r["feasible_rate"] for r in group]),
+        _summary([r["action_agreement"] for r in group]),
+        _summary([r["decision_agreement"] for r in group]),
+    ]
+
+
+QUALITY = ["gap to optimum (%)", "feasible (%)", "action agreement (%)", "decision agreement (%)"]
+
+
 def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], list[list[Any]]]:
-    header = ["policy", "noise model", "gap to optimum (%)", "feasible (%)", "action agreement (%)"]
+    """The simulated noise models (density and Aer rows); the Runtime rows: :func:`runtime_markdown`."""
+    header = ["policy", "noise model", *QUALITY]
+    rows = [r for r in rows if r.get("executor") != "ibm"]
     table = []
     settings: list[tuple[str, Any, Any]] = []
     for row in rows:
         key = (row["model"], row["p2"], row["readout"])
         if key not in settings:
             settings.append(key)
-    for policy in sorted({r["policy"] for r in rows}, reverse=True):
+    for policy in _policies(rows):
         for model, p2, readout in settings:
             group = [
                 r
@@ -263,15 +355,30 @@ def noise_markdown(rows: list[dict[str, Any]], seeds: int) -> tuple[list[str], l
             if model == "parametric" and readout not in (0.0,) and p2 not in (0.0, 1e-3, 1e-2):
                 continue  # the full grid is in the CSV; the table keeps a readable subset
             name = model if model != "parametric" else f"depolarizing p2={p2:g}, readout {readout:g}"
-            table.append(
-                [
-                    policy,
-                    name,
-                    _summary([r["gap"] for r in group], upper=None),
-                    _summary([r["feasible_rate"] for r in group]),
-                    _summary([r["action_agreement"] for r in group]),
+            table.append([policy, name, *_quality(group)])
+    return header, table
+
+
+def runtime_markdown(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The Runtime rows: per policy, device variant and readout (raw, mthree), over seeds."""
+    header = ["policy", "device (ibm executor)", "actor ISA depth", "readout", *QUALITY, "TVD to exact"]
+    rows = [r for r in rows if r.get("executor") == "ibm"]
+    variants = list(dict.fromkeys(r["model"] for r in rows))
+    table = []
+    for policy in _policies(rows):
+        for variant in variants:
+            for mitigation in READOUTS.values():
+                group = [
+                    r
+                    for r in rows
+                    if (r["policy"], r["model"], r["mitigation"]) == (policy, variant, mitigation)
                 ]
-            )
+                if not group:
+                    continue
+                depths = sorted({r["isa_depth"] for r in group})
+                tvd = format_interval(*clipped_interval([r["tvd"] for r in group]), spec=".4f")
+                readout = "raw" if mitigation == "raw" else "M3, calibrated in the job"
+                table.append([policy, variant, "/".join(map(str, depths)), readout, *_quality(group), tvd])
     return header, table
 
 
@@ -281,7 +388,8 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
         ("feasible_rate", "feasible (%)"),
         ("action_agreement", "action agreement (%)"),
     )
-    fig, axes = pyplot().subplots(1, 3, figsize=(14, 4.2))
+    runtime = [r for r in rows if r.get("executor") == "ibm"]
+    fig, axes = pyplot().subplots(1, 4 if runtime else 3, figsize=(19 if runtime else 14, 4.2))
     parametric = [r for r in rows if r["model"] == "parametric"]
     x_values = sorted({r["p2"] for r in parametric})
     x_plot = [max(p, 3e-5) for p in x_values]  # p2 = 0 drawn at the left edge of the log axis
@@ -300,7 +408,7 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
                 legend = f"{policy}, readout {readout:g}"
                 intervals = _intervals(samples, key)
                 plot_interval_line(axis, x_plot, intervals, style, legend, band_alpha=0.12, ms=3)
-        devices = [r for r in rows if r["model"] != "parametric"]
+        devices = [r for r in rows if r.get("executor") == "aer"]
         for k, device in enumerate(sorted({r["model"] for r in devices})):
             vals = [r[key] for r in devices if r["model"] == device and r[key] is not None]
             if vals:
@@ -310,8 +418,49 @@ def plot_noise(path: Path, rows: list[dict[str, Any]]) -> None:
         axis.set(xlabel="2-qubit depolarizing probability p2 (1-qubit: p2/10)", ylabel=label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
+    if runtime:
+        plot_runtime(axes[3], runtime)
     fig.suptitle("Trained quantum policies (L = 6) under noise; dotted: fake-device noise models (Aer)")
     save_figure(fig, path)
+
+
+def plot_runtime(axis: Any, rows: list[dict[str, Any]]) -> None:
+    """Action and decision agreement per Runtime device variant, raw against mthree, every policy
+    pooled (mean and 95% t-interval)."""
+    variants = list(dict.fromkeys(r["model"] for r in rows))
+    bars = [
+        (key, mitigation)
+        for key in ("action_agreement", "decision_agreement")
+        for mitigation in READOUTS.values()
+    ]
+    width = 0.8 / len(bars)
+    for k, (key, mitigation) in enumerate(bars):
+        intervals = [
+            clipped_interval([r[key] for r in rows if r["model"] == v and r["mitigation"] == mitigation])
+            for v in variants
+        ]
+        means = np.array([100 * m for m, _, _ in intervals])
+        errors = np.array([[100 * (m - lo), 100 * (hi - m)] for m, lo, hi in intervals]).T
+        label = f"{key.split('_')[0]} agreement, {mitigation}"
+        axis.bar(
+            np.arange(len(variants)) + (k - (len(bars) - 1) / 2) * width,
+            means,
+            width,
+            yerr=errors,
+            capsize=2,
+            color=f"C{k // 2}",
+            alpha=0.55 if mitigation == "raw" else 1.0,
+            hatch="" if mitigation == "raw" else "//",
+            label=label,
+        )
+    axis.set_xticks(np.arange(len(variants)), variants, fontsize=7)
+    low = max(0.0, 100 * min(min((r[key] for r in rows), default=1.0) for key, _ in bars) - 5)
+    axis.set_ylim(low, 100 + 0.5 * (100 - low))  # room above the bars for the legend
+    axis.set(
+        ylabel="agreement with the noiseless policy (%)", title="IBM Runtime fake devices (ibm executor)"
+    )
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend(fontsize=6, loc="upper center", ncol=2)
 
 
 def plot_shots(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -370,13 +519,20 @@ def write_study(
     table: tuple[list[str], list[list[Any]]],
     failures: str = "",
     fields: Sequence[str] | None = None,
+    more: Sequence[tuple[str, tuple[list[str], list[list[Any]]]]] = (),
 ) -> str:
+    """``name``.csv (every row) and ``name``.md (the note, the table, then each ``more`` table
+    under its paragraph, then the failures); returns the tables as plain text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_rows(out_dir / f"{name}.csv", rows, fields)
     header, body = table
     text = note + "\n\n" + format_table(header, body, markdown=True) + "\n"
+    printed = format_table(header, body)
+    for paragraph, (more_header, more_body) in more:
+        text += "\n" + paragraph + "\n\n" + format_table(more_header, more_body, markdown=True) + "\n"
+        printed += "\n\n" + format_table(more_header, more_body)
     (out_dir / f"{name}.md").write_text(text + (f"\n{failures}\n" if failures else ""))
-    return format_table(header, body)
+    return printed
 
 
 def run_noise_bench(
@@ -387,12 +543,14 @@ def run_noise_bench(
     episodes: int = 2000,
     layers: int = 6,
     devices: Sequence[str] = DEVICES,
+    runtime_devices: Sequence[str] = RUNTIME_DEVICES,
     workers: int | None = None,
     ray_address: str | None = None,
     retry_failed: bool = False,
     on_done: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    variants = device_variants(runtime_devices)  # refused before any training
     runs, trained = train_policies(
         runs_dir,
         seeds=seeds,
@@ -405,6 +563,10 @@ def run_noise_bench(
         on_done=on_done,
     )
     rows = noise_study(runs, devices=devices, on_done=on_done)
+    runtime_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qdt-bench-noise-jobs-") as job_dir:
+        rows += runtime_study(runs, variants, Path(job_dir), on_done=on_done)
+    runtime_wall = time.perf_counter() - runtime_start
     wall = time.perf_counter() - start
     note = (
         f"Quantum policies (L = {layers}) trained {episodes} episodes on the paper preset, "
@@ -414,8 +576,32 @@ def run_noise_bench(
         "1024 shots, 3 draws). Mean [95% t-interval, clipped to 0–100%] over seeds. Full grid in noise.csv. "
         f"Wall time {wall:.0f} s."
     )
+    more = []
+    if variants:
+        shots = sorted({v.profile.shots for v in variants if v.profile.shots is not None})
+        more.append(
+            (
+                "IBM Runtime fake devices through the `ibm` executor in local testing mode (the code "
+                f"path of a real device): per policy and device ONE job ({'/'.join(map(str, shots))} "
+                f"shots) with every actor on all {2 ** paper_instance().n_users} observations and M3's "
+                "two readout-calibration rows; its counts read raw and corrected through mthree "
+                "calibrated by those rows. "
+                "`(rx)`/`(no rx)`: the device's fractional gates on/off (native RX(θ)); ISA depth of "
+                "the deepest actor circuit. TVD: mean total variation distance of the actors' "
+                "probabilities to the exact ones. Mean [95% t-interval] over seeds. "
+                f"{len(runs) * len(variants)} jobs, {runtime_wall:.0f} s.",
+                runtime_markdown(rows),
+            )
+        )
     text = write_study(
-        out_dir, "noise", rows, note, noise_markdown(rows, seeds), failure_note(trained), NOISE_FIELDS
+        out_dir,
+        "noise",
+        rows,
+        note,
+        noise_markdown(rows, seeds),
+        failure_note(trained),
+        NOISE_FIELDS,
+        more,
     )
     if rows:
         plot_noise(out_dir / "noise.png", rows)

@@ -3,7 +3,10 @@
 1. The instance and every solver (exact enumeration, MILP, greedy, random).
 2. Training: the classical agent and quantum agents with L = 1, 3, 6 (a sweep on qdt's Ray engine).
 3. Each quantum policy evaluated exactly, under a noise profile, and on a fake IBM device
-   through qiskit-ibm-runtime's local testing mode (the code path a real device takes).
+   through qiskit-ibm-runtime's local testing mode (the code path a real device takes): one job
+   carries both actors on all their observations and M3's two readout-calibration rows, and its
+   counts are scored raw and mitigated through mthree calibrated by those rows, side by side
+   (:mod:`qdt.experiments.bench.runtime_devices`).
 4. A shot sweep of the L = 6 policy (sampled readout), next to exact.
 5. results.json, results.md, figures and report.html in the output folder.
 
@@ -28,6 +31,7 @@ from qdt.errors import QdtError
 from qdt.executors import open_backend
 from qdt.experiments.bench.paper import AgentSpec
 from qdt.experiments.bench.runs import BenchRun, bench_run, train_runs
+from qdt.experiments.bench.runtime_devices import MITIGATED, DeviceScorer
 from qdt.experiments.report.html import Section, write_report
 from qdt.experiments.sweep import cell_dir, check_sweep_folder, is_sweep_folder
 from qdt.experiments.sweep.cell import read_metrics_rewards
@@ -86,6 +90,10 @@ class EvaluationRow:
     noise: str | None
     shots: int | None
     result: dict[str, Any] = field(repr=False)
+    mitigation: str | None = None  # "mthree": the device row's counts, readout-mitigated
+
+
+MITIGATED_SUFFIX = ", mitigated (M3)"  # the setting of a device row's mitigated twin
 
 
 def demo_runs(config: DemoConfig) -> list[BenchRun]:
@@ -162,12 +170,12 @@ def evaluate_agents(
         reference = load_policy(run_dir, executor=open_backend("statevector"))
         for label, backend, noise, shots in evaluation_settings(config):
             executor = open_backend(backend, seed=next(seeds), noise=noise, shots=shots)
-            repeats = 1 if (shots is None and noise is None) or backend == config.device else config.repeats
-            rollout = "table" if backend == config.device else "calls"
-            result = evaluate_policy(
-                reference, load_policy(run_dir, executor=executor), repeats=repeats, rollout=rollout
-            )
-            rows.append(EvaluationRow(spec.label, label, backend, noise, shots, result))
+            if backend == config.device:
+                rows += device_rows(spec.label, label, backend, run_dir, executor)
+            else:
+                repeats = 1 if shots is None and noise is None else config.repeats
+                result = evaluate_policy(reference, load_policy(run_dir, executor=executor), repeats=repeats)
+                rows.append(EvaluationRow(spec.label, label, backend, noise, shots, result))
             if on_done is not None:
                 on_done(f"evaluated {spec.label}: {label}")
         if spec.layers == max(s.layers for s in DEMO_AGENTS):
@@ -179,6 +187,22 @@ def evaluate_agents(
             if on_done is not None:
                 on_done(f"shot sweep {spec.label}")
     return rows
+
+
+def device_rows(agent: str, setting: str, backend: str, run_dir: Path, executor: Any) -> list[EvaluationRow]:
+    """The policy on the device in ONE job (both actors on all observations, and the readout-
+    calibration rows): a row scored from the raw counts and its twin scored from the same counts
+    mitigated through mthree."""
+    scorer = DeviceScorer(run_dir, executor, ("raw", MITIGATED))
+    try:
+        results = scorer.evaluate([scorer.run()])
+    finally:
+        executor.close()
+    shots = scorer.shots
+    return [
+        EvaluationRow(agent, setting, backend, None, shots, results["raw"]),
+        EvaluationRow(agent, setting + MITIGATED_SUFFIX, backend, None, shots, results[MITIGATED], "mthree"),
+    ]
 
 
 def check_demo_folder(out_dir: Path) -> None:
@@ -308,14 +332,57 @@ def results_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[An
             ["agent", "evaluated on", "decision agreement", "feasible draws", "gap", "ms per decision"],
             eval_rows,
         ),
+        device_table(result["evaluations"]),
     ]
+
+
+def device_table(evaluations: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Raw against readout-mitigated on the device, side by side: per agent the row scored from
+    the job's raw counts and its twin scored from the same counts mitigated through mthree."""
+    header = [
+        "agent",
+        "device",
+        "decision agreement: raw",
+        "mitigated (M3)",
+        "action agreement: raw",
+        "mitigated (M3)",
+        "TVD to exact: raw",
+        "mitigated (M3)",
+        "gap: raw",
+        "mitigated (M3)",
+        "s per job",
+    ]
+    rows = []
+    for twin in (e for e in evaluations if e.get("mitigation") == "mthree"):
+        raw = next(
+            e
+            for e in evaluations
+            if e["agent"] == twin["agent"] and e["setting"] + MITIGATED_SUFFIX == twin["setting"]
+        )
+        pair = (raw["result"], twin["result"])
+        rows.append(
+            [
+                raw["agent"],
+                raw["backend"],
+                *(_interval_pct(r["decision_agreement"]) for r in pair),
+                *(_pct(_mean_action_agreement(r)) for r in pair),
+                *(f"{r['tvd']['mean']:.4f}" for r in pair),
+                *(_interval_pct(r["placement"]["gap"]) for r in pair),
+                f"{raw['result']['decision_latency']['per_decision_s']:.1f}",
+            ]
+        )
+    return header, rows
+
+
+def _mean_action_agreement(result: dict[str, Any]) -> float:
+    return float(np.mean([agent["action_agreement"]["mean"] for agent in result["agents"]]))
 
 
 def report_sections(
     tables: list[tuple[list[str], list[list[Any]]]], figures: dict[str, Path], config: DemoConfig
 ) -> list[Section]:
-    solvers, agents, evaluations = tables
-    return [
+    solvers, agents, evaluations, device = tables
+    sections = [
         Section("Exact optimum and baselines", tables=[solvers]),
         Section(
             "Training",
@@ -335,6 +402,23 @@ def report_sections(
             images=[figures["shots"], figures["decision_latency"]],
         ),
     ]
+    if device[1]:
+        sections.append(
+            Section(
+                f"On {config.device}: raw against readout-mitigated",
+                paragraphs=[
+                    f"One job per policy on {config.device} through the ibm executor (qiskit-ibm-runtime's "
+                    "local testing mode, the code path of a real device) carries both actors on all "
+                    f"{2 ** paper_instance().n_users} observations and two readout-calibration rows (every "
+                    "read-out qubit in |0>, in |1>). Raw: the job's counts as measured. Mitigated: the same "
+                    "counts corrected through mthree (M3), calibrated by that job's calibration rows, as "
+                    "`qdt infer --mitigate readout` does. TVD: mean total variation distance of the actors' "
+                    "probabilities to the exact ones."
+                ],
+                tables=[device],
+            )
+        )
+    return sections
 
 
 def make_figures(
@@ -404,8 +488,10 @@ def make_figures(
     save_figure(fig, paths["shots"])
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    bars = [
-        e for e in evaluations if not (e.backend == "density" and e.noise is None and e.shots is not None)
+    bars = [  # a mitigated row shares its raw twin's job: drawn once
+        e
+        for e in evaluations
+        if not (e.backend == "density" and e.noise is None and e.shots is not None) and e.mitigation is None
     ]
     names = [f"{e.agent}\n{e.setting}" for e in bars]
     values = [1e3 * e.result["decision_latency"]["per_decision_s"] for e in bars]
