@@ -13,6 +13,7 @@ from qdt.circuits import build_vqc, qubits_for_width, ring_pairs
 from qdt.circuits.encoding import (
     DENSE_LEVELS,
     FEATURE_OFFSET,
+    SMALL_QUBITS,
     AmplitudeEncoder,
     TreeTransform,
     gray,
@@ -279,6 +280,36 @@ def test_walsh_levels_match_the_definition(n):
         assert abs(float((forward(half) * direction).sum() - (half * transposed(direction)).sum())) < 1e-10
 
 
+@pytest.mark.parametrize("n", range(1, SMALL_QUBITS + 2))
+def test_dense_small_register_path_equals_the_level_by_level_one(n):
+    """Up to SMALL_QUBITS the encoder runs DenseEncoding (a few dense tables, batch first); values
+    and gradients equal the level-by-level path's for every kind of input width (d = 1, padded,
+    full), zero subtrees, a zero left half and φ(x) = 0 included; one qubit more takes the
+    level-by-level path itself."""
+    for width in sorted({1, 2 ** (n - 1) + 1, 2**n}):
+        dense = AmplitudeEncoder.create(width, n)
+        assert (dense.dense is not None) == (n <= SMALL_QUBITS)
+        levels = AmplitudeEncoder.create(width, n, small_qubits=0)
+        assert levels.dense is None
+        generator = torch.Generator().manual_seed(10 * n + width)
+        x = torch.rand(7, width, generator=generator, dtype=torch.float64) * 3 - 1
+        x[1] = (x[1] > 0.5).to(torch.float64)  # binary: ±1 amplitudes, zero padding subtrees
+        x[2] = 0.5
+        x[2, 0] = 0.25  # φ(x) = 0
+        x[3, : max(1, width // 2)] = 0.5  # a zero left half (of the first amplitude, for d = 1)
+        x[4] = 0.5  # only φ_0 = −1/2 is non-zero
+        x[5, -1] = 0.5  # a zero leaf amplitude on the right
+        g = torch.randn(7, 2**n - 1, generator=generator, dtype=torch.float64)
+        outputs = []
+        for encoder in (dense, levels):
+            inputs = x.clone().requires_grad_()
+            angles = encoder(inputs)
+            outputs.append((angles.detach(), *torch.autograd.grad((angles * g).sum(), [inputs])))
+        for fast, reference in zip(*outputs):
+            assert torch.isfinite(fast).all()
+            torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
+
+
 def test_encoder_builds_in_linear_time_at_twelve_qubits():
     """No O(4**n) table: the 12-qubit encoder (4096 amplitudes) builds in milliseconds (the dense
     one took 6 s) and a batch of 128 goes forward and backward in well under a second."""
@@ -334,6 +365,14 @@ def test_non_finite_inputs_are_rejected(bad):
         vqc.angles(x)
     assert info.value.field == "inputs"
     assert "row 1, column 2" in str(info.value)
+
+
+def test_large_finite_inputs_whose_sum_overflows_are_accepted():
+    """The finiteness check sums the inputs first; a sum that overflows on finite values is checked
+    element by element, not refused."""
+    x = torch.full((2, 4), 1e308, dtype=torch.float64)
+    assert not torch.isfinite(x.sum())
+    assert build_vqc(4, 1).angles(x).shape == (2, 3)
 
 
 @pytest.mark.parametrize("shape", [(4,), (2, 3), (2, 5), (0, 4), (1, 2, 4)])

@@ -114,6 +114,21 @@ def reference_probabilities(circuit: QuantumCircuit, vqc: VQC, angles: torch.Ten
     return state.abs().square()
 
 
+def assert_matches_gate_by_gate(
+    kernel, vqc: VQC, angles: torch.Tensor, weights: torch.Tensor, g: torch.Tensor
+) -> None:
+    """The kernel's probabilities and the gradients of ⟨g, probs⟩ equal (1e-10) and are finite as
+    those of the gate-by-gate autograd simulation."""
+    results = []
+    for run in (kernel, lambda a, w: reference_probabilities(vqc.circuit, vqc, a, w)):
+        a, w = angles.clone().requires_grad_(), weights.clone().requires_grad_()
+        probs = run(a, w)
+        results.append((probs.detach(), *torch.autograd.grad((probs * g).sum(), [a, w])))
+    for ours, reference in zip(*results):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("unitary_qubits", [0, 99], ids=["grouped", "dense"])
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
 def test_gradients_match_gate_by_gate_autograd(n: int, unitary_qubits: int) -> None:
@@ -123,13 +138,7 @@ def test_gradients_match_gate_by_gate_autograd(n: int, unitary_qubits: int) -> N
     angles = torch.rand(3, vqc.n_encoding, generator=generator, dtype=torch.float64) * 8 - 4
     weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 8 - 4
     g = torch.randn(3, 2**n, generator=generator, dtype=torch.float64)
-    results = []
-    for run in (kernel, lambda a, w: reference_probabilities(vqc.circuit, vqc, a, w)):
-        a, w = angles.clone().requires_grad_(), weights.clone().requires_grad_()
-        probs = run(a, w)
-        results.append((probs.detach(), *torch.autograd.grad((probs * g).sum(), [a, w])))
-    for ours, reference in zip(*results):
-        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+    assert_matches_gate_by_gate(kernel, vqc, angles, weights, g)
 
 
 @pytest.mark.parametrize("unitary_qubits", [0, 99], ids=["grouped", "dense"])
@@ -139,6 +148,25 @@ def test_gradcheck_small_registers(unitary_qubits: int) -> None:
         angles = torch.rand(2, 2**n - 1, dtype=torch.float64, requires_grad=True)
         weights = torch.rand(n * layers, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda a, w, k=kernel: k(a, w), (angles, weights))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_dense_gradients_where_tree_factors_vanish(n: int) -> None:
+    """The dense path's angle gradient multiplies f·∂L/∂f by tan of each tree factor's argument
+    instead of gathering the other factors: exact also where a factor is cos(±π/2) ≈ 6e-17 (half
+    angles 0 and π/2, the encoding of zero subtrees and of one-hot inputs) and tan is ±1.6e16."""
+    generator = torch.Generator().manual_seed(30 + n)
+    vqc = vqc_of(n, 2)
+    kernel = compiled(vqc, unitary_qubits=99)
+    assert kernel.unitary is not None
+    special = torch.tensor([0.0, np.pi, -np.pi, 2 * np.pi, 0.5], dtype=torch.float64)
+    pick = torch.randint(0, 5, (6, vqc.n_encoding), generator=generator)
+    angles = special[pick]
+    angles[0] = 0.0  # every half angle 0: ψ₀ = |0…0⟩, all sin factors vanish
+    angles[1] = np.pi  # every angle π: the root's half angle is π/2, its cos factor vanishes
+    weights = torch.rand(vqc.n_weights, generator=generator, dtype=torch.float64) * 8 - 4
+    g = torch.randn(6, 2**n, generator=generator, dtype=torch.float64)
+    assert_matches_gate_by_gate(kernel, vqc, angles, weights, g)
 
 
 def assert_gradient_matches_a_finite_difference(kernel, angles: torch.Tensor, weights: torch.Tensor) -> None:
