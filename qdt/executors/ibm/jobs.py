@@ -39,7 +39,7 @@ import numpy as np
 
 from qdt.errors import QdtError, QdtInputError
 from qdt.executors.ibm.connect import http_status, is_network_error
-from qdt.executors.ibm.program import bool_counts
+from qdt.executors.ibm.program import bool_counts, outcome_counts
 from qdt.executors.ibm.settings import DeviceSpec, RuntimeSettings
 from qdt.files import write_json_atomic
 
@@ -431,10 +431,7 @@ def bitarray_counts(bits: Any) -> np.ndarray:
     for byte in range(array.shape[-1]):
         values = (values << 8) | array[..., byte].astype(np.int64)
     values &= (1 << num_bits) - 1
-    values = values.reshape(-1, values.shape[-1])  # [B, shots]
-    rows, outcomes = values.shape[0], 1 << num_bits
-    offsets = (np.arange(rows, dtype=np.int64) * outcomes)[:, None]
-    return np.bincount((values + offsets).ravel(), minlength=rows * outcomes).reshape(rows, outcomes)
+    return outcome_counts(values.reshape(-1, values.shape[-1]), num_bits)  # values: [B, shots]
 
 
 def result_payload(result: Any, pubs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,8 +48,14 @@ def bool_counts(bits: Any) -> np.ndarray:
     array = np.asarray(bits, dtype=bool)
     if array.ndim != 3:
         raise QdtError(f"expected the Executor's bits as [rows, shots, bits], got shape {array.shape}")
-    rows, _, width = array.shape
+    width = array.shape[2]
     values = array.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))  # [rows, shots]
-    outcomes = 1 << width
+    return outcome_counts(values, width)
+
+
+def outcome_counts(values: np.ndarray, width: int) -> np.ndarray:
+    """Outcome indices ``[rows, shots]`` of ``width`` bits → counts int64 ``[rows, 2^width]``, one
+    bincount for all rows (each row's indices offset into its own block)."""
+    rows, outcomes = values.shape[0], 1 << width
     offsets = (np.arange(rows, dtype=np.int64) * outcomes)[:, None]
     return np.bincount((values + offsets).ravel(), minlength=rows * outcomes).reshape(rows, outcomes)
