@@ -839,6 +839,23 @@ def test_bad_input_raises_the_same_error_before_simulation(label, corrupt, field
     assert len(messages) == 1
 
 
+def test_finiteness_check_names_the_first_bad_entry_and_passes_sums_that_overflow():
+    """validate_angles/validate_weights sum first (one reduction) and look element-wise only when the
+    sum is not finite: finite values whose sum overflows pass, a NaN is reported where it is."""
+    from qdt.executors.base import validate_angles, validate_weights
+
+    huge = torch.full((3, 4), 1e308, dtype=torch.float64)
+    assert not torch.isfinite(huge.sum())
+    assert validate_angles(huge, 4) is not None
+    assert validate_weights(torch.tensor([1e308, 1e308, -1.0], dtype=torch.float64), 3) is not None
+    bad = huge.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(QdtInputError, match="row 2, column 1"):
+        validate_angles(bad, 4)
+    with pytest.raises(QdtInputError, match="inf at index 1"):
+        validate_weights(torch.tensor([0.0, float("inf"), 0.0], dtype=torch.float64), 3)
+
+
 @by_id(EXECUTORS)
 def test_bad_readout_and_foreign_prepared_circuits(entry):
     vqc = build_vqc(4, 1)

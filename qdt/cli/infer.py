@@ -14,6 +14,8 @@ the first job (default), or the device's reported calibration (``--readout-calib
 properties``); see :mod:`qdt.executors.ibm.mitigation`. The calibrated qubits are checked before
 any job. It reports the raw and mitigated decisions side by side (the same jobs; with ``steps``
 the rows both rollouts need share each step's job).
+The rollout (:func:`decide`) is shared with ``qdt place`` (:mod:`qdt.cli.place`), which runs it
+on an instance the run never saw.
 
 JSON contract (``--json``, also saved as RUN/inference/<utc>-<profile>.json): run, backend
 {profile, executor, device, local, shots, fractional_gates, ...}, strategy, circuits [per agent:
@@ -196,6 +198,109 @@ def _pick(rows: list[np.ndarray], scores: list[np.ndarray], x: np.ndarray) -> np
 
 
 # ---- the command ----------------------------------------------------------------------------------
+@dataclass
+class Decision:
+    """The greedy rollout of a run's actors on one executor (:func:`decide`), before any report."""
+
+    policy: Any  # the TrainedPolicy that decided (its instance: the run's own or the one given)
+    profile: Any  # the backend profile as run (shots overridden), None for classical actors
+    executor: Any  # closed by now; its jobs and ISA reports stay readable; None for classical actors
+    mitigation: ReadoutMitigation | None
+    strategy: str  # table or steps
+    steps: int
+    seed: int
+    x_raw: np.ndarray
+    x_mit: np.ndarray | None
+    decision_wall_s: float  # scoring (every job included) and decoding
+    prepare_s: float  # loading the actors and preparing their circuits
+
+
+def decide(
+    run_dir: Path,
+    config: Any,
+    profile: Any,
+    *,
+    shots: int | None = None,
+    noise: str | None = None,
+    seed: int | None = None,
+    mitigate: str | None = None,
+    calibration: str = "circuits",
+    strategy: str = "auto",
+    timeout_s: float | None = None,
+    resume: bool = False,
+    instance: Any = None,
+    job_dir: Path | None = None,
+) -> Decision:
+    """The run's actors decide a placement: N_t steps of the greedy rollout from the empty one.
+
+    ``profile`` (a loaded backend profile) runs quantum actors through ``make_scorer`` (one job per
+    call on a device, jobs recorded in ``job_dir``, default the run folder); ``profile=None`` runs
+    the actors as torch networks (classical agents). ``instance`` (default: the run's own) is the
+    instance they act on (:func:`qdt.rl.policy.load_policy`). ``config`` is the run's TrainConfig.
+    """
+    from qdt.executors import open_backend
+    from qdt.rl.policy import load_policy
+
+    run_seed = config.seed if seed is None else seed
+    executor = None
+    if profile is not None:
+        device = profile.executor == "ibm"  # jobs, timeouts and readout calibration: IBM devices only
+        executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
+        job_options = {"reuse_jobs": resume, "timeout_s": timeout_s} if device else {}
+        where = run_dir if job_dir is None else job_dir
+        with fields_as_flags(backend="--backend", shots="--shots", noise="--noise"):
+            executor = open_backend(
+                profile, shots=shots, noise=noise, seed=executor_seed, job_dir=where, **job_options
+            )
+        if shots is not None:
+            profile = dataclasses.replace(profile, shots=shots)  # as the executor runs it, for the report
+    try:
+        started = time.perf_counter()
+        policy = load_policy(run_dir, executor=executor, instance=instance)
+        prepare_s = time.perf_counter() - started
+        mitigation = ReadoutMitigation.for_policy(executor, policy, calibration) if mitigate else None
+        if strategy == "auto":
+            strategy = "table" if 2**policy.n_users <= MAX_TABLE_ROWS else "steps"
+        if strategy == "table" and 2**policy.n_users > MAX_TABLE_ROWS:
+            raise QdtInputError(
+                "--strategy", f"steps for N > {int(math.log2(MAX_TABLE_ROWS))} users", "table"
+            )
+        score = make_scorer(policy, executor, mitigation) if executor is not None else torch_scorer(policy)
+        steps = config.steps_per_episode
+        decided = time.perf_counter()
+        if strategy == "table":
+            x_raw, x_mit, _ = rollout_table(policy, score, steps)
+        else:
+            x_raw, x_mit, _ = rollout_steps(policy, score, steps, mitigation is not None)
+        decision_wall_s = time.perf_counter() - decided
+    finally:
+        if executor is not None:
+            executor.close()
+    return Decision(
+        policy=policy,
+        profile=profile,
+        executor=executor,
+        mitigation=mitigation,
+        strategy=strategy,
+        steps=steps,
+        seed=run_seed,
+        x_raw=x_raw,
+        x_mit=x_mit,
+        decision_wall_s=decision_wall_s,
+        prepare_s=prepare_s,
+    )
+
+
+def torch_scorer(policy: Any) -> Scorer:
+    """rows per agent [B_j, N] → (scores per agent [B_j, N], None): the actors as torch networks
+    (classical agents; :meth:`qdt.rl.policy.TrainedPolicy.actor_scores`)."""
+
+    def score(observations: Sequence[np.ndarray]) -> tuple[list[np.ndarray], None]:
+        return [policy.actor_scores(j, obs).numpy() for j, obs in enumerate(observations)], None
+
+    return score
+
+
 def run_inference(
     run_dir: Path,
     backend: str,
@@ -235,51 +340,37 @@ def run_inference(
         raise QdtInputError("--mitigate", "an ibm profile (fake_<device> or ibm_<device>)", profile.name)
     if calibration not in CALIBRATIONS:
         raise QdtInputError("--readout-calibration", "one of " + ", ".join(CALIBRATIONS), calibration)
-    run_seed = config.seed if seed is None else seed
-    executor_seed = np.random.SeedSequence(run_seed).spawn(2)[1]  # [0] is training's executor
-    job_options = {"reuse_jobs": resume, "timeout_s": timeout_s} if device else {}
-    with fields_as_flags(backend="--backend", shots="--shots"):
-        executor = open_backend(profile, shots=shots, seed=executor_seed, job_dir=run_dir, **job_options)
-    if shots is not None:
-        profile = dataclasses.replace(profile, shots=shots)  # as the executor runs it, for the report
-    try:
-        started = time.perf_counter()
-        policy = load_policy(run_dir, executor=executor)
-        prepare_s = time.perf_counter() - started
-        mitigation = ReadoutMitigation.for_policy(executor, policy, calibration) if mitigate else None
-        if strategy == "auto":
-            strategy = "table" if 2**policy.n_users <= MAX_TABLE_ROWS else "steps"
-        if strategy == "table" and 2**policy.n_users > MAX_TABLE_ROWS:
-            raise QdtInputError(
-                "--strategy", f"steps for N > {int(math.log2(MAX_TABLE_ROWS))} users", "table"
-            )
-        score = make_scorer(policy, executor, mitigation)
-        steps = config.steps_per_episode
-        decided = time.perf_counter()
-        if strategy == "table":
-            x_raw, x_mit, _ = rollout_table(policy, score, steps)
-        else:
-            x_raw, x_mit, _ = rollout_steps(policy, score, steps, mitigation is not None)
-        decision_wall_s = time.perf_counter() - decided
-    finally:
-        executor.close()
+    decision = decide(
+        run_dir,
+        config,
+        profile,
+        shots=shots,
+        seed=seed,
+        mitigate=mitigate,
+        calibration=calibration,
+        strategy=strategy,
+        timeout_s=timeout_s,
+        resume=resume,
+    )
+    profile, executor, mitigation = decision.profile, decision.executor, decision.mitigation
+    x_raw, x_mit = decision.x_raw, decision.x_mit
     model = PlacementModel(instance)
     optimum = solve(model, "auto")
     optimum_latency = optimum.total_latency_s if optimum.status == "optimal" else None
     noiseless = load_policy(run_dir, executor=open_backend("statevector")).placement()
     noiseless_eval = model.evaluate(noiseless)
-    decisions = {"raw": _decision(model, x_raw, optimum_latency, matrix_to_assignment)}
+    decisions = {"raw": decision_report(model, x_raw, optimum_latency, matrix_to_assignment)}
     if x_mit is not None:
-        decisions["mitigated"] = _decision(model, x_mit, optimum_latency, matrix_to_assignment)
+        decisions["mitigated"] = decision_report(model, x_mit, optimum_latency, matrix_to_assignment)
     jobs = [job.to_dict() for job in executor.jobs] if device else []
     report = {
         "run": str(run_dir),
-        "backend": _backend_report(profile, executor),
-        "strategy": strategy,
-        "steps": steps,
-        "seed": run_seed,
+        "backend": backend_report(profile, executor),
+        "strategy": decision.strategy,
+        "steps": decision.steps,
+        "seed": decision.seed,
         "mitigation": mitigation.report() if mitigation is not None else None,
-        "circuits": _circuits_report(policy, executor),
+        "circuits": circuits_report(decision.policy, executor),
         "decisions": decisions,
         "optimum": {
             "status": optimum.status,
@@ -292,7 +383,7 @@ def run_inference(
             "total_latency_s": noiseless_eval.total_latency_s,
             "agrees_with_raw": bool(np.array_equal(noiseless, x_raw)),
         },
-        "timing": _timing(decision_wall_s, prepare_s, jobs),
+        "timing": _timing(decision.decision_wall_s, decision.prepare_s, jobs),
         "jobs": jobs,
     }
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -396,7 +487,7 @@ class ReadoutMitigation:
         }
 
 
-def _decision(
+def decision_report(
     model: Any, x: np.ndarray, optimum: float | None, to_assignment: Callable[..., Any]
 ) -> dict[str, Any]:
     evaluation = model.evaluate(x)
@@ -415,7 +506,7 @@ def _decision(
     }
 
 
-def _backend_report(profile: Any, executor: Any) -> dict[str, Any]:
+def backend_report(profile: Any, executor: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "profile": profile.name,
         "source": profile.source,
@@ -438,7 +529,7 @@ def _backend_report(profile: Any, executor: Any) -> dict[str, Any]:
     return data
 
 
-def _circuits_report(policy: Any, executor: Any) -> list[dict[str, Any]]:
+def circuits_report(policy: Any, executor: Any) -> list[dict[str, Any]]:
     out = []
     for j, actor in enumerate(policy.actors):
         vqc = actor.front.vqc
@@ -488,12 +579,17 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def backend_where(backend: dict[str, Any], name: str) -> str:
+    """``name`` (the profile), and for a device which one and how it is reached, for a report's head line."""
+    if "device" not in backend:
+        return name
+    mode = "local testing mode" if backend["local"] else f"IBM Quantum, {backend['mode']} mode"
+    return f"{name} ({backend['device']}, {backend['num_qubits']} qubits, {mode})"
+
+
 def print_report(report: dict[str, Any]) -> None:
     backend = report["backend"]
-    where = backend["profile"]
-    if "device" in backend:
-        where += f" ({backend['device']}, {backend['num_qubits']} qubits, "
-        where += "local testing mode)" if backend["local"] else f"IBM Quantum, {backend['mode']} mode)"
+    where = backend_where(backend, backend["profile"])
     shots = backend["shots"] if backend["shots"] is not None else "exact"
     print(
         f"{printable(report['run'])} on {printable(where)}: shots {shots}, strategy {report['strategy']}, "

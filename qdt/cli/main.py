@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 from qdt import __version__
-from qdt.cli import backends, bench, demo, evaluate, infer, jobs, noise, problem, quantum, sweep, train
+from qdt.cli import backends, bench, demo, evaluate, infer, jobs, noise, place, problem, quantum, sweep, train
 from qdt.cli.failures import EXIT_INTERRUPTED, TerminalSafeStream, describe_failure, is_debug
 
 _DESCRIPTION = """\
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # One module per group of subcommands, each with ``register(subparsers)``, in the order
 # `qdt --help` lists them.
-COMMAND_MODULES = (demo, problem, train, quantum, bench, backends, evaluate, infer, jobs, noise, sweep)
+COMMAND_MODULES = (demo, problem, train, quantum, bench, backends, evaluate, infer, place, jobs, noise, sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -187,7 +187,13 @@ def _as_float_tensor(field: str, value: object, device: torch.device | None = No
 
 
 def _first_non_finite(tensor: torch.Tensor) -> tuple[int, ...] | None:
-    bad = ~torch.isfinite(tensor.detach())
+    """Index of the first NaN or inf in ``tensor``, or None. A NaN or inf anywhere makes the sum
+    non-finite, so a finite sum (one reduction, no mask) proves the tensor finite; a sum that
+    overflows from finite values falls through to the element-wise check."""
+    detached = tensor.detach()
+    if bool(torch.isfinite(detached.sum())):
+        return None
+    bad = ~torch.isfinite(detached)
     if not bool(bad.any()):
         return None
     return tuple(int(i) for i in bad.nonzero()[0])

@@ -2,6 +2,7 @@
 
 >>> policy = load_policy(Path("runs/q6"))                       # the backend it trained on
 >>> policy = load_policy(Path("runs/q6"), executor=aer_executor)  # same weights, other executor
+>>> policy = load_policy(Path("runs/q6"), instance=unseen)        # same weights, another N x M instance
 >>> policy.placement()              # greedy rollout from the empty placement, [N, M] int8
 >>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
 
@@ -10,13 +11,21 @@ what the instance adds to it); :meth:`TrainedPolicy.actor_scores` runs one agent
 whole batch of observations in one executor call, so evaluating all 2^N observations an agent can
 see costs one call per agent. With parameter sharing every agent's entry of ``actors`` is the one
 shared actor, which is told which agent it acts for.
+
+What a policy reads from its instance (the ``features`` observation's tables, the feasible
+decoding's constraints) is rebuilt from the instance it is loaded with and is not part of the
+checkpoint, so ``load_policy(run, instance=other)`` runs the trained weights on an instance the
+run never saw, of the run's own size N x M (``qdt place``). :func:`trained_on` says whether the
+run was trained on one instance or on a family of them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -33,7 +42,16 @@ from qdt.rl.maddpg import all_observations
 from qdt.rl.networks import Actor
 from qdt.sim.device import CPU
 
-__all__ = ["TrainedPolicy", "all_observations", "load_policy"]
+__all__ = [
+    "TrainedOn",
+    "TrainedPolicy",
+    "all_observations",
+    "check_instance_size",
+    "load_policy",
+    "trained_on",
+]
+
+TrainedOn = Literal["instance", "family"]
 
 
 @dataclass
@@ -101,21 +119,64 @@ class TrainedPolicy:
         return PlacementModel(self.instance)
 
 
+def trained_on(run_dir: Path) -> TrainedOn:
+    """What the run in ``run_dir`` was trained on, from its config.json: ``"family"`` when it holds
+    a ``family`` entry next to ``config`` (a run trained on a family of instances), else
+    ``"instance"`` (one instance: the ``instance`` entry). Read the run with
+    :func:`qdt.rl.train.load_run_config` first: a config.json that is not a JSON object is
+    refused here without saying more."""
+    from qdt.rl.train import CONFIG_FILE
+
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise QdtInputError(str(path), "a JSON object", type(error).__name__) from None
+    if not isinstance(data, dict):
+        raise QdtInputError(str(path), "a JSON object", type(data).__name__)
+    return "family" if data.get("family") is not None else "instance"
+
+
+def check_instance_size(run: Instance, instance: Instance, field: str = "instance") -> None:
+    """Refuse ``instance`` unless it has the trained run's size: the actors' inputs and outputs are
+    N wide (more with ``observation = "features"``) and there are M of them."""
+    trained = (run.n_users, run.n_servers)
+    given = (instance.n_users, instance.n_servers)
+    if given != trained:
+        raise QdtInputError(
+            field,
+            f"an instance of the run's size, {trained[0]} users x {trained[1]} servers",
+            f"{given[0]} users x {given[1]} servers",
+            f"give an instance of {trained[0]} users and {trained[1]} servers "
+            f"(qdt instance generate --users {trained[0]} --servers {trained[1]} ...), or a run trained on "
+            f"{given[0]} users x {given[1]} servers",
+        )
+
+
 def load_policy(
-    run_dir: Path, executor: Executor | None = None, torch_device: str = DEFAULT_TORCH_DEVICE
+    run_dir: Path,
+    executor: Executor | None = None,
+    torch_device: str = DEFAULT_TORCH_DEVICE,
+    instance: Instance | None = None,
 ) -> TrainedPolicy:
     """The actors of the run in ``run_dir`` (its latest checkpoint) on ``executor``, their torch
     modules on ``torch_device`` (default the CPU, whatever device the run trained on).
 
     Without ``executor`` quantum actors run on the executor they trained on. The weights are the
-    same whatever executor runs them; only how the circuit is executed changes.
+    same whatever executor runs them; only how the circuit is executed changes. With ``instance``
+    the actors act on that instance instead of the run's own (its observation tables and its
+    decoding); one of another size is refused (:func:`check_instance_size`) before the checkpoint
+    is read.
     """
     from qdt.rl.train import load_run_config  # the training module imports this one's peers
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
-    config, instance = load_run_config(run_dir)
+    config, own = load_run_config(run_dir)
+    if instance is None:
+        instance = own
+    check_instance_size(own, instance)
     resolve_torch_device(torch_device)  # refused before anything is loaded or built
     config = config.replace(torch_device=torch_device)
     payload = load_checkpoint(run_dir)
