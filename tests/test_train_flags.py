@@ -51,6 +51,7 @@ NEW_FLAGS = {
     "--envs": ("4", {"envs": 4}),
     "--reward-scaling": ("bound", {"reward_scaling": "bound"}),
     "--torch-device": ("cpu", {"torch_device": "cpu"}),  # issue 14: where a run computes
+    "--family": ("users=4,servers=2", {"family": "users=4,servers=2"}),  # issue 17
 }
 
 

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
         help="train the multi-agent actor-critic (Algorithm 1)",
         description=(
             "Train one actor and one centralised critic per base station on an instance "
-            "(Algorithm 1, eqs. 37-40). Writes DIR/config.json, metrics.jsonl (one line per "
+            "(Algorithm 1, eqs. 37-40), or, with --family, one policy on a stream of instances drawn "
+            "fresh every episode and environment (fading, --fading-db, is drawn on top of each). "
+            "Writes DIR/config.json, metrics.jsonl (one line per "
             "episode), checkpoint.pt (every --checkpoint-every episodes), summary.json (the "
             "greedy placement against the exact optimum) and reward.png. `--resume DIR` "
             "continues an interrupted run bit for bit; changing a setting on resume is refused, "
@@ -59,7 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from qdt.rl.train import CONFIG_FILE, load_run_config, train
+    from qdt.rl.train import CONFIG_FILE, family_instance, load_run_config, train
 
     if args.resume is not None:
         config, instance = load_run_config(args.resume)
@@ -86,12 +88,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.out is None:
             raise QdtInputError("--out", "a run folder", "nothing", "e.g. --out runs/quantum-l6")
-        instance = load_instance_file(args.instance, "--instance") if args.instance else paper_instance()
-        recipe = config_changes(args).get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
+        changes = config_changes(args)
+        recipe = changes.get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
+        # a family's actors must read each instance: features unless --observation says otherwise
+        family_base = (
+            {"observation": "features"} if "family" in changes and "observation" not in changes else {}
+        )
         try:
-            config = apply_changes(args, TrainConfig.from_recipe(recipe))
+            config = apply_changes(args, TrainConfig.from_recipe(recipe, **family_base))
         except QdtInputError as error:
             raise _named_as_flag(args, error, False) from None
+        if config.family is not None:
+            if args.instance is not None or args.preset is not None:
+                raise QdtInputError(
+                    "--family",
+                    "no --instance or --preset beside it (a family run draws its own instances)",
+                    "--instance" if args.instance is not None else "--preset",
+                    "drop one of the two",
+                )
+            instance = family_instance(config)
+        else:
+            instance = load_instance_file(args.instance, "--instance") if args.instance else paper_instance()
         run_dir = args.out
         resume = False
         rule = NEW_FOLDER
@@ -134,6 +151,19 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         print(f"optimum {summary['optimum_total_latency_s']:.4f} s, gap {gap_text}")
     else:
         print(f"optimum: {summary['optimum_status']}")
+    family = summary.get("family")
+    if family is not None:
+        median = family["gap_median"]
+        print(
+            f"family {family['spec']}: on {family['held_out_instances']} held-out instances "
+            f"{100 * family['feasible_share']:.0f}% feasible, median gap to the optimum "
+            + (
+                "n/a"
+                if median is None
+                else f"{100 * median:.2f}% (quartiles {100 * family['gap_q1']:.2f}%"
+                f"-{100 * family['gap_q3']:.2f}%)"
+            )
+        )
     if summary["best_seen_total_latency_s"] is not None:
         print(f"best feasible placement seen in training: {summary['best_seen_total_latency_s']:.4f} s")
     print(f"{summary['episodes']} episodes in {summary['wall_s']:.1f} s; wrote {run_dir}/summary.json")

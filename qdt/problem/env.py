@@ -18,7 +18,10 @@ Seeding: ``reset(seed=S)`` reseeds the environment's generator ``rng``; ``reset(
 :class:`BatchedPlacementEnv` is K copies of the same dynamics stepped as one batch (vectorised
 episodes for training): placements [K, N, M] in, rewards [K] out. Copy k draws its fading and
 random start from its own generator exactly as a ``PlacementEnv`` seeded alike would, so one
-copy reproduces ``PlacementEnv``'s rewards and random streams.
+copy reproduces ``PlacementEnv``'s rewards and random streams. The copies may hold different
+instances of the same N × M (``set_instances``, one per copy, e.g. drawn from an instance family,
+``qdt/problem/family.py``): the next ``reset`` draws each copy's fading on top of its own instance
+from its own generator, so copy k still reproduces a ``PlacementEnv`` on copy k's instance.
 """
 
 from __future__ import annotations
@@ -198,7 +201,13 @@ class BatchedPlacementEnv:
 
     ``reset`` gives the K starting placements [K, N, M]; ``step(placements)`` takes the K joint
     actions as placements [K, N, M] (the next states) and gives the rewards [K]. ``rngs[k]`` is
-    copy k's generator (what a checkpoint saves); ``models[k]`` its episode's model.
+    copy k's generator (what a checkpoint saves); ``base_models[k]`` copy k's instance (all the
+    constructor's ``instance`` until ``set_instances``); ``models[k]`` its episode's model (the
+    base model, or with fading the base model under the episode's channel).
+
+    When every copy shares one model (one instance, no fading) a step evaluates the K placements
+    in one batched call; otherwise copy by copy (K is the number of environments, not a training
+    batch; ``PlacementModel`` holds one instance's arrays).
     """
 
     def __init__(
@@ -220,7 +229,8 @@ class BatchedPlacementEnv:
         self.initial_state = initial_state
         self.channel_fading_db = float(channel_fading_db)
         self.base_model = PlacementModel(instance, reward or RewardConfig())
-        self.models = [self.base_model] * n_envs
+        self.base_models = [self.base_model] * n_envs
+        self.models = list(self.base_models)
         self.rngs = [np.random.default_rng() for _ in range(n_envs)]
         self.states = np.zeros((n_envs, instance.n_users, instance.n_servers), dtype=np.int8)
         self.step_count = 0
@@ -235,12 +245,40 @@ class BatchedPlacementEnv:
             for rng in self.rngs:
                 for _ in range(2 * self.instance.n_servers):  # as PlacementEnv seeds its spaces
                     rng.integers(2**31)
-        self.models = [_episode_model(self.base_model, self.channel_fading_db, rng) for rng in self.rngs]
+        self.models = [
+            _episode_model(base, self.channel_fading_db, rng)
+            for base, rng in zip(self.base_models, self.rngs)
+        ]
         self.states = np.stack(
             [_initial_placement(self.instance, self.initial_state, rng) for rng in self.rngs]
         )
         self.step_count = 0
         return self.states.copy()
+
+    def set_instances(self, instances: Sequence[Instance]) -> None:
+        """Give copy k the instance ``instances[k]`` (all N × M like the constructor's), from the next
+        ``reset`` on: that reset draws copy k's fading on top of its own instance. The same instance
+        object given to several copies is one shared model (the constructor's instance is its model)."""
+        if isinstance(instances, (Instance, str, bytes)) or len(instances) != self.n_envs:
+            got = "one instance" if isinstance(instances, Instance) else f"{len(instances)} instances"
+            raise QdtInputError("instances", f"{self.n_envs} instances (one per environment)", got)
+        n, m = self.instance.n_users, self.instance.n_servers
+        known: dict[int, PlacementModel] = {id(self.instance): self.base_model}
+        models = []
+        for k, instance in enumerate(instances):
+            if not isinstance(instance, Instance):
+                raise QdtInputError(f"instances[{k}]", "an Instance", type(instance).__name__)
+            if (instance.n_users, instance.n_servers) != (n, m):
+                raise QdtInputError(
+                    f"instances[{k}]",
+                    f"an instance of {n} users x {m} servers (the environment's size)",
+                    f"{instance.n_users} users x {instance.n_servers} servers",
+                    "draw every copy's instance at the same N and M",
+                )
+            if id(instance) not in known:
+                known[id(instance)] = PlacementModel(instance, self.base_model.reward_config)
+            models.append(known[id(instance)])
+        self.base_models = models
 
     @property
     def fading(self) -> bool:
@@ -252,14 +290,15 @@ class BatchedPlacementEnv:
         if placements.shape != expected:
             raise QdtInputError("placements", f"an array of shape {expected}", placements.shape)
         self.states = placements.astype(np.int8, copy=True)
-        if self.fading:
+        shared = self.models[0]
+        if all(model is shared for model in self.models):  # one instance, no fading: one batched call
+            rewards = shared.reward_batch(self.states)
+            feasible = shared.feasible_batch(self.states)
+        else:
             rewards = np.array([float(m.reward_batch(x[None])[0]) for m, x in zip(self.models, self.states)])
             feasible = np.array(
                 [bool(m.feasible_batch(x[None])[0]) for m, x in zip(self.models, self.states)]
             )
-        else:
-            rewards = self.base_model.reward_batch(self.states)
-            feasible = self.base_model.feasible_batch(self.states)
         self.step_count += 1
         return rewards, feasible, self.step_count >= self.n_steps
 

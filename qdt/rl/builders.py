@@ -18,7 +18,7 @@ from qdt.executors import Executor, open_backend
 from qdt.problem.model import PlacementModel
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
-from qdt.rl.observations import ObservationFeatures, observation_width
+from qdt.rl.observations import ObservationFeatures, context_width, observation_width
 from qdt.rl.quantum_layer import quantum_front
 
 MAX_CLASSICAL_INPUTS = 1 << 16
@@ -30,11 +30,18 @@ def actor_width(config: TrainConfig, n_users: int, n_servers: int) -> int:
     return observation_width(config.observation, n_users, n_servers, config.sharing == "shared")
 
 
+def critic_width(config: TrainConfig, n_users: int, n_servers: int) -> int:
+    """What a critic reads: the joint state and action (2·N·M), and, trained on a family, each
+    instance's L and c_ij / C_j (2·N·M more, :func:`qdt.rl.observations.context_vector`)."""
+    joint = 2 * n_users * n_servers
+    return joint + (context_width(n_users, n_servers) if config.family is not None else 0)
+
+
 def agent_qubits(config: TrainConfig, n_users: int, n_servers: int) -> tuple[int, int]:
     """(actor, critic) qubits of a quantum agent: ⌈log2⌉ of what each reads (docs/design.md §2)."""
     return (
         qubits_for_width(actor_width(config, n_users, n_servers)),
-        qubits_for_width(2 * n_users * n_servers),
+        qubits_for_width(critic_width(config, n_users, n_servers)),
     )
 
 
@@ -52,11 +59,12 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")
                 + ", or fewer users or servers",
             )
-    elif 2 * n_users * n_servers > MAX_CLASSICAL_INPUTS:
+    elif critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
         raise QdtInputError(
             field,
-            f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M)",
-            f"{n_users} users x {n_servers} servers ({2 * n_users * n_servers:,} values)",
+            f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M, "
+            "4·N·M on a family)",
+            f"{n_users} users x {n_servers} servers ({critic_width(config, n_users, n_servers):,} values)",
             "use fewer users or servers; why this limit: qdt/rl/builders.py",
         )
 
@@ -103,7 +111,7 @@ def actor_builder(
 def critic_builder(
     config: TrainConfig, model: PlacementModel, executor: Executor | None
 ) -> Callable[[], Critic]:
-    joint_width = 2 * model.n_users * model.n_servers
+    joint_width = critic_width(config, model.n_users, model.n_servers)
     device = torch.device(config.torch_device)
 
     def build() -> Critic:

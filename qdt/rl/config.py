@@ -269,6 +269,15 @@ class TrainConfig:
     channel_fading_db: float = field(
         default=0.0, metadata=_doc("time-varying channels: dB of log-normal fading (0: static)")
     )
+    family: str | None = field(
+        default=None,
+        metadata=_doc(
+            "train one policy on a family of instances, new ones drawn every episode and environment: "
+            "users=N,servers=M[,tight=true][,seed=S][,<generator setting>=V] (qdt/problem/family.py); "
+            "needs --observation features",
+            metavar="SPEC",
+        ),
+    )
     checkpoint_every: int = field(default=100, metadata=_doc("episodes between checkpoints"))
     threads: int = field(default=1, metadata=_doc("torch threads (part of determinism)"))
     torch_device: str = field(
@@ -339,12 +348,32 @@ class TrainConfig:
             _float_in("reward_scale", self.reward_scale, 0.0, math.inf, low_open=True)
         if self.batch_size > self.replay_size:
             raise QdtInputError("batch_size", f"at most replay_size = {self.replay_size}", self.batch_size)
+        if self.family is not None:
+            self._check_family()
+
+    def _check_family(self) -> None:
+        """A family spec that parses (kept in its canonical form), with actors that read the instance."""
+        from qdt.problem.family import parse_family
+
+        if not isinstance(self.family, str):
+            raise QdtInputError("--family", "a family spec users=N,servers=M[,...]", self.family)
+        object.__setattr__(self, "family", parse_family(self.family).describe())
+        if self.observation != "features":
+            raise QdtInputError(
+                "--family",
+                "actors that read each instance (observation = features)",
+                f"observation = {self.observation}: the actors would see nothing of the instance they place",
+                "add --observation features",
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, as config.json records it: ``torch_device`` only when it is not "cpu"."""
+        """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
+        ``family`` only for a family run (so older configs and their sweep cells read the same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
             del data["torch_device"]
+        if data["family"] is None:
+            del data["family"]
         return data
 
     @classmethod
@@ -398,7 +427,7 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "logit_penalty",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
-channel_fading_db, checkpoint_every, threads, torch_device, seed) say what to train and where,
+channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,
 whatever the recipe."""
 
 RUNTIME_FIELDS: tuple[str, ...] = ("torch_device",)

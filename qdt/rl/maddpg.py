@@ -27,6 +27,7 @@ from torch import nn
 
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
+from qdt.rl.observations import InstanceContext, context_vector
 
 
 def network_device(net: nn.Module) -> torch.device:
@@ -44,12 +45,16 @@ def to_numpy(scores: torch.Tensor) -> np.ndarray:
     return scores.detach().cpu().numpy()
 
 
-def joint_input(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """v = (s^1, …, s^M, a^1, …, a^M) from X-shaped [B, N, M] states and actions → [B, 2MN]."""
+def joint_input(
+    states: torch.Tensor, actions: torch.Tensor, context: InstanceContext | None = None
+) -> torch.Tensor:
+    """v = (s^1, …, s^M, a^1, …, a^M) from X-shaped [B, N, M] states and actions → [B, 2MN], then,
+    trained on a family, each row's instance (:func:`qdt.rl.observations.context_vector`, 2MN more)."""
     batch = states.shape[0]
-    return torch.cat(
-        [states.transpose(1, 2).reshape(batch, -1), actions.transpose(1, 2).reshape(batch, -1)], dim=1
-    )
+    parts = [states.transpose(1, 2).reshape(batch, -1), actions.transpose(1, 2).reshape(batch, -1)]
+    if context is not None:
+        parts.append(context_vector(context))
+    return torch.cat(parts, dim=1)
 
 
 @dataclass
@@ -117,8 +122,10 @@ def update_agent(
     next_states: torch.Tensor,
     gamma: float,
     logit_penalty: float = 0.0,
+    context: InstanceContext | None = None,
 ) -> UpdateStats:
-    """One gradient step for agent j: critic on (37), then actor on (38).
+    """One gradient step for agent j: critic on (37), then actor on (38); ``context``: each row's
+    instance (family training; the next state is of the same instance).
 
     ``logit_penalty`` adds c·mean(z²) of the actor's pre-sigmoid outputs to (38), as the
     reference MADDPG implementation does, so that sigmoids do not saturate (a saturated actor
@@ -127,16 +134,16 @@ def update_agent(
     me = agents[j]
     with torch.no_grad():
         next_actions = torch.stack(
-            [agent.target_actor(next_states[:, :, k]) for k, agent in enumerate(agents)], dim=2
+            [agent.target_actor(next_states[:, :, k], k, context) for k, agent in enumerate(agents)], dim=2
         )
-        target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions))
-    critic_loss = torch.mean((target - me.critic(joint_input(states, actions))) ** 2)
+        target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions, context))
+    critic_loss = torch.mean((target - me.critic(joint_input(states, actions, context))) ** 2)
     _descend(me.critic_optimizer, critic_loss, f"critic loss of agent {j}")
 
     policy_actions = actions.clone()
-    logits = me.actor.logits(states[:, :, j])
+    logits = me.actor.logits(states[:, :, j], j, context)
     policy_actions[:, :, j] = torch.sigmoid(logits)
-    actor_loss = _actor_loss(me, states, policy_actions, logits, logit_penalty)
+    actor_loss = _actor_loss(me, states, policy_actions, logits, logit_penalty, context)
     _descend(me.actor_optimizer, actor_loss, f"actor loss of agent {j}")
     me.critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
     return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
@@ -156,16 +163,24 @@ def _actor_loss(
     policy_actions: torch.Tensor,
     logits: torch.Tensor,
     logit_penalty: float,
+    context: InstanceContext | None = None,
 ) -> torch.Tensor:
     """(38): −mean Q(s, a with the actor's own actions), plus c·mean(z²) of its logits."""
-    loss = -torch.mean(nets.critic(joint_input(states, policy_actions)))
+    loss = -torch.mean(nets.critic(joint_input(states, policy_actions, context)))
     if logit_penalty:
         loss = loss + logit_penalty * torch.mean(logits**2)
     return loss
 
 
-def joint_scores(agents: list[AgentNets], states: torch.Tensor, *, target: bool = False) -> torch.Tensor:
-    """Every agent's â for joint states [B, N, M] → [B, N, M] (gradients flow unless detached).
+def joint_scores(
+    agents: list[AgentNets],
+    states: torch.Tensor,
+    *,
+    target: bool = False,
+    context: InstanceContext | None = None,
+) -> torch.Tensor:
+    """Every agent's â for joint states [B, N, M] → [B, N, M] (gradients flow unless detached);
+    ``context``: each state's instance (family training).
 
     Per-agent actors score their own columns; a shared actor scores all B·M columns in one call.
     """
@@ -174,9 +189,15 @@ def joint_scores(agents: list[AgentNets], states: torch.Tensor, *, target: bool 
         batch, n, m = states.shape
         columns = states.transpose(1, 2).reshape(batch * m, n)
         who = torch.arange(m, device=states.device).repeat(batch)
-        return actor(columns, who).reshape(batch, m, n).transpose(1, 2)
+        rows = None if context is None else context.rows(_repeat_rows(batch, m, states.device))
+        return actor(columns, who, rows).reshape(batch, m, n).transpose(1, 2)
     nets = [agent.target_actor if target else agent.actor for agent in agents]
-    return torch.stack([net(states[:, :, k], k) for k, net in enumerate(nets)], dim=2)
+    return torch.stack([net(states[:, :, k], k, context) for k, net in enumerate(nets)], dim=2)
+
+
+def _repeat_rows(batch: int, m: int, device: torch.device) -> torch.Tensor:
+    """Row b of a batch once per agent, as the shared actor's B·M columns are ordered."""
+    return torch.arange(batch, device=device).repeat_interleave(m)
 
 
 def update_shared(
@@ -187,22 +208,25 @@ def update_shared(
     next_states: torch.Tensor,
     gamma: float,
     logit_penalty: float = 0.0,
+    context: InstanceContext | None = None,
 ) -> UpdateStats:
     """One gradient step of the shared actor and critic (module docstring): critic on (37), actor
-    on (38) with all agents' actions from the actor. With γ = 0 the target is the reward alone."""
+    on (38) with all agents' actions from the actor. With γ = 0 the target is the reward alone.
+    ``context``: each row's instance (family training)."""
     with torch.no_grad():
         target = rewards
         if gamma:
-            next_actions = joint_scores([nets], next_states, target=True)
-            target = rewards + gamma * nets.target_critic(joint_input(next_states, next_actions))
-    critic_loss = torch.mean((target - nets.critic(joint_input(states, actions))) ** 2)
+            next_actions = joint_scores([nets], next_states, target=True, context=context)
+            target = rewards + gamma * nets.target_critic(joint_input(next_states, next_actions, context))
+    critic_loss = torch.mean((target - nets.critic(joint_input(states, actions, context))) ** 2)
     _descend(nets.critic_optimizer, critic_loss, "critic loss of the shared critic")
 
     batch, n, m = states.shape
     columns = states.transpose(1, 2).reshape(batch * m, n)
-    logits = nets.actor.logits(columns, torch.arange(m, device=states.device).repeat(batch))
+    rows = None if context is None else context.rows(_repeat_rows(batch, m, states.device))
+    logits = nets.actor.logits(columns, torch.arange(m, device=states.device).repeat(batch), rows)
     policy_actions = torch.sigmoid(logits).reshape(batch, m, n).transpose(1, 2)
-    actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty)
+    actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty, context)
     _descend(nets.actor_optimizer, actor_loss, "actor loss of the shared actor")
     nets.critic.zero_grad(set_to_none=True)
     return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
@@ -219,12 +243,15 @@ def update_targets(agent: AgentNets, hard: bool, tau: float) -> None:
                     tp.mul_(1.0 - tau).add_(p, alpha=tau)
 
 
-def policy_scores(agents: list[AgentNets], states: torch.Tensor) -> torch.Tensor:
-    """â for every agent from joint states X [N, M] or [B, N, M] (no gradients) → the same shape."""
+def policy_scores(
+    agents: list[AgentNets], states: torch.Tensor, context: InstanceContext | None = None
+) -> torch.Tensor:
+    """â for every agent from joint states X [N, M] or [B, N, M] (no gradients) → the same shape;
+    ``context``: each state's instance (family training)."""
     with torch.no_grad():
         if states.ndim == 2:
-            return joint_scores(agents, states[None])[0]
-        return joint_scores(agents, states)
+            return joint_scores(agents, states[None], context=context)[0]
+        return joint_scores(agents, states, context=context)
 
 
 # Below this many users an agent's whole observation space (2^N columns) is scored in one batch.

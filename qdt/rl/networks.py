@@ -2,7 +2,8 @@
 
 Actor j:  s^j (its column of X, N bits) → [observation features, W] → [VQC probabilities, 2^q]
           → FC → sigmoid → â^j ∈ [0, 1]^N
-Critic:   v = (s^1..s^M, a^1..a^M) (2MN values) → [VQC probabilities] → FC → Q(v)
+Critic:   v = (s^1..s^M, a^1..a^M) (2MN values; trained on a family, then the instance's L and
+          c_ij/C_j, 2MN more) → [VQC probabilities] → FC → Q(v)
 Without a front end (the classical baseline) the FC stack reads the raw input. Without
 observation features (``observation = "column"``, not shared) the actor reads its column as is.
 An actor takes the column and the agent it acts for: a shared actor serves every agent, a
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from qdt.rl.fc import HIDDEN, fc_stack
-from qdt.rl.observations import ObservationFeatures
+from qdt.rl.observations import InstanceContext, ObservationFeatures
 
 
 class Actor(nn.Module):
@@ -35,18 +36,34 @@ class Actor(nn.Module):
         self.features = features
         self.agent = agent
 
-    def inputs(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
-        """What the front end reads for columns ``state`` [B, N] of ``agent`` (default: its own)."""
+    def inputs(
+        self,
+        state: torch.Tensor,
+        agent: int | torch.Tensor | None = None,
+        context: InstanceContext | None = None,
+    ) -> torch.Tensor:
+        """What the front end reads for columns ``state`` [B, N] of ``agent`` (default: its own),
+        each row of instance ``context`` when given (family training), else of the actor's own."""
         if self.features is None:
             return state
-        return self.features(state, self.agent if agent is None else agent)
+        return self.features(state, self.agent if agent is None else agent, context)
 
-    def logits(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self,
+        state: torch.Tensor,
+        agent: int | torch.Tensor | None = None,
+        context: InstanceContext | None = None,
+    ) -> torch.Tensor:
         """Pre-activation outputs z; the policy is sigmoid(z)."""
-        return self.body(self.front(self.inputs(state, agent)))
+        return self.body(self.front(self.inputs(state, agent, context)))
 
-    def forward(self, state: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.logits(state, agent))
+    def forward(
+        self,
+        state: torch.Tensor,
+        agent: int | torch.Tensor | None = None,
+        context: InstanceContext | None = None,
+    ) -> torch.Tensor:
+        return torch.sigmoid(self.logits(state, agent, context))
 
 
 class Critic(nn.Module):

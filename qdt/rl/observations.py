@@ -14,11 +14,20 @@ observation space of a small instance (2^N columns) in one call.
   - remaining capacity max(0, 1 − Σ_i x_ij c_ij / C_j) and slots max(0, 1 − Σ_i x_ij / M_j).
 
 With ``sharing = "shared"`` one actor acts for every agent, so its input ends with agent j's
-one-hot code (M values). A quantum actor's width follows: ⌈log2 W⌉ qubits for W inputs (amplitude
-encoding, docs/design.md §3): 64 users × 8 servers read 578 features + 8 (10 qubits).
+one-hot code (M values).
+
+Trained on one instance, the tables come from that instance (buffers built once). Trained on a
+family (a new instance per environment and episode), every row carries its instance's
+:class:`InstanceContext` (L, c_ij/C_j and 1/M_j), and the same features are built from it; the
+critic then reads L and c_ij/C_j beside the joint state and action (:func:`context_vector`).
+
+A quantum actor's width follows: ⌈log2 W⌉ qubits for W inputs (amplitude encoding,
+docs/design.md §3): 64 users × 8 servers read 578 features + 8 (10 qubits).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +36,54 @@ from torch import nn
 from qdt.problem.model import PlacementModel
 
 OBSERVATIONS = ("column", "features")
+
+
+@dataclass(frozen=True)
+class InstanceContext:
+    """What an actor and a critic read of each row's instance, as tensors with a leading batch
+    dimension B: ``latency`` L [B, N, M] (:func:`normalised_latency`), ``load`` c_ij / C_j
+    [B, N, M] and ``slot`` 1 / M_j [B, M]."""
+
+    latency: torch.Tensor
+    load: torch.Tensor
+    slot: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return int(self.latency.shape[0])
+
+    def rows(self, index: torch.Tensor) -> InstanceContext:
+        """The contexts of rows ``index`` (e.g. each joint state repeated once per agent)."""
+        return InstanceContext(self.latency[index], self.load[index], self.slot[index])
+
+
+def context_arrays(model: PlacementModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One instance's context as float64 arrays: L [N, M], c_ij / C_j [N, M], 1 / M_j [M]."""
+    return (
+        normalised_latency(model),
+        model.compute_rate / model.capacity[None, :],
+        1.0 / model.max_users.astype(np.float64),
+    )
+
+
+def context_of(models: list[PlacementModel], device: torch.device | str = "cpu") -> InstanceContext:
+    """The stacked contexts of ``models`` (one per row) on ``device``."""
+    parts = [context_arrays(model) for model in models]
+    return InstanceContext(*(torch.from_numpy(np.stack([p[i] for p in parts])).to(device) for i in range(3)))
+
+
+def context_width(n_users: int, n_servers: int) -> int:
+    """What a critic reads of a row's instance: L and c_ij / C_j, 2·N·M values."""
+    return 2 * n_users * n_servers
+
+
+def context_vector(context: InstanceContext) -> torch.Tensor:
+    """[B, 2NM]: L then c_ij / C_j, each server-major like the critic's joint input."""
+    batch = context.batch
+    return torch.cat(
+        [context.latency.transpose(1, 2).reshape(batch, -1), context.load.transpose(1, 2).reshape(batch, -1)],
+        dim=1,
+    )
 
 
 def observation_width(kind: str, n_users: int, n_servers: int, shared: bool) -> int:
@@ -70,19 +127,40 @@ class ObservationFeatures(nn.Module):
         slots = 1.0 / model.max_users.astype(np.float64)
         self.register_buffer("slot", torch.from_numpy(slots), persistent=False)  # [M]
 
-    def forward(self, columns: torch.Tensor, agent: int | torch.Tensor) -> torch.Tensor:
-        """``columns`` [B, N] of the agents ``agent`` (one index, or one per row [B])."""
+    def forward(
+        self, columns: torch.Tensor, agent: int | torch.Tensor, context: InstanceContext | None = None
+    ) -> torch.Tensor:
+        """``columns`` [B, N] of the agents ``agent`` (one index, or one per row [B]); ``context``
+        (one per row) replaces the instance the tables were built from."""
         if self.kind == "column" and not self.shared:
             return columns
         if isinstance(agent, int):
             agent = torch.full((columns.shape[0],), agent, dtype=torch.long, device=columns.device)
         parts = [columns]
+        code = self.static[agent][:, self.static.shape[1] - self.static.shape[0] :] if self.shared else None
         if self.kind == "features":
-            static = self.static[agent]
-            width = static.shape[1] - (self.static.shape[0] if self.shared else 0)
-            capacity = torch.clamp(1.0 - (columns * self.load[agent]).sum(dim=1, keepdim=True), min=0.0)
-            slots = torch.clamp(1.0 - columns.sum(dim=1, keepdim=True) * self.slot[agent][:, None], min=0.0)
-            parts += [static[:, :width], capacity, slots, static[:, width:]]
-        else:
-            parts.append(self.static[agent])
+            if context is None:
+                static = self.static[agent]
+                width = static.shape[1] - (self.static.shape[0] if self.shared else 0)
+                rows, load, slot = static[:, :width], self.load[agent], self.slot[agent]
+            else:
+                rows, load, slot = _context_features(context, agent)
+            capacity = torch.clamp(1.0 - (columns * load).sum(dim=1, keepdim=True), min=0.0)
+            slots = torch.clamp(1.0 - columns.sum(dim=1, keepdim=True) * slot[:, None], min=0.0)
+            parts += [rows, capacity, slots]
+        if code is not None:
+            parts.append(code)
         return torch.cat(parts, dim=1)
+
+
+def _context_features(
+    context: InstanceContext, agent: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: agent j's latency rows (servers from j on, as the tables hold them) [B, N·M], its
+    c_ij / C_j [B, N] and 1 / M_j [B], from each row's own instance."""
+    batch, n, m = context.latency.shape
+    order = (torch.arange(m, device=agent.device)[None, :] + agent[:, None]) % m  # [B, M]
+    rows = torch.gather(context.latency, 2, order[:, None, :].expand(batch, n, m)).reshape(batch, n * m)
+    load = torch.gather(context.load, 2, agent[:, None, None].expand(batch, n, 1))[:, :, 0]
+    slot = torch.gather(context.slot, 1, agent[:, None])[:, 0]
+    return rows, load, slot

@@ -37,6 +37,7 @@ from qdt.files import hold_folder, write_json_atomic
 from qdt.plots import moving_mean, plot_optimum, pyplot, reward_floor, save_figure, smoothing_window
 from qdt.problem.decoding import decode, decode_feasible
 from qdt.problem.env import BatchedPlacementEnv
+from qdt.problem.family import parse_family
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel, matrix_to_assignment
 from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, solve
@@ -66,6 +67,7 @@ from qdt.rl.maddpg import (
     update_shared,
     update_targets,
 )
+from qdt.rl.observations import InstanceContext, context_arrays, context_of
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.tensorboard import TensorBoardLog
 
@@ -74,6 +76,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "reward.png"
 EVAL_EVERY = 10  # episodes between greedy-policy evaluations in the metrics
+FAMILY_VALIDATION = 8  # held-out instances a family run's greedy policy is evaluated on in the metrics
+FAMILY_SUMMARY = 20  # held-out instances, solved exactly, behind a family run's summary
 
 
 class TrainingDivergedError(QdtError):
@@ -107,6 +111,14 @@ class Trainer:
             channel_fading_db=config.channel_fading_db,
         )
         self.model = PlacementModel(instance)
+        self.family = parse_family(config.family) if config.family is not None else None
+        if self.family is not None and (self.family.users, self.family.servers) != (n, m):
+            raise QdtInputError(
+                "instance",
+                f"an instance of the family's size {self.family.users}x{self.family.servers}",
+                f"{n}x{m}",
+                "give train() the family's first draw (family_instance)",
+            )
         seeds = np.random.SeedSequence(config.seed).spawn(5)
         init_seed, env_seed, explore_seed, replay_seed, executor_seed = seeds
         self.explore_rng = np.random.default_rng(explore_seed)
@@ -119,9 +131,17 @@ class Trainer:
             self.agents: list[AgentNets] = make_agents(
                 config, 1 if self.shared else m, build_actor, build_critic
             )
-        self.replay = ReplayMemory(config.replay_size, n, m)
+        self.replay = ReplayMemory(config.replay_size, n, m, context_ring_size(config) if self.family else 0)
         self.state = RunState()
-        self.reward_shift, self.reward_scale = reward_transform(config, self.model)
+        # a family's rewards are scaled per instance when they enter the memory (_scaled_rewards)
+        self.reward_shift, self.reward_scale = (
+            (0.0, 1.0) if self.family is not None else reward_transform(config, self.model)
+        )
+        self.validation = (
+            [PlacementModel(self.family.held_out(config.seed, i)) for i in range(FAMILY_VALIDATION)]
+            if self.family is not None
+            else []
+        )
 
     # ---- one episode -------------------------------------------------------------------
     def run_episode(self) -> dict[str, Any]:
@@ -130,13 +150,16 @@ class Trainer:
         level = exploration_level(
             episode, config.episodes, config.explore_start, config.explore_end, config.explore_fraction
         )
+        if self.family is not None:
+            self.env.set_instances(self.family.draws(config.seed, episode, config.envs))
         states = self.env.reset()
+        context, context_ids = self._episode_context()
         rewards: list[float] = []
         last = np.zeros(config.envs)
         feasible = np.zeros(config.envs, dtype=bool)
         table = self._score_table()
         for _step in range(config.steps_per_episode):
-            scores = self._scores(states, table)
+            scores = self._scores(states, table, context)
             if config.decode == "round":
                 placements = explore(config.exploration, scores, level, self.explore_rng)
                 actions = placements.astype(np.float64)
@@ -146,9 +169,10 @@ class Trainer:
             last, feasible, _ = self.env.step(placements)
             if not np.all(np.isfinite(last)):
                 raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {last.tolist()}")
+            stored = self._scaled_rewards(last)
             for k in range(config.envs):
-                self.replay.add(states[k], actions[k], float(last[k]), placements[k])
-                if feasible[k]:
+                self.replay.add(states[k], actions[k], float(stored[k]), placements[k], context_ids[k])
+                if feasible[k] and self.family is None:
                     self._track_best(placements[k])
             rewards.extend(float(r) for r in last)
             states = placements
@@ -169,16 +193,39 @@ class Trainer:
         return record
 
     def _score_table(self) -> np.ndarray | None:
-        """Every agent's scores for all 2^N observations (small N), or None to score step by step."""
-        if self.instance.n_users > MAX_TABLE_USERS:
+        """Every agent's scores for all 2^N observations (small N, one instance), or None to score
+        step by step."""
+        if self.instance.n_users > MAX_TABLE_USERS or self.family is not None:
             return None
         return policy_score_table(self.agents, self.instance.n_users, self.instance.n_servers)
 
-    def _scores(self, states: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-        """â for joint states [K, N, M] → [K, N, M]."""
+    def _scores(
+        self, states: np.ndarray, table: np.ndarray | None, context: InstanceContext | None = None
+    ) -> np.ndarray:
+        """â for joint states [K, N, M] → [K, N, M] (``context``: each state's instance, families)."""
         if table is not None:
             return scores_from_table(table, states)
-        return to_numpy(policy_scores(self.agents, to_torch(states, self.device)))
+        return to_numpy(policy_scores(self.agents, to_torch(states, self.device), context))
+
+    def _episode_context(self) -> tuple[InstanceContext | None, list[int | None]]:
+        """A family episode's instances (each copy's, fading included) as the networks read them and
+        as the replay memory stores them; (None, [None, ...]) for one instance."""
+        if self.family is None:
+            return None, [None] * self.config.envs
+        arrays = [context_arrays(model) for model in self.env.models]
+        ids: list[int | None] = [self.replay.add_context(*a) for a in arrays]
+        return context_of(self.env.models, self.device), ids
+
+    def _scaled_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """What the memory stores: the rewards as given (one instance: scaled when sampled), or, on a
+        family, each scaled by its own instance (:func:`reward_transform` of the copy's model)."""
+        if self.family is None:
+            return rewards
+        scaled = [
+            (float(r) + shift) * scale
+            for r, (shift, scale) in zip(rewards, (reward_transform(self.config, m) for m in self.env.models))
+        ]
+        return np.asarray(scaled)
 
     def _decode(self, scores: np.ndarray) -> np.ndarray:
         """Placements [K, N, M] of the K environments' scores, each under its episode's channel."""
@@ -195,7 +242,7 @@ class Trainer:
             for _phase in range(config.updates_per_episode):
                 for _step in range(config.gradient_steps):
                     for j in range(len(self.agents)):
-                        states, actions, rewards, next_states = self.replay.sample(
+                        states, actions, rewards, next_states, context = self.replay.sample(
                             self.replay_rng, config.batch_size, self.device
                         )
                         if self.reward_shift:
@@ -212,6 +259,7 @@ class Trainer:
                             next_states=next_states,
                             gamma=config.gamma,
                             logit_penalty=config.logit_penalty,
+                            **({"context": context} if context is not None else {}),
                         )
                         critic_losses.append(stats.critic_loss)
                         actor_losses.append(stats.actor_loss)
@@ -230,22 +278,35 @@ class Trainer:
             self.state.best_seen_assignment = matrix_to_assignment(x)
 
     # ---- greedy policy -----------------------------------------------------------------
-    def greedy_placement(self) -> np.ndarray:
-        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty placement."""
+    def greedy_placement(self, model: PlacementModel | None = None) -> np.ndarray:
+        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty
+        placement, on the run's instance or (a family's policy) on ``model``'s."""
+        model = self.model if model is None else model
         x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
         table = self._score_table()
+        context = context_of([model], self.device) if self.family is not None else None
         for _ in range(self.config.steps_per_episode):
-            x = decode(self.config.decode, self._scores(x[None], table)[0], self.model)
+            x = decode(self.config.decode, self._scores(x[None], table, context)[0], model)
         return x
 
     def _greedy_record(self) -> dict[str, Any]:
         x = self.greedy_placement()
         evaluation = self.model.evaluate(x)
-        return {
+        record = {
             "greedy_reward": evaluation.reward,
             "greedy_latency_s": evaluation.total_latency_s,
             "greedy_feasible": evaluation.feasible,
         }
+        if self.validation:  # a family: the greedy policy on held-out instances
+            above, feasible = [], []
+            for model in self.validation:
+                result = model.evaluate(self.greedy_placement(model))
+                feasible.append(result.feasible)
+                if result.feasible:
+                    above.append(100.0 * (result.total_latency_s / lower_bound(model) - 1.0))
+            record["validation_feasible"] = float(np.mean(feasible))
+            record["validation_above_bound_pct"] = float(np.mean(above)) if above else None
+        return record
 
     def record_untrained(self) -> None:
         """Remember what the freshly initialised policy's scores decode to (the summary's baseline)."""
@@ -359,7 +420,10 @@ def _train_into(
             trainer.load_payload(payload)
         _truncate_metrics(metrics_path, trainer.state.episode)
     else:
-        write_json_atomic(run_dir / CONFIG_FILE, {"config": config.to_dict(), "instance": instance.to_dict()})
+        saved = {"config": config.to_dict(), "instance": instance.to_dict()}
+        if trainer.family is not None:  # what `qdt place` reads as "trained on a family"
+            saved["family"] = trainer.family.to_dict()
+        write_json_atomic(run_dir / CONFIG_FILE, saved)
         metrics_path.write_text("")
         trainer.record_untrained()
     last = config.episodes if stop_after is None else min(stop_after, config.episodes)
@@ -472,6 +536,7 @@ def build_summary(trainer: Trainer) -> dict[str, Any]:
         "untrained_gap": relative_gap(
             state.untrained_latency if state.untrained_feasible else None, optimum_latency
         ),
+        "family": family_summary(trainer) if trainer.family is not None else None,
         "recipe": trainer.config.recipe,
         "decode": trainer.config.decode,
         "episodes": state.episode,
@@ -479,6 +544,54 @@ def build_summary(trainer: Trainer) -> dict[str, Any]:
         "seed": trainer.config.seed,
         "config": trainer.config.to_dict(),
         "instance_name": trainer.instance.name,
+    }
+
+
+def family_instance(config: TrainConfig) -> Instance:
+    """The instance a family run names in its config.json and reports on beside the held-out
+    ones: the family's first training draw (episode 0, environment 0)."""
+    if config.family is None:
+        raise ValueError("not a family run")
+    return parse_family(config.family).draw(config.seed, 0, 0)
+
+
+def lower_bound(model: PlacementModel) -> float:
+    """B = Σ_i min_j T_ij: the latency no placement can beat."""
+    return float(model.latency.min(axis=1).sum())
+
+
+def context_ring_size(config: TrainConfig) -> int:
+    """Instance contexts a family run's replay memory keeps: one per environment and episode, for
+    as many episodes as a full memory holds transitions of, plus the episode being stepped."""
+    per_episode = config.envs * config.steps_per_episode
+    return (-(-config.replay_size // per_episode) + 1) * config.envs
+
+
+def family_summary(trainer: Trainer) -> dict[str, Any]:
+    """A family policy on ``FAMILY_SUMMARY`` held-out instances against each one's exact optimum:
+    feasible share and the gap's median and quartiles (over the instances with a proven optimum)."""
+    assert trainer.family is not None
+    gaps: list[float] = []
+    feasible = solved = 0
+    for index in range(FAMILY_SUMMARY):
+        model = PlacementModel(trainer.family.held_out(trainer.config.seed, index))
+        result = model.evaluate(trainer.greedy_placement(model))
+        feasible += int(result.feasible)
+        optimum = solve(model, "auto", time_limit_s=DEFAULT_TIME_LIMIT_S)
+        if optimum.status == "optimal" and optimum.total_latency_s is not None:
+            solved += 1
+            gap = relative_gap(result.total_latency_s if result.feasible else None, optimum.total_latency_s)
+            if gap is not None:
+                gaps.append(gap)
+    quartiles = np.percentile(gaps, [25, 50, 75]).tolist() if gaps else [None, None, None]
+    return {
+        "spec": trainer.family.describe(),
+        "held_out_instances": FAMILY_SUMMARY,
+        "feasible_share": feasible / FAMILY_SUMMARY,
+        "solved": solved,
+        "gap_median": quartiles[1],
+        "gap_q1": quartiles[0],
+        "gap_q3": quartiles[2],
     }
 
 
@@ -497,7 +610,7 @@ def reward_transform(config: TrainConfig, model: PlacementModel) -> tuple[float,
     ``reward_scale`` replaces the scale.
     """
     if config.reward_scaling == "bound":
-        bound = float(model.latency.min(axis=1).sum())
+        bound = lower_bound(model)
         shift, scale = bound, 100.0 / bound
     else:
         shift, scale = 0.0, 1.0 / model.penalty_weight

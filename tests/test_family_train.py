@@ -1,0 +1,154 @@
+"""Training one policy on a family of instances (issue 17): per-row instance contexts give the same
+actor inputs as the one-instance tables, the critic reads the instance, the replay memory keeps each
+transition's instance, resume is bit-identical, and the CLI refuses what makes no sense."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qdt.cli.main import main
+from qdt.problem.family import parse_family
+from qdt.problem.model import PlacementModel
+from qdt.rl.builders import agent_qubits, critic_width
+from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.config import TrainConfig
+from qdt.rl.observations import ObservationFeatures, context_of
+from qdt.rl.replay import ReplayMemory
+from qdt.rl.train import Trainer, context_ring_size, family_instance, train
+
+SMALL = dict(
+    agent="classical",
+    episodes=12,
+    steps_per_episode=3,
+    batch_size=16,
+    replay_size=120,
+    warmup_transitions=16,
+    envs=2,
+    gradient_steps=2,
+    checkpoint_every=4,
+    hidden=16,
+    observation="features",
+    family="users=6,servers=2,tight=true",
+)
+
+
+def _params(run_dir):
+    payload = load_checkpoint(run_dir)
+    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent[net].values()]
+
+
+def _metrics(run_dir):
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "wall_s"}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_context_features_equal_the_instance_tables(shared):
+    """Features built from per-row contexts equal those from the tables of each row's own instance."""
+    family = parse_family("users=5,servers=3")
+    models = [PlacementModel(family.draw(0, 0, k)) for k in range(3)]
+    rng = np.random.default_rng(0)
+    columns = torch.from_numpy(rng.integers(0, 2, size=(3, 5)).astype(np.float64))
+    for agent in range(3):
+        who = torch.full((3,), agent)
+        with_context = ObservationFeatures("features", models[0], shared)(columns, who, context_of(models))
+        for row, model in enumerate(models):
+            own = ObservationFeatures("features", model, shared)(columns[row : row + 1], agent)
+            assert torch.equal(with_context[row : row + 1], own)
+    # and the instances differ, so the features do too
+    assert not torch.equal(context_of(models[:1]).latency, context_of(models[1:2]).latency)
+
+
+def test_family_critic_reads_the_instance_and_widths_follow():
+    config = TrainConfig(**SMALL)
+    assert critic_width(config, 6, 2) == 4 * 6 * 2
+    assert critic_width(config.replace(family=None, observation="column"), 6, 2) == 2 * 6 * 2
+    assert agent_qubits(TrainConfig(**{**SMALL, "agent": "quantum"}), 64, 8)[1] == 11  # 2048 values
+    trainer = Trainer(config, family_instance(config))
+    assert trainer.agents[0].critic.body[0].in_features == 4 * 6 * 2
+
+
+def test_replay_keeps_each_transitions_instance():
+    memory = ReplayMemory(6, 2, 2, contexts=3)
+    first = [np.full((2, 2), 0.1), np.full((2, 2), 0.2), np.full(2, 0.3)]
+    second = [np.full((2, 2), 0.4), np.full((2, 2), 0.5), np.full(2, 0.6)]
+    a, b = memory.add_context(*first), memory.add_context(*second)
+    x = np.zeros((2, 2), dtype=np.int8)
+    memory.add(x, np.zeros((2, 2)), -1.0, x, a)
+    memory.add(x, np.zeros((2, 2)), -2.0, x, b)
+    *_, rewards, _, context = memory.sample(np.random.default_rng(1), 64)
+    for reward, latency in zip(rewards.tolist(), context.latency[:, 0, 0].tolist()):
+        assert latency == (0.1 if reward == -1.0 else 0.4)
+    restored = ReplayMemory(6, 2, 2, contexts=3)
+    restored.load_state_dict(memory.state_dict())
+    assert np.array_equal(restored.latency, memory.latency) and restored.context_position == 2
+    with pytest.raises(ValueError, match="context index"):
+        memory.add(x, np.zeros((2, 2)), -1.0, x)
+    with pytest.raises(ValueError, match="no instance contexts"):
+        ReplayMemory(6, 2, 2, contexts=3).load_state_dict(ReplayMemory(6, 2, 2).state_dict())
+
+
+def test_context_ring_outlives_every_stored_transition():
+    config = TrainConfig(**SMALL)
+    per_episode = config.envs * config.steps_per_episode
+    # every transition a full memory holds belongs to one of the last ceil(capacity / per_episode)
+    # episodes (+ the one being stepped), each with `envs` contexts
+    assert context_ring_size(config) >= (-(-config.replay_size // per_episode) + 1) * config.envs
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_family_training_draws_new_instances_and_resumes_bit_identically(tmp_path, agent):
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2}, seed=2)
+    instance = family_instance(config)
+    full = train(config, instance, tmp_path / "full", progress=False)
+    partial = train(config, instance, tmp_path / "part", progress=False, stop_after=5)
+    assert partial["stopped_early"]
+    resumed = train(config, instance, tmp_path / "part", resume=True, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "full"), _params(tmp_path / "part")))
+    assert _metrics(tmp_path / "full") == _metrics(tmp_path / "part")
+    assert full["family"] == resumed["family"]
+    family = full["family"]
+    assert family["spec"] == "users=6,servers=2,tight=true" and family["held_out_instances"] == 20
+    assert 0.0 <= family["feasible_share"] <= 1.0
+    saved = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert saved["family"]["users"] == 6 and saved["config"]["family"] == family["spec"]
+    validation = [m for m in _metrics(tmp_path / "full") if "validation_feasible" in m]
+    assert validation, "the greedy policy is evaluated on held-out instances"
+    # a new instance every episode and environment: the memory holds distinct contexts
+    payload = load_checkpoint(tmp_path / "full")
+    used = config.episodes * config.envs  # fewer than the ring holds: no entry overwritten yet
+    assert payload["replay"]["context_position"] == used
+    latencies = payload["replay"]["context_latency"][:used]
+    assert len({tuple(t.flatten().tolist()) for t in latencies}) == used
+
+
+def test_family_needs_actors_that_read_the_instance_and_a_known_spec():
+    with pytest.raises(Exception, match="observation features"):
+        TrainConfig(**{**SMALL, "observation": "column"})
+    with pytest.raises(Exception, match="--family"):
+        TrainConfig(**{**SMALL, "family": "users=6,servers=2,colour=red"})
+
+
+def test_cli_family_run_and_refusals(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--family", "users=4,servers=2", "--agent", "classical", "--episodes", "4"]
+    base += ["--steps-per-episode", "2", "--no-progress"]
+    assert main([*base, "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "family users=4,servers=2: on 20 held-out instances" in out
+    assert json.loads((run / "config.json").read_text())["config"]["observation"] == "features"
+    assert main([*base, "--preset", "paper", "--out", str(tmp_path / "b")]) == 2
+    assert "--family" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main([*base, "--observation", "column", "--out", str(tmp_path / "c")]) == 2
+    assert "--observation features" in capsys.readouterr().err
+    assert main(["train", "--family", "users=4", "--out", str(tmp_path / "d"), "--no-progress"]) == 2
+    assert "--family" in capsys.readouterr().err
+    # the place command sees a family run
+    assert main(["train", "--resume", str(run), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["family"]["spec"] == "users=4,servers=2"
