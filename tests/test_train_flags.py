@@ -14,7 +14,14 @@ from qdt.errors import QdtInputError
 from qdt.rl.config import TrainConfig
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-NOT_FLAGS = {"updates_per_episode", "warmup_transitions", "hidden", "reward_scale", "logit_penalty"}
+NOT_FLAGS = {
+    "updates_per_episode",
+    "warmup_transitions",
+    "hidden",
+    "reward_scale",
+    "logit_penalty",
+    "ppo_clip",
+}
 
 # Every option `qdt train` had before its flags were generated, with a value and the fields it sets.
 OLD_FLAGS = {
@@ -52,6 +59,7 @@ NEW_FLAGS = {
     "--reward-scaling": ("bound", {"reward_scaling": "bound"}),
     "--torch-device": ("cpu", {"torch_device": "cpu"}),  # issue 14: where a run computes
     "--family": ("users=4,servers=2", {"family": "users=4,servers=2"}),  # issue 17
+    "--learner": ("maddpg", {"learner": "maddpg"}),  # issue 13: v3 learns by policy gradient
 }
 
 

@@ -17,6 +17,7 @@ OUTPUTS = {
     "paper": ("table3.md", "table3.csv", "fig7.png", "rewards.csv", "timing.md"),
     "instances": ("instances.md", "instances.csv"),
     "scale": ("scale.md", "scale.csv", "scale.png"),
+    "generalise": ("generalise.md", "generalise.csv", "generalise.png"),
     "noise": ("noise.md", "noise.csv", "noise.png"),
     "shots": ("shots.md", "shots.csv", "shots.png"),
 }
@@ -118,7 +119,13 @@ def register(subparsers: Any) -> None:
     _add_sweep_options(generated, Path("runs/bench-instances"))
     generated.set_defaults(handler=_cmd_instances)
     _register_scale(kinds)
+    _register_generalise(kinds)
     _register_studies(kinds)
+
+
+# The folder the first full `qdt bench generalise` run writes; built from parts because it does not
+# exist before that run (tests/test_docs_paths.py checks that named paths exist).
+GENERALISE_OUT = Path("benchmarks", "results", "generalise")
 
 
 def _register_scale(kinds: Any) -> None:
@@ -178,6 +185,88 @@ def _register_scale(kinds: Any) -> None:
     )
     _add_sweep_options(scale, Path("runs/bench-scale"))
     scale.set_defaults(handler=_cmd_scale)
+
+
+def _register_generalise(kinds: Any) -> None:
+    generalise = kinds.add_parser(
+        "generalise",
+        help="policies trained on a family of instances placing unseen ones, against MILP, greedy, random",
+        description=(
+            "For every N x M of the grid (default 8x2, 16x4, 32x8, 64x8; --quick: 4x2 and 8x2, 2 seeds, "
+            "30 episodes, 10 unseen instances, for CI) train the classical and the quantum (L = 6) agents "
+            "with --seeds seeds on the family users=N,servers=M (`qdt train --family`, a new instance every "
+            "episode and environment; --tight: the tight generator settings, where greedy misses), actors "
+            "reading the instance (--observation features). Then place --unseen instances of the family "
+            "that no run trained on (the same for every agent and seed) with every trained run, one at a "
+            "time, and solve them with the MILP (time limit 20 s), greedy-with-repair, the feasible "
+            "decoding fed uniform random scores and the same decoding fed each seed's untrained actors. "
+            "Reports per shape and agent, over the instances with a proven optimum: feasible share, the "
+            "gap to the optimum (median and interquartile range pooled over seeds, each seed's median, the "
+            "interquartile mean of the seeds' medians with its 95% stratified-bootstrap interval), "
+            "greedy's, random's and the untrained decoding's median gaps, the median decision time (the "
+            "actors rebound to the instance, scoring and decoding) against the MILP's median on the same "
+            "instances, both timed in this run, and their ratio; then whether each target of issue 17 is "
+            "met. Writes generalise.csv (one row per run and unseen instance), generalise.md, "
+            "generalise.png (gap distributions; decision vs MILP time). Wall time on 2 cores: about 8 h "
+            "for the default grid (about 4 h with --quantum-episodes 300), 1-2 min for --quick. " + SWEEP_NOTE
+        ),
+        epilog=EXIT_NOTE,
+    )
+    grid = generalise.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--shapes", default=None, metavar="NxM,...", help="the grid (default 8x2,16x4,32x8,64x8)"
+    )
+    grid.add_argument(
+        "--quick",
+        action="store_true",
+        help="4x2 and 8x2, 2 seeds, 30 episodes, 10 unseen instances (for CI; flags given override them)",
+    )
+    generalise.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
+    generalise.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
+    generalise.add_argument(
+        "--episodes", type=int, default=None, help="episodes per run (default: the recipe's)"
+    )
+    generalise.add_argument(
+        "--quantum-episodes",
+        type=int,
+        default=None,
+        metavar="E",
+        help=(
+            "episodes of the quantum runs whose critic needs 10 or more qubits (32x8 and 64x8 on a "
+            "family), slow on today's statevector kernel (default: --episodes)"
+        ),
+    )
+    generalise.add_argument(
+        "--unseen",
+        type=int,
+        default=None,
+        metavar="K",
+        help="unseen instances placed per shape (default 100; at most 10000)",
+    )
+    generalise.add_argument(
+        "--tight",
+        action="store_true",
+        help="train and test on the tight family (tight=true: qdt/problem/generator.py), where greedy misses",
+    )
+    generalise.add_argument(
+        "--max-critic-qubits",
+        type=int,
+        default=11,
+        metavar="Q",
+        help=(
+            "train the quantum agent only where its critic needs at most Q qubits (default 11, the 64x8 "
+            "family critic: 4NM inputs; at most 12, qdt/circuits/vqc.py MAX_QUBITS); the others are "
+            "listed as not trained"
+        ),
+    )
+    generalise.add_argument(
+        "--out",
+        type=Path,
+        default=GENERALISE_OUT,
+        help=f"default {GENERALISE_OUT} (written by the first full run)",
+    )
+    _add_sweep_options(generalise, Path("runs/bench-generalise"))
+    generalise.set_defaults(handler=_cmd_generalise)
 
 
 def _register_studies(kinds: Any) -> None:
@@ -427,7 +516,6 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         is_trained,
         run_scale_bench,
     )
-    from qdt.rl.config import DEFAULT_RECIPE, RECIPE_NAMES
 
     if args.quick:
         shapes, seeds, episodes = list(QUICK_SHAPES), 2, 40
@@ -438,15 +526,8 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             shapes = _parse_shapes(args.shapes, max_users=1024)
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
-    recipe = args.recipe if args.recipe is not None else DEFAULT_RECIPE
-    if recipe not in RECIPE_NAMES:
-        raise QdtInputError("--recipe", f"one of {', '.join(RECIPE_NAMES)}", recipe)
-    _check_positive(("--seeds", seeds))
-    for flag, value in (("--episodes", episodes), ("--quantum-episodes", args.quantum_episodes)):
-        if value is not None:
-            _check_positive((flag, value))
+    recipe = _check_budget(args, seeds, episodes)
     check_max_critic_qubits(args.max_critic_qubits)
-    _check_workers(args)
     total = seeds * sum(
         is_trained(spec, n, m, args.max_critic_qubits) for n, m in shapes for spec in DEFAULT_AGENTS
     )
@@ -467,6 +548,77 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         )
     print(result["markdown"])
     wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'scale')}"
+    return _finish(result, args.runs, wrote)
+
+
+def _check_budget(args: argparse.Namespace, seeds: int, episodes: int | None) -> str:
+    """The recipe (--recipe or qdt train's), once seeds, episodes and workers are checked
+    (scale and generalise)."""
+    from qdt.rl.config import DEFAULT_RECIPE, RECIPE_NAMES
+
+    recipe = args.recipe if args.recipe is not None else DEFAULT_RECIPE
+    if recipe not in RECIPE_NAMES:
+        raise QdtInputError("--recipe", f"one of {', '.join(RECIPE_NAMES)}", recipe)
+    _check_positive(("--seeds", seeds))
+    for flag, value in (("--episodes", episodes), ("--quantum-episodes", args.quantum_episodes)):
+        if value is not None:
+            _check_positive((flag, value))
+    _check_workers(args)
+    return str(recipe)
+
+
+def _cmd_generalise(args: argparse.Namespace) -> int:
+    from qdt.experiments.bench.generalise import (
+        DEFAULT_AGENTS,
+        DEFAULT_SEEDS,
+        DEFAULT_SHAPES,
+        DEFAULT_UNSEEN,
+        QUICK_EPISODES,
+        QUICK_SEEDS,
+        QUICK_SHAPES,
+        QUICK_UNSEEN,
+        check_configs,
+        check_unseen,
+        run_generalise_bench,
+        trains,
+    )
+
+    if args.quick:
+        shapes, seeds, episodes, unseen = list(QUICK_SHAPES), QUICK_SEEDS, QUICK_EPISODES, QUICK_UNSEEN
+    else:
+        shapes, seeds, episodes, unseen = list(DEFAULT_SHAPES), DEFAULT_SEEDS, None, DEFAULT_UNSEEN
+        if args.shapes is not None:
+            shapes = _parse_shapes(args.shapes, max_users=1024)
+    seeds = args.seeds if args.seeds is not None else seeds
+    episodes = args.episodes if args.episodes is not None else episodes
+    unseen = check_unseen(args.unseen if args.unseen is not None else unseen)
+    recipe = _check_budget(args, seeds, episodes)
+    agents = DEFAULT_AGENTS
+    # every shape checked against every agent (and --max-critic-qubits) before any folder or run
+    check_configs(shapes, agents, recipe, episodes, args.quantum_episodes, args.tight, args.max_critic_qubits)
+    total = seeds * sum(trains(spec, shape, args.max_critic_qubits) for shape in shapes for spec in agents)
+    with (
+        _output_folders(args, "generalise"),
+        _progress("bench generalise", total + len(shapes), "step") as step,
+    ):
+        result = run_generalise_bench(
+            args.out,
+            args.runs,
+            shapes=shapes,
+            agents=agents,
+            seeds=seeds,
+            recipe=recipe,
+            episodes=episodes,
+            quantum_episodes=args.quantum_episodes,
+            unseen=unseen,
+            tight=args.tight,
+            max_critic_qubits=args.max_critic_qubits,
+            on_result=_run_reporter(step, _gap_text),
+            on_shape=lambda shape: step(f"{shape}: {unseen} unseen instances placed"),
+            **_sweep_kwargs(args),
+        )
+    print(result["markdown"])
+    wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'generalise')}"
     return _finish(result, args.runs, wrote)
 
 

@@ -18,7 +18,14 @@ from qdt.rl.config import DEFAULT_RECIPE, RUNTIME_FIELDS, TrainConfig, resolve_t
 
 # TrainConfig fields that are not flags: lr_critic is set with lr_actor by --lr; the others are
 # settled choices (qdt/rl/config.py says why) that sweep specs and config files can still change.
-_NOT_FLAGS = ("updates_per_episode", "warmup_transitions", "hidden", "reward_scale", "logit_penalty")
+_NOT_FLAGS = (
+    "updates_per_episode",
+    "warmup_transitions",
+    "hidden",
+    "reward_scale",
+    "logit_penalty",
+    "ppo_clip",
+)
 _RENAMED = {"channel_fading_db": "fading-db"}
 _COMBINED = {"lr": ("lr_actor", "lr_critic")}
 

@@ -166,7 +166,8 @@ Decode = Literal["round", "argmax", "feasible"]
 Observation = Literal["column", "features"]
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
-Recipe = Literal["v2", "v1", "paper"]
+Learner = Literal["maddpg", "ppo"]
+Recipe = Literal["v2", "v3", "v1", "paper"]
 EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
 RECIPE_NAMES: tuple[str, ...] = get_args(Recipe)
@@ -265,6 +266,14 @@ class TrainConfig:
     envs: int = field(
         default=8, metadata=_doc("environments stepped as one batch per episode (vectorised episodes)")
     )
+    learner: Learner = field(
+        default="maddpg",
+        metadata=_doc(
+            "how the actors learn: maddpg (through the centralised critic, eqs. 37-38) or ppo (clipped "
+            "policy gradient on each episode's rewards of the scores explored with Gaussian noise; no critic)"
+        ),
+    )
+    ppo_clip: float = field(default=0.2, metadata=_doc("ppo: clip range of the probability ratio"))
     reward_scaling: RewardScaling = field(
         default="bound",
         metadata=_doc(
@@ -316,6 +325,7 @@ class TrainConfig:
         _choice("observation", self.observation, get_args(Observation))
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
+        _choice("learner", self.learner, get_args(Learner))
         _int_at_least("layers", self.layers, 0)
         check_layers(self.layers, "--layers")  # qdt/circuits/vqc.py: MAX_LAYERS and why
         for name in (
@@ -367,6 +377,30 @@ class TrainConfig:
             raise QdtInputError("batch_size", f"at most replay_size = {self.replay_size}", self.batch_size)
         if self.family is not None:
             self._check_family()
+        if self.learner == "ppo":
+            self._check_ppo()
+
+    def _check_ppo(self) -> None:
+        """ppo learns from the log-probability of Gaussian-explored scores of one shared actor."""
+        _float_in("ppo_clip", self.ppo_clip, 0.0, 1.0, low_open=True)
+        for name, needed, fix in (
+            ("exploration", "gaussian", "--exploration gaussian"),
+            ("sharing", "shared", "--sharing shared"),
+        ):
+            if getattr(self, name) != needed:
+                raise QdtInputError(
+                    "learner", f"{name} = {needed} with the ppo learner", getattr(self, name), f"add {fix}"
+                )
+        if self.decode == "round":
+            raise QdtInputError(
+                "learner", "a score decoding (feasible or argmax) with the ppo learner", "decode = round"
+            )
+        if self.explore_end <= 0.0:
+            raise QdtInputError(
+                "learner",
+                "explore_end > 0 with the ppo learner (its policy is a Gaussian of that width)",
+                self.explore_end,
+            )
 
     def _check_family(self) -> None:
         """A family spec that parses (kept in its canonical form), with actors that read the instance."""
@@ -442,6 +476,8 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "hidden",
     "reward_scale",
     "logit_penalty",
+    "learner",
+    "ppo_clip",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
 channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,
@@ -476,12 +512,23 @@ _V1: dict[str, Any] = {
     "hidden": 192,
     "reward_scale": None,
     "logit_penalty": 1e-3,
+    "learner": "maddpg",
+    "ppo_clip": 0.2,
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
     # qdt's default: the dataclass defaults above (the module docstring says why each).
     "v2": {
         name: spec.default for name, spec in TrainConfig.__dataclass_fields__.items() if name in RECIPE_FIELDS
+    },
+    # v2 with the actors learning by clipped policy gradient instead of through the critic.
+    "v3": {
+        **{
+            name: spec.default
+            for name, spec in TrainConfig.__dataclass_fields__.items()
+            if name in RECIPE_FIELDS
+        },
+        "learner": "ppo",
     },
     # The defaults before v2: benchmarks/results/paper, instances, noise, shots and demo were made with it.
     "v1": _V1,

@@ -40,6 +40,7 @@ from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
 from qdt.rl.maddpg import all_observations
 from qdt.rl.networks import Actor
+from qdt.rl.observations import ObservationFeatures
 from qdt.sim.device import CPU
 
 __all__ = [
@@ -112,6 +113,22 @@ class TrainedPolicy:
 
     def model(self) -> PlacementModel:
         return PlacementModel(self.instance)
+
+    def rebind(self, instance: Instance, model: PlacementModel | None = None) -> None:
+        """Act on ``instance`` (the run's size N x M) from now on, as ``load_policy(run,
+        instance=instance)`` would, without reading the checkpoint or opening an executor again:
+        the weights stay, each actor's observation tables (built from the instance, never part of
+        the checkpoint) and the decoding's model are rebuilt from ``instance`` (or from ``model``,
+        its PlacementModel when the caller has it). Cheap, so a benchmark can time one decision per
+        instance (``qdt bench generalise``) with the policy loaded once."""
+        check_instance_size(self.instance, instance)
+        model = PlacementModel(instance) if model is None else model
+        shared = self.config.sharing == "shared"
+        for actor in {id(actor): actor for actor in self.actors}.values():  # a shared actor once
+            if actor.features is not None:
+                actor.features = ObservationFeatures(self.config.observation, model, shared).to(self.device)
+        self.instance = instance
+        self.placement_model = model  # replaces the cached one
 
     @functools.cached_property
     def placement_model(self) -> PlacementModel:

@@ -68,6 +68,7 @@ from qdt.rl.maddpg import (
     update_targets,
 )
 from qdt.rl.observations import InstanceContext, context_arrays, context_of
+from qdt.rl.ppo import ppo_update
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.tensorboard import TensorBoardLog
 
@@ -155,6 +156,7 @@ class Trainer:
         states = self.env.reset()
         context, context_ids = self._episode_context()
         rewards: list[float] = []
+        on_policy: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # ppo: (states, actions, rewards)
         last = np.zeros(config.envs)
         feasible = np.zeros(config.envs, dtype=bool)
         table = self._score_table()
@@ -170,13 +172,17 @@ class Trainer:
             if not np.all(np.isfinite(last)):
                 raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {last.tolist()}")
             stored = self._scaled_rewards(last)
+            if config.learner == "ppo":
+                on_policy.append((states, actions, stored))
             for k in range(config.envs):
                 self.replay.add(states[k], actions[k], float(stored[k]), placements[k], context_ids[k])
                 if feasible[k] and self.family is None:
                     self._track_best(placements[k])
             rewards.extend(float(r) for r in last)
             states = placements
-        losses = self._train_phase()
+        losses = (
+            self._ppo_phase(on_policy, level, context) if config.learner == "ppo" else self._train_phase()
+        )
         self.state.episode += 1
         record: dict[str, Any] = {
             "episode": self.state.episode,
@@ -268,6 +274,32 @@ class Trainer:
         except NonFiniteError as error:
             raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
         return float(np.mean(critic_losses)), float(np.mean(actor_losses))
+
+    def _ppo_phase(
+        self,
+        steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        level: float,
+        context: InstanceContext | None,
+    ) -> tuple[float | None, float | None]:
+        """The ``ppo`` learner's update on this episode's transitions (``qdt/rl/ppo.py``); no critic."""
+        states, actions, rewards = (np.concatenate([step[i] for step in steps]) for i in range(3))
+        rows = None
+        if context is not None:  # transition t·K + k is environment k's
+            rows = context.rows(torch.arange(self.config.envs, device=self.device).repeat(len(steps)))
+        try:
+            loss = ppo_update(
+                self.agents[0],
+                to_torch(states, self.device),
+                to_torch(actions, self.device),
+                to_torch(rewards, self.device),
+                sigma=level,
+                clip=self.config.ppo_clip,
+                steps=self.config.gradient_steps,
+                context=rows,
+            )
+        except NonFiniteError as error:
+            raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
+        return None, loss
 
     def _track_best(self, x: np.ndarray) -> None:
         latency = float((x * self.model.latency).sum())

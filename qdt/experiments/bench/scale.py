@@ -43,7 +43,7 @@ import numpy as np
 from qdt.circuits.vqc import MAX_QUBITS
 from qdt.errors import QdtInputError
 from qdt.experiments.bench.paper import AgentSpec
-from qdt.experiments.bench.runs import OnRun, bench_run, failure_note, train_runs
+from qdt.experiments.bench.runs import OnRun, TrainedRuns, bench_run, failure_note, train_runs
 from qdt.experiments.tables import format_table
 from qdt.plots import pyplot, save_figure
 from qdt.problem.generator import GeneratorConfig, generate_instance, tight_config
@@ -174,13 +174,18 @@ def bench_config(
     episodes: int | None,
     quantum_episodes: int | None,
     shape: tuple[int, int],
+    **fixed: Any,
 ) -> TrainConfig:
-    changes: dict[str, Any] = {"agent": spec.agent, "seed": seed}
+    """``spec``'s config by ``recipe`` for seed ``seed`` at N x M ``shape``, with ``fixed`` on top
+    (``qdt bench generalise``: the family and the features observation); ``quantum_episodes``
+    replaces ``episodes`` for a quantum agent whose critic (as ``fixed`` makes it) needs
+    :data:`SLOW_CRITIC_QUBITS` or more qubits."""
+    changes: dict[str, Any] = {"agent": spec.agent, "seed": seed, **fixed}
     if spec.agent == "quantum":
         changes["layers"] = spec.layers
     budget = episodes
     if quantum_episodes is not None and spec.agent == "quantum":
-        if agent_qubits(TrainConfig.from_recipe(recipe, agent="quantum"), *shape)[1] >= SLOW_CRITIC_QUBITS:
+        if agent_qubits(TrainConfig.from_recipe(recipe, **changes), *shape)[1] >= SLOW_CRITIC_QUBITS:
             budget = quantum_episodes
     if budget is not None:
         changes["episodes"] = budget
@@ -287,21 +292,8 @@ def run_scale_bench(
     summary_rows = summarise(rows, instances, agents)
     aggregates = aggregate(rows, agents)
     wall = time.perf_counter() - start
-    skip_note = (
-        f"Not trained (critic above --max-critic-qubits {max_critic_qubits}): " + ", ".join(skipped) + "."
-        if skipped
-        else ""
-    )
-    notes = "\n\n".join(note for note in (skip_note, failure_note(trained)) if note)
-    setting = (
-        f"{generator} instances, recipe {recipe}, {seeds} seeds per agent"
-        + (f", {episodes} episodes" if episodes is not None else "")
-        + (
-            f" ({quantum_episodes} for quantum runs with a critic of {SLOW_CRITIC_QUBITS}+ qubits)"
-            if quantum_episodes is not None
-            else ""
-        )
-    )
+    notes = run_notes(skipped, max_critic_qubits, trained)
+    setting = f"{generator} instances, {budget_text(recipe, seeds, episodes, quantum_episodes)}"
     markdown = write_markdown(out_dir, summary_rows, aggregates, rows, instances, setting, wall, notes)
     if rows:
         plot_scale(out_dir / "scale.png", summary_rows, setting)
@@ -316,6 +308,30 @@ def run_scale_bench(
         "skipped": skipped,
         "instances": {f"{n}x{m}": (drawn.kind, drawn.seed) for (n, m), drawn in instances.items()},
     }
+
+
+def run_notes(skipped: Sequence[str], max_critic_qubits: int, trained: TrainedRuns) -> str:
+    """The paragraphs under a bench's tables: the quantum runs not trained (critic too wide) and
+    the runs that failed; "" when there are none."""
+    skip_note = (
+        f"Not trained (critic above --max-critic-qubits {max_critic_qubits}): " + ", ".join(skipped) + "."
+        if skipped
+        else ""
+    )
+    return "\n\n".join(note for note in (skip_note, failure_note(trained)) if note)
+
+
+def budget_text(recipe: str, seeds: int, episodes: int | None, quantum_episodes: int | None) -> str:
+    """What a bench trained, for its tables and figure: recipe, seeds and the episode budgets."""
+    return (
+        f"recipe {recipe}, {seeds} seeds per agent"
+        + (f", {episodes} episodes" if episodes is not None else "")
+        + (
+            f" ({quantum_episodes} for quantum runs with a critic of {SLOW_CRITIC_QUBITS}+ qubits)"
+            if quantum_episodes is not None
+            else ""
+        )
+    )
 
 
 def summarise(

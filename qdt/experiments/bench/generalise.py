@@ -1,0 +1,828 @@
+"""``qdt bench generalise``: policies trained on a family of instances, placing instances they never saw.
+
+For every shape N × M of the grid (default 8×2, 16×4, 32×8, 64×8; ``--quick``: 4×2 and 8×2 for
+CI) every agent (classical, quantum L = 6) is trained with ``seeds`` seeds on the family
+``users=N,servers=M`` (``tight=true`` with ``tight``: ``qdt/problem/family.py``), a new instance
+drawn every episode and environment, by the chosen recipe with ``observation = "features"``. Then
+``unseen`` instances of the same family that no run trained on are placed, one at a time, by
+every trained run, and the same instances are solved by the MILP, greedy-with-repair, the feasible
+decoding fed uniform random scores (``random``: one pass, no search) and the same decoding fed
+each seed's freshly initialised actors (``untrained``: what the learned scores add).
+
+The unseen instances. Instance i of shape N × M is
+``Family(N, M, tight, seed=UNSEEN_SEED).held_out(0, i)``: spawn key (FAMILY_STREAM, HELD_OUT_KEY,
+i) under the entropy :data:`UNSEEN_SEED`. A training draw has the spawn key (FAMILY_STREAM,
+TRAIN_KEY, episode, copy): another seed sequence whatever its entropy, so an unseen instance is
+never a training draw, of any seed, episode or environment (``qdt/problem/family.py``, Seeding).
+They are not a run's own held-out instances either (its validation and summary.json ones, drawn
+under the run's seed 0, 1, …), since :data:`UNSEEN_SEED` is far above any seed the bench trains.
+Every agent and seed places the same instances.
+
+Timing, in this process, after training, one instance at a time (a decision's latency): the
+policy's time is rebinding the loaded actors to the instance (their observation tables,
+:meth:`qdt.rl.policy.TrainedPolicy.rebind`, the checkpoint read once per run), then the greedy
+rollout's N_t steps of scoring and decoding; the MILP's is HiGHS on the same PlacementModel, its
+own model building included. The MILP first runs with the time limit :data:`MILP_LIMIT_S` (in a
+child process, which ``solve`` uses to enforce a limit); where it proves an optimum it is solved
+again in this process and that solve is timed, so the child's start (15–25 ms measured here) is
+not counted as the MILP's time. Torch runs on one thread while timing, as HiGHS does. Instances
+on which the MILP proves no optimum within the limit have no gap and are left out of the shares,
+medians and times (their count is reported; leaving them out can only lower the MILP's median).
+
+Reported per (N × M, agent), over the instances with a proven optimum: feasible share; the gap to
+the optimum, median and interquartile range pooled over seeds, each seed's median, and the
+interquartile mean of the seeds' medians with its 95% stratified-bootstrap interval
+(:func:`qdt.stats.iqm_interval`); greedy's, random's and the untrained decoding's median gap on
+the same instances; median decision time against the MILP's median and their ratio; training
+episodes and time per episode. An infeasible placement counts as an infinite gap in medians and
+quartiles (shown as "infeasible" when one lands there), and a seed whose median is infeasible as
+:data:`INFEASIBLE_GAP` in the IQM. Then one line per target of the issue (module constants).
+
+Quantum agents whose critic needs more than ``max_critic_qubits`` qubits are not trained (a family
+critic reads 4·N·M values: 11 qubits at 64 × 8) and are named under the table; ``quantum_episodes``
+gives quantum runs whose critic needs :data:`qdt.experiments.bench.scale.SLOW_CRITIC_QUBITS` (10)
+or more qubits their own budget.
+The runs are cells of a sweep on qdt's Ray engine in ``runs_dir``
+(:mod:`qdt.experiments.bench.runs`): resumed after an interruption, reused when finished; a run
+that fails is named under the table.
+
+Outputs in ``out_dir``: generalise.csv (one row per run and unseen instance), generalise.md (the
+tables and the targets), generalise.png (gap distributions per shape; decision and MILP times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from qdt.errors import QdtInputError
+from qdt.experiments.bench.noise import write_rows
+from qdt.experiments.bench.paper import AgentSpec
+from qdt.experiments.bench.runs import BenchRun, OnRun, bench_run, train_runs
+from qdt.experiments.bench.scale import (
+    DEFAULT_AGENTS,
+    DEFAULT_SEEDS,
+    DEFAULT_SHAPES,
+    INFEASIBLE_GAP,
+    MILP_LIMIT_S,
+    WITHIN,
+    bench_config,
+    budget_text,
+    check_max_critic_qubits,
+    run_notes,
+)
+from qdt.experiments.tables import format_table
+from qdt.plots import pyplot, save_figure
+from qdt.problem.decoding import decode_feasible
+from qdt.problem.family import Family
+from qdt.problem.instance import Instance
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
+from qdt.rl.builders import agent_qubits, check_fits
+from qdt.rl.config import DEFAULT_RECIPE, TrainConfig
+from qdt.rl.policy import TrainedPolicy, load_policy
+from qdt.rl.train import SUMMARY_FILE, Trainer, family_instance, relative_gap
+from qdt.stats import iqm_interval
+
+UNSEEN_SEED = 0x756E_7365  # "unse": the entropy of every unseen test set (module docstring)
+RANDOM_SCORES_SEED = 0x726E_6473  # "rnds": the random baseline's scores, one child per instance
+DEFAULT_UNSEEN = 100
+MAX_UNSEEN = 10_000
+QUICK_SHAPES: tuple[tuple[int, int], ...] = ((4, 2), (8, 2))  # --quick, with the three below (CI)
+QUICK_SEEDS, QUICK_EPISODES, QUICK_UNSEEN = 2, 30, 10
+DEFAULT_MAX_CRITIC_QUBITS = 11  # the 64 x 8 family critic (4·N·M = 2048 values)
+TARGET_SHAPES: tuple[tuple[int, int], ...] = ((32, 8), (64, 8))
+"""The shapes the issue's targets are stated on; a run without them checks its own shapes."""
+TARGET_SPEEDUP = 10.0  # the MILP's median decision time over the policy's, at least
+_BIG = 1e12  # stands for an infeasible placement's gap inside a quantile (mapped back to inf)
+
+ROW_FIELDS = [
+    "users",
+    "servers",
+    "tight",
+    "agent",
+    "seed",
+    "instance",
+    "instance_digest",
+    "milp_status",
+    "optimum_total_latency_s",
+    "milp_ms",
+    "greedy_gap",
+    "greedy_ms",
+    "random_gap",
+    "feasible",
+    "total_latency_s",
+    "gap",
+    "decision_ms",
+    "untrained_feasible",
+    "untrained_gap",
+    "episodes",
+    "s_per_episode",
+]
+
+OnShape = Callable[[str], None]  # (shape label, e.g. "32x8"): its unseen instances are evaluated
+
+
+# ---- configs and instances ------------------------------------------------------------------
+def family_spec(shape: tuple[int, int], tight: bool) -> str:
+    """The family a shape's runs train on, as ``qdt train --family`` reads it."""
+    n, m = shape
+    return f"users={n},servers={m}" + (",tight=true" if tight else "")
+
+
+def generalise_config(
+    spec: AgentSpec,
+    seed: int,
+    recipe: str,
+    episodes: int | None,
+    quantum_episodes: int | None,
+    shape: tuple[int, int],
+    tight: bool,
+) -> TrainConfig:
+    """One run's config: ``spec`` by ``recipe`` on the shape's family, actors reading the instance."""
+    fixed = {"family": family_spec(shape, tight), "observation": "features"}
+    return bench_config(spec, seed, recipe, episodes, quantum_episodes, shape, **fixed)
+
+
+def critic_qubits(config: TrainConfig, shape: tuple[int, int]) -> int:
+    return agent_qubits(config, *shape)[1]
+
+
+def trains(spec: AgentSpec, shape: tuple[int, int], max_critic_qubits: int) -> bool:
+    """Whether the bench trains ``spec`` at ``shape``: a quantum agent only up to ``max_critic_qubits``
+    qubits in its family critic."""
+    if spec.agent != "quantum":
+        return True
+    probe = TrainConfig(agent="quantum", family=family_spec(shape, False), observation="features")
+    return critic_qubits(probe, shape) <= max_critic_qubits
+
+
+def check_unseen(value: int) -> int:
+    """``--unseen``: 1 to :data:`MAX_UNSEEN`, else one clear error."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UNSEEN:
+        raise QdtInputError("--unseen", f"an integer from 1 to {MAX_UNSEEN:,}", value)
+    return value
+
+
+def check_configs(
+    shapes: Sequence[tuple[int, int]],
+    agents: Sequence[AgentSpec],
+    recipe: str,
+    episodes: int | None,
+    quantum_episodes: int | None,
+    tight: bool,
+    max_critic_qubits: int,
+) -> list[str]:
+    """Refuse, before anything is trained, a shape too large for an agent (the error names the
+    shape); returns the (shape, agent) pairs not trained, as the table lists them."""
+    check_max_critic_qubits(max_critic_qubits)
+    skipped = []
+    for shape in shapes:
+        n, m = shape
+        for spec in agents:
+            config = generalise_config(spec, 0, recipe, episodes, quantum_episodes, shape, tight)
+            if not trains(spec, shape, max_critic_qubits):
+                skipped.append(f"{n}x{m} {spec.label} ({critic_qubits(config, shape)}-qubit critic)")
+                continue
+            check_fits(config, n, m, f"--shapes {n}x{m}")
+    return skipped
+
+
+def unseen_instances(shape: tuple[int, int], count: int, tight: bool) -> list[Instance]:
+    """The shape's unseen test set: ``count`` held-out draws under :data:`UNSEEN_SEED`."""
+    family = Family(shape[0], shape[1], tight=tight, seed=UNSEEN_SEED)
+    return [family.held_out(0, index) for index in range(count)]
+
+
+def instance_digest(instance: Instance) -> str:
+    """12 hex digits of the instance's numbers (its name and provenance left out), so that two
+    instances with the same digest place alike whatever they are called."""
+    data = {k: v for k, v in instance.to_dict().items() if k not in ("name", "meta")}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+# ---- the bench ------------------------------------------------------------------------------
+def run_generalise_bench(
+    out_dir: Path,
+    runs_dir: Path,
+    *,
+    shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
+    agents: Sequence[AgentSpec] = DEFAULT_AGENTS,
+    seeds: int = DEFAULT_SEEDS,
+    recipe: str = DEFAULT_RECIPE,
+    episodes: int | None = None,
+    quantum_episodes: int | None = None,
+    unseen: int = DEFAULT_UNSEEN,
+    tight: bool = False,
+    max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
+    milp_limit_s: float = MILP_LIMIT_S,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    on_result: OnRun | None = None,
+    on_shape: OnShape | None = None,
+) -> dict[str, Any]:
+    """Train every (shape, agent, seed) as a sweep cell, place the unseen instances with every
+    finished run beside the baselines, then write generalise.csv, generalise.md, generalise.png."""
+    start = time.perf_counter()
+    check_unseen(unseen)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise QdtInputError("--seeds", "an integer >= 1", seeds)
+    skipped = check_configs(shapes, agents, recipe, episodes, quantum_episodes, tight, max_critic_qubits)
+    runs: list[BenchRun] = []
+    for shape in shapes:
+        n, m = shape
+        for spec in agents:
+            if not trains(spec, shape, max_critic_qubits):
+                continue
+            for seed in range(seeds):
+                config = generalise_config(spec, seed, recipe, episodes, quantum_episodes, shape, tight)
+                runs.append(
+                    bench_run(
+                        (shape, spec.label, seed),
+                        f"{n}x{m} {spec.label} seed {seed}",
+                        config,
+                        family_instance(config),
+                        f"family {config.family}",
+                    )
+                )
+    runs.sort(key=lambda run: -math.prod(_key(run)[0]))  # the long runs first
+    trained = train_runs(
+        runs,
+        runs_dir,
+        name="bench-generalise",
+        workers=workers,
+        ray_address=ray_address,
+        retry_failed=retry_failed,
+        on_result=on_result,
+    )
+    rows: list[dict[str, Any]] = []
+    baselines: dict[tuple[int, int], list[Baseline]] = {}
+    with _torch_threads(1):
+        for shape in shapes:
+            finished = [
+                (run, run_dir)
+                for run in runs
+                if _key(run)[0] == shape and (run_dir := trained.run_dir(run.key)) is not None
+            ]
+            shape_rows, baselines[shape] = evaluate_shape(
+                shape, unseen_instances(shape, unseen, tight), finished, tight, milp_limit_s
+            )
+            rows.extend(shape_rows)
+            if on_shape is not None:
+                on_shape(f"{shape[0]}x{shape[1]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_rows(out_dir / "generalise.csv", rows, ROW_FIELDS)
+    summary = summarise(rows, baselines, agents)
+    targets = check_targets(summary, tight)
+    wall = time.perf_counter() - start
+    notes = run_notes(skipped, max_critic_qubits, trained)
+    setting = (
+        f"{'tight ' if tight else ''}families users=N,servers=M, "
+        f"{budget_text(recipe, seeds, episodes, quantum_episodes)}, "
+        f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
+    )
+    markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes)
+    plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting)
+    return {
+        "wall_s": wall,
+        "rows": rows,
+        "summary": summary,
+        "targets": targets,
+        "markdown": markdown,
+        "trained": trained.trained,
+        "failures": trained.failures,
+        "skipped": skipped,
+    }
+
+
+def _key(run: BenchRun) -> tuple[tuple[int, int], str, int]:
+    """This bench's key of a run: (shape, agent label, seed)."""
+    return cast(tuple[tuple[int, int], str, int], run.key)
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- one shape's unseen instances -----------------------------------------------------------
+@dataclass(frozen=True)
+class Baseline:
+    """One unseen instance: the MILP's result and time, greedy's and random's gaps."""
+
+    index: int
+    digest: str
+    milp_status: str
+    optimum_s: float | None  # None: no optimum proven within the limit
+    milp_ms: float | None  # the in-process solve (module docstring); None without an optimum
+    greedy_gap: float | None  # None: greedy found no placement (or no optimum to compare with)
+    greedy_ms: float
+    random_gap: float | None  # None: the decoding of random scores is infeasible (or no optimum)
+
+    @property
+    def solved(self) -> bool:
+        return self.optimum_s is not None
+
+
+def solve_baselines(model: PlacementModel, index: int, digest: str, milp_limit_s: float) -> Baseline:
+    """The MILP (limited, then timed in this process where it proved an optimum), greedy (timed)
+    and one pass of the feasible decoding over uniform random scores, on one unseen instance."""
+    limited = solve(model, "milp", time_limit_s=milp_limit_s)
+    optimum = limited.total_latency_s if limited.status == "optimal" else None
+    milp_ms = None
+    if optimum is not None:  # the same HiGHS run again (deterministic), timed without the child
+        begin = time.perf_counter()
+        again = solve(model, "milp")
+        elapsed = time.perf_counter() - begin
+        milp_ms = 1e3 * elapsed if again.status == "optimal" else None
+    begin = time.perf_counter()
+    greedy = solve(model, "greedy")
+    greedy_ms = 1e3 * (time.perf_counter() - begin)
+    rng = np.random.default_rng(np.random.SeedSequence(RANDOM_SCORES_SEED, spawn_key=(index,)))
+    placed = decode_feasible(model, rng.random((model.n_users, model.n_servers))).placement
+    return Baseline(
+        index=index,
+        digest=digest,
+        milp_status=limited.status,
+        optimum_s=optimum,
+        milp_ms=milp_ms,
+        greedy_gap=relative_gap(greedy.total_latency_s if greedy.status == "feasible" else None, optimum),
+        greedy_ms=greedy_ms,
+        random_gap=_gap(model, placed, optimum),
+    )
+
+
+def _gap(model: PlacementModel, placement: np.ndarray, optimum: float | None) -> float | None:
+    """The placement's gap to ``optimum``; None when it is infeasible or there is no optimum."""
+    evaluation = model.evaluate(placement)
+    return relative_gap(evaluation.total_latency_s if evaluation.feasible else None, optimum)
+
+
+def evaluate_shape(
+    shape: tuple[int, int],
+    instances: Sequence[Instance],
+    finished: Sequence[tuple[BenchRun, Path]],
+    tight: bool,
+    milp_limit_s: float,
+) -> tuple[list[dict[str, Any]], list[Baseline]]:
+    """Rows (one per finished run and unseen instance) and the instances' baselines.
+
+    Per instance, in turn: the baselines, then each run's decision (timed); so a change of load on
+    the machine falls on the MILP and the policies alike. Each policy is loaded once and warmed up
+    by one untimed decision; the untrained decodings (not timed) come after, one run at a time.
+    """
+    models = [PlacementModel(instance) for instance in instances]
+    policies: list[tuple[BenchRun, Path, TrainedPolicy]] = []
+    for run, run_dir in finished:
+        policy = load_policy(run_dir, instance=instances[0])
+        policy.placement()  # warm-up: lazy initialisation stays out of the first timed decision
+        policies.append((run, run_dir, policy))
+    baselines: list[Baseline] = []
+    decisions: dict[Any, list[tuple[np.ndarray, float]]] = {run.key: [] for run, _, _ in policies}
+    for index, (instance, model) in enumerate(zip(instances, models)):
+        baselines.append(solve_baselines(model, index, instance_digest(instance), milp_limit_s))
+        for run, _, policy in policies:
+            begin = time.perf_counter()
+            policy.rebind(instance, model)
+            placement = policy.placement()
+            decisions[run.key].append((placement, 1e3 * (time.perf_counter() - begin)))
+    for _, _, policy in policies:
+        if policy.executor is not None:
+            policy.executor.close()
+    rows = []
+    for run, run_dir, _ in policies:
+        assert run.cell.config is not None  # a finished run has its config
+        config = run.cell.config
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        untrained = Trainer(config, family_instance(config))  # never trained: its initial actors
+        for base, model, (placement, decision_ms) in zip(baselines, models, decisions[run.key]):
+            evaluation = model.evaluate(placement)
+            raw = untrained.greedy_placement(model)
+            untrained_ok = bool(model.evaluate(raw).feasible)
+            rows.append(
+                {
+                    "users": shape[0],
+                    "servers": shape[1],
+                    "tight": tight,
+                    "agent": _key(run)[1],
+                    "seed": _key(run)[2],
+                    "instance": base.index,
+                    "instance_digest": base.digest,
+                    "milp_status": base.milp_status,
+                    "optimum_total_latency_s": base.optimum_s,
+                    "milp_ms": base.milp_ms,
+                    "greedy_gap": base.greedy_gap,
+                    "greedy_ms": base.greedy_ms,
+                    "random_gap": base.random_gap,
+                    "feasible": bool(evaluation.feasible),
+                    "total_latency_s": evaluation.total_latency_s,
+                    "gap": _gap(model, placement, base.optimum_s),
+                    "decision_ms": decision_ms,
+                    "untrained_feasible": untrained_ok,
+                    "untrained_gap": _gap(model, raw, base.optimum_s),
+                    "episodes": summary["episodes"],
+                    "s_per_episode": summary["wall_s"] / max(1, summary["episodes"]),
+                }
+            )
+        del untrained
+    return rows, baselines
+
+
+# ---- the summary ----------------------------------------------------------------------------
+def _scored(gap: float | None) -> float:
+    """A gap as the medians count it: an infeasible placement (None) as infinitely far."""
+    return math.inf if gap is None else float(gap)
+
+
+def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(25%, 50%, 75%) of gaps that may be infinite (infeasible), linear between neighbours, a
+    quantile that reaches an infeasible one infinite."""
+    data = np.asarray(values, dtype=np.float64)
+    q = [
+        math.inf if v > _BIG / 1e3 else float(v)
+        for v in np.percentile(np.where(np.isinf(data), _BIG, data), [25, 50, 75])
+    ]
+    return q[0], q[1], q[2]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return quantiles(values)[1] if len(values) else None
+
+
+def summarise(
+    rows: list[dict[str, Any]], baselines: dict[tuple[int, int], list[Baseline]], agents: Sequence[AgentSpec]
+) -> list[dict[str, Any]]:
+    """One entry per (shape, agent) with runs: the module docstring's numbers, over the instances
+    with a proven optimum."""
+    out = []
+    for shape, bases in baselines.items():
+        solved = [b for b in bases if b.solved]
+        solved_ids = {b.index for b in solved}
+        milp_ms = [b.milp_ms for b in solved if b.milp_ms is not None]
+        for spec in agents:
+            runs = [r for r in rows if (r["users"], r["servers"]) == shape and r["agent"] == spec.label]
+            if not runs:
+                continue
+            seeds = sorted({r["seed"] for r in runs})
+            mine = [r for r in runs if r["instance"] in solved_ids]
+            per_seed = {
+                seed: _median([_scored(r["gap"]) for r in mine if r["seed"] == seed]) for seed in seeds
+            }
+            seed_medians = [v for v in per_seed.values() if v is not None]
+            q1, median, q3 = quantiles([_scored(r["gap"]) for r in mine]) if mine else (None, None, None)
+            # over the instances the MILP solved; over all of them when it solved none
+            decision_ms = [r["decision_ms"] for r in (mine or runs)]
+            entry: dict[str, Any] = {
+                "users": shape[0],
+                "servers": shape[1],
+                "agent": spec.label,
+                "seeds": len(seeds),
+                "instances": len(bases),
+                "solved": len(solved),
+                "episodes": sorted({r["episodes"] for r in runs}),
+                "s_per_episode": float(
+                    np.median([next(r["s_per_episode"] for r in runs if r["seed"] == s) for s in seeds])
+                ),
+                "feasible_share": float(np.mean([r["feasible"] for r in mine])) if mine else None,
+                "gap_median": median,
+                "gap_q1": q1,
+                "gap_q3": q3,
+                "seed_medians": per_seed,
+                "iqm": iqm_interval([[INFEASIBLE_GAP if math.isinf(v) else v for v in seed_medians]])
+                if seed_medians
+                else None,
+                "greedy_gap_median": _median([_scored(b.greedy_gap) for b in solved]),
+                "random_gap_median": _median([_scored(b.random_gap) for b in solved]),
+                "untrained_gap_median": _median([_scored(r["untrained_gap"]) for r in mine]),
+                "decision_ms_median": float(np.median(decision_ms)) if decision_ms else None,
+                "milp_ms_median": float(np.median(milp_ms)) if milp_ms else None,
+            }
+            dec, milp = entry["decision_ms_median"], entry["milp_ms_median"]
+            entry["speedup"] = milp / dec if dec and milp is not None else None
+            out.append(entry)
+    return out
+
+
+def check_targets(summary: list[dict[str, Any]], tight: bool) -> list[dict[str, Any]]:
+    """The issue's targets, one entry per (shape, agent, target): ``met`` and the numbers behind it.
+
+    On :data:`TARGET_SHAPES` (every shape run when none of them is): median gap within 2%, no worse
+    than greedy's median, 100% feasible where the MILP proved an optimum, median decision at least
+    :data:`TARGET_SPEEDUP` times faster than the MILP's; on a tight family also better than greedy
+    and than the untrained decoding; and the quantum agent's IQM within the classical agent's
+    interval or better."""
+    shapes = {(e["users"], e["servers"]) for e in summary}
+    checked = [e for e in summary if (e["users"], e["servers"]) in TARGET_SHAPES] or (
+        summary if not shapes & set(TARGET_SHAPES) else []
+    )
+    out: list[dict[str, Any]] = []
+
+    def add(entry: dict[str, Any], target: str, met: bool | None, numbers: str) -> None:
+        out.append(
+            {
+                "shape": f"{entry['users']}×{entry['servers']}",
+                "agent": entry["agent"],
+                "target": target,
+                "met": met,
+                "numbers": numbers,
+            }
+        )
+
+    for e in checked:
+        gap, greedy, untrained = e["gap_median"], e["greedy_gap_median"], e["untrained_gap_median"]
+        add(e, f"median gap ≤ {100 * WITHIN:g}%", None if gap is None else gap <= WITHIN, _percent(gap))
+        add(
+            e,
+            "median gap no worse than greedy's",
+            None if gap is None or greedy is None else gap <= greedy,
+            f"{_percent(gap)} vs greedy {_percent(greedy)}",
+        )
+        share = e["feasible_share"]
+        add(
+            e,
+            "100% feasible where the MILP proved an optimum",
+            None if share is None else share == 1.0,
+            "-" if share is None else f"{100 * share:.1f}% of {e['solved']} instances × {e['seeds']} seeds",
+        )
+        if tight:
+            add(
+                e,
+                "better than greedy (tight family)",
+                None if gap is None or greedy is None else gap < greedy,
+                f"{_percent(gap)} vs greedy {_percent(greedy)}",
+            )
+            add(
+                e,
+                "better than the untrained decoding (tight family)",
+                None if gap is None or untrained is None else gap < untrained,
+                f"{_percent(gap)} vs untrained {_percent(untrained)}",
+            )
+        speedup = e["speedup"]
+        add(
+            e,
+            f"median decision ≥ {TARGET_SPEEDUP:g}× faster than the MILP's",
+            None if speedup is None else speedup >= TARGET_SPEEDUP,
+            "-"
+            if speedup is None
+            else f"{speedup:.1f}× ({_ms(e['decision_ms_median'])} vs MILP {_ms(e['milp_ms_median'])})",
+        )
+    by_key = {(e["users"], e["servers"], e["agent"]): e for e in checked}
+    for (n, m, agent), e in by_key.items():
+        classical = by_key.get((n, m, "classical"))
+        if agent == "classical" or classical is None or e["iqm"] is None or classical["iqm"] is None:
+            continue
+        point, (c_point, c_low, c_high) = e["iqm"][0], classical["iqm"]
+        add(
+            e,
+            "IQM within the classical agent's interval or better",
+            point <= c_high,
+            f"{_percent(point)} vs classical {_percent(c_point)} [{_percent(c_low)}, {_percent(c_high)}]",
+        )
+    return out
+
+
+# ---- tables ---------------------------------------------------------------------------------
+def _percent(value: float | None, missing: str = "-") -> str:
+    if value is None:
+        return missing
+    if math.isinf(value):
+        return "infeasible"
+    return f"{100 * value:.2f}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("**met**" if met else "**not met**")
+
+
+def write_markdown(
+    out_dir: Path,
+    summary: list[dict[str, Any]],
+    baselines: dict[tuple[int, int], list[Baseline]],
+    targets: list[dict[str, Any]],
+    setting: str,
+    wall: float,
+    notes: str = "",
+) -> str:
+    header = [
+        "N×M",
+        "agent",
+        "episodes",
+        "ms/episode",
+        "feasible",
+        "gap median [IQR]",
+        "IQM of seed medians [95%]",
+        "greedy",
+        "random",
+        "untrained",
+        "decision",
+        "MILP",
+        "MILP/decision",
+    ]
+    table = []
+    for e in summary:
+        iqm = e["iqm"]
+        table.append(
+            [
+                f"{e['users']}×{e['servers']}",
+                e["agent"],
+                "/".join(str(v) for v in e["episodes"]),
+                f"{1e3 * e['s_per_episode']:.0f}",
+                "-" if e["feasible_share"] is None else f"{100 * e['feasible_share']:.1f}%",
+                "-"
+                if e["gap_median"] is None
+                else f"{_percent(e['gap_median'])} [{_percent(e['gap_q1'])}, {_percent(e['gap_q3'])}]",
+                "-" if iqm is None else f"{_percent(iqm[0])} [{_percent(iqm[1])}, {_percent(iqm[2])}]",
+                _percent(e["greedy_gap_median"]),
+                _percent(e["random_gap_median"]),
+                _percent(e["untrained_gap_median"]),
+                _ms(e["decision_ms_median"]),
+                _ms(e["milp_ms_median"]),
+                "-" if e["speedup"] is None else f"{e['speedup']:.1f}×",
+            ]
+        )
+    seed_rows = [
+        [
+            f"{e['users']}×{e['servers']}",
+            e["agent"],
+            ", ".join(f"{s}: {_percent(v)}" for s, v in e["seed_medians"].items()),
+        ]
+        for e in summary
+    ]
+    instance_rows = []
+    for (n, m), bases in baselines.items():
+        solved = [b for b in bases if b.solved]
+        greedy_ok = sum(b.greedy_gap is not None for b in solved)
+        instance_rows.append(
+            [
+                f"{n}×{m}",
+                len(bases),
+                len(solved),
+                f"{greedy_ok}/{len(solved)}",
+                _percent(_median([_scored(b.greedy_gap) for b in solved])),
+                _ms(float(np.median([b.greedy_ms for b in solved])) if solved else None),
+                _ms(
+                    float(np.median([b.milp_ms for b in solved if b.milp_ms is not None])) if solved else None
+                ),
+            ]
+        )
+    target_lines = [
+        f"- {t['shape']} {t['agent']}: {t['target']}: {_verdict(t['met'])} ({t['numbers']})" for t in targets
+    ]
+    shapes_run = {(e["users"], e["servers"]) for e in summary}
+    target_intro = (
+        "Targets (issue 17) on the shapes 32×8 and 64×8:"
+        if shapes_run & set(TARGET_SHAPES)
+        else "Targets (issue 17; stated on 32×8 and 64×8, not in this run, so checked on its own shapes):"
+    )
+    note = (
+        f"{setting}. Over the unseen instances with a proven optimum: feasible share; gap of the trained "
+        "policy's placement to the optimum, median and interquartile range pooled over seeds (an infeasible "
+        "placement counts as infinitely far); the interquartile mean of the seeds' median gaps with its 95% "
+        f"bootstrap interval (a seed whose median is infeasible counts as {100 * INFEASIBLE_GAP:.0f}%); "
+        "greedy: greedy-with-repair; random: the feasible decoding fed uniform random scores, one pass; "
+        "untrained: the same decoding fed the freshly initialised actors' scores (pooled over seeds); "
+        "decision: median time of one placement (the actors rebound to the instance, N_t steps of scoring "
+        "and decoding), MILP: median time of HiGHS on the same instances, both timed in this run, one "
+        f"instance at a time. Wall time of the bench {wall:.0f} s."
+    )
+    text = "\n\n".join(
+        [
+            note,
+            format_table(header, table, markdown=True),
+            "Per seed: median gap over the unseen instances:",
+            format_table(["N×M", "agent", "seed: median gap"], seed_rows, markdown=True),
+            "Unseen instances (the same for every agent and seed; never a training draw):",
+            format_table(
+                [
+                    "N×M",
+                    "instances",
+                    "MILP optimum proven",
+                    "greedy feasible",
+                    "greedy gap",
+                    "greedy",
+                    "MILP",
+                ],
+                instance_rows,
+                markdown=True,
+            ),
+            target_intro,
+            "\n".join(target_lines) if target_lines else "(no trained run to check)",
+        ]
+    )
+    (out_dir / "generalise.md").write_text(text + "\n" + (f"\n{notes}\n" if notes else ""))
+    return (
+        format_table(header, table)
+        + "\n\n"
+        + target_intro
+        + "\n"
+        + "\n".join(line.replace("**", "") for line in target_lines)
+    )
+
+
+# ---- the figure -----------------------------------------------------------------------------
+def plot_generalise(
+    path: Path,
+    rows: list[dict[str, Any]],
+    baselines: dict[tuple[int, int], list[Baseline]],
+    summary: list[dict[str, Any]],
+    setting: str,
+) -> None:
+    """Left: per shape, the gap distributions (pooled over seeds) of each trained agent, greedy and
+    random on the instances with a proven optimum (the share of infeasible placements in the
+    legend's counts). Right: median decision time of each agent and the MILP's, log scale."""
+    plt = pyplot()
+    from matplotlib.ticker import FuncFormatter  # matplotlib after pyplot() picked its backend
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    shapes = list(baselines)
+    agents = list(dict.fromkeys(e["agent"] for e in summary))
+    series = [*agents, "greedy", "random"]
+    width = 0.8 / len(series)
+    for k, name in enumerate(series):
+        data, positions, infeasible, total = [], [], 0, 0
+        for s, shape in enumerate(shapes):
+            solved = {b.index: b for b in baselines[shape] if b.solved}
+            if name in ("greedy", "random"):
+                gaps = [getattr(b, f"{name}_gap") for b in solved.values()]
+            else:
+                gaps = [
+                    r["gap"]
+                    for r in rows
+                    if (r["users"], r["servers"]) == shape and r["agent"] == name and r["instance"] in solved
+                ]
+            total += len(gaps)
+            infeasible += sum(g is None for g in gaps)
+            finite = [100 * g for g in gaps if g is not None]
+            if finite:
+                data.append(finite)
+                positions.append(s - 0.4 + width * (k + 0.5))
+        if not data:
+            continue
+        parts = left.boxplot(
+            data,
+            positions=positions,
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=False,
+            manage_ticks=False,
+            medianprops={"color": "black"},
+        )
+        for box in parts["boxes"]:
+            box.set(facecolor=f"C{k}", alpha=0.6)
+        label = f"{name}" + (f" ({infeasible}/{total} infeasible)" if infeasible else "")
+        left.plot([], [], "s", color=f"C{k}", alpha=0.6, label=label)
+    left.axhline(100 * WITHIN, color="0.5", lw=0.8, ls=":", label=f"{100 * WITHIN:g}%")
+    left.set_xticks(range(len(shapes)), [f"{n}×{m}" for n, m in shapes])
+    left.set(xlabel="N × M", ylabel="gap to the MILP optimum (%)")
+    left.set_title("unseen instances: gap (box: quartiles, whiskers 1.5 IQR)", fontsize=9)
+    left.grid(alpha=0.3, axis="y")
+    left.legend(fontsize=7)
+    for k, agent in enumerate(agents):
+        pts = [
+            (shapes.index((e["users"], e["servers"])), e["decision_ms_median"])
+            for e in summary
+            if e["agent"] == agent and e["decision_ms_median"]
+        ]
+        if pts:
+            right.plot(*zip(*pts), "o-", color=f"C{k}", label=f"{agent} decision")
+    milp = [
+        (s, float(np.median([b.milp_ms for b in baselines[shape] if b.milp_ms is not None])))
+        for s, shape in enumerate(shapes)
+        if any(b.milp_ms is not None for b in baselines[shape])
+    ]
+    if milp:
+        right.plot(*zip(*milp), "k^--", label="MILP (HiGHS)")
+    right.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    right.yaxis.set_major_formatter(plain)
+    right.yaxis.set_minor_formatter(plain)
+    right.set_xticks(range(len(shapes)), [f"{n}×{m}" for n, m in shapes])
+    right.set(xlabel="N × M", ylabel="median time per instance (ms)")
+    right.set_title("one placement: policy (scoring + decoding) vs MILP", fontsize=9)
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=7)
+    fig.suptitle(setting, fontsize=8)
+    save_figure(fig, path)

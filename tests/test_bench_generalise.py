@@ -1,0 +1,248 @@
+"""qdt bench generalise: family-trained policies on unseen instances, beside MILP, greedy and random.
+
+The smoke run goes through the CLI with tiny budgets (its own embedded Ray, as a user's command);
+the unit tests around it need no Ray: the unseen sets, rebinding a loaded policy to another
+instance, and the quantiles that count an infeasible placement as infinitely far.
+"""
+
+import csv
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from qdt.cli.main import main
+from qdt.errors import QdtInputError
+from qdt.experiments.bench.generalise import (
+    QUICK_EPISODES,
+    QUICK_SEEDS,
+    QUICK_SHAPES,
+    QUICK_UNSEEN,
+    family_spec,
+    instance_digest,
+    quantiles,
+    unseen_instances,
+)
+from qdt.experiments.sweep import read_results
+from qdt.problem.family import Family, parse_family
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
+from qdt.rl.config import TrainConfig
+from qdt.rl.policy import load_policy
+from qdt.rl.train import Trainer, family_instance, load_run_config, train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _csv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _float(text):
+    return None if text == "" else float(text)
+
+
+def _training_digests(family_text, seeds, episodes, copies):
+    family = parse_family(family_text)
+    return {
+        instance_digest(family.draw(seed, episode, copy))
+        for seed in seeds
+        for episode in range(episodes)
+        for copy in range(copies)
+    }
+
+
+@pytest.mark.parametrize("tight", [False, True])
+def test_unseen_sets_are_fixed_and_never_a_training_or_validation_draw(tight):
+    shape = (4, 2)
+    first = [instance_digest(i) for i in unseen_instances(shape, 6, tight)]
+    assert first == [instance_digest(i) for i in unseen_instances(shape, 6, tight)]  # pure: same set
+    assert len(set(first)) == 6
+    assert first[:3] == [instance_digest(i) for i in unseen_instances(shape, 3, tight)]  # a prefix
+    # the digest reads the numbers only, so a training draw under another name would be caught
+    draw = parse_family(family_spec(shape, tight)).draw(0, 0, 0)
+    assert instance_digest(replace(draw, name="renamed", meta={})) == instance_digest(draw)
+    v2 = TrainConfig()
+    training = _training_digests(family_spec(shape, tight), range(5), 30, v2.envs)
+    assert len(training) == 5 * 30 * v2.envs
+    assert not training & set(first)
+    held_out = {  # the runs' own validation and summary instances (their seeds' held-out draws)
+        instance_digest(Family(*shape, tight=tight).held_out(seed, index))
+        for seed in range(5)
+        for index in range(20)
+    }
+    assert not held_out & set(first)
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_rebind_places_like_the_policy_loaded_on_that_instance(tmp_path, agent):
+    config = TrainConfig.from_recipe(
+        agent=agent, layers=2, family="users=4,servers=2", observation="features", episodes=2, seed=3
+    )
+    train(config, family_instance(config), tmp_path / "run", progress=False)
+    instances = unseen_instances((4, 2), 3, False)
+    policy = load_policy(tmp_path / "run", instance=instances[0])
+    states = np.random.default_rng(0).integers(0, 2, size=(5, 4, 2))
+    before = policy.scores(states)
+    for instance in instances[1:]:
+        fresh = load_policy(tmp_path / "run", instance=instance)
+        policy.rebind(instance)
+        assert policy.instance is instance and policy.placement_model.instance is instance
+        assert np.array_equal(policy.scores(states).numpy(), fresh.scores(states).numpy())
+        assert np.array_equal(policy.placement(), fresh.placement())
+    assert not np.array_equal(policy.scores(states).numpy(), before.numpy())  # the tables did change
+    with pytest.raises(QdtInputError, match="the run's size"):
+        policy.rebind(unseen_instances((5, 2), 1, False)[0])
+
+
+def test_quantiles_count_an_infeasible_placement_as_infinitely_far():
+    assert quantiles([0.0, 0.1, 0.2, 0.3]) == pytest.approx((0.075, 0.15, 0.225))
+    q1, median, q3 = quantiles([0.0, 0.1, 0.2, math.inf])
+    assert (q1, median) == pytest.approx((0.075, 0.15)) and q3 == math.inf
+    assert quantiles([0.0, 0.1, math.inf]) == (0.05, 0.1, math.inf)  # exactly on 0.1: no NaN
+    assert quantiles([math.inf, math.inf, 0.1])[1] == math.inf
+
+
+def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_path, capsys):
+    folders = ["--out", str(tmp_path / "o"), "--runs", str(tmp_path / "r")]
+    for argv, named in (
+        (["--unseen", "0"], "--unseen: expected an integer from 1 to 10,000"),
+        (["--unseen", "10001"], "--unseen: expected an integer from 1 to 10,000"),
+        (["--seeds", "0"], "--seeds: expected an integer >= 1"),
+        (["--quantum-episodes", "0"], "--quantum-episodes: expected an integer >= 1"),
+        (["--shapes", "8x2,8x2"], "--shapes: expected distinct shapes"),
+        (["--shapes", "1024x64"], "--shapes 1024x64: expected an instance whose classical critic"),
+        (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
+        (["--recipe", "v9"], "--recipe: expected one of"),
+        (["--quick", "--shapes", "4x2"], "not allowed with argument --quick"),
+        (["--unseen", "x"], "argument --unseen: invalid int value"),
+        (["--workers", "0"], "--workers: expected an integer >= 1"),
+    ):
+        try:
+            status = main(["bench", "generalise", *argv, *folders])
+        except SystemExit as stop:  # argparse's own refusals
+            status = stop.code
+        assert status == 2, argv
+        err = capsys.readouterr().err
+        assert named in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def _run_dir(runs, label, seed, users):
+    """The run folder of one (agent label, seed, N) of the bench, from its sweep table."""
+    agent = "classical" if label == "classical" else "quantum"
+    (found,) = [
+        runs / r["run_dir"]
+        for r in read_results(runs / "results.csv")
+        if r["agent"] == agent
+        and r["seed"] == int(seed)
+        and json.loads((runs / r["run_dir"] / "config.json").read_text())["family"]["users"] == users
+    ]
+    return found
+
+
+def _md_row(text, first, second):
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == [first, second]:
+            return cells
+    raise AssertionError(f"no row {first} {second} in:\n{text}")
+
+
+def _check_outputs(out, runs, shapes, seeds, unseen):
+    """What every smoke run must write; returns the CSV rows."""
+    rows = _csv(out / "generalise.csv")
+    labels = ("classical", "quantum L=6")
+    assert len(rows) == len(shapes) * len(labels) * seeds * unseen
+    results = {r["cell_id"]: r for r in read_results(runs / "results.csv")}
+    assert len(results) == len(shapes) * len(labels) * seeds and all(
+        r["status"] == "ok" for r in results.values()
+    )
+    md = (out / "generalise.md").read_text()
+    for n, m in shapes:
+        mine = [r for r in rows if (int(r["users"]), int(r["servers"])) == (n, m)]
+        expected = [instance_digest(i) for i in unseen_instances((n, m), unseen, False)]
+        by_run: dict = {}
+        for r in mine:
+            by_run.setdefault((r["agent"], r["seed"]), []).append(r)
+        assert len(by_run) == len(labels) * seeds
+        for run_rows in by_run.values():  # the same unseen instances, in order, for every agent and seed
+            assert [r["instance_digest"] for r in run_rows] == expected
+            assert [int(r["instance"]) for r in run_rows] == list(range(unseen))
+        for r in mine:
+            assert float(r["decision_ms"]) > 0
+            optimum = _float(r["optimum_total_latency_s"])
+            assert (optimum is not None) == (r["milp_status"] == "optimal")
+            if optimum is None:
+                assert r["gap"] == r["greedy_gap"] == r["milp_ms"] == ""
+                continue
+            assert float(r["milp_ms"]) > 0
+            if r["feasible"] == "True":
+                assert float(r["gap"]) == pytest.approx((float(r["total_latency_s"]) - optimum) / optimum)
+                assert float(r["gap"]) >= -1e-9
+            else:
+                assert r["gap"] == ""
+            assert (r["untrained_gap"] != "") == (r["untrained_feasible"] == "True")
+        # the runs trained on draws of this family, never on one of these instances
+        for agent, seed in by_run:
+            config, _ = load_run_config(_run_dir(runs, agent, seed, n))
+            assert config.family == family_spec((n, m), False) and config.observation == "features"
+            drawn = _training_digests(config.family, [config.seed], config.episodes, config.envs)
+            assert not drawn & set(expected)
+        # the table's feasible share: of the instances the MILP solved, pooled over seeds
+        for agent in labels:
+            solved = [r for r in mine if r["agent"] == agent and r["milp_status"] == "optimal"]
+            share = sum(r["feasible"] == "True" for r in solved) / len(solved)
+            assert 0.0 <= share <= 1.0
+            assert _md_row(md, f"{n}×{m}", agent)[4] == f"{100 * share:.1f}%"
+    assert "IQM of seed medians" in md and "MILP/decision" in md
+    assert (out / "generalise.png").read_bytes()[:8] == PNG
+    assert (out / ".qdt-owner").read_text() == "qdt bench generalise\n"
+    return rows
+
+
+def test_bench_generalise_smoke_via_the_cli_and_a_rerun_reuses_the_runs(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "generalise", "--quick", "--seeds", "1", "--episodes", "2", "--unseen", "4"]
+    argv += ["--workers", "2", "--out", str(out), "--runs", str(runs)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "4 run(s) trained" in printed and "MILP/decision" in printed and "Targets (issue 17" in printed
+    rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4)
+
+    # baselines recomputed for one row: greedy's gap, and the untrained decoding of that seed
+    row = next(r for r in rows if r["agent"] == "quantum L=6" and r["milp_status"] == "optimal")
+    shape = (int(row["users"]), int(row["servers"]))
+    model = PlacementModel(unseen_instances(shape, 4, False)[int(row["instance"])])
+    optimum = float(row["optimum_total_latency_s"])
+    assert optimum == pytest.approx(solve(model, "milp").total_latency_s)
+    greedy = solve(model, "greedy")
+    assert _float(row["greedy_gap"]) == pytest.approx((greedy.total_latency_s - optimum) / optimum)
+    config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], shape[0]))
+    untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
+    assert (row["untrained_feasible"] == "True") == untrained.feasible
+    if untrained.feasible:
+        assert float(row["untrained_gap"]) == pytest.approx((untrained.total_latency_s - optimum) / optimum)
+
+    # the same command again: no run trained, every summary untouched, the same unseen instances
+    stamps = {p: p.stat().st_mtime_ns for p in runs.glob("cells/*/summary.json")}
+    assert len(stamps) == 4
+    assert main(argv) == 0
+    assert "0 run(s) trained" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("cells/*/summary.json")} == stamps
+    again = _csv(out / "generalise.csv")
+    assert [r["instance_digest"] for r in again] == [r["instance_digest"] for r in rows]
+    assert [r["optimum_total_latency_s"] for r in again] == [r["optimum_total_latency_s"] for r in rows]
+
+
+@pytest.mark.slow
+def test_bench_generalise_quick_as_ci_would_run_it(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "generalise", "--quick", "--workers", "2", "--out", str(out), "--runs", str(runs)]
+    assert main(argv) == 0
+    assert f"{len(QUICK_SHAPES) * 2 * QUICK_SEEDS} run(s) trained" in capsys.readouterr().out
+    rows = _check_outputs(out, runs, QUICK_SHAPES, QUICK_SEEDS, QUICK_UNSEEN)
+    assert {int(r["episodes"]) for r in rows} == {QUICK_EPISODES}
