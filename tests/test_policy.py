@@ -62,6 +62,21 @@ def test_batched_scores_equal_row_by_row(run):
     torch.testing.assert_close(batch, rows, rtol=0, atol=1e-12)
 
 
+def test_shared_actor_scores_every_agent_in_one_call(run, monkeypatch):
+    """A shared actor scores all B·M columns in one call, equal to scoring agent by agent."""
+    policy = load_policy(run)
+    assert all(actor is policy.actors[0] for actor in policy.actors)  # v2 shares one actor
+    states = np.random.default_rng(0).integers(0, 2, size=(5, policy.n_users, policy.n_servers))
+    by_agent = torch.stack([policy.actor_scores(j, states[:, :, j]) for j in range(policy.n_servers)], dim=2)
+    calls = []
+    forward = type(policy.actors[0]).forward
+    monkeypatch.setattr(
+        type(policy.actors[0]), "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k)
+    )
+    torch.testing.assert_close(policy.scores(states), by_agent, rtol=0, atol=1e-12)
+    assert len(calls) == 1
+
+
 def test_quantum_policy_on_another_executor_keeps_its_scores(runs):
     policy = load_policy(runs["quantum"])
     other = load_policy(runs["quantum"], executor=open_backend("executor:density"))

@@ -86,7 +86,8 @@ class TrainedPolicy:
             return self.actors[agent](obs, agent).cpu()
 
     def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """â for a batch of joint states [B, N, M] → [B, N, M] (one executor call per agent)."""
+        """â for a batch of joint states [B, N, M] → [B, N, M]: one executor call for a shared actor
+        (its B·M columns, each told its agent), one per agent otherwise."""
         x = torch.as_tensor(states, dtype=torch.float64, device=CPU)
         if x.ndim == 2:
             x = x[None]
@@ -94,6 +95,13 @@ class TrainedPolicy:
             raise QdtInputError(
                 "states", f"an array of shape [B, {self.n_users}, {self.n_servers}]", tuple(x.shape)
             )
+        if self.n_servers > 1 and all(actor is self.actors[0] for actor in self.actors):
+            batch, n, m = x.shape
+            columns = x.transpose(1, 2).reshape(batch * m, n).to(self.device)
+            who = torch.arange(m, device=self.device).repeat(batch)
+            with torch.no_grad():
+                scores = self.actors[0](columns, who).cpu()
+            return scores.reshape(batch, m, n).transpose(1, 2)
         return torch.stack([self.actor_scores(j, x[:, :, j]) for j in range(self.n_servers)], dim=2)
 
     def decide(self, state: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
