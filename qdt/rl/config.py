@@ -8,6 +8,12 @@ continues an older run with the settings it was trained with, never with a newer
 
 * ``v2`` (the default, the dataclass defaults): the decodings and levers below, chosen for
   instances of 8 to 64 users (measurements below).
+* ``v3``: v2 with ``learner = "ppo"`` (``qdt/rl/ppo.py``): the shared actor learns by clipped
+  policy gradient on the rewards of its Gaussian-explored scores, and no critic is trained. On the
+  tight 16 × 4 instance below (1000 episodes) it ended at 0.20%, 1.34%, 0.00%, 0.61%, 0.84%
+  (classical, seeds 0–4) and 1.14%, 0.98%, 0.84% (quantum L = 6, seeds 0–2), against v2's 1.48–5.63%
+  and 3.50%; on a tight 32 × 8 instance at 17.4%, 15.0% (v2: 9.9%, 14.0%; the untrained decoding
+  12–13%). Not the default until ``qdt bench scale`` has measured it at every size.
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
@@ -195,8 +201,9 @@ class TrainConfig:
         default=DEFAULT_RECIPE,
         metadata=_doc(
             "named set of defaults the other options start from: v2 (qdt's default, chosen for 8 to 64 "
-            "users), v1 (the defaults before v2; reproduces benchmarks/results/paper), paper (Algorithm 1 "
-            "as printed); options given on top override it (qdt/rl/config.py: RECIPES)"
+            "users), v3 (v2 learning by policy gradient, no critic), v1 (the defaults before v2; "
+            "reproduces benchmarks/results/paper), paper (Algorithm 1 as printed); options given on top "
+            "override it (qdt/rl/config.py: RECIPES)"
         ),
     )
     agent: AgentKind = field(default="quantum", metadata=_doc("actor/critic kind"))
