@@ -88,13 +88,7 @@ class TrainedPolicy:
     def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
         """â for a batch of joint states [B, N, M] → [B, N, M]: one executor call for a shared actor
         (its B·M columns, each told its agent), one per agent otherwise."""
-        x = torch.as_tensor(states, dtype=torch.float64, device=CPU)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_users, self.n_servers):
-            raise QdtInputError(
-                "states", f"an array of shape [B, {self.n_users}, {self.n_servers}]", tuple(x.shape)
-            )
+        x = self.joint_states(states)
         if self.n_servers > 1 and all(actor is self.actors[0] for actor in self.actors):
             batch, n, m = x.shape
             columns = x.transpose(1, 2).reshape(batch * m, n).to(self.device)
@@ -102,7 +96,23 @@ class TrainedPolicy:
             with torch.no_grad():
                 scores = self.actors[0](columns, who).cpu()
             return scores.reshape(batch, m, n).transpose(1, 2)
+        return self.scores_by_agent(x)
+
+    def scores_by_agent(self, x: torch.Tensor) -> torch.Tensor:
+        """â for joint states [B, N, M] (checked by :meth:`joint_states`), agent by agent through
+        :meth:`actor_scores`."""
         return torch.stack([self.actor_scores(j, x[:, :, j]) for j in range(self.n_servers)], dim=2)
+
+    def joint_states(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``states`` [B, N, M] (or one [N, M]) as float64 on the CPU, its shape checked."""
+        x = torch.as_tensor(states, dtype=torch.float64, device=CPU)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_users, self.n_servers):
+            raise QdtInputError(
+                "states", f"an array of shape [B, {self.n_users}, {self.n_servers}]", tuple(x.shape)
+            )
+        return x
 
     def decide(self, state: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """The next placement [N, M] from the current one, decoded as in training."""

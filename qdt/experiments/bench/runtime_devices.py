@@ -122,6 +122,10 @@ class ScoredPolicy(TrainedPolicy):
     draws: list[np.ndarray] = field(default_factory=list)
     served: int = 0
 
+    def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Agent by agent, whatever the sharing: the tables are per agent, served in order."""
+        return self.scores_by_agent(self.joint_states(states))
+
     def actor_scores(self, agent: int, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
         draw, expected = divmod(self.served, self.n_servers)
         everything = all_observations(self.n_users)
