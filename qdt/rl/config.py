@@ -13,7 +13,8 @@ continues an older run with the settings it was trained with, never with a newer
   tight 16 × 4 instance below (1000 episodes) it ended at 0.20%, 1.34%, 0.00%, 0.61%, 0.84%
   (classical, seeds 0–4) and 1.14%, 0.98%, 0.84% (quantum L = 6, seeds 0–2), against v2's 1.48–5.63%
   and 3.50%; on a tight 32 × 8 instance at 17.4%, 15.0% (v2: 9.9%, 14.0%; the untrained decoding
-  12–13%). Not the default until ``qdt bench scale`` has measured it at every size.
+  12–13%); on the bench's default 64 × 8 instance at 29.3%, 24.4% (v2: 2.2–4.1%). Not the default:
+  its update does not scale past 16 × 4 as it stands.
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
