@@ -185,19 +185,34 @@ def joint_scores(
     Per-agent actors score their own columns; a shared actor scores all B·M columns in one call.
     """
     if len(agents) == 1 and states.shape[2] > 1:
-        actor = agents[0].target_actor if target else agents[0].actor
-        batch, n, m = states.shape
-        columns = states.transpose(1, 2).reshape(batch * m, n)
-        who = torch.arange(m, device=states.device).repeat(batch)
-        rows = None if context is None else context.rows(_repeat_rows(batch, m, states.device))
-        return actor(columns, who, rows).reshape(batch, m, n).transpose(1, 2)
+        return shared_actor_scores(agents[0].target_actor if target else agents[0].actor, states, context)
     nets = [agent.target_actor if target else agent.actor for agent in agents]
     return torch.stack([net(states[:, :, k], k, context) for k, net in enumerate(nets)], dim=2)
 
 
-def _repeat_rows(batch: int, m: int, device: torch.device) -> torch.Tensor:
-    """Row b of a batch once per agent, as the shared actor's B·M columns are ordered."""
-    return torch.arange(batch, device=device).repeat_interleave(m)
+def shared_actor_scores(
+    actor: Actor, states: torch.Tensor, context: InstanceContext | None = None
+) -> torch.Tensor:
+    """One shared actor's â for joint states [B, N, M] → [B, N, M], all B·M columns in one call
+    (row b·M + j is state b's column j, told it is agent j's)."""
+    batch, n, m = states.shape
+    return actor(*shared_actor_inputs(states, context)).reshape(batch, m, n).transpose(1, 2)
+
+
+def shared_actor_inputs(
+    states: torch.Tensor, context: InstanceContext | None = None
+) -> tuple[torch.Tensor, torch.Tensor, InstanceContext | None]:
+    """What a shared actor reads for joint states [B, N, M]: the B·M columns (row b·M + j is state
+    b's column j), the agent of each row, and each row's instance context (families)."""
+    batch, n, m = states.shape
+    columns = states.transpose(1, 2).reshape(batch * m, n)
+    who = torch.arange(m, device=states.device).repeat(batch)
+    rows = (
+        None
+        if context is None
+        else context.rows(torch.arange(batch, device=states.device).repeat_interleave(m))
+    )
+    return columns, who, rows
 
 
 def update_shared(
@@ -222,9 +237,7 @@ def update_shared(
     _descend(nets.critic_optimizer, critic_loss, "critic loss of the shared critic")
 
     batch, n, m = states.shape
-    columns = states.transpose(1, 2).reshape(batch * m, n)
-    rows = None if context is None else context.rows(_repeat_rows(batch, m, states.device))
-    logits = nets.actor.logits(columns, torch.arange(m, device=states.device).repeat(batch), rows)
+    logits = nets.actor.logits(*shared_actor_inputs(states, context))
     policy_actions = torch.sigmoid(logits).reshape(batch, m, n).transpose(1, 2)
     actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty, context)
     _descend(nets.actor_optimizer, actor_loss, "actor loss of the shared actor")

@@ -68,7 +68,13 @@ def context_arrays(model: PlacementModel) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def context_of(models: list[PlacementModel], device: torch.device | str = "cpu") -> InstanceContext:
     """The stacked contexts of ``models`` (one per row) on ``device``."""
-    parts = [context_arrays(model) for model in models]
+    return stacked_context([context_arrays(model) for model in models], device)
+
+
+def stacked_context(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], device: torch.device | str = "cpu"
+) -> InstanceContext:
+    """One row per :func:`context_arrays` triple, as tensors on ``device``."""
     return InstanceContext(*(torch.from_numpy(np.stack([p[i] for p in parts])).to(device) for i in range(3)))
 
 

@@ -38,7 +38,7 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
-from qdt.rl.maddpg import all_observations
+from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
 from qdt.rl.observations import ObservationFeatures
 from qdt.sim.device import CPU
@@ -90,12 +90,8 @@ class TrainedPolicy:
         (its B·M columns, each told its agent), one per agent otherwise."""
         x = self.joint_states(states)
         if self.n_servers > 1 and all(actor is self.actors[0] for actor in self.actors):
-            batch, n, m = x.shape
-            columns = x.transpose(1, 2).reshape(batch * m, n).to(self.device)
-            who = torch.arange(m, device=self.device).repeat(batch)
             with torch.no_grad():
-                scores = self.actors[0](columns, who).cpu()
-            return scores.reshape(batch, m, n).transpose(1, 2)
+                return shared_actor_scores(self.actors[0], x.to(self.device)).cpu()
         return self.scores_by_agent(x)
 
     def scores_by_agent(self, x: torch.Tensor) -> torch.Tensor:

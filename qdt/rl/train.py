@@ -67,7 +67,7 @@ from qdt.rl.maddpg import (
     update_shared,
     update_targets,
 )
-from qdt.rl.observations import InstanceContext, context_arrays, context_of
+from qdt.rl.observations import InstanceContext, context_arrays, context_of, stacked_context
 from qdt.rl.ppo import ppo_update
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.tensorboard import TensorBoardLog
@@ -220,7 +220,7 @@ class Trainer:
             return None, [None] * self.config.envs
         arrays = [context_arrays(model) for model in self.env.models]
         ids: list[int | None] = [self.replay.add_context(*a) for a in arrays]
-        return context_of(self.env.models, self.device), ids
+        return stacked_context(arrays, self.device), ids
 
     def _scaled_rewards(self, rewards: np.ndarray) -> np.ndarray:
         """What the memory stores: the rewards as given (one instance: scaled when sampled), or, on a

@@ -86,7 +86,7 @@ from qdt.plots import pyplot, save_figure
 from qdt.problem.decoding import decode_feasible
 from qdt.problem.family import Family
 from qdt.problem.instance import Instance
-from qdt.problem.model import PlacementModel
+from qdt.problem.model import Evaluation, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, check_fits
 from qdt.rl.config import DEFAULT_RECIPE, TrainConfig
@@ -365,13 +365,12 @@ def solve_baselines(model: PlacementModel, index: int, digest: str, milp_limit_s
         milp_ms=milp_ms,
         greedy_gap=relative_gap(greedy.total_latency_s if greedy.status == "feasible" else None, optimum),
         greedy_ms=greedy_ms,
-        random_gap=_gap(model, placed, optimum),
+        random_gap=_gap(model.evaluate(placed), optimum),
     )
 
 
-def _gap(model: PlacementModel, placement: np.ndarray, optimum: float | None) -> float | None:
-    """The placement's gap to ``optimum``; None when it is infeasible or there is no optimum."""
-    evaluation = model.evaluate(placement)
+def _gap(evaluation: Evaluation, optimum: float | None) -> float | None:
+    """An evaluated placement's gap to ``optimum``; None when it is infeasible or there is no optimum."""
     return relative_gap(evaluation.total_latency_s if evaluation.feasible else None, optimum)
 
 
@@ -414,8 +413,7 @@ def evaluate_shape(
         untrained = Trainer(config, family_instance(config))  # never trained: its initial actors
         for base, model, (placement, decision_ms) in zip(baselines, models, decisions[run.key]):
             evaluation = model.evaluate(placement)
-            raw = untrained.greedy_placement(model)
-            untrained_ok = bool(model.evaluate(raw).feasible)
+            untrained_eval = model.evaluate(untrained.greedy_placement(model))
             rows.append(
                 {
                     "users": shape[0],
@@ -433,10 +431,10 @@ def evaluate_shape(
                     "random_gap": base.random_gap,
                     "feasible": bool(evaluation.feasible),
                     "total_latency_s": evaluation.total_latency_s,
-                    "gap": _gap(model, placement, base.optimum_s),
+                    "gap": _gap(evaluation, base.optimum_s),
                     "decision_ms": decision_ms,
-                    "untrained_feasible": untrained_ok,
-                    "untrained_gap": _gap(model, raw, base.optimum_s),
+                    "untrained_feasible": bool(untrained_eval.feasible),
+                    "untrained_gap": _gap(untrained_eval, base.optimum_s),
                     "episodes": summary["episodes"],
                     "s_per_episode": summary["wall_s"] / max(1, summary["episodes"]),
                 }
