@@ -16,9 +16,9 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import agent_qubits, critic_width
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import TrainConfig
-from qdt.rl.observations import ObservationFeatures, context_of
+from qdt.rl.observations import ObservationFeatures, context_arrays, context_of
 from qdt.rl.replay import ReplayMemory
-from qdt.rl.train import Trainer, context_ring_size, family_instance, train
+from qdt.rl.train import Trainer, family_instance, train
 
 SMALL = dict(
     agent="classical",
@@ -94,12 +94,22 @@ def test_replay_keeps_each_transitions_instance():
         ReplayMemory(6, 2, 2, contexts=3).load_state_dict(ReplayMemory(6, 2, 2).state_dict())
 
 
-def test_context_ring_outlives_every_stored_transition():
-    config = TrainConfig(**SMALL)
-    per_episode = config.envs * config.steps_per_episode
-    # every transition a full memory holds belongs to one of the last ceil(capacity / per_episode)
-    # episodes (+ the one being stepped), each with `envs` contexts
-    assert context_ring_size(config) >= (-(-config.replay_size // per_episode) + 1) * config.envs
+def test_every_stored_transition_keeps_its_own_instance_after_the_ring_wraps():
+    """Past a full memory (the context ring wrapped several times), every transition still points at
+    the context of the instance it was played on: episode e's draw for its environment k."""
+    config = TrainConfig(**{**SMALL, "replay_size": 24, "batch_size": 8, "warmup_transitions": 8})
+    trainer = Trainer(config, family_instance(config))
+    episodes = 10
+    for _ in range(episodes):
+        trainer.run_episode()
+    memory, family = trainer.replay, parse_family(config.family)
+    per_episode, envs = config.envs * config.steps_per_episode, config.envs
+    total = episodes * per_episode
+    assert memory.size == memory.capacity < total  # wrapped
+    for g in range(total - memory.capacity, total):  # the transitions still stored, oldest first
+        episode, copy = g // per_episode, g % envs  # transitions are added step by step, copy by copy
+        expected = context_arrays(PlacementModel(family.draw(config.seed, episode, copy)))[0]
+        assert np.array_equal(memory.latency[memory.context_of[g % memory.capacity]], expected)
 
 
 @pytest.mark.parametrize("agent", ["classical", "quantum"])
