@@ -41,6 +41,17 @@ def test_describe_defaults_to_what_train_builds_the_shared_v2_actor(capsys):
     assert "shared by the 2 agents" in out and "input 6 values -> VQC on 3 qubits" in out
 
 
+def test_describe_v3_has_no_critic_so_only_its_actor_limits_the_size(capsys):
+    code, out, _ = run(capsys, "describe", "--recipe", "v3", "--users", "300", "--servers", "8", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["critic"] is None and data["actor"]["qubits"] == 9
+    code, out, _ = run(capsys, "describe", "--recipe", "v3")
+    assert "no critic (learner ppo" in out and "critic:" not in out
+    # v2's critic would read 2·300·8 = 4800 values: 13 qubits, past the limit
+    code, _, err = run(capsys, "describe", "--users", "300", "--servers", "8")
+    assert code == 2 and "critic 13 qubits" in err and "describe fewer users or servers" in err
+
+
 @pytest.mark.parametrize("recipe", ["paper", "v1", "v2"])
 def test_describe_counts_equal_the_built_networks(capsys, recipe):
     import torch

@@ -16,7 +16,7 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import network_builders
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import RECIPES, TrainConfig
-from qdt.rl.maddpg import joint_scores, make_agents
+from qdt.rl.maddpg import joint_scores, make_agents, update_shared
 from qdt.rl.ppo import gaussian_log_prob, ppo_update
 from qdt.rl.train import train
 
@@ -31,19 +31,26 @@ def _nets(seed=0):
     return make_agents(config, 1, build_actor, build_critic)[0]
 
 
-def test_update_moves_scores_towards_the_better_action_and_leaves_the_critic_alone():
+def test_update_moves_scores_towards_the_better_action():
     nets = _nets()
     states = torch.zeros(2, 4, 2, dtype=torch.float64)
     with torch.no_grad():
         mean = joint_scores([nets], states[:1])[0]
     up, down = (mean + 0.05).clamp(0, 1), (mean - 0.05).clamp(0, 1)
     actions = torch.stack([up, down])
-    critic_before = [p.clone() for p in nets.critic.parameters()]
     ppo_update(nets, states, actions, torch.tensor([-1.0, -2.0], dtype=torch.float64), 0.05, 0.2, 8)
     with torch.no_grad():
         after = joint_scores([nets], states[:1])[0]
     assert float(((after - up) ** 2).sum()) < float(((mean - up) ** 2).sum())  # closer to the better one
-    assert all(torch.equal(a, b) for a, b in zip(critic_before, nets.critic.parameters()))
+
+
+def test_ppo_builds_no_critic_and_a_critic_update_is_refused():
+    nets = _nets()
+    assert nets.critic is None and nets.target_critic is None and nets.critic_optimizer is None
+    assert TrainConfig.from_recipe("v2").trains_critic and not TrainConfig.from_recipe("v3").trains_critic
+    states = torch.zeros(2, 4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="no critic"):
+        update_shared(nets, states, states, torch.zeros(2, dtype=torch.float64), states, gamma=0.0)
 
 
 def test_equal_rewards_make_no_step_and_log_prob_is_the_gaussian():
@@ -93,6 +100,7 @@ def test_ppo_run_resumes_bit_identically(tmp_path, agent):
     assert train(config, instance, tmp_path / "part", progress=False, stop_after=6)["stopped_early"]
     resumed = train(config, instance, tmp_path / "part", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "part")
+    assert set(a["agents"][0]) == {"actor", "target_actor", "actor_optimizer"}  # no critic saved
     for x, y in zip(a["agents"][0]["actor"].values(), b["agents"][0]["actor"].values()):
         assert torch.equal(x, y)
     metrics = [

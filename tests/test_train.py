@@ -29,7 +29,9 @@ SMALL = dict(
 
 def _params(run_dir):
     payload = load_checkpoint(run_dir)
-    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent[net].values()]
+    # a ppo agent has no critic (the checkpoint holds none)
+    nets = ("actor", "critic")
+    return [t for agent in payload["agents"] for net in nets for t in agent.get(net, {}).values()]
 
 
 def _metrics(run_dir):

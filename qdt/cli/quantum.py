@@ -108,7 +108,8 @@ def register(subparsers: Any) -> None:
 def describe_networks(
     n_users: int, n_servers: int, layers: list[int], recipe: str = DEFAULT_RECIPE
 ) -> dict[str, Any]:
-    """Parameter counts of the networks ``qdt train --recipe recipe`` builds for N users, M servers."""
+    """Parameter counts of the networks ``qdt train --recipe recipe`` builds for N users, M servers
+    (``critic`` None when the recipe's learner trains none)."""
     from qdt.circuits import build_vqc, qubits_for_width
     from qdt.rl.builders import actor_width
     from qdt.rl.config import TrainConfig
@@ -130,7 +131,9 @@ def describe_networks(
             "fc": linear_parameter_counts(fc_stack(2**actor_qubits, n_users, hidden)),
             "fc_classical": linear_parameter_counts(fc_stack(width, n_users, hidden)),
         },
-        "critic": {
+        "critic": None
+        if not config.trains_critic
+        else {
             "inputs": joint,
             "shared": config.sharing == "shared",
             "qubits": critic_qubits,
@@ -142,8 +145,10 @@ def describe_networks(
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from qdt.circuits.vqc import MAX_QUBITS, check_layers
+    from qdt.circuits.vqc import check_layers
     from qdt.problem.instance import check_size
+    from qdt.rl.builders import check_fits
+    from qdt.rl.config import TrainConfig
 
     layers = [check_layers(L, "--layers") for L in _int_list(args.layers, "--layers", minimum=0)]
     if args.users is not None or args.servers is not None:
@@ -158,24 +163,26 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         instance = load_instance_file(args.instance, "--instance") if args.instance else paper_instance()
         n, m = instance.n_users, instance.n_servers
         source = "--instance" if args.instance else "--preset"
-    widest = 2**MAX_QUBITS  # the critic reads 2·N·M values on at most MAX_QUBITS qubits
-    if 2 * n * m > widest:
+    try:  # the recipe's quantum actor and critic (when it has one) must fit
+        check_fits(TrainConfig.from_recipe(args.recipe, agent="quantum"), n, m, source)
+    except QdtInputError as error:
         raise QdtInputError(
-            source,
-            f"N·M <= {widest // 2} user-server pairs (a critic's VQC reads 2·N·M values on <= {MAX_QUBITS} "
-            "qubits)",
-            f"N = {n}, M = {m}: N·M = {n * m}",
-            "describe an instance with fewer users or servers",
-        )
+            error.field, error.expected, error.got, "describe fewer users or servers"
+        ) from None
     data = describe_networks(n, m, layers, args.recipe)
     if args.json:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     sharing = "shared by" if data["actor"]["shared"] else "for each of"
-    print(f"recipe {args.recipe}: one actor and one critic {sharing} the {m} agents")
+    if data["critic"] is None:
+        print(f"recipe {args.recipe}: one actor {sharing} the {m} agents; no critic (learner ppo)")
+    else:
+        print(f"recipe {args.recipe}: one actor and one critic {sharing} the {m} agents")
     for role in ("actor", "critic"):
         part = data[role]
+        if part is None:
+            continue
         width = part["inputs"]
         print(f"{role}: input {width} values -> VQC on {part['qubits']} qubits -> FC")
         rows: list[list[object]] = []

@@ -38,10 +38,11 @@ def critic_width(config: TrainConfig, n_users: int, n_servers: int) -> int:
 
 
 def agent_qubits(config: TrainConfig, n_users: int, n_servers: int) -> tuple[int, int]:
-    """(actor, critic) qubits of a quantum agent: ⌈log2⌉ of what each reads (docs/design.md §2)."""
+    """(actor, critic) qubits of a quantum agent: ⌈log2⌉ of what each reads (docs/design.md §2);
+    the critic's are 0 when the learner trains none (``ppo``: no critic is built)."""
     return (
         qubits_for_width(actor_width(config, n_users, n_servers)),
-        qubits_for_width(critic_width(config, n_users, n_servers)),
+        qubits_for_width(critic_width(config, n_users, n_servers)) if config.trains_critic else 0,
     )
 
 
@@ -59,7 +60,7 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")
                 + ", or fewer users or servers",
             )
-    elif critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
+    elif config.trains_critic and critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
         raise QdtInputError(
             field,
             f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M, "

@@ -425,6 +425,11 @@ class TrainConfig:
                 "add --observation features",
             )
 
+    @property
+    def trains_critic(self) -> bool:
+        """Whether the learner trains (and so builds) a critic: ``maddpg`` does, ``ppo`` does not."""
+        return self.learner != "ppo"
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
         ``family`` only for a family run (so older configs and their sweep cells read the same)."""

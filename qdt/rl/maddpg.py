@@ -59,12 +59,22 @@ def joint_input(
 
 @dataclass
 class AgentNets:
+    """An agent's networks. A learner that trains no critic (``ppo``) has none: its critic,
+    target critic and critic optimiser are None (:func:`critic_parts` refuses them)."""
+
     actor: Actor
-    critic: Critic
+    critic: Critic | None
     target_actor: Actor
-    target_critic: Critic
+    target_critic: Critic | None
     actor_optimizer: torch.optim.Adam
-    critic_optimizer: torch.optim.Adam
+    critic_optimizer: torch.optim.Adam | None
+
+
+def critic_parts(nets: AgentNets) -> tuple[Critic, Critic, torch.optim.Adam]:
+    """(critic, target critic, critic optimiser) of an agent that has them (``maddpg``)."""
+    if nets.critic is None or nets.target_critic is None or nets.critic_optimizer is None:
+        raise ValueError("this agent has no critic: its learner (ppo) trains none; no critic update applies")
+    return nets.critic, nets.target_critic, nets.critic_optimizer
 
 
 @dataclass(frozen=True)
@@ -83,22 +93,31 @@ def make_agents(
     build_actor: Callable[[int], Actor],
     build_critic: Callable[[], Critic],
 ) -> list[AgentNets]:
-    """``n_agents`` sets of networks: one per base station, or one shared by all of them."""
+    """``n_agents`` sets of networks: one per base station, or one shared by all of them. The
+    ``ppo`` learner trains no critic, so none is built (no critic circuit is prepared either)."""
+    with_critic = config.trains_critic
     agents = []
     for j in range(n_agents):
-        actor, critic = build_actor(j), build_critic()
+        actor = build_actor(j)
+        critic = build_critic() if with_critic else None
         # Targets come from the same builders (sharing the executor), then take the weights.
-        target_actor, target_critic = build_actor(j), build_critic()
+        target_actor = build_actor(j)
         target_actor.load_state_dict(actor.state_dict())
-        target_critic.load_state_dict(critic.state_dict())
+        target_critic = None
+        if critic is not None:
+            target_critic = build_critic()
+            target_critic.load_state_dict(critic.state_dict())
+            target_critic.requires_grad_(False)
         agents.append(
             AgentNets(
                 actor=actor,
                 critic=critic,
                 target_actor=target_actor.requires_grad_(False),
-                target_critic=target_critic.requires_grad_(False),
+                target_critic=target_critic,
                 actor_optimizer=make_optimizer(actor, config.lr_actor, config.lr_quantum),
-                critic_optimizer=make_optimizer(critic, config.lr_critic, config.lr_quantum),
+                critic_optimizer=(
+                    None if critic is None else make_optimizer(critic, config.lr_critic, config.lr_quantum)
+                ),
             )
         )
     return agents
@@ -132,20 +151,21 @@ def update_agent(
     has no gradient and no exploration noise can move it).
     """
     me = agents[j]
+    critic, target_critic, critic_optimizer = critic_parts(me)
     with torch.no_grad():
         next_actions = torch.stack(
             [agent.target_actor(next_states[:, :, k], k, context) for k, agent in enumerate(agents)], dim=2
         )
-        target = rewards + gamma * me.target_critic(joint_input(next_states, next_actions, context))
-    critic_loss = torch.mean((target - me.critic(joint_input(states, actions, context))) ** 2)
-    _descend(me.critic_optimizer, critic_loss, f"critic loss of agent {j}")
+        target = rewards + gamma * target_critic(joint_input(next_states, next_actions, context))
+    critic_loss = torch.mean((target - critic(joint_input(states, actions, context))) ** 2)
+    _descend(critic_optimizer, critic_loss, f"critic loss of agent {j}")
 
     policy_actions = actions.clone()
     logits = me.actor.logits(states[:, :, j], j, context)
     policy_actions[:, :, j] = torch.sigmoid(logits)
-    actor_loss = _actor_loss(me, states, policy_actions, logits, logit_penalty, context)
+    actor_loss = _actor_loss(critic, states, policy_actions, logits, logit_penalty, context)
     _descend(me.actor_optimizer, actor_loss, f"actor loss of agent {j}")
-    me.critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
+    critic.zero_grad(set_to_none=True)  # the actor step left gradients in the critic
     return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
 
 
@@ -158,7 +178,7 @@ def _descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str) ->
 
 
 def _actor_loss(
-    nets: AgentNets,
+    critic: Critic,
     states: torch.Tensor,
     policy_actions: torch.Tensor,
     logits: torch.Tensor,
@@ -166,7 +186,7 @@ def _actor_loss(
     context: InstanceContext | None = None,
 ) -> torch.Tensor:
     """(38): −mean Q(s, a with the actor's own actions), plus c·mean(z²) of its logits."""
-    loss = -torch.mean(nets.critic(joint_input(states, policy_actions, context)))
+    loss = -torch.mean(critic(joint_input(states, policy_actions, context)))
     if logit_penalty:
         loss = loss + logit_penalty * torch.mean(logits**2)
     return loss
@@ -228,27 +248,31 @@ def update_shared(
     """One gradient step of the shared actor and critic (module docstring): critic on (37), actor
     on (38) with all agents' actions from the actor. With γ = 0 the target is the reward alone.
     ``context``: each row's instance (family training)."""
+    critic, target_critic, critic_optimizer = critic_parts(nets)
     with torch.no_grad():
         target = rewards
         if gamma:
             next_actions = joint_scores([nets], next_states, target=True, context=context)
-            target = rewards + gamma * nets.target_critic(joint_input(next_states, next_actions, context))
-    critic_loss = torch.mean((target - nets.critic(joint_input(states, actions, context))) ** 2)
-    _descend(nets.critic_optimizer, critic_loss, "critic loss of the shared critic")
+            target = rewards + gamma * target_critic(joint_input(next_states, next_actions, context))
+    critic_loss = torch.mean((target - critic(joint_input(states, actions, context))) ** 2)
+    _descend(critic_optimizer, critic_loss, "critic loss of the shared critic")
 
     batch, n, m = states.shape
     logits = nets.actor.logits(*shared_actor_inputs(states, context))
     policy_actions = torch.sigmoid(logits).reshape(batch, m, n).transpose(1, 2)
-    actor_loss = _actor_loss(nets, states, policy_actions, logits, logit_penalty, context)
+    actor_loss = _actor_loss(critic, states, policy_actions, logits, logit_penalty, context)
     _descend(nets.actor_optimizer, actor_loss, "actor loss of the shared actor")
-    nets.critic.zero_grad(set_to_none=True)
+    critic.zero_grad(set_to_none=True)
     return UpdateStats(float(critic_loss.detach()), float(actor_loss.detach()))
 
 
 def update_targets(agent: AgentNets, hard: bool, tau: float) -> None:
     """θ_t ← θ (39–40), or θ_t ← τ·θ + (1 − τ)·θ_t when soft."""
+    pairs: list[tuple[nn.Module, nn.Module]] = [(agent.actor, agent.target_actor)]
+    if agent.critic is not None and agent.target_critic is not None:
+        pairs.append((agent.critic, agent.target_critic))
     with torch.no_grad():
-        for net, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+        for net, target in pairs:
             for p, tp in zip(net.parameters(), target.parameters()):
                 if hard:
                     tp.copy_(p)

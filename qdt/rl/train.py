@@ -56,6 +56,7 @@ from qdt.rl.maddpg import (
     MAX_TABLE_USERS,
     AgentNets,
     NonFiniteError,
+    critic_parts,
     make_agents,
     non_finite_parameter,
     policy_score_table,
@@ -354,11 +355,9 @@ class Trainer:
             "agents": [
                 {
                     "actor": a.actor.state_dict(),
-                    "critic": a.critic.state_dict(),
                     "target_actor": a.target_actor.state_dict(),
-                    "target_critic": a.target_critic.state_dict(),
                     "actor_optimizer": a.actor_optimizer.state_dict(),
-                    "critic_optimizer": a.critic_optimizer.state_dict(),
+                    **_critic_state(a),
                 }
                 for a in self.agents
             ],
@@ -384,11 +383,16 @@ class Trainer:
     def load_payload(self, payload: dict[str, Any]) -> None:
         for agent, saved in zip(self.agents, payload["agents"], strict=True):
             agent.actor.load_state_dict(saved["actor"])
-            agent.critic.load_state_dict(saved["critic"])
             agent.target_actor.load_state_dict(saved["target_actor"])
-            agent.target_critic.load_state_dict(saved["target_critic"])
             agent.actor_optimizer.load_state_dict(saved["actor_optimizer"])
-            agent.critic_optimizer.load_state_dict(saved["critic_optimizer"])
+            # a ppo agent has no critic (a ppo checkpoint from before stop 23 holds an unused one)
+            if agent.critic is not None:
+                if "critic" not in saved:
+                    raise CheckpointError("the checkpoint has no critic, the run trains one (learner maddpg)")
+                critic, target_critic, critic_optimizer = critic_parts(agent)
+                critic.load_state_dict(saved["critic"])
+                target_critic.load_state_dict(saved["target_critic"])
+                critic_optimizer.load_state_dict(saved["critic_optimizer"])
         self.replay.load_state_dict(payload["replay"])
         rng = decode_json(payload["rng"])
         env_states = rng["env"] if isinstance(rng["env"], list) else [rng["env"]]  # one env: not a list
@@ -411,8 +415,22 @@ class Trainer:
     def modules(self) -> dict[str, torch.nn.Module]:
         out: dict[str, torch.nn.Module] = {}
         for j, a in enumerate(self.agents):
-            out.update({f"agent{j}.actor": a.actor, f"agent{j}.critic": a.critic})
+            out[f"agent{j}.actor"] = a.actor
+            if a.critic is not None:
+                out[f"agent{j}.critic"] = a.critic
         return out
+
+
+def _critic_state(agent: AgentNets) -> dict[str, Any]:
+    """A checkpoint's critic entries of ``agent``: none when it has no critic (ppo)."""
+    if agent.critic is None:
+        return {}
+    critic, target_critic, critic_optimizer = critic_parts(agent)
+    return {
+        "critic": critic.state_dict(),
+        "target_critic": target_critic.state_dict(),
+        "critic_optimizer": critic_optimizer.state_dict(),
+    }
 
 
 # ---- the run -------------------------------------------------------------------------------
