@@ -174,6 +174,7 @@ Observation = Literal["column", "features"]
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo"]
+PpoCredit = Literal["episode", "user", "both"]
 Recipe = Literal["v2", "v3", "v1", "paper"]
 EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
@@ -282,6 +283,14 @@ class TrainConfig:
         ),
     )
     ppo_clip: float = field(default=0.2, metadata=_doc("ppo: clip range of the probability ratio"))
+    ppo_credit: PpoCredit = field(
+        default="episode",
+        metadata=_doc(
+            "ppo: what an advantage rates: episode (a transition's reward against the episode's, one "
+            "probability ratio per transition) or user (each user's own latency against that user's "
+            "in the episode, one ratio per user) or both (their sum, per user): qdt/rl/ppo.py"
+        ),
+    )
     reward_scaling: RewardScaling = field(
         default="bound",
         metadata=_doc(
@@ -334,6 +343,7 @@ class TrainConfig:
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
         _choice("learner", self.learner, get_args(Learner))
+        _choice("ppo_credit", self.ppo_credit, get_args(PpoCredit))
         _int_at_least("layers", self.layers, 0)
         check_layers(self.layers, "--layers")  # qdt/circuits/vqc.py: MAX_LAYERS and why
         for name in (
@@ -387,6 +397,13 @@ class TrainConfig:
             self._check_family()
         if self.learner == "ppo":
             self._check_ppo()
+        elif self.ppo_credit != "episode":
+            raise QdtInputError(
+                "--ppo-credit",
+                "episode with the maddpg learner (credit is a ppo setting)",
+                self.ppo_credit,
+                "add --learner ppo, or drop --ppo-credit",
+            )
 
     def _check_ppo(self) -> None:
         """ppo learns from the log-probability of Gaussian-explored scores of one shared actor."""
@@ -491,6 +508,7 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "logit_penalty",
     "learner",
     "ppo_clip",
+    "ppo_credit",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
 channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,

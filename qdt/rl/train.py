@@ -69,7 +69,7 @@ from qdt.rl.maddpg import (
     update_targets,
 )
 from qdt.rl.observations import InstanceContext, context_arrays, context_of, stacked_context
-from qdt.rl.ppo import ppo_update
+from qdt.rl.ppo import episode_advantages, joint_credit, ppo_update, user_advantages, user_rewards
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.tensorboard import TensorBoardLog
 
@@ -97,6 +97,18 @@ class RunState:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     untrained_latency: float | None = None  # the freshly initialised policy's placement
     untrained_feasible: bool | None = None
+
+
+@dataclass(frozen=True)
+class OnPolicyStep:
+    """One step of the K environments, as the ``ppo`` learner reads it: states, explored actions,
+    rewards as stored (scaled on a family), placements chosen, rewards as the environment gave them."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    placements: np.ndarray
+    raw_rewards: np.ndarray
 
 
 class Trainer:
@@ -157,7 +169,7 @@ class Trainer:
         states = self.env.reset()
         context, context_ids = self._episode_context()
         rewards: list[float] = []
-        on_policy: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # ppo: (states, actions, rewards)
+        on_policy: list[OnPolicyStep] = []  # ppo: this episode's transitions
         last = np.zeros(config.envs)
         feasible = np.zeros(config.envs, dtype=bool)
         table = self._score_table()
@@ -174,7 +186,7 @@ class Trainer:
                 raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {last.tolist()}")
             stored = self._scaled_rewards(last)
             if config.learner == "ppo":
-                on_policy.append((states, actions, stored))
+                on_policy.append(OnPolicyStep(states, actions, stored, placements, last))
             for k in range(config.envs):
                 self.replay.add(states[k], actions[k], float(stored[k]), placements[k], context_ids[k])
                 if feasible[k] and self.family is None:
@@ -277,22 +289,37 @@ class Trainer:
         return float(np.mean(critic_losses)), float(np.mean(actor_losses))
 
     def _ppo_phase(
-        self,
-        steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        level: float,
-        context: InstanceContext | None,
+        self, steps: list[OnPolicyStep], level: float, context: InstanceContext | None
     ) -> tuple[float | None, float | None]:
-        """The ``ppo`` learner's update on this episode's transitions (``qdt/rl/ppo.py``); no critic."""
-        states, actions, rewards = (np.concatenate([step[i] for step in steps]) for i in range(3))
+        """The ``ppo`` learner's update on this episode's transitions (``qdt/rl/ppo.py``); no critic.
+        Transition t·K + k is environment k's at step t."""
+        states, actions = (
+            np.concatenate([getattr(step, name) for step in steps]) for name in ("states", "actions")
+        )
+        stored = to_torch(np.concatenate([step.rewards for step in steps]), self.device)
+        if self.config.ppo_credit in ("user", "both"):
+            latency = np.stack([model.latency for model in self.env.models])  # [K, N, M], this episode's
+            bound = np.array([lower_bound(model) for model in self.env.models])
+            rewards = user_rewards(
+                np.concatenate([step.placements for step in steps]),
+                np.tile(latency, (len(steps), 1, 1)),
+                np.concatenate([step.raw_rewards for step in steps]),
+                np.tile(bound, len(steps)),
+            )
+            advantages = user_advantages(to_torch(rewards, self.device))
+            if self.config.ppo_credit == "both":
+                advantages = joint_credit(advantages, episode_advantages(stored), rewards.shape[1])
+        else:
+            advantages = episode_advantages(stored)
         rows = None
-        if context is not None:  # transition t·K + k is environment k's
+        if context is not None:
             rows = context.rows(torch.arange(self.config.envs, device=self.device).repeat(len(steps)))
         try:
             loss = ppo_update(
                 self.agents[0],
                 to_torch(states, self.device),
                 to_torch(actions, self.device),
-                to_torch(rewards, self.device),
+                advantages,
                 sigma=level,
                 clip=self.config.ppo_clip,
                 steps=self.config.gradient_steps,
