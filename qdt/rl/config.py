@@ -15,6 +15,15 @@ continues an older run with the settings it was trained with, never with a newer
   and 3.50%; on a tight 32 × 8 instance at 17.4%, 15.0% (v2: 9.9%, 14.0%; the untrained decoding
   12–13%); on the bench's default 64 × 8 instance at 29.3%, 24.4% (v2: 2.2–4.1%). Not the default:
   its update does not scale past 16 × 4 as it stands.
+
+  ``--ppo-credit user`` (``ppo_credit``, qdt/rl/ppo.py) rates each user's scores by that user's
+  own latency instead of the whole placement's. On the tight 32 × 8 instance (classical, 1000
+  episodes, seeds 0–4) it ended at 2.93%, 5.28%, 4.25%, 2.98%, 3.32% (v3 as is: 17.4%, 15.0%; the
+  untrained decoding 12.3–14.3%), the best of anything measured at that size, yet not within 2%;
+  on the tight 16 × 4 instance at 2.75%, 0.73%, 4.59% (seeds 0–2: worse than v3's episode credit),
+  and on the default 64 × 8 instance at 11.2%, 5.8% (seeds 0–1; v2: 2.2–4.1%). ``both`` (the sum
+  of the two advantages): 16 × 4 1.50%, 0.76%, 1.17%; 32 × 8 3.10%, 7.63%, 7.20%, infeasible,
+  3.73%. Neither is a recipe: no setting is better than v2 and v3 at every size.
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
@@ -129,6 +138,13 @@ exploring, so the policy, not the search, falls short):
   3.11% against v2's 3.50%, the untrained decoding 4.26%).
 
 Each puts 2 of 5 seeds within 2%, as v2 does.
+
+On top of v3 with ``ppo_credit = "user"`` (same instances, classical, 1000 episodes), not adopted:
+
+* cosine decay of the actor's learning rate to 0: 32 × 8 2.28%, 2.91%, 3.81%, 5.02%, 6.06% (seeds
+  0–4; constant: 2.93–5.28%), 16 × 4 2.67%, 5.59%, 2.70% (constant: 2.75%, 0.73%, 4.59%), default
+  64 × 8 3.16%, 6.57% (constant: 11.2%, 5.8%);
+* the learning rate following the exploration level (σ / σ_start): 32 × 8 4.64%, 3.84% (seeds 0–1).
 """
 
 from __future__ import annotations

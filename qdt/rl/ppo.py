@@ -41,9 +41,11 @@ LOG_RATIO_LIMIT = 20.0  # |log ρ| above this is clipped before exp (ρ is clipp
 
 USER_ADVANTAGE_FLOOR = 0.1
 """Least spread (percent of a user's share of the lower bound) a ``user`` advantage is divided by.
-Measured on the tight 32 × 8 instance (classical, 1000 episodes, seeds 0–1): without it 3.90%,
-6.69% above the optimum, with it 2.07%, 2.45%: late in training, when exploration is narrow, the
-users' latencies hardly differ and normalising by their tiny spread turned noise into full steps."""
+Late in a run, when exploration is narrow, the users' latencies hardly differ, and normalising by
+their tiny spread turns noise into full steps. Measured with a prototype of the same update on the
+tight 32 × 8 instance of ``qdt bench scale`` (classical, 1000 episodes): without a floor 3.90%,
+6.69%, 5.05% above the optimum (seeds 0–2), with a floor of about this size 2.07%, 2.45% (seeds
+0–1). This module, seeds 0–4: 2.93%, 5.28%, 4.25%, 2.98%, 3.32% (``qdt/rl/config.py``)."""
 
 
 def gaussian_log_prob(
