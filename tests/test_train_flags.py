@@ -60,6 +60,7 @@ NEW_FLAGS = {
     "--torch-device": ("cpu", {"torch_device": "cpu"}),  # issue 14: where a run computes
     "--family": ("users=4,servers=2", {"family": "users=4,servers=2"}),  # issue 17
     "--learner": ("maddpg", {"learner": "maddpg"}),  # issue 13: v3 learns by policy gradient
+    "--ppo-credit": ("episode", {"ppo_credit": "episode"}),  # issue 13: whose reward rates a score
 }
 
 
