@@ -21,7 +21,8 @@ continues an older run with the settings it was trained with, never with a newer
   episodes, seeds 0–4) it ended at 2.93%, 5.28%, 4.25%, 2.98%, 3.32% (v3 as is: 17.4%, 15.0%; the
   untrained decoding 12.3–14.3%), the best of anything measured at that size, yet not within 2%;
   on the tight 16 × 4 instance at 2.75%, 0.73%, 4.59% (seeds 0–2: worse than v3's episode credit),
-  and on the default 64 × 8 instance at 11.2%, 5.8% (seeds 0–1; v2: 2.2–4.1%). ``both`` (the sum
+  and on the default 64 × 8 instance at 11.2%, 5.8% (seeds 0–1; v2: 2.2–4.1%); quantum L = 6:
+  16 × 4 2.92%, 8.14% (seeds 0–1; v3: 1.14%, 0.98%), 32 × 8 9.27% (seed 0). ``both`` (the sum
   of the two advantages): 16 × 4 1.50%, 0.76%, 1.17%; 32 × 8 3.10%, 7.63%, 7.20%, infeasible,
   3.73%. Neither is a recipe: no setting is better than v2 and v3 at every size.
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
