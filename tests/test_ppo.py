@@ -14,7 +14,7 @@ from qdt.errors import QdtInputError
 from qdt.problem.generator import paper_instance
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.rl.builders import network_builders
+from qdt.rl.builders import check_fits, network_builders
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import RECIPES, TrainConfig
 from qdt.rl.maddpg import joint_scores, make_agents, update_shared
@@ -60,6 +60,9 @@ def test_ppo_builds_no_critic_and_a_critic_update_is_refused():
     states = torch.zeros(2, 4, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="no critic"):
         update_shared(nets, states, states, torch.zeros(2, dtype=torch.float64), states, gamma=0.0)
+    # only the actor limits a ppo agent's size, and the refusal says there is no critic
+    with pytest.raises(QdtInputError, match=r"actor 14 qubits, no critic \(ppo\)"):
+        check_fits(TrainConfig.from_recipe("v3", agent="quantum", observation="features"), 512, 16)
 
 
 def test_equal_rewards_make_no_step_and_log_prob_is_the_gaussian():

@@ -55,7 +55,8 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 field,
                 f"an instance whose quantum actor and critic need at most {MAX_QUBITS} qubits "
                 "(qdt/circuits/vqc.py: MAX_QUBITS)",
-                f"{n_users} users x {n_servers} servers: actor {actor} qubits, critic {critic} qubits",
+                f"{n_users} users x {n_servers} servers: actor {actor} qubits, "
+                + (f"critic {critic} qubits" if config.trains_critic else "no critic (ppo)"),
                 "use --agent classical"
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")
                 + ", or fewer users or servers",
