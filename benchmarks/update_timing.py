@@ -1,13 +1,15 @@
 """Training cost at scale: one training update, and one training episode, qdt against PennyLane.
 
-    .venv/bin/python benchmarks/update_timing.py                 # 32x8 and 64x8, recipes v1 and v2
-        [--shapes 32x8,64x8] [--recipes v1,v2] [--layers 6] [--repeats 7] [--episodes 12]
+    .venv/bin/python benchmarks/update_timing.py                 # 32x8 and 64x8, recipes v1, v2, v3
+        [--shapes 32x8,64x8] [--recipes v1,v2,v3] [--layers 6] [--repeats 7] [--episodes 12]
         [--stacks qdt,pennylane] [--threads 1] [--out benchmarks/results/update] [--quick]
 
 **One training update** (issue 14, item 3): what `qdt train` does per gradient step for all agents,
 on a batch of 128 transitions, quantum agents with L = 6: with per-agent networks (recipe v1) one
 `update_agent` per agent (critic step, then actor step, each reading every agent's target actor);
-with a shared actor and critic (v2) one `update_shared` (the shared actor reads all B·M columns).
+with a shared actor and critic (v2) one `update_shared` (the shared actor reads all B·M columns);
+with the ppo learner (v3: shared actor, no critic) the whole per-episode update instead, one
+`ppo_update` of `gradient_steps` (8) ascent steps on one episode's K·N_t = 80 transitions.
 The same networks are built twice: once as `qdt train` builds them (the circuits on qdt's
 statevector executor) and once with every circuit replaced by the same VQC on PennyLane
 `default.qubit` in a TorchLayer with backprop (`qdt.experiments.pennylane_front`): same widths,
@@ -46,6 +48,7 @@ from qdt.rl.builders import actor_width, network_builders
 from qdt.rl.config import TrainConfig
 from qdt.rl.maddpg import AgentNets, make_agents, update_agent, update_shared
 from qdt.rl.networks import Actor, Critic
+from qdt.rl.ppo import ppo_update
 from qdt.rl.train import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "update"
@@ -84,7 +87,21 @@ def build_agents(config: TrainConfig, model: PlacementModel, stack: str) -> list
     return make_agents(config, 1 if config.sharing == "shared" else m, *builders)
 
 
-def random_batch(rng: np.random.Generator, batch: int, n: int, m: int) -> dict[str, torch.Tensor]:
+PPO_SIGMA = 0.1
+"""The exploration level the timed ppo update reads (its cost does not depend on it)."""
+
+
+def random_batch(rng: np.random.Generator, config: TrainConfig, n: int, m: int) -> dict[str, torch.Tensor]:
+    """Random transitions in the shape the recipe's update reads: a replay batch (maddpg), or one
+    episode's transitions with an advantage each (ppo)."""
+    if config.learner == "ppo":
+        rows = config.envs * config.steps_per_episode
+        return {
+            "states": torch.from_numpy(rng.integers(0, 2, (rows, n, m)).astype(np.float64)),
+            "actions": torch.from_numpy(rng.random((rows, n, m))),
+            "advantages": torch.from_numpy(rng.standard_normal(rows)),
+        }
+    batch = config.batch_size
     return {
         "states": torch.from_numpy(rng.integers(0, 2, (batch, n, m)).astype(np.float64)),
         "actions": torch.from_numpy(rng.random((batch, n, m))),
@@ -94,7 +111,19 @@ def random_batch(rng: np.random.Generator, batch: int, n: int, m: int) -> dict[s
 
 
 def full_update(agents: list[AgentNets], config: TrainConfig, batch: dict[str, torch.Tensor]) -> None:
-    """One gradient step of every agent, as the training loop makes it (qdt/rl/train.py)."""
+    """One gradient step of every agent, as the training loop makes it (qdt/rl/train.py); for the
+    ppo learner its whole per-episode update."""
+    if config.learner == "ppo":
+        ppo_update(
+            agents[0],
+            batch["states"],
+            batch["actions"],
+            batch["advantages"],
+            sigma=PPO_SIGMA,
+            clip=config.ppo_clip,
+            steps=config.gradient_steps,
+        )
+        return
     if config.sharing == "shared":
         update_shared(agents[0], gamma=config.gamma, logit_penalty=config.logit_penalty, **batch)
         return
@@ -120,7 +149,7 @@ def time_updates(
     rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {stack: [] for stack in stacks}
     for repeat in range(args.repeats + 1):  # the first round warms caches up and is not kept
-        batch = random_batch(rng, config.batch_size, n, m)
+        batch = random_batch(rng, config, n, m)
         for stack in stacks:
             start = time.perf_counter()
             full_update(agents[stack], config, batch)
@@ -141,6 +170,11 @@ def time_updates(
 
 
 def _update_note(config: TrainConfig) -> str:
+    if config.learner == "ppo":
+        rows = config.envs * config.steps_per_episode
+        return (
+            f"ppo_update: {config.gradient_steps} steps on {rows} transitions (actor on {rows} x M columns)"
+        )
     if config.sharing == "shared":
         return f"update_shared, batch {config.batch_size} (actor on {config.batch_size} x M columns)"
     return f"update_agent for each of the M agents, batch {config.batch_size}"
@@ -227,7 +261,12 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         "episode, classical",
         "quantum part of an episode",
     ]
-    return header + "\n\n" + format_table(head, table, markdown=True) + "\n"
+    notes = {
+        (r["recipe"], r["note"]) for r in rows if r["what"] == "update" and r["stack"] == "qdt"
+    }  # what one update is, per recipe
+    lines = [f"- update, {recipe}: {note}" for recipe, note in sorted(notes)]
+    lines += sorted({f"- episode, {r['recipe']}: {r['note']}" for r in rows if r["what"] == "episode"})
+    return header + "\n\n" + format_table(head, table, markdown=True) + "\n\n" + "\n".join(lines) + "\n"
 
 
 def _ms(row: dict[str, Any] | None) -> str:
@@ -241,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shapes", default="32x8,64x8", help="N x M instances (default 32x8,64x8)")
-    parser.add_argument("--recipes", default="v1,v2", help="training recipes (default v1,v2)")
+    parser.add_argument("--recipes", default="v1,v2,v3", help="training recipes (default v1,v2,v3)")
     parser.add_argument("--layers", type=int, default=6, help="VQC layers L (default 6)")
     parser.add_argument("--repeats", type=int, default=7, help="timed update rounds per stack (default 7)")
     parser.add_argument(
@@ -269,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     header = (
-        f"Training cost at scale, quantum agents L = {args.layers}, batch 128, "
+        f"Training cost at scale, quantum agents L = {args.layers}, "
         f"torch {args.threads} thread(s); "
         f"median [quartiles] of {args.repeats} interleaved update rounds and {args.episodes} training "
         f"episodes; `python benchmarks/update_timing.py`; wall time {wall:.0f} s; "

@@ -147,6 +147,8 @@ def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path,
     for argv, named in (
         (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
         (["--recipe", "v9"], "--recipe: expected one of"),
+        (["--ppo-credit", "user"], "--ppo-credit: expected episode with recipe v2 (its learner is maddpg"),
+        (["--recipe", "v3", "--ppo-credit", "joint"], "--ppo-credit: expected one of episode, user, both"),
         (["--shapes", "2000x2"], "--shapes"),
     ):
         assert main(["bench", "scale", *argv, "--runs", str(tmp_path / "s")]) == 2
@@ -313,6 +315,23 @@ def test_bench_scale_quick_grid_reports_every_run_once_beside_greedy_and_untrain
     )
     with pytest.raises(QdtInputError, match="--max-critic-qubits"):
         run_scale_bench(tmp_path / "x", tmp_path / "y", **kwargs, max_critic_qubits=13)
+
+    credited = run_scale_bench(  # --ppo-credit reaches every run's config and the table's setting
+        tmp_path / "scale-user",
+        tmp_path / "scale-user-runs",
+        shapes=((4, 2),),
+        seeds=1,
+        episodes=3,
+        recipe="v3",
+        ppo_credit="user",
+    )
+    assert credited["trained"] == 2
+    configs = [
+        json.loads((tmp_path / "scale-user-runs" / r["run_dir"] / "config.json").read_text())["config"]
+        for r in read_results(tmp_path / "scale-user-runs" / "results.csv")
+    ]
+    assert [(c["learner"], c["ppo_credit"]) for c in configs] == [("ppo", "user")] * 2
+    assert "recipe v3 with --ppo-credit user" in (tmp_path / "scale-user" / "scale.md").read_text()
 
 
 def test_bench_instances_runs_as_sweep(ray_cluster, tmp_path):

@@ -117,6 +117,7 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--shapes", "1024x64"], "--shapes 1024x64: expected an instance whose classical critic"),
         (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
         (["--recipe", "v9"], "--recipe: expected one of"),
+        (["--ppo-credit", "both"], "--ppo-credit: expected episode with recipe v2 (its learner is maddpg"),
         (["--quick", "--shapes", "4x2"], "not allowed with argument --quick"),
         (["--unseen", "x"], "argument --unseen: invalid int value"),
         (["--workers", "0"], "--workers: expected an integer >= 1"),

@@ -152,6 +152,13 @@ def _register_scale(kinds: Any) -> None:
     grid.add_argument("--quick", action="store_true", help="4x2 and 8x2, 2 seeds, 40 episodes (for CI)")
     scale.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
     scale.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
+    scale.add_argument(
+        "--ppo-credit",
+        default=None,
+        metavar="CREDIT",
+        help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
+        "default: the recipe's)",
+    )
     scale.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the recipe's)")
     scale.add_argument(
         "--quantum-episodes",
@@ -223,6 +230,13 @@ def _register_generalise(kinds: Any) -> None:
     )
     generalise.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
     generalise.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
+    generalise.add_argument(
+        "--ppo-credit",
+        default=None,
+        metavar="CREDIT",
+        help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
+        "default: the recipe's)",
+    )
     generalise.add_argument(
         "--episodes", type=int, default=None, help="episodes per run (default: the recipe's)"
     )
@@ -540,6 +554,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             recipe=recipe,
             episodes=episodes,
             quantum_episodes=args.quantum_episodes,
+            ppo_credit=args.ppo_credit,
             generator=args.instances,
             instance_seed=args.instance_seed,
             max_critic_qubits=args.max_critic_qubits,
@@ -554,11 +569,22 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 def _check_budget(args: argparse.Namespace, seeds: int, episodes: int | None) -> str:
     """The recipe (--recipe or qdt train's), once seeds, episodes and workers are checked
     (scale and generalise)."""
-    from qdt.rl.config import DEFAULT_RECIPE, RECIPE_NAMES
+    from qdt.rl.config import DEFAULT_RECIPE, PPO_CREDITS, RECIPE_NAMES, TrainConfig
 
     recipe = args.recipe if args.recipe is not None else DEFAULT_RECIPE
     if recipe not in RECIPE_NAMES:
         raise QdtInputError("--recipe", f"one of {', '.join(RECIPE_NAMES)}", recipe)
+    if args.ppo_credit is not None:
+        if args.ppo_credit not in PPO_CREDITS:
+            raise QdtInputError("--ppo-credit", f"one of {', '.join(PPO_CREDITS)}", args.ppo_credit)
+        if args.ppo_credit != "episode" and TrainConfig.from_recipe(recipe).learner != "ppo":
+            ppo = [name for name in RECIPE_NAMES if TrainConfig.from_recipe(name).learner == "ppo"]
+            raise QdtInputError(
+                "--ppo-credit",
+                f"episode with recipe {recipe} (its learner is maddpg; credit is a ppo setting)",
+                args.ppo_credit,
+                f"use --recipe {' or '.join(ppo)}, or drop --ppo-credit",
+            )
     _check_positive(("--seeds", seeds))
     for flag, value in (("--episodes", episodes), ("--quantum-episodes", args.quantum_episodes)):
         if value is not None:
@@ -595,7 +621,16 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     recipe = _check_budget(args, seeds, episodes)
     agents = DEFAULT_AGENTS
     # every shape checked against every agent (and --max-critic-qubits) before any folder or run
-    check_configs(shapes, agents, recipe, episodes, args.quantum_episodes, args.tight, args.max_critic_qubits)
+    check_configs(
+        shapes,
+        agents,
+        recipe,
+        episodes,
+        args.quantum_episodes,
+        args.tight,
+        args.max_critic_qubits,
+        args.ppo_credit,
+    )
     total = seeds * sum(trains(spec, shape, args.max_critic_qubits) for shape in shapes for spec in agents)
     with (
         _output_folders(args, "generalise"),
@@ -610,6 +645,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             recipe=recipe,
             episodes=episodes,
             quantum_episodes=args.quantum_episodes,
+            ppo_credit=args.ppo_credit,
             unseen=unseen,
             tight=args.tight,
             max_critic_qubits=args.max_critic_qubits,

@@ -192,6 +192,7 @@ Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo"]
 PpoCredit = Literal["episode", "user", "both"]
+PPO_CREDITS: tuple[str, ...] = get_args(PpoCredit)
 Recipe = Literal["v2", "v3", "v1", "paper"]
 EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
@@ -360,7 +361,7 @@ class TrainConfig:
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
         _choice("learner", self.learner, get_args(Learner))
-        _choice("ppo_credit", self.ppo_credit, get_args(PpoCredit))
+        _choice("ppo_credit", self.ppo_credit, PPO_CREDITS)
         _int_at_least("layers", self.layers, 0)
         check_layers(self.layers, "--layers")  # qdt/circuits/vqc.py: MAX_LAYERS and why
         for name in (

@@ -79,6 +79,7 @@ from qdt.experiments.bench.scale import (
     bench_config,
     budget_text,
     check_max_critic_qubits,
+    credit_changes,
     run_notes,
 )
 from qdt.experiments.tables import format_table
@@ -148,9 +149,11 @@ def generalise_config(
     quantum_episodes: int | None,
     shape: tuple[int, int],
     tight: bool,
+    ppo_credit: str | None = None,
 ) -> TrainConfig:
-    """One run's config: ``spec`` by ``recipe`` on the shape's family, actors reading the instance."""
-    fixed = {"family": family_spec(shape, tight), "observation": "features"}
+    """One run's config: ``spec`` by ``recipe`` (with ``ppo_credit`` on top when given) on the
+    shape's family, actors reading the instance."""
+    fixed = {"family": family_spec(shape, tight), "observation": "features", **credit_changes(ppo_credit)}
     return bench_config(spec, seed, recipe, episodes, quantum_episodes, shape, **fixed)
 
 
@@ -182,6 +185,7 @@ def check_configs(
     quantum_episodes: int | None,
     tight: bool,
     max_critic_qubits: int,
+    ppo_credit: str | None = None,
 ) -> list[str]:
     """Refuse, before anything is trained, a shape too large for an agent (the error names the
     shape); returns the (shape, agent) pairs not trained, as the table lists them."""
@@ -190,7 +194,7 @@ def check_configs(
     for shape in shapes:
         n, m = shape
         for spec in agents:
-            config = generalise_config(spec, 0, recipe, episodes, quantum_episodes, shape, tight)
+            config = generalise_config(spec, 0, recipe, episodes, quantum_episodes, shape, tight, ppo_credit)
             if not trains(spec, shape, max_critic_qubits):
                 skipped.append(f"{n}x{m} {spec.label} ({critic_qubits(config, shape)}-qubit critic)")
                 continue
@@ -223,6 +227,7 @@ def run_generalise_bench(
     recipe: str = DEFAULT_RECIPE,
     episodes: int | None = None,
     quantum_episodes: int | None = None,
+    ppo_credit: str | None = None,
     unseen: int = DEFAULT_UNSEEN,
     tight: bool = False,
     max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
@@ -239,7 +244,9 @@ def run_generalise_bench(
     check_unseen(unseen)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise QdtInputError("--seeds", "an integer >= 1", seeds)
-    skipped = check_configs(shapes, agents, recipe, episodes, quantum_episodes, tight, max_critic_qubits)
+    skipped = check_configs(
+        shapes, agents, recipe, episodes, quantum_episodes, tight, max_critic_qubits, ppo_credit
+    )
     runs: list[BenchRun] = []
     for shape in shapes:
         n, m = shape
@@ -247,7 +254,9 @@ def run_generalise_bench(
             if not trains(spec, shape, max_critic_qubits):
                 continue
             for seed in range(seeds):
-                config = generalise_config(spec, seed, recipe, episodes, quantum_episodes, shape, tight)
+                config = generalise_config(
+                    spec, seed, recipe, episodes, quantum_episodes, shape, tight, ppo_credit
+                )
                 runs.append(
                     bench_run(
                         (shape, spec.label, seed),
@@ -290,7 +299,7 @@ def run_generalise_bench(
     notes = run_notes(skipped, max_critic_qubits, trained)
     setting = (
         f"{'tight ' if tight else ''}families users=N,servers=M, "
-        f"{budget_text(recipe, seeds, episodes, quantum_episodes)}, "
+        f"{budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
     )
     markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes)

@@ -202,6 +202,7 @@ def run_scale_bench(
     recipe: str = DEFAULT_RECIPE,
     episodes: int | None = None,
     quantum_episodes: int | None = None,
+    ppo_credit: str | None = None,
     generator: str = "tight",
     instance_seed: int = 1,
     max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
@@ -211,9 +212,12 @@ def run_scale_bench(
     retry_failed: bool = False,
     on_result: OnRun | None = None,
 ) -> dict[str, Any]:
-    """Train every (shape, agent, seed) as a sweep cell, then write scale.csv, scale.md, scale.png."""
+    """Train every (shape, agent, seed) as a sweep cell, then write scale.csv, scale.md, scale.png.
+    ``ppo_credit``: the ppo learner's credit (``qdt train --ppo-credit``) on top of the recipe; None
+    keeps the recipe's."""
     start = time.perf_counter()
     check_max_critic_qubits(max_critic_qubits)
+    credit = credit_changes(ppo_credit)
     runs = []
     skipped: list[str] = []
     instances: dict[tuple[int, int], ScaleInstance] = {}
@@ -221,7 +225,10 @@ def run_scale_bench(
         for spec in agents:  # every config and size is checked before any instance is solved
             if is_trained(spec, n, m, max_critic_qubits):
                 check_fits(
-                    bench_config(spec, 0, recipe, episodes, quantum_episodes, (n, m)), n, m, f"{n}x{m}"
+                    bench_config(spec, 0, recipe, episodes, quantum_episodes, (n, m), **credit),
+                    n,
+                    m,
+                    f"{n}x{m}",
                 )
     for n, m in shapes:
         drawn = scale_instance(n, m, generator, instance_seed, milp_limit_s)
@@ -232,7 +239,7 @@ def run_scale_bench(
                 skipped.append(f"{n}x{m} {spec.label} ({critic}-qubit critic)")
                 continue
             for seed in range(seeds):
-                config = bench_config(spec, seed, recipe, episodes, quantum_episodes, (n, m))
+                config = bench_config(spec, seed, recipe, episodes, quantum_episodes, (n, m), **credit)
                 runs.append(
                     bench_run(
                         ((n, m), spec.label, seed),
@@ -293,7 +300,7 @@ def run_scale_bench(
     aggregates = aggregate(rows, agents)
     wall = time.perf_counter() - start
     notes = run_notes(skipped, max_critic_qubits, trained)
-    setting = f"{generator} instances, {budget_text(recipe, seeds, episodes, quantum_episodes)}"
+    setting = f"{generator} instances, {budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}"
     markdown = write_markdown(out_dir, summary_rows, aggregates, rows, instances, setting, wall, notes)
     if rows:
         plot_scale(out_dir / "scale.png", summary_rows, setting)
@@ -321,10 +328,23 @@ def run_notes(skipped: Sequence[str], max_critic_qubits: int, trained: TrainedRu
     return "\n\n".join(note for note in (skip_note, failure_note(trained)) if note)
 
 
-def budget_text(recipe: str, seeds: int, episodes: int | None, quantum_episodes: int | None) -> str:
+def credit_changes(ppo_credit: str | None) -> dict[str, Any]:
+    """The config change ``--ppo-credit`` makes on top of a bench's recipe (none when not given)."""
+    return {} if ppo_credit is None else {"ppo_credit": ppo_credit}
+
+
+def budget_text(
+    recipe: str,
+    seeds: int,
+    episodes: int | None,
+    quantum_episodes: int | None,
+    ppo_credit: str | None = None,
+) -> str:
     """What a bench trained, for its tables and figure: recipe, seeds and the episode budgets."""
     return (
-        f"recipe {recipe}, {seeds} seeds per agent"
+        f"recipe {recipe}"
+        + (f" with --ppo-credit {ppo_credit}" if ppo_credit is not None else "")
+        + f", {seeds} seeds per agent"
         + (f", {episodes} episodes" if episodes is not None else "")
         + (
             f" ({quantum_episodes} for quantum runs with a critic of {SLOW_CRITIC_QUBITS}+ qubits)"
