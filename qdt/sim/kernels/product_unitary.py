@@ -120,7 +120,7 @@ def unitary_tables(n_qubits: int, n_layers: int) -> UnitaryTables:
 
 @dataclass(eq=False)
 class _Saved:
-    arguments: torch.Tensor  # [B, 2A]
+    arguments: torch.Tensor  # [2A, B]
     psi: torch.Tensor  # [B, D]
     prefixes: list[torch.Tensor]  # P_0 = I, P_1, …, P_L = U, each [D, D]
     readout: torch.Tensor  # [2D, D]
@@ -131,13 +131,15 @@ class _UnitaryFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, angles: torch.Tensor, weights: torch.Tensor, tables: UnitaryTables) -> torch.Tensor:  # type: ignore[override]
         batch, n, layers, dim = angles.shape[0], tables.n_qubits, tables.n_layers, tables.dim
-        arguments = torch.addmm(tables.tree_constant, angles, tables.tree_matrix)
-        factors = arguments.cos().index_select(1, tables.tree_index)
-        psi = factors.view(batch, n, dim).prod(1) if n > 1 else factors
+        # Batch last for the gathers: index_select picks whole rows (10x faster than columns on CPU).
+        arguments = torch.addmm(tables.tree_constant[:, None], tables.tree_matrix.t(), angles.t())  # [2A, B]
+        factors = arguments.cos().index_select(0, tables.tree_index)
+        psi = (factors.view(n, dim, batch).prod(0) if n > 1 else factors).t()  # [B, D], a view
         prefixes = [tables.identity]
         if layers:
             entries = torch.addmm(tables.slot_constant, weights.view(layers, n), tables.slot_matrix).cos()
-            steps = entries.index_select(1, tables.layer_index).view(layers, dim, dim, n + 1).prod(3)
+            gathered = entries.t().contiguous().index_select(0, tables.layer_index)  # [D·D·(n + 1), L]
+            steps = gathered.view(dim, dim, n + 1, layers).prod(2).permute(2, 0, 1)
             for step in steps.unbind(0):
                 prefixes.append(step if len(prefixes) == 1 else torch.mm(step, prefixes[-1]))
         readout = (prefixes[-1] * tables.twist).view(2 * dim, dim)
@@ -164,6 +166,6 @@ class _UnitaryFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_psi = torch.mm(grad_amplitudes, saved.readout)
             scaled = torch.mm(grad_psi.mul_(saved.psi), tables.tree_sums)  # f·∂L/∂f per factor
-            grad_arguments = saved.arguments.tan().mul_(scaled)  # −∂L/∂u (the sign: tree_matrix_t)
+            grad_arguments = saved.arguments.t().tan().mul_(scaled)  # −∂L/∂u (the sign: tree_matrix_t)
             grad_angles = torch.mm(grad_arguments, tables.tree_matrix_t)
         return grad_angles, grad_weights, None
