@@ -300,7 +300,9 @@ def run_scale_bench(
     aggregates = aggregate(rows, agents)
     wall = time.perf_counter() - start
     notes = run_notes(skipped, max_critic_qubits, trained)
-    setting = f"{generator} instances, {budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}"
+    fallback = sorted(f"{n}x{m}" for (n, m), drawn in instances.items() if drawn.kind != generator)
+    kinds = f"{generator} instances" + (f" (default at {', '.join(fallback)})" if fallback else "")
+    setting = f"{kinds}, {budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}"
     markdown = write_markdown(out_dir, summary_rows, aggregates, rows, instances, setting, wall, notes)
     if rows:
         plot_scale(out_dir / "scale.png", summary_rows, setting)
