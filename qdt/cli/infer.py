@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -50,6 +49,7 @@ import torch
 
 from qdt.cli.failures import fields_as_flags, printable
 from qdt.errors import QdtInputError
+from qdt.executors.ibm.mitigation import CALIBRATIONS, ReadoutMitigation
 from qdt.experiments.tables import format_table
 from qdt.files import write_json_atomic
 
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from qdt.executors import Executor
 
 STRATEGIES = ("auto", "table", "steps")
-CALIBRATIONS = ("circuits", "properties")  # where --mitigate readout takes the readout errors from
 MAX_TABLE_ROWS = 1024
 
 
@@ -111,9 +110,6 @@ def register(subparsers: Any) -> None:
 
 # ---- evaluation of the actors -------------------------------------------------------------------
 Scorer = Callable[[Sequence[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray] | None]]
-
-
-Mitigate = Callable[[np.ndarray], np.ndarray]  # measured probabilities [B, 2^m] -> mitigated
 
 
 def make_scorer(policy: Any, executor: Executor, mitigation: ReadoutMitigation | None) -> Scorer:
@@ -258,7 +254,10 @@ def decide(
         started = time.perf_counter()
         policy = load_policy(run_dir, executor=executor, instance=instance)
         prepare_s = time.perf_counter() - started
-        mitigation = ReadoutMitigation.for_policy(executor, policy, calibration) if mitigate else None
+        mitigation = None
+        if mitigate:
+            prepared = [actor.front.prepared for actor in policy.actors]
+            mitigation = ReadoutMitigation.for_circuits(executor, prepared, calibration)
         if strategy == "auto":
             strategy = "table" if 2**policy.n_users <= MAX_TABLE_ROWS else "steps"
         if strategy == "table" and 2**policy.n_users > MAX_TABLE_ROWS:
@@ -391,100 +390,6 @@ def run_inference(
     write_json_atomic(path, report)
     report["saved"] = str(path)
     return report
-
-
-@dataclass
-class ReadoutMitigation:
-    """Readout mitigation through mthree (:mod:`qdt.executors.ibm.mitigation`) for every agent.
-
-    ``physical[j]``: the physical qubits agent j's ISA layout reads out. Calibration ``source``:
-    ``circuits`` adds two one-row calibration PUBs (all |0>, all |1> on the union of those qubits)
-    to the first job (:meth:`pending`, :meth:`calibrate`); ``properties`` reads the device's
-    reported calibration at once. Either way the qubits are checked against the layouts before
-    any job is submitted.
-    """
-
-    source: str
-    shots: int
-    physical: list[list[int]]
-    qubits: list[int]  # calibrated: the union of every agent's readout qubits
-    calibration_pubs: list[Any]  # circuits: the two prepared calibration circuits
-    matrices: dict[int, np.ndarray] | None = None  # per calibrated qubit, once known
-    mitigators: list[Any] | None = None
-    job_id: str | None = None  # the job the calibration circuits ran in
-
-    @classmethod
-    def for_policy(cls, executor: Any, policy: Any, source: str) -> ReadoutMitigation:
-        from qdt.executors.ibm.mitigation import check_calibrated_qubits, readout_assignment_matrices
-
-        if source not in CALIBRATIONS:
-            raise QdtInputError("--readout-calibration", "one of " + ", ".join(CALIBRATIONS), source)
-        physical = []
-        for actor in policy.actors:
-            report = executor.isa_report(actor.front.prepared)
-            assert report is not None
-            physical.append([int(q) for q in report["physical_readout"]])
-        qubits = sorted({q for agent in physical for q in agent})
-        pubs = []
-        if source == "circuits":
-            pubs = executor.prepare_readout_calibration(qubits)
-            qubits = [int(q) for q in executor.isa_report(pubs[0])["physical_readout"]]
-            for agent in physical:  # before any job: the calibration covers every layout
-                check_calibrated_qubits(qubits, agent, "--mitigate")
-        mitigation = cls(source, int(executor.shots), physical, qubits, pubs)
-        if source == "properties":
-            matrices = readout_assignment_matrices(executor.device.backend, qubits)
-            mitigation.use(dict(zip(qubits, matrices)))
-        return mitigation
-
-    def pending(self) -> list[tuple[Any, torch.Tensor, torch.Tensor]]:
-        """The calibration PUBs still to run (with the next job), as run items."""
-        if self.mitigators is not None:
-            return []
-        empty = torch.zeros(1, 0, dtype=torch.float64)
-        return [(prepared, empty, torch.zeros(0, dtype=torch.float64)) for prepared in self.calibration_pubs]
-
-    def calibrate(self, results: Sequence[torch.Tensor], job_id: str | None) -> None:
-        """Matrices from the calibration PUBs' probabilities (all |0>, all |1>)."""
-        from qdt.executors.ibm.mitigation import matrices_from_calibration
-
-        zeros, ones = (r.numpy() for r in results)
-        self.use(dict(zip(self.qubits, matrices_from_calibration(zeros, ones, self.qubits))))
-        self.job_id = job_id
-
-    def use(self, matrices: dict[int, np.ndarray]) -> None:
-        """An mthree mitigator per agent, checked to cover the qubits its layout reads out."""
-        from qdt.executors.ibm.mitigation import check_m3_calibration, m3_mitigator
-
-        mitigators = []
-        for qubits in self.physical:
-            known = [q for q in qubits if q in matrices]
-            mitigator = m3_mitigator(known, [matrices[q] for q in known])
-            check_m3_calibration(mitigator, qubits, "--mitigate")
-            mitigators.append(mitigator)
-        self.matrices, self.mitigators = matrices, mitigators
-
-    def corrections(self) -> list[Mitigate]:
-        from qdt.executors.ibm.mitigation import m3_mitigate
-
-        assert self.mitigators is not None, "calibrate first"
-        return [
-            functools.partial(m3_mitigate, shots=self.shots, physical_qubits=q, mitigator=m)
-            for q, m in zip(self.physical, self.mitigators)
-        ]
-
-    def report(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
-        matrices = self.matrices or {}
-        return {
-            "method": "mthree",
-            "mthree_version": version("mthree"),
-            "calibration": self.source,
-            "calibration_job_id": self.job_id,
-            "physical_qubits": self.physical,
-            "matrices": {str(q): matrices[q].tolist() for q in self.qubits if q in matrices},
-        }
 
 
 def decision_report(

@@ -40,12 +40,18 @@ and decision agreement, on fake_manila, fake_fractional and fake_torino; it was 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from qdt.errors import QdtInputError
+
+CALIBRATIONS = ("circuits", "properties")  # where --mitigate readout takes the readout errors from
+Mitigate = Callable[[np.ndarray], np.ndarray]  # measured probabilities [B, 2^m] -> mitigated
 
 
 def readout_assignment_matrices(backend: Any, physical_qubits: Sequence[int]) -> list[np.ndarray]:
@@ -180,3 +186,90 @@ def m3_mitigate(probs: np.ndarray, shots: int, physical_qubits: Sequence[int], m
     corrected = mitigator.apply_correction(rows, list(physical_qubits)).nearest_probability_distribution()
     out = np.array([[float(dist.get(key, 0.0)) for key in keys] for dist in corrected])
     return out / out.sum(axis=1, keepdims=True)  # M3 works in float32: renormalise in float64
+
+
+@dataclass
+class ReadoutMitigation:
+    """Readout mitigation through mthree (this module's functions) for every agent of ``qdt infer``.
+
+    ``physical[j]``: the physical qubits agent j's ISA layout reads out. Calibration ``source``:
+    ``circuits`` adds two one-row calibration PUBs (all |0>, all |1> on the union of those qubits)
+    to the first job (:meth:`pending`, :meth:`calibrate`); ``properties`` reads the device's
+    reported calibration at once. Either way the qubits are checked against the layouts before
+    any job is submitted.
+    """
+
+    source: str
+    shots: int
+    physical: list[list[int]]
+    qubits: list[int]  # calibrated: the union of every agent's readout qubits
+    calibration_pubs: list[Any]  # circuits: the two prepared calibration circuits
+    matrices: dict[int, np.ndarray] | None = None  # per calibrated qubit, once known
+    mitigators: list[Any] | None = None
+    job_id: str | None = None  # the job the calibration circuits ran in
+
+    @classmethod
+    def for_circuits(cls, executor: Any, prepared: Sequence[Any], source: str) -> ReadoutMitigation:
+        """Mitigation for the agents' ``prepared`` circuits (one per agent) on the IBM ``executor``."""
+        if source not in CALIBRATIONS:
+            raise QdtInputError("--readout-calibration", "one of " + ", ".join(CALIBRATIONS), source)
+        physical = []
+        for circuit in prepared:
+            report = executor.isa_report(circuit)
+            assert report is not None
+            physical.append([int(q) for q in report["physical_readout"]])
+        qubits = sorted({q for agent in physical for q in agent})
+        pubs = []
+        if source == "circuits":
+            pubs = executor.prepare_readout_calibration(qubits)
+            qubits = [int(q) for q in executor.isa_report(pubs[0])["physical_readout"]]
+            for agent in physical:  # before any job: the calibration covers every layout
+                check_calibrated_qubits(qubits, agent, "--mitigate")
+        mitigation = cls(source, int(executor.shots), physical, qubits, pubs)
+        if source == "properties":
+            matrices = readout_assignment_matrices(executor.device.backend, qubits)
+            mitigation.use(dict(zip(qubits, matrices)))
+        return mitigation
+
+    def pending(self) -> list[tuple[Any, torch.Tensor, torch.Tensor]]:
+        """The calibration PUBs still to run (with the next job), as run items."""
+        if self.mitigators is not None:
+            return []
+        empty = torch.zeros(1, 0, dtype=torch.float64)
+        return [(prepared, empty, torch.zeros(0, dtype=torch.float64)) for prepared in self.calibration_pubs]
+
+    def calibrate(self, results: Sequence[torch.Tensor], job_id: str | None) -> None:
+        """Matrices from the calibration PUBs' probabilities (all |0>, all |1>)."""
+        zeros, ones = (r.numpy() for r in results)
+        self.use(dict(zip(self.qubits, matrices_from_calibration(zeros, ones, self.qubits))))
+        self.job_id = job_id
+
+    def use(self, matrices: dict[int, np.ndarray]) -> None:
+        """An mthree mitigator per agent, checked to cover the qubits its layout reads out."""
+        mitigators = []
+        for qubits in self.physical:
+            known = [q for q in qubits if q in matrices]
+            mitigator = m3_mitigator(known, [matrices[q] for q in known])
+            check_m3_calibration(mitigator, qubits, "--mitigate")
+            mitigators.append(mitigator)
+        self.matrices, self.mitigators = matrices, mitigators
+
+    def corrections(self) -> list[Mitigate]:
+        assert self.mitigators is not None, "calibrate first"
+        return [
+            functools.partial(m3_mitigate, shots=self.shots, physical_qubits=q, mitigator=m)
+            for q, m in zip(self.physical, self.mitigators)
+        ]
+
+    def report(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        matrices = self.matrices or {}
+        return {
+            "method": "mthree",
+            "mthree_version": version("mthree"),
+            "calibration": self.source,
+            "calibration_job_id": self.job_id,
+            "physical_qubits": self.physical,
+            "matrices": {str(q): matrices[q].tolist() for q in self.qubits if q in matrices},
+        }
