@@ -33,6 +33,10 @@ policy rises with either (93.75% → 94.1-96.9% for the policy that has undecide
 decision agreement stays 100% with ``circuits`` and drops to 99.86-99.94% with ``properties`` on
 fake_fractional.
 
+:class:`ReadoutMitigation` holds one inference's mitigation for every agent: the physical qubits
+each agent's ISA layout reads out, the calibration (its PUBs, sent with the first job, or the
+device's properties), an M3 mitigator per agent and the report ``qdt infer`` saves.
+
 The hand-written path this replaced (the full A_{m-1} ⊗ … ⊗ A_0 inverted, rows projected onto the
 simplex) gave the same probabilities as M3 to 6e-8 (M3 computes in float32) and so the same action
 and decision agreement, on fake_manila, fake_fractional and fake_torino; it was dropped.
