@@ -152,13 +152,7 @@ def _register_scale(kinds: Any) -> None:
     grid.add_argument("--quick", action="store_true", help="4x2 and 8x2, 2 seeds, 40 episodes (for CI)")
     scale.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
     scale.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
-    scale.add_argument(
-        "--ppo-credit",
-        default=None,
-        metavar="CREDIT",
-        help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
-        "default: the recipe's)",
-    )
+    _add_ppo_credit(scale)
     scale.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the recipe's)")
     scale.add_argument(
         "--quantum-episodes",
@@ -230,13 +224,7 @@ def _register_generalise(kinds: Any) -> None:
     )
     generalise.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
     generalise.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
-    generalise.add_argument(
-        "--ppo-credit",
-        default=None,
-        metavar="CREDIT",
-        help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
-        "default: the recipe's)",
-    )
+    _add_ppo_credit(generalise)
     generalise.add_argument(
         "--episodes", type=int, default=None, help="episodes per run (default: the recipe's)"
     )
@@ -564,6 +552,17 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     print(result["markdown"])
     wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'scale')}"
     return _finish(result, args.runs, wrote)
+
+
+def _add_ppo_credit(parser: argparse.ArgumentParser) -> None:
+    """``--ppo-credit`` of the training benches (scale, generalise); checked by :func:`_check_budget`."""
+    parser.add_argument(
+        "--ppo-credit",
+        default=None,
+        metavar="CREDIT",
+        help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
+        "default: the recipe's)",
+    )
 
 
 def _check_budget(args: argparse.Namespace, seeds: int, episodes: int | None) -> str:
