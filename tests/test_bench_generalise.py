@@ -77,10 +77,12 @@ def test_unseen_sets_are_fixed_and_never_a_training_or_validation_draw(tight):
     assert not held_out & set(first)
 
 
-@pytest.mark.parametrize("agent", ["classical", "quantum"])
-def test_rebind_places_like_the_policy_loaded_on_that_instance(tmp_path, agent):
+@pytest.mark.parametrize(
+    "agent, observation", [("classical", "features"), ("quantum", "features"), ("quantum", "user")]
+)
+def test_rebind_places_like_the_policy_loaded_on_that_instance(tmp_path, agent, observation):
     config = TrainConfig.from_recipe(
-        agent=agent, layers=2, family="users=4,servers=2", observation="features", episodes=2, seed=3
+        agent=agent, layers=2, family="users=4,servers=2", observation=observation, episodes=2, seed=3
     )
     train(config, family_instance(config), tmp_path / "run", progress=False)
     instances = unseen_instances((4, 2), 3, False)
@@ -114,10 +116,13 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--seeds", "0"], "--seeds: expected an integer >= 1"),
         (["--quantum-episodes", "0"], "--quantum-episodes: expected an integer >= 1"),
         (["--shapes", "8x2,8x2"], "--shapes: expected distinct shapes"),
-        (["--shapes", "1024x64"], "--shapes 1024x64: expected an instance whose classical critic"),
+        (["--shapes", "1024x64"], "--shapes 1024x64: expected an instance whose user-by-user actor"),
+        (["--recipe", "v2", "--shapes", "1024x64", "--imitation-episodes", "0"], "--shapes 1024x64: expected"),
+        (["--imitation-episodes", "151"], "--imitation-episodes: expected at most --episodes = 150"),
+        (["--imitation-episodes", "-1"], "--imitation-episodes: expected an integer >= 0"),
         (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
         (["--recipe", "v9"], "--recipe: expected one of"),
-        (["--ppo-credit", "both"], "--ppo-credit: expected episode with recipe v2 (its learner is maddpg"),
+        (["--recipe", "v2", "--ppo-credit", "both"], "--ppo-credit: expected episode with recipe v2 (its learner"),
         (["--quick", "--shapes", "4x2"], "not allowed with argument --quick"),
         (["--unseen", "x"], "argument --unseen: invalid int value"),
         (["--workers", "0"], "--workers: expected an integer >= 1"),
@@ -190,7 +195,8 @@ def _check_outputs(out, runs, shapes, seeds, unseen):
         # the runs trained on draws of this family, never on one of these instances
         for agent, seed in by_run:
             config, _ = load_run_config(_run_dir(runs, agent, seed, n))
-            assert config.family == family_spec((n, m), False) and config.observation == "features"
+            assert config.family == family_spec((n, m), False) and config.observation == "user"
+            assert config.imitation_episodes == config.episodes and config.learner == "ppo"
             drawn = _training_digests(config.family, [config.seed], config.episodes, config.envs)
             assert not drawn & set(expected)
         # the table's feasible share: of the instances the MILP solved, pooled over seeds

@@ -38,7 +38,7 @@ SMALL = dict(
 
 def _params(run_dir):
     payload = load_checkpoint(run_dir)
-    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent[net].values()]
+    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent.get(net, {}).values()]
 
 
 def _metrics(run_dir):
@@ -48,8 +48,9 @@ def _metrics(run_dir):
     ]
 
 
+@pytest.mark.parametrize("kind", ["features", "user"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_context_features_equal_the_instance_tables(shared):
+def test_context_features_equal_the_instance_tables(shared, kind):
     """Features built from per-row contexts equal those from the tables of each row's own instance."""
     family = parse_family("users=5,servers=3")
     models = [PlacementModel(family.draw(0, 0, k)) for k in range(3)]
@@ -57,9 +58,9 @@ def test_context_features_equal_the_instance_tables(shared):
     columns = torch.from_numpy(rng.integers(0, 2, size=(3, 5)).astype(np.float64))
     for agent in range(3):
         who = torch.full((3,), agent)
-        with_context = ObservationFeatures("features", models[0], shared)(columns, who, context_of(models))
+        with_context = ObservationFeatures(kind, models[0], shared)(columns, who, context_of(models))
         for row, model in enumerate(models):
-            own = ObservationFeatures("features", model, shared)(columns[row : row + 1], agent)
+            own = ObservationFeatures(kind, model, shared)(columns[row : row + 1], agent)
             assert torch.equal(with_context[row : row + 1], own)
     # and the instances differ, so the features do too
     assert not torch.equal(context_of(models[:1]).latency, context_of(models[1:2]).latency)
@@ -112,9 +113,18 @@ def test_every_stored_transition_keeps_its_own_instance_after_the_ring_wraps():
         assert np.array_equal(memory.latency[memory.context_of[g % memory.capacity]], expected)
 
 
-@pytest.mark.parametrize("agent", ["classical", "quantum"])
-def test_family_training_draws_new_instances_and_resumes_bit_identically(tmp_path, agent):
-    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2}, seed=2)
+@pytest.mark.parametrize(
+    "agent, changes",
+    [
+        ("classical", {}),
+        ("quantum", {}),
+        ("quantum", {"observation": "user", "learner": "ppo"}),
+        ("classical", {"observation": "user", "learner": "ppo", "imitation_episodes": 8}),
+    ],
+    ids=["classical", "quantum", "quantum-user-ppo", "classical-user-imitation"],
+)
+def test_family_training_draws_new_instances_and_resumes_bit_identically(tmp_path, agent, changes):
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2, **changes}, seed=2)
     instance = family_instance(config)
     full = train(config, instance, tmp_path / "full", progress=False)
     partial = train(config, instance, tmp_path / "part", progress=False, stop_after=5)
@@ -139,7 +149,7 @@ def test_family_training_draws_new_instances_and_resumes_bit_identically(tmp_pat
 
 
 def test_family_needs_actors_that_read_the_instance_and_a_known_spec():
-    with pytest.raises(Exception, match="observation features"):
+    with pytest.raises(Exception, match="add --observation user"):
         TrainConfig(**{**SMALL, "observation": "column"})
     with pytest.raises(Exception, match="--family"):
         TrainConfig(**{**SMALL, "family": "users=6,servers=2,colour=red"})
@@ -152,11 +162,15 @@ def test_cli_family_run_and_refusals(tmp_path, capsys):
     assert main([*base, "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "family users=4,servers=2: on 20 held-out instances" in out
-    assert json.loads((run / "config.json").read_text())["config"]["observation"] == "features"
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["observation"], saved["hidden"]) == ("user", 64)  # FAMILY_DEFAULTS
     assert main([*base, "--preset", "paper", "--out", str(tmp_path / "b")]) == 2
     assert "--family" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*base, "--observation", "column", "--out", str(tmp_path / "c")]) == 2
-    assert "--observation features" in capsys.readouterr().err
+    assert "--observation user" in capsys.readouterr().err
+    assert main([*base, "--imitation-episodes", "5", "--out", str(tmp_path / "e")]) == 2  # more than --episodes
+    assert "--imitation-episodes: expected at most --episodes = 4" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
     assert main(["train", "--family", "users=4", "--out", str(tmp_path / "d"), "--no-progress"]) == 2
     assert "--family" in capsys.readouterr().err
     # the place command sees a family run

@@ -60,6 +60,77 @@ def test_observation_features_carry_latency_rows_capacity_and_slots():
     assert not torch.equal(both[0], both[1])  # the two agents see their own servers
 
 
+def test_user_observation_is_each_users_own_row_of_the_features():
+    """``user``: row i of agent j's input is x_ij, user i's latency row from j on, c_ij / C_j, j's
+    remaining capacity and slots (the numbers ``features`` gives, user by user), then every
+    server's pressure from j on: 3M + 4 wide."""
+    from qdt.problem.generator import paper_instance
+    from qdt.problem.model import PlacementModel
+    from qdt.rl.observations import ObservationFeatures, context_of, observation_width, server_pressure
+
+    model = PlacementModel(paper_instance())  # 4 users, 2 servers
+    column = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    flat = ObservationFeatures("features", model, shared=False)
+    per_user = ObservationFeatures("user", model, shared=True)
+    assert observation_width("user", 4, 2, shared=True) == observation_width("user", 64, 2, shared=False) == 10
+    context = context_of([model])
+    pressure = server_pressure(context.latency, context.load, context.slot)[0]  # [2, M]
+    fastest = context.latency[0].argmax(dim=1)
+    load = torch.from_numpy(model.compute_rate / model.capacity[None, :])
+    expected = [float(load[fastest == j, j].sum()) for j in range(2)]
+    torch.testing.assert_close(pressure[0], torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(
+        pressure[1], torch.bincount(fastest, minlength=2).double() / torch.from_numpy(model.max_users).double()
+    )
+    for agent in (0, 1):
+        rows, whole = per_user(column, agent), flat(column, agent)
+        assert rows.shape == (2, 4, 10)
+        torch.testing.assert_close(rows[:, :, 0], whole[:, :4])  # x_ij
+        torch.testing.assert_close(rows[:, :, 1:3], whole[:, 4:12].reshape(2, 4, 2))  # L_i from j on
+        load = torch.from_numpy(model.compute_rate[:, agent] / model.capacity[agent])
+        torch.testing.assert_close(rows[:, :, 3], load.expand(2, 4))
+        torch.testing.assert_close(rows[:, :, 4:6], whole[:, None, 12:14].expand(2, 4, 2))  # capacity, slots
+        torch.testing.assert_close(rows[:, :, 6:], torch.roll(pressure, -agent, dims=1).reshape(1, 1, 4).expand(2, 4, 4))
+    both = per_user(torch.cat([column[:1], column[:1]]), torch.tensor([0, 1]))
+    torch.testing.assert_close(both[1], per_user(column[:1], 1)[0])
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_a_user_actor_scores_each_user_alike_whatever_their_order_or_number(agent):
+    """One set of weights scores every user from its own row: reordering the users reorders the
+    scores, the actor's size does not grow with N (a quantum one: ⌈log2(3M + 4)⌉ qubits), and the
+    same weights score an instance of another N."""
+    from qdt.problem.generator import GeneratorConfig, generate_instance
+    from qdt.problem.instance import Instance
+    from qdt.problem.model import PlacementModel
+    from qdt.rl.builders import actor_builder, agent_qubits, open_executor
+    from qdt.rl.config import TrainConfig
+    from qdt.rl.observations import ObservationFeatures
+
+    config = TrainConfig(agent=agent, layers=2, observation="user", hidden=16)
+    assert agent_qubits(config, 8, 4)[0] == agent_qubits(config, 64, 4)[0] == 4  # 16 inputs per user
+    instance = generate_instance(GeneratorConfig(users=6, servers=4), 5)
+    order = [3, 0, 5, 1, 4, 2]
+    data = instance.to_dict()
+    shuffled = Instance.from_dict(
+        {**data, **{key: [data[key][i] for i in order] for key in ("users", "channel_gain", "compute_rate")}}
+    )
+    torch.manual_seed(0)
+    executor = open_executor(config, np.random.SeedSequence(0))
+    actor = actor_builder(config, PlacementModel(instance), executor)(0)
+    columns = torch.from_numpy(np.random.default_rng(1).integers(0, 2, (3, 6)).astype(np.float64))
+    with torch.no_grad():
+        scores = actor(columns, 2)
+        assert scores.shape == (3, 6) and torch.unique(scores).numel() > 6
+        actor.features = ObservationFeatures("user", PlacementModel(shuffled), True)
+        torch.testing.assert_close(actor(columns[:, order], 2), scores[:, order], rtol=0, atol=1e-12)
+        bigger = PlacementModel(generate_instance(GeneratorConfig(users=10, servers=4), 6))
+        actor.features = ObservationFeatures("user", bigger, True)
+        assert actor(torch.ones(2, 10, dtype=torch.float64), 1).shape == (2, 10)
+    size = sum(p.numel() for p in actor.parameters())
+    assert size == sum(p.numel() for p in actor_builder(config, bigger, executor)(0).parameters())
+
+
 def test_a_quantum_actor_reading_features_trains_and_its_width_sets_its_qubits(tmp_path):
     from qdt.problem.generator import paper_instance
     from qdt.rl.builders import agent_qubits

@@ -51,12 +51,17 @@ K_SIGMA = 5.0
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny run per agent kind on the paper preset, trained once for the module."""
+    """One tiny run per agent kind on the paper preset, trained once for the module, and a quantum
+    one whose actor scores user by user (``observation = "user"``: one circuit row per user)."""
     runs = {}
-    for agent in ("quantum", "classical"):
-        folder = tmp_path_factory.mktemp(f"place-{agent}") / "run"
-        train(TrainConfig(**TINY, agent=agent), paper_instance(), folder, progress=False)
-        runs[agent] = folder
+    for name, agent, changes in (
+        ("quantum", "quantum", {}),
+        ("classical", "classical", {}),
+        ("quantum-user", "quantum", {"observation": "user"}),
+    ):
+        folder = tmp_path_factory.mktemp(f"place-{name}") / "run"
+        train(TrainConfig(**{**TINY, **changes}, agent=agent), paper_instance(), folder, progress=False)
+        runs[name] = folder
     return runs
 
 
@@ -161,7 +166,7 @@ def _exact_scores_and_sigma(run: Path, unseen: Instance, shots: int) -> tuple[np
     scores, sigmas = [], []
     for j, actor in enumerate(policy.actors):
         with torch.no_grad():
-            probs = actor.front(actor.inputs(observations, j))  # [2^N, 2^q]
+            probs = actor.front(actor.front_inputs(observations, j))  # [2^N, 2^q], or [2^N·N, 2^q] per user
         rows, sds = [], []
         for p in probs:
             jacobian = torch.autograd.functional.jacobian(
@@ -170,15 +175,16 @@ def _exact_scores_and_sigma(run: Path, unseen: Instance, shots: int) -> tuple[np
             covariance = (torch.diag(p) - torch.outer(p, p)) / shots
             rows.append(torch.sigmoid(actor.body(p)))
             sds.append(torch.einsum("ik,kl,il->i", jacobian, covariance, jacobian).clamp(min=0).sqrt())
-        scores.append(torch.stack(rows))
-        sigmas.append(torch.stack(sds))
+        scores.append(torch.stack(rows).reshape(len(observations), -1))
+        sigmas.append(torch.stack(sds).reshape(len(observations), -1))
     return torch.stack(scores).numpy(), torch.stack(sigmas).numpy()
 
 
+@pytest.mark.parametrize("name", ["quantum", "quantum-user"])
 def test_aer_with_shots_scores_within_the_shot_bound_and_decides_as_the_exact_policy(
-    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    run = _run(trained, "quantum", tmp_path)
+    run = _run(trained, name, tmp_path)
     path = _generate(tmp_path)
     unseen = load_instance(path)
     exact, sigma = _exact_scores_and_sigma(run, unseen, SHOTS)
@@ -212,6 +218,19 @@ def _rollout(policy: Any, table: np.ndarray) -> np.ndarray:
     for _ in range(policy.config.steps_per_episode):
         x = policy.decode(scores_from_table(table, x))
     return x
+
+
+def test_a_user_actor_runs_one_circuit_row_per_user_on_a_fake_device(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run(trained, "quantum-user", tmp_path)
+    path = _generate(tmp_path)
+    exact = _place(capsys, run, path)  # statevector: the policy's own placement
+    assert exact["assignment"] == matrix_to_assignment(load_policy(run, instance=load_instance(path)).placement())
+    report = _place(capsys, run, path, "--backend", "fake_manila", "--shots", "256")
+    (job,) = report["jobs"]
+    assert job["pubs"] == 2 and job["rows"] == 2 * 16 * 4  # both agents, every observation, every user
+    _check_consistent(report, load_instance(path))
 
 
 def test_fake_ibm_device_end_to_end_with_job_records_apart_from_infers(

@@ -197,7 +197,9 @@ def _register_generalise(kinds: Any) -> None:
             "30 episodes, 10 unseen instances, for CI) train the classical and the quantum (L = 6) agents "
             "with --seeds seeds on the family users=N,servers=M (`qdt train --family`, a new instance every "
             "episode and environment; --tight: the tight generator settings, where greedy misses), actors "
-            "reading the instance (--observation features). Then place --unseen instances of the family "
+            "scoring user by user (--observation user, 64 wide, lr 3e-3) that learn the MILP optimum of "
+            "their training draws (--imitation-episodes; 0: from rewards only, by the recipe's learner). "
+            "Then place --unseen instances of the family "
             "that no run trained on (the same for every agent and seed) with every trained run, one at a "
             "time, and solve them with the MILP (time limit 20 s), greedy-with-repair, the feasible "
             "decoding fed uniform random scores and the same decoding fed each seed's untrained actors. "
@@ -208,8 +210,9 @@ def _register_generalise(kinds: Any) -> None:
             "actors rebound to the instance, scoring and decoding) against the MILP's median on the same "
             "instances, both timed in this run, and their ratio; then whether each target of issue 17 is "
             "met. Writes generalise.csv (one row per run and unseen instance), generalise.md, "
-            "generalise.png (gap distributions; decision vs MILP time). Wall time on 2 cores: about 8 h "
-            "for the default grid (about 4 h with --quantum-episodes 300), 1-2 min for --quick. " + SWEEP_NOTE
+            "generalise.png (gap distributions; decision vs MILP time). Wall time on 2 cores: not yet "
+            "measured for the default grid (README: 'Placing unseen instances'), 1-2 min for --quick. "
+            + SWEEP_NOTE
         ),
         epilog=EXIT_NOTE,
     )
@@ -223,10 +226,20 @@ def _register_generalise(kinds: Any) -> None:
         help="4x2 and 8x2, 2 seeds, 30 episodes, 10 unseen instances (for CI; flags given override them)",
     )
     generalise.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
-    generalise.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
-    _add_ppo_credit(generalise)
     generalise.add_argument(
-        "--episodes", type=int, default=None, help="episodes per run (default: the recipe's)"
+        "--recipe", default=None, help="training recipe (default v3: a shared actor, no critic)"
+    )
+    _add_ppo_credit(generalise, "user with a ppo recipe")
+    generalise.add_argument("--episodes", type=int, default=None, help="episodes per run (default 150)")
+    generalise.add_argument(
+        "--imitation-episodes",
+        type=int,
+        default=None,
+        metavar="E",
+        help=(
+            "episodes whose update fits the actor to the MILP optimum of the episode's training draws "
+            "(qdt/rl/imitation.py; default: every episode; 0: learn from rewards only)"
+        ),
     )
     generalise.add_argument(
         "--quantum-episodes",
@@ -554,23 +567,25 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return _finish(result, args.runs, wrote)
 
 
-def _add_ppo_credit(parser: argparse.ArgumentParser) -> None:
+def _add_ppo_credit(parser: argparse.ArgumentParser, default: str = "the recipe's") -> None:
     """``--ppo-credit`` of the training benches (scale, generalise); checked by :func:`_check_budget`."""
     parser.add_argument(
         "--ppo-credit",
         default=None,
         metavar="CREDIT",
         help="the ppo learner's credit on top of --recipe, as in qdt train (episode, user or both; "
-        "default: the recipe's)",
+        f"default: {default})",
     )
 
 
-def _check_budget(args: argparse.Namespace, seeds: int, episodes: int | None) -> str:
-    """The recipe (--recipe or qdt train's), once seeds, episodes and workers are checked
-    (scale and generalise)."""
+def _check_budget(
+    args: argparse.Namespace, seeds: int, episodes: int | None, default_recipe: str | None = None
+) -> str:
+    """The recipe (--recipe, else ``default_recipe``, else qdt train's), once seeds, episodes and
+    workers are checked (scale and generalise)."""
     from qdt.rl.config import DEFAULT_RECIPE, PPO_CREDITS, RECIPE_NAMES, TrainConfig
 
-    recipe = args.recipe if args.recipe is not None else DEFAULT_RECIPE
+    recipe = args.recipe if args.recipe is not None else (default_recipe or DEFAULT_RECIPE)
     if recipe not in RECIPE_NAMES:
         raise QdtInputError("--recipe", f"one of {', '.join(RECIPE_NAMES)}", recipe)
     if args.ppo_credit is not None:
@@ -598,6 +613,9 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         DEFAULT_SEEDS,
         DEFAULT_SHAPES,
         DEFAULT_UNSEEN,
+        GENERALISE_CREDIT,
+        GENERALISE_EPISODES,
+        GENERALISE_RECIPE,
         QUICK_EPISODES,
         QUICK_SEEDS,
         QUICK_SHAPES,
@@ -605,22 +623,25 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         check_configs,
         check_unseen,
         run_generalise_bench,
-        trains,
     )
+    from qdt.rl.config import TrainConfig
 
     if args.quick:
         shapes, seeds, episodes, unseen = list(QUICK_SHAPES), QUICK_SEEDS, QUICK_EPISODES, QUICK_UNSEEN
     else:
-        shapes, seeds, episodes, unseen = list(DEFAULT_SHAPES), DEFAULT_SEEDS, None, DEFAULT_UNSEEN
+        shapes, seeds, episodes, unseen = list(DEFAULT_SHAPES), DEFAULT_SEEDS, GENERALISE_EPISODES, DEFAULT_UNSEEN
         if args.shapes is not None:
             shapes = _parse_shapes(args.shapes, max_users=1024)
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
     unseen = check_unseen(args.unseen if args.unseen is not None else unseen)
-    recipe = _check_budget(args, seeds, episodes)
+    recipe = _check_budget(args, seeds, episodes, GENERALISE_RECIPE)
+    credit = args.ppo_credit
+    if credit is None and TrainConfig.from_recipe(recipe).learner == "ppo":
+        credit = GENERALISE_CREDIT
     agents = DEFAULT_AGENTS
     # every shape checked against every agent (and --max-critic-qubits) before any folder or run
-    check_configs(
+    skipped = check_configs(
         shapes,
         agents,
         recipe,
@@ -628,9 +649,10 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.quantum_episodes,
         args.tight,
         args.max_critic_qubits,
-        args.ppo_credit,
+        credit,
+        args.imitation_episodes,
     )
-    total = seeds * sum(trains(spec, shape, args.max_critic_qubits) for shape in shapes for spec in agents)
+    total = seeds * (len(shapes) * len(agents) - len(skipped))
     with (
         _output_folders(args, "generalise"),
         _progress("bench generalise", total + len(shapes), "step") as step,
@@ -644,7 +666,8 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             recipe=recipe,
             episodes=episodes,
             quantum_episodes=args.quantum_episodes,
-            ppo_credit=args.ppo_credit,
+            ppo_credit=credit,
+            imitation=args.imitation_episodes,
             unseen=unseen,
             tight=args.tight,
             max_critic_qubits=args.max_critic_qubits,

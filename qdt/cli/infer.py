@@ -120,21 +120,24 @@ def make_scorer(policy: Any, executor: Executor, mitigation: ReadoutMitigation |
         items = []
         for j, (actor, obs) in enumerate(zip(policy.actors, observations)):
             front = actor.front
-            x = actor.inputs(torch.as_tensor(obs, dtype=torch.float64), j)  # the observation features
+            x = actor.front_inputs(torch.as_tensor(obs, dtype=torch.float64), j)  # the observation features
             items.append((front.prepared, front.vqc.angles(x), front.weight.detach()))
         calibration = mitigation.pending() if mitigation is not None else []
         with torch.no_grad():
             results = run_pubs(executor, items + calibration)
             probs = results[: len(items)]
-            raw = [torch.sigmoid(actor.body(p)).numpy() for actor, p in zip(policy.actors, probs)]
+            rows = [len(obs) for obs in observations]
+            raw = [
+                torch.sigmoid(actor.logits_from(p, b)).numpy() for actor, p, b in zip(policy.actors, probs, rows)
+            ]
             if mitigation is None:
                 return raw, None
             if calibration:
                 jobs = getattr(executor, "jobs", [])
                 mitigation.calibrate(results[len(items) :], jobs[-1].job_id if jobs else None)
             mitigated = [
-                torch.sigmoid(actor.body(torch.as_tensor(mitigate(p.numpy())))).numpy()
-                for actor, p, mitigate in zip(policy.actors, probs, mitigation.corrections())
+                torch.sigmoid(actor.logits_from(torch.as_tensor(mitigate(p.numpy())), b)).numpy()
+                for actor, p, b, mitigate in zip(policy.actors, probs, rows, mitigation.corrections())
             ]
         return raw, mitigated
 

@@ -14,7 +14,7 @@ from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.files import NEW_FOLDER, FolderRule, claim_output_folder, hold_folder
 from qdt.problem.generator import paper_instance
-from qdt.rl.config import DEFAULT_RECIPE, RUNTIME_FIELDS, TrainConfig, resolve_torch_device
+from qdt.rl.config import DEFAULT_RECIPE, FAMILY_DEFAULTS, RUNTIME_FIELDS, TrainConfig, resolve_torch_device
 
 # TrainConfig fields that are not flags: lr_critic is set with lr_actor by --lr; the others are
 # settled choices (qdt/rl/config.py says why) that sweep specs and config files can still change.
@@ -97,9 +97,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise QdtInputError("--out", "a run folder", "nothing", "e.g. --out runs/quantum-l6")
         changes = config_changes(args)
         recipe = changes.get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
-        # a family's actors must read each instance: features unless --observation says otherwise
+        # a family's actors score user by user unless --observation says otherwise (FAMILY_DEFAULTS)
         family_base = (
-            {"observation": "features"} if "family" in changes and "observation" not in changes else {}
+            {key: value for key, value in FAMILY_DEFAULTS.items() if key not in changes}
+            if "family" in changes and "observation" not in changes
+            else {}
         )
         try:
             config = apply_changes(args, TrainConfig.from_recipe(recipe, **family_base))

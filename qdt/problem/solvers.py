@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -388,8 +389,12 @@ def _solve_milp_in_child(problem: _MilpProblem, clock: _Clock) -> _Outcome:
 
 def _milp_child(sender: Connection, problem: _MilpProblem, limit_s: float, elapsed_s: float) -> None:
     """Child process: solve within what is left of ``limit_s`` after ``elapsed_s``, and send ("ok",
-    outcome) or ("error", text). Ctrl-C is the parent's to handle."""
+    outcome) or ("error", text). Ctrl-C is the parent's to handle. HiGHS's own prints (it writes
+    lines such as "HighsMipSolverData::transformNewIntegerFeasibleSolution" to stdout from C) go
+    nowhere: the answer travels through ``sender``, and a progress bar in the parent stays clean."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with open(os.devnull, "w", encoding="utf-8") as quiet:
+        os.dup2(quiet.fileno(), 1)
     try:
         sender.send(("ok", _solve_milp(problem, _Clock(time.perf_counter() - elapsed_s, limit_s))))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it

@@ -26,6 +26,12 @@ MAX_CLASSICAL_INPUTS = 1 << 16
 million (about 300 MB with Adam's moments and the target copy) at 65,536 inputs and hidden 192."""
 
 
+MAX_USER_INPUTS = 1 << 20
+"""Most values a user-by-user actor (``observation = "user"``) reads per joint state, N·M·(3M + 4):
+its ppo step reads an episode's 80 joint states at once (640 MB of float64 inputs at the limit,
+and as much again per hidden layer); 64 × 8 reads 14,336."""
+
+
 def actor_width(config: TrainConfig, n_users: int, n_servers: int) -> int:
     return observation_width(config.observation, n_users, n_servers, config.sharing == "shared")
 
@@ -61,7 +67,17 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")
                 + ", or fewer users or servers",
             )
-    elif config.trains_critic and critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
+    if config.observation == "user":
+        values = n_users * n_servers * actor_width(config, n_users, n_servers)
+        if values > MAX_USER_INPUTS:
+            raise QdtInputError(
+                field,
+                f"an instance whose user-by-user actor reads at most {MAX_USER_INPUTS:,} values per joint "
+                "state (N·M·(3M + 4))",
+                f"{n_users} users x {n_servers} servers ({values:,} values)",
+                "use fewer users or servers; why this limit: qdt/rl/builders.py",
+            )
+    if config.agent == "classical" and config.trains_critic and critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
         raise QdtInputError(
             field,
             f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M, "
@@ -98,14 +114,15 @@ def actor_builder(
     shared = config.sharing == "shared"
     width = actor_width(config, n, m)
     plain = config.observation == "column" and not shared
+    outputs = 1 if config.observation == "user" else n  # a user actor scores one user per row
     device = torch.device(config.torch_device)
 
     def build(agent: int) -> Actor:
         features = None if plain else ObservationFeatures(config.observation, model, shared)
         if executor is None:
-            return Actor(None, width, n, config.hidden, features=features, agent=agent).to(device)
+            return Actor(None, width, outputs, config.hidden, features=features, agent=agent).to(device)
         front = quantum_front(width, config.layers, executor)
-        return Actor(front, front.output_width, n, config.hidden, features=features, agent=agent).to(device)
+        return Actor(front, front.output_width, outputs, config.hidden, features=features, agent=agent).to(device)
 
     return build
 

@@ -48,14 +48,32 @@ class Actor(nn.Module):
             return state
         return self.features(state, self.agent if agent is None else agent, context)
 
+    def front_inputs(
+        self,
+        state: torch.Tensor,
+        agent: int | torch.Tensor | None = None,
+        context: InstanceContext | None = None,
+    ) -> torch.Tensor:
+        """What the front end (a circuit's encoding) reads for columns ``state`` [B, N], as rows
+        [R, W]: one per column, or, with per-user inputs [B, N, W] (``observation = "user"``), one
+        per column and user (R = B·N, row b·N + i)."""
+        x = self.inputs(state, agent, context)
+        return x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x
+
+    def logits_from(self, front_output: torch.Tensor, batch: int) -> torch.Tensor:
+        """z [B, N] from the front end's outputs on :meth:`front_inputs`' rows (its FC body, and the
+        users folded back when the rows were per user)."""
+        z = self.body(front_output)
+        return z.reshape(batch, -1) if z.shape[0] != batch else z
+
     def logits(
         self,
         state: torch.Tensor,
         agent: int | torch.Tensor | None = None,
         context: InstanceContext | None = None,
     ) -> torch.Tensor:
-        """Pre-activation outputs z; the policy is sigmoid(z)."""
-        return self.body(self.front(self.inputs(state, agent, context)))
+        """Pre-activation outputs z [B, N]; the policy is sigmoid(z)."""
+        return self.logits_from(self.front(self.front_inputs(state, agent, context)), state.shape[0])
 
     def forward(
         self,

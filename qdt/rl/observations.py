@@ -13,8 +13,19 @@ observation space of a small instance (2^N columns) in one call.
     (j, j+1, …, j−1), so the same numbers tell agent j where it stands;
   - remaining capacity max(0, 1 − Σ_i x_ij c_ij / C_j) and slots max(0, 1 − Σ_i x_ij / M_j).
 
-With ``sharing = "shared"`` one actor acts for every agent, so its input ends with agent j's
-one-hot code (M values).
+* ``user``: the same numbers, read user by user. Agent j's actor reads, for each user i, the row
+  [x_ij, L_ij, L_i(j+1), …, L_i(j−1), c_ij / C_j, remaining capacity of j, remaining slots of j,
+  pressure on every server from j on] (3M + 4 values, the same width at every N) and gives that
+  user's score: one set of weights scores every user and every server, so the policy does not
+  depend on the users' order or number, which is what a policy trained on a family and placed
+  on unseen instances needs. A server's *pressure* (:func:`server_pressure`) is the load and the
+  user slots it would carry if every user went to its fastest server: what a user's row alone
+  cannot tell, whether its favourite server will be contested. Its input is [B, N, 3M + 4]; the
+  actor folds the users into the batch (B·N rows).
+
+With ``sharing = "shared"`` one actor acts for every agent, so its input (``column`` and
+``features``) ends with agent j's one-hot code (M values); a ``user`` actor reads j's own latency
+first instead, the same for every j.
 
 Trained on one instance, the tables come from that instance (buffers built once). Trained on a
 family (a new instance per environment and episode), every row carries its instance's
@@ -35,7 +46,9 @@ from torch import nn
 
 from qdt.problem.model import PlacementModel
 
-OBSERVATIONS = ("column", "features")
+OBSERVATIONS = ("column", "features", "user")
+INSTANCE_OBSERVATIONS = ("features", "user")
+"""Observations that read the instance (the ones a family run can train with)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,10 @@ def context_vector(context: InstanceContext) -> torch.Tensor:
 
 
 def observation_width(kind: str, n_users: int, n_servers: int, shared: bool) -> int:
-    """Inputs of an actor: N for ``column``, N + N·M + 2 for ``features``, + M when shared."""
+    """Inputs of an actor: N for ``column``, N + N·M + 2 for ``features``, + M when shared;
+    3M + 4 per user for ``user`` (shared or not)."""
+    if kind == "user":
+        return 3 * n_servers + 4
     width = n_users if kind == "column" else n_users + n_users * n_servers + 2
     return width + (n_servers if shared else 0)
 
@@ -105,8 +121,9 @@ def normalised_latency(model: PlacementModel) -> np.ndarray:
 
 
 class ObservationFeatures(nn.Module):
-    """Columns X[:, j] [B, N] → the actor's input [B, W] (module docstring). No trainable weights;
-    its tables are rebuilt from the instance, so they are not part of a checkpoint."""
+    """Columns X[:, j] [B, N] → the actor's input [B, W] ([B, N, 3M + 4] for ``user``: module
+    docstring). No trainable weights; its tables are rebuilt from the instance, so they are not
+    part of a checkpoint."""
 
     static: torch.Tensor  # [M, S]: agent j's latency rows (features), then its one-hot code (shared)
     load: torch.Tensor  # [M, N]: c_ij / C_j
@@ -118,16 +135,21 @@ class ObservationFeatures(nn.Module):
             raise ValueError(f"unknown observation {kind!r}")
         n, m = model.n_users, model.n_servers
         self.kind = kind
-        self.shared = shared
         self.width = observation_width(kind, n, m, shared)
+        self.shared = shared and kind != "user"
         static = []
-        if kind == "features":
+        if kind in INSTANCE_OBSERVATIONS:
             latency = normalised_latency(model)
             static.append(np.stack([np.roll(latency, -j, axis=1).reshape(-1) for j in range(m)]))
-        if shared:
+        if self.shared:
             static.append(np.eye(m))
         table = np.concatenate(static, axis=1) if static else np.zeros((m, 0))
         self.register_buffer("static", torch.from_numpy(table.astype(np.float64)), persistent=False)
+        if kind == "user":  # each server's pressure, as agent j sees the servers (from j on)
+            latency, load, slot = (torch.from_numpy(a)[None] for a in context_arrays(model))
+            pressure = server_pressure(latency, load, slot)[0]  # [2, M]
+            rolled = torch.stack([torch.roll(pressure, -j, dims=1).reshape(-1) for j in range(m)])
+            self.register_buffer("pressure", rolled, persistent=False)  # [M, 2M]
         rates = model.compute_rate / model.capacity[None, :]  # c_ij / C_j
         self.register_buffer("load", torch.from_numpy(rates.T.copy()), persistent=False)  # [M, N]
         slots = 1.0 / model.max_users.astype(np.float64)
@@ -144,6 +166,8 @@ class ObservationFeatures(nn.Module):
             agent = torch.full((columns.shape[0],), agent, dtype=torch.long, device=columns.device)
         parts = [columns]
         code = self.static[agent][:, self.static.shape[1] - self.static.shape[0] :] if self.shared else None
+        if self.kind == "user":
+            return self._per_user(columns, agent, context)
         if self.kind == "features":
             if context is None:
                 static = self.static[agent]
@@ -157,6 +181,46 @@ class ObservationFeatures(nn.Module):
         if code is not None:
             parts.append(code)
         return torch.cat(parts, dim=1)
+
+
+    def _per_user(
+        self, columns: torch.Tensor, agent: torch.Tensor, context: InstanceContext | None
+    ) -> torch.Tensor:
+        """[B, N, 3M + 4]: each user's x_ij, latency row from j on, c_ij / C_j, j's remaining
+        capacity and slots, and the servers' pressure from j on."""
+        batch, n = columns.shape
+        if context is None:
+            rows, load, slot = self.static[agent], self.load[agent], self.slot[agent]
+            pressure = self.pressure[agent]
+        else:
+            rows, load, slot = _context_features(context, agent)
+            m = context.latency.shape[2]
+            order = (torch.arange(m, device=agent.device)[None, :] + agent[:, None]) % m  # [B, M]
+            both = server_pressure(context.latency, context.load, context.slot)  # [B, 2, M]
+            pressure = torch.gather(both, 2, order[:, None, :].expand(-1, 2, m)).reshape(batch, 2 * m)
+        capacity = torch.clamp(1.0 - (columns * load).sum(dim=1, keepdim=True), min=0.0)
+        slots = torch.clamp(1.0 - columns.sum(dim=1, keepdim=True) * slot[:, None], min=0.0)
+        return torch.cat(
+            [
+                columns[:, :, None],
+                rows.reshape(batch, n, -1),
+                load[:, :, None],
+                capacity[:, :, None].expand(batch, n, 1),
+                slots[:, :, None].expand(batch, n, 1),
+                pressure[:, None, :].expand(batch, n, pressure.shape[1]),
+            ],
+            dim=2,
+        )
+
+
+def server_pressure(latency: torch.Tensor, load: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """[B, 2, M]: how contested each server is if every user went to its fastest server that meets
+    its deadline: the load Σ_i c_ij / C_j and the user slots Σ_i 1 / M_j those users would take
+    (above 1: the server cannot hold them all), from L [B, N, M], c_ij / C_j [B, N, M] and 1 / M_j
+    [B, M]."""
+    best = torch.nn.functional.one_hot(latency.argmax(dim=2), latency.shape[2]).to(latency.dtype)
+    best = best * (latency.amax(dim=2, keepdim=True) > 0)  # a user that meets no deadline counts nowhere
+    return torch.stack([(best * load).sum(dim=1), best.sum(dim=1) * slot], dim=1)
 
 
 def _context_features(

@@ -52,6 +52,7 @@ from qdt.rl.checkpoint import (
 )
 from qdt.rl.config import TrainConfig, resolve_torch_device
 from qdt.rl.exploration import exploration_level, explore, explore_scores
+from qdt.rl.imitation import imitation_update, near_optimum_states, optimal_servers
 from qdt.rl.maddpg import (
     MAX_TABLE_USERS,
     AgentNets,
@@ -170,11 +171,13 @@ class Trainer:
         context, context_ids = self._episode_context()
         rewards: list[float] = []
         on_policy: list[OnPolicyStep] = []  # ppo: this episode's transitions
+        visited: list[np.ndarray] = []  # the states the actor scored, step by step
         last = np.zeros(config.envs)
         feasible = np.zeros(config.envs, dtype=bool)
         table = self._score_table()
         for _step in range(config.steps_per_episode):
             scores = self._scores(states, table, context)
+            visited.append(states)
             if config.decode == "round":
                 placements = explore(config.exploration, scores, level, self.explore_rng)
                 actions = placements.astype(np.float64)
@@ -193,9 +196,13 @@ class Trainer:
                     self._track_best(placements[k])
             rewards.extend(float(r) for r in last)
             states = placements
-        losses = (
-            self._ppo_phase(on_policy, level, context) if config.learner == "ppo" else self._train_phase()
-        )
+        imitating = episode < config.imitation_episodes
+        if imitating:
+            losses = self._imitation_phase(visited, context)
+        elif config.learner == "ppo":
+            losses = self._ppo_phase(on_policy, level, context)
+        else:
+            losses = self._train_phase()
         self.state.episode += 1
         record: dict[str, Any] = {
             "episode": self.state.episode,
@@ -207,6 +214,8 @@ class Trainer:
             "critic_loss": losses[0],
             "actor_loss": losses[1],
         }
+        if config.imitation_episodes:
+            record["imitation"] = imitating  # actor_loss is then the cross-entropy
         if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
             record.update(self._greedy_record())
         return record
@@ -287,6 +296,30 @@ class Trainer:
         except NonFiniteError as error:
             raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
         return float(np.mean(critic_losses)), float(np.mean(actor_losses))
+
+    def _imitation_phase(
+        self, visited: list[np.ndarray], context: InstanceContext | None
+    ) -> tuple[float | None, float | None]:
+        """The shared actor learns the optimum of this episode's K instances from every state it
+        visited and as many near the optimum (``qdt/rl/imitation.py``); no critic step. State
+        t·K + k is environment k's."""
+        targets = optimal_servers(list(self.env.models))  # [K, N]
+        copies = 2 * len(visited)
+        near = near_optimum_states(targets, len(visited), self.instance.n_servers, self.explore_rng)
+        rows = None
+        if context is not None:
+            rows = context.rows(torch.arange(self.config.envs, device=self.device).repeat(copies))
+        try:
+            loss = imitation_update(
+                self.agents[0],
+                to_torch(np.concatenate([*visited, near]), self.device),
+                torch.from_numpy(np.tile(targets, (copies, 1))).to(self.device),
+                self.config.gradient_steps,
+                rows,
+            )
+        except NonFiniteError as error:
+            raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
+        return None, loss
 
     def _ppo_phase(
         self, steps: list[OnPolicyStep], level: float, context: InstanceContext | None

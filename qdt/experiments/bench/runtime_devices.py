@@ -176,7 +176,7 @@ class DeviceScorer:
         with torch.no_grad():
             for j, (actor, front, twin) in enumerate(zip(self.policy.actors, self.fronts, twins)):
                 assert isinstance(twin, QuantumLayer)
-                angles = front.vqc.angles(actor.inputs(observations, j))
+                angles = front.vqc.angles(actor.front_inputs(observations, j))
                 self.items.append((front.prepared, angles, front.weight.detach()))
                 exact = twin.executor.run(twin.prepared, angles, twin.weight, readout="probs")
                 self.exact.append(exact.numpy())
@@ -232,7 +232,7 @@ class DeviceScorer:
                 features = torch.as_tensor(p)
                 if front.readout != "probs":
                     features = expval_z(features)
-                tables.append(torch.sigmoid(actor.body(features)).numpy())
+                tables.append(torch.sigmoid(actor.logits_from(features, 1 << self.policy.n_users)).numpy())
         return np.stack(tables)
 
     def _tvd(self, probs: list[np.ndarray]) -> float:
