@@ -61,6 +61,7 @@ NEW_FLAGS = {
     "--family": ("users=4,servers=2", {"family": "users=4,servers=2"}),  # issue 17
     "--learner": ("maddpg", {"learner": "maddpg"}),  # issue 13: v3 learns by policy gradient
     "--ppo-credit": ("episode", {"ppo_credit": "episode"}),  # issue 13: whose reward rates a score
+    "--imitation-episodes": ("0", {"imitation_episodes": 0}),  # issue 17: family runs learn from the MILP
 }
 
 
