@@ -59,6 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -862,5 +863,5 @@ def plot_generalise(
     right.set_title("one placement: policy (scoring + decoding) vs MILP", fontsize=9)
     right.grid(alpha=0.3, which="both")
     right.legend(fontsize=7)
-    fig.suptitle(setting, fontsize=8)
+    fig.suptitle(textwrap.fill(setting, 160), fontsize=8)  # the setting line is long: wrapped, not cut
     save_figure(fig, path)
