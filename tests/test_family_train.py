@@ -38,7 +38,9 @@ SMALL = dict(
 
 def _params(run_dir):
     payload = load_checkpoint(run_dir)
-    return [t for agent in payload["agents"] for net in ("actor", "critic") for t in agent.get(net, {}).values()]
+    return [
+        t for agent in payload["agents"] for net in ("actor", "critic") for t in agent.get(net, {}).values()
+    ]
 
 
 def _metrics(run_dir):
@@ -168,7 +170,9 @@ def test_cli_family_run_and_refusals(tmp_path, capsys):
     assert "--family" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*base, "--observation", "column", "--out", str(tmp_path / "c")]) == 2
     assert "--observation user" in capsys.readouterr().err
-    assert main([*base, "--imitation-episodes", "5", "--out", str(tmp_path / "e")]) == 2  # more than --episodes
+    assert (
+        main([*base, "--imitation-episodes", "5", "--out", str(tmp_path / "e")]) == 2
+    )  # more than --episodes
     assert "--imitation-episodes: expected at most --episodes = 4" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
     assert main(["train", "--family", "users=4", "--out", str(tmp_path / "d"), "--no-progress"]) == 2

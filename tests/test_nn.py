@@ -72,7 +72,9 @@ def test_user_observation_is_each_users_own_row_of_the_features():
     column = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
     flat = ObservationFeatures("features", model, shared=False)
     per_user = ObservationFeatures("user", model, shared=True)
-    assert observation_width("user", 4, 2, shared=True) == observation_width("user", 64, 2, shared=False) == 10
+    assert (
+        observation_width("user", 4, 2, shared=True) == observation_width("user", 64, 2, shared=False) == 10
+    )
     context = context_of([model])
     pressure = server_pressure(context.latency, context.load, context.slot)[0]  # [2, M]
     fastest = context.latency[0].argmax(dim=1)
@@ -80,7 +82,8 @@ def test_user_observation_is_each_users_own_row_of_the_features():
     expected = [float(load[fastest == j, j].sum()) for j in range(2)]
     torch.testing.assert_close(pressure[0], torch.tensor(expected, dtype=torch.float64))
     torch.testing.assert_close(
-        pressure[1], torch.bincount(fastest, minlength=2).double() / torch.from_numpy(model.max_users).double()
+        pressure[1],
+        torch.bincount(fastest, minlength=2).double() / torch.from_numpy(model.max_users).double(),
     )
     for agent in (0, 1):
         rows, whole = per_user(column, agent), flat(column, agent)
@@ -90,7 +93,9 @@ def test_user_observation_is_each_users_own_row_of_the_features():
         load = torch.from_numpy(model.compute_rate[:, agent] / model.capacity[agent])
         torch.testing.assert_close(rows[:, :, 3], load.expand(2, 4))
         torch.testing.assert_close(rows[:, :, 4:6], whole[:, None, 12:14].expand(2, 4, 2))  # capacity, slots
-        torch.testing.assert_close(rows[:, :, 6:], torch.roll(pressure, -agent, dims=1).reshape(1, 1, 4).expand(2, 4, 4))
+        torch.testing.assert_close(
+            rows[:, :, 6:], torch.roll(pressure, -agent, dims=1).reshape(1, 1, 4).expand(2, 4, 4)
+        )
     both = per_user(torch.cat([column[:1], column[:1]]), torch.tensor([0, 1]))
     torch.testing.assert_close(both[1], per_user(column[:1], 1)[0])
 

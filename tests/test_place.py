@@ -226,7 +226,9 @@ def test_a_user_actor_runs_one_circuit_row_per_user_on_a_fake_device(
     run = _run(trained, "quantum-user", tmp_path)
     path = _generate(tmp_path)
     exact = _place(capsys, run, path)  # statevector: the policy's own placement
-    assert exact["assignment"] == matrix_to_assignment(load_policy(run, instance=load_instance(path)).placement())
+    assert exact["assignment"] == matrix_to_assignment(
+        load_policy(run, instance=load_instance(path)).placement()
+    )
     report = _place(capsys, run, path, "--backend", "fake_manila", "--shots", "256")
     (job,) = report["jobs"]
     assert job["pubs"] == 2 and job["rows"] == 2 * 16 * 4  # both agents, every observation, every user

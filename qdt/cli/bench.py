@@ -613,32 +613,34 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         DEFAULT_SEEDS,
         DEFAULT_SHAPES,
         DEFAULT_UNSEEN,
-        GENERALISE_CREDIT,
         GENERALISE_EPISODES,
         GENERALISE_RECIPE,
         QUICK_EPISODES,
         QUICK_SEEDS,
         QUICK_SHAPES,
         QUICK_UNSEEN,
+        bench_credit,
         check_configs,
         check_unseen,
         run_generalise_bench,
     )
-    from qdt.rl.config import TrainConfig
 
     if args.quick:
         shapes, seeds, episodes, unseen = list(QUICK_SHAPES), QUICK_SEEDS, QUICK_EPISODES, QUICK_UNSEEN
     else:
-        shapes, seeds, episodes, unseen = list(DEFAULT_SHAPES), DEFAULT_SEEDS, GENERALISE_EPISODES, DEFAULT_UNSEEN
+        shapes, seeds, episodes, unseen = (
+            list(DEFAULT_SHAPES),
+            DEFAULT_SEEDS,
+            GENERALISE_EPISODES,
+            DEFAULT_UNSEEN,
+        )
         if args.shapes is not None:
             shapes = _parse_shapes(args.shapes, max_users=1024)
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
     unseen = check_unseen(args.unseen if args.unseen is not None else unseen)
     recipe = _check_budget(args, seeds, episodes, GENERALISE_RECIPE)
-    credit = args.ppo_credit
-    if credit is None and TrainConfig.from_recipe(recipe).learner == "ppo":
-        credit = GENERALISE_CREDIT
+    credit = bench_credit(recipe, args.ppo_credit)
     agents = DEFAULT_AGENTS
     # every shape checked against every agent (and --max-critic-qubits) before any folder or run
     skipped = check_configs(

@@ -128,7 +128,8 @@ def make_scorer(policy: Any, executor: Executor, mitigation: ReadoutMitigation |
             probs = results[: len(items)]
             rows = [len(obs) for obs in observations]
             raw = [
-                torch.sigmoid(actor.logits_from(p, b)).numpy() for actor, p, b in zip(policy.actors, probs, rows)
+                torch.sigmoid(actor.logits_from(p, b)).numpy()
+                for actor, p, b in zip(policy.actors, probs, rows)
             ]
             if mitigation is None:
                 return raw, None

@@ -77,7 +77,11 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 f"{n_users} users x {n_servers} servers ({values:,} values)",
                 "use fewer users or servers; why this limit: qdt/rl/builders.py",
             )
-    if config.agent == "classical" and config.trains_critic and critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS:
+    if (
+        config.agent == "classical"
+        and config.trains_critic
+        and critic_width(config, n_users, n_servers) > MAX_CLASSICAL_INPUTS
+    ):
         raise QdtInputError(
             field,
             f"an instance whose classical critic reads at most {MAX_CLASSICAL_INPUTS:,} values (2·N·M, "
@@ -122,7 +126,9 @@ def actor_builder(
         if executor is None:
             return Actor(None, width, outputs, config.hidden, features=features, agent=agent).to(device)
         front = quantum_front(width, config.layers, executor)
-        return Actor(front, front.output_width, outputs, config.hidden, features=features, agent=agent).to(device)
+        return Actor(front, front.output_width, outputs, config.hidden, features=features, agent=agent).to(
+            device
+        )
 
     return build
 

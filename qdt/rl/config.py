@@ -128,8 +128,9 @@ Defaults and why:
   ``"features"``) and the critic reads it too (4·N·M inputs). Measured on the 32 × 8 family (the
   greedy policy on 20 held-out instances, median gap to the optimum; greedy-with-repair itself
   2.05%): ``features`` 18.8% (ppo, user credit, 300 episodes, seed 0); ``user`` as first built,
-  without the servers' pressure (M + 4 values, hidden 64), 17.9% with v2, 7.1% with v3, 4.27% with v3 and user credit, 3.55% and 4.01% (seeds 0–1) with lr 3e-3 as well,
-  5.42% and 4.96% after 1000 episodes. With the servers' pressure in the ``user`` row (as now) and
+  without the servers' pressure (M + 4 values, hidden 64), 17.9% with v2, 7.1% with v3, 4.27%
+  with v3 and user credit, 3.55% and 4.01% (seeds 0–1) with lr 3e-3 as well, 5.42% and 4.96%
+  after 1000 episodes. With the servers' pressure in the ``user`` row (as now) and
   rewards only: 5.84%, 15.2% (seeds 0–1), so rewards alone do not reach greedy.
 * ``imitation_episodes`` (default 0): a family run's first episodes fit the shared actor to the
   MILP optimum of their training draws (``qdt/rl/imitation.py``), from the states the policy

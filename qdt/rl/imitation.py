@@ -11,14 +11,15 @@ optimum with every user moved to a uniformly drawn server with probability
 optimal placement once its rollout reaches one. Measured with a prototype of this update (400
 instances of the 32 × 8 family, 1500 steps of 64 states, classical, seed 0; 20 held-out instances):
 from the empty placement only 3.41% above the optimum (median), with states near the optimum too
-2.24%. The instances are training
-draws only (a held-out instance is never solved here), so a policy placed on unseen instances has
-learned from the solver's answers to other instances, the way a learned heuristic is taught, and
-decides without it. An instance whose optimum the MILP does not prove within the time limit
-teaches nothing that episode.
+2.24%.
 
-Why (``qdt/rl/config.py`` has the measurements): by rewards alone the ``user`` actor reached 3.5–6%
-above the optimum on unseen 32 × 8 instances; the same actor fitted to optima got within about 2%.
+The instances are training draws only (a held-out instance is never solved here), so a policy
+placed on unseen instances has learned from the solver's answers to other instances, the way a
+learned heuristic is taught, and decides without it. An instance whose optimum the MILP does not
+prove within the time limit teaches nothing that episode.
+
+Why (``qdt/rl/config.py`` has the measurements): by rewards alone the ``user`` actor ended 3.5–15%
+above the optimum on held-out 32 × 8 instances; fitted to optima, 1.9–2.6% (seeds 0–4).
 """
 
 from __future__ import annotations

@@ -63,8 +63,7 @@ class Actor(nn.Module):
     def logits_from(self, front_output: torch.Tensor, batch: int) -> torch.Tensor:
         """z [B, N] from the front end's outputs on :meth:`front_inputs`' rows (its FC body, and the
         users folded back when the rows were per user)."""
-        z = self.body(front_output)
-        return z.reshape(batch, -1) if z.shape[0] != batch else z
+        return self.body(front_output).reshape(batch, -1)  # [B, N] already, or [B·N, 1]
 
     def logits(
         self,

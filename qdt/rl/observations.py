@@ -164,10 +164,10 @@ class ObservationFeatures(nn.Module):
             return columns
         if isinstance(agent, int):
             agent = torch.full((columns.shape[0],), agent, dtype=torch.long, device=columns.device)
-        parts = [columns]
-        code = self.static[agent][:, self.static.shape[1] - self.static.shape[0] :] if self.shared else None
         if self.kind == "user":
             return self._per_user(columns, agent, context)
+        parts = [columns]
+        code = self.static[agent][:, self.static.shape[1] - self.static.shape[0] :] if self.shared else None
         if self.kind == "features":
             if context is None:
                 static = self.static[agent]
@@ -181,7 +181,6 @@ class ObservationFeatures(nn.Module):
         if code is not None:
             parts.append(code)
         return torch.cat(parts, dim=1)
-
 
     def _per_user(
         self, columns: torch.Tensor, agent: torch.Tensor, context: InstanceContext | None

@@ -114,8 +114,20 @@ GENERALISE_TRAINING: dict[str, Any] = {**FAMILY_DEFAULTS, "lr_actor": 3e-3}
 """The bench's actors and rate, on top of the recipe. Measured on the 32 × 8 family (20 held-out
 instances, classical, seed 0): imitation for all of 150 episodes 2.61% above the optimum; for the
 first 150 of 300, then ppo with user credit, 3.84% (rewards made it worse); rewards only (ppo, user
-credit, lr 3e-3, 300 episodes) 3.43–5.88% over seeds 0–1 (lr 1e-3: 4.27%). The imitation's held-out
-gap stopped improving after about 30 episodes (qdt/rl/config.py has the rest)."""
+credit, lr 3e-3, 300 episodes) 5.84% and 15.2% over seeds 0–1 (3.55% and 4.01% before the pressure
+features). The imitation's held-out gap stopped improving after 10–30 episodes (qdt/rl/config.py
+has the rest)."""
+
+
+def bench_credit(recipe: str, ppo_credit: str | None) -> str | None:
+    """The ppo credit the bench trains with: ``ppo_credit`` when given, else
+    :data:`GENERALISE_CREDIT` for a recipe whose learner is ppo (none for maddpg, which has no
+    credit to set)."""
+    if ppo_credit is None and TrainConfig.from_recipe(recipe).learner == "ppo":
+        return GENERALISE_CREDIT
+    return ppo_credit
+
+
 TARGET_SHAPES: tuple[tuple[int, int], ...] = ((32, 8), (64, 8))
 """The shapes the issue's targets are stated on; a run without them checks its own shapes."""
 TARGET_SPEEDUP = 10.0  # the MILP's median decision time over the policy's, at least
@@ -245,7 +257,7 @@ def run_generalise_bench(
     recipe: str = GENERALISE_RECIPE,
     episodes: int | None = GENERALISE_EPISODES,
     quantum_episodes: int | None = None,
-    ppo_credit: str | None = GENERALISE_CREDIT,
+    ppo_credit: str | None = None,
     imitation: int | None = None,
     unseen: int = DEFAULT_UNSEEN,
     tight: bool = False,
@@ -263,6 +275,7 @@ def run_generalise_bench(
     check_unseen(unseen)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise QdtInputError("--seeds", "an integer >= 1", seeds)
+    ppo_credit = bench_credit(recipe, ppo_credit)
     skipped = check_configs(
         shapes, agents, recipe, episodes, quantum_episodes, tight, max_critic_qubits, ppo_credit, imitation
     )
