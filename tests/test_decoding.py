@@ -16,7 +16,7 @@ from qdt.problem.decoding import (
     decode_argmax,
     decode_feasible,
 )
-from qdt.problem.generator import GeneratorConfig, generate_instance, tight_config
+from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance, tight_config
 from qdt.problem.model import CONSTRAINTS, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.config import DECODES
@@ -112,3 +112,26 @@ def test_argmax_round_and_names():
         decode("feasible", scores)
     with pytest.raises(QdtInputError, match="scores"):
         decode_feasible(_model(3, 2, 0, False), np.full((3, 2), np.nan))
+
+
+def test_start_placements():
+    """empty: nothing placed; greedy: greedy-with-repair's placement, else every user on its fastest
+    server; another name is refused."""
+    from qdt.problem.decoding import start_placement
+
+    model = PlacementModel(paper_instance())
+    assert not start_placement(model, "empty").any()
+    greedy = solve(model, "greedy")
+    placed = start_placement(model, "greedy")
+    assert placed.dtype == np.int8 and placed.argmax(axis=1).tolist() == list(greedy.assignment)
+    misses = 0
+    for seed in range(40):
+        tight = PlacementModel(generate_instance(tight_config(6, 2), seed=seed))
+        placed = start_placement(tight, "greedy")
+        assert (placed.sum(axis=1) == 1).all()
+        if solve(tight, "greedy").assignment is None:
+            misses += 1
+            assert placed.argmax(axis=1).tolist() == tight.latency.argmin(axis=1).tolist()
+    assert misses  # the fallback is exercised
+    with pytest.raises(QdtInputError, match="start"):
+        start_placement(model, "optimum")

@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from qdt.cli.main import main
+from qdt.problem.decoding import start_placement
 from qdt.problem.family import parse_family
 from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, critic_width
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import TrainConfig
 from qdt.rl.observations import ObservationFeatures, context_arrays, context_of
+from qdt.rl.policy import load_policy
 from qdt.rl.replay import ReplayMemory
 from qdt.rl.train import Trainer, family_instance, train
 
@@ -122,8 +125,9 @@ def test_every_stored_transition_keeps_its_own_instance_after_the_ring_wraps():
         ("quantum", {}),
         ("quantum", {"observation": "user", "learner": "ppo"}),
         ("classical", {"observation": "user", "learner": "ppo", "imitation_episodes": 8}),
+        ("classical", {"observation": "user", "learner": "ppo", "imitation_episodes": 4, "start": "greedy"}),
     ],
-    ids=["classical", "quantum", "quantum-user-ppo", "classical-user-imitation"],
+    ids=["classical", "quantum", "quantum-user-ppo", "classical-user-imitation", "classical-greedy-start"],
 )
 def test_family_training_draws_new_instances_and_resumes_bit_identically(tmp_path, agent, changes):
     config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2, **changes}, seed=2)
@@ -165,7 +169,11 @@ def test_cli_family_run_and_refusals(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "family users=4,servers=2: on 20 held-out instances" in out
     saved = json.loads((run / "config.json").read_text())["config"]
-    assert (saved["observation"], saved["hidden"]) == ("user", 64)  # FAMILY_DEFAULTS
+    assert (saved["observation"], saved["hidden"], saved["start"]) == (
+        "user",
+        64,
+        "greedy",
+    )  # FAMILY_DEFAULTS
     assert main([*base, "--preset", "paper", "--out", str(tmp_path / "b")]) == 2
     assert "--family" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*base, "--observation", "column", "--out", str(tmp_path / "c")]) == 2
@@ -180,3 +188,33 @@ def test_cli_family_run_and_refusals(tmp_path, capsys):
     # the place command sees a family run
     assert main(["train", "--resume", str(run), "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["family"]["spec"] == "users=4,servers=2"
+
+
+def test_a_greedy_start_run_starts_every_episode_and_decision_from_greedys_placement(tmp_path):
+    """start = greedy: the environments reset to greedy-with-repair's placement of each episode's
+    instance, and the trained policy's rollout (training's held-out evaluation, qdt place's) starts
+    there too; a run that starts empty records no ``start`` (older configs read the same)."""
+    changes = {"observation": "user", "learner": "ppo", "family": "users=6,servers=2"}
+    config = TrainConfig(**{**SMALL, **changes}, start="greedy", seed=4)
+    trainer = Trainer(config, family_instance(config))
+    trainer.env.set_instances(trainer.family.draws(config.seed, 0, config.envs))
+    states = trainer.env.reset()
+    greedy_found = 0
+    for model, state in zip(trainer.env.models, states):
+        np.testing.assert_array_equal(state, start_placement(model, "greedy"))
+        assert (state.sum(axis=1) == 1).all()  # every user placed
+        expected = solve(model, "greedy").assignment
+        if expected is not None:
+            greedy_found += 1
+            assert state.argmax(axis=1).tolist() == list(expected)
+        else:  # greedy found none: every user on its fastest server
+            assert state.argmax(axis=1).tolist() == model.latency.argmin(axis=1).tolist()
+    assert greedy_found
+    assert config.to_dict()["start"] == "greedy" and "start" not in config.replace(start="empty").to_dict()
+    train(config, family_instance(config), tmp_path / "run", progress=False)
+    policy = load_policy(tmp_path / "run", instance=trainer.family.held_out(9, 0))
+    starts = []
+    decide = policy.decide
+    policy.decide = lambda x: starts.append(x.copy()) or decide(x)
+    policy.placement()
+    np.testing.assert_array_equal(starts[0], start_placement(policy.placement_model, "greedy"))

@@ -92,3 +92,43 @@ def test_bad_inputs(run, tmp_path):
         policy.scores(np.zeros((2, 3)))
     with pytest.raises(QdtInputError, match="--run"):
         load_policy(tmp_path / "nothing-here")
+
+
+def test_rollout_stops_at_a_fixed_point_with_the_full_rollouts_placement(run):
+    """A deterministic policy's rollout ends at its first fixed point, with the placement the N_t
+    decisions would give; shot-estimated scores make every decision."""
+    policy = load_policy(run)
+    assert policy.deterministic
+    x = np.zeros((policy.n_users, policy.n_servers), dtype=np.int8)
+    for _ in range(policy.config.steps_per_episode):
+        x = policy.decide(x)
+    calls = []
+    policy_decide = policy.decide
+    policy.decide = lambda state: calls.append(state) or policy_decide(state)
+    np.testing.assert_array_equal(policy.placement(), x)
+    assert 1 <= len(calls) <= policy.config.steps_per_episode
+    if len(calls) < policy.config.steps_per_episode:
+        np.testing.assert_array_equal(policy_decide(calls[-1]), calls[-1])  # it stopped at a fixed point
+
+
+def test_rollout_by_shots_makes_every_decision(runs):
+    policy = load_policy(runs["quantum"], executor=open_backend("aer", shots=64, seed=5))
+    assert not policy.deterministic
+    calls = []
+    policy_decide = policy.decide
+    policy.decide = lambda state: calls.append(state) or policy_decide(state)
+    policy.placement(steps=4)
+    assert len(calls) == 4
+
+
+def test_roll_out_counts_its_decisions():
+    from qdt.rl.rollout import roll_out
+
+    start = np.zeros((3, 2), dtype=np.int8)
+    fixed = np.eye(3, 2, dtype=np.int8)
+    placement, made = roll_out(lambda x: fixed, start, 10, deterministic=True)
+    assert made == 2 and np.array_equal(placement, fixed)  # the second decision repeats the first
+    placement, made = roll_out(lambda x: fixed, start, 10, deterministic=False)
+    assert made == 10 and np.array_equal(placement, fixed)
+    flip = roll_out(lambda x: 1 - x, start, 3, deterministic=True)
+    assert flip[1] == 3 and np.array_equal(flip[0], 1 - start)  # never fixed: all N_t decisions

@@ -62,6 +62,7 @@ NEW_FLAGS = {
     "--learner": ("maddpg", {"learner": "maddpg"}),  # issue 13: v3 learns by policy gradient
     "--ppo-credit": ("episode", {"ppo_credit": "episode"}),  # issue 13: whose reward rates a score
     "--imitation-episodes": ("0", {"imitation_episodes": 0}),  # issue 17: family runs learn from the MILP
+    "--start": ("greedy", {"start": "greedy"}),  # issue 17: rollouts improve greedy's placement
 }
 
 

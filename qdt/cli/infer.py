@@ -1,7 +1,10 @@
 """``qdt infer``: a trained run's actors decide a placement on a backend (a fake or real IBM device).
 
-The decision is the greedy rollout the run was trained and scored with: N_t steps from the empty
-placement, each step every agent's actor reading its column of X, scores decoded as in training.
+The decision is the greedy rollout the run was trained and scored with: N_t steps from the run's
+start placement (empty, or greedy-with-repair's for a run trained with ``start = greedy``, the
+family default), each step every agent's actor reading its column of X, scores decoded as in
+training; with exact scores (no shots) the rollout ends at its first fixed point
+(``qdt/rl/rollout.py``).
 How the actors are evaluated (``--strategy``):
   table  one job: every agent's actor on all 2^N observations (one PUB per agent, 2^N rows each);
          the N_t steps are then look-ups. Fewest jobs (one queue wait on a real device); each
@@ -66,8 +69,9 @@ def register(subparsers: Any) -> None:
         help="run a trained policy's actors on a backend (fake or real IBM device) and report the decision",
         description=(
             "Load the trained actors of --run and run them on --backend (a profile: fake_torino, "
-            "ibm_torino, aer, ... see `qdt backends list`) for the greedy rollout from the empty "
-            "placement. Reports the placement, per-user latency, feasibility, the gap to the exact "
+            "ibm_torino, aer, ... see `qdt backends list`) for the greedy rollout from the run's "
+            "start placement (empty, or greedy's for a run trained with --start greedy). Reports the "
+            "placement, per-user latency, feasibility, the gap to the exact "
             "optimum, the decision's wall time (queue and execution apart when the service reports "
             "them), usage and the job ids. Every job id is written to RUN/jobs.jsonl before qdt waits "
             "for it; after a crash, `qdt jobs fetch --run RUN` retrieves results and `qdt infer "
@@ -163,7 +167,7 @@ def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, n
     tables = [np.stack(raw)] + ([np.stack(mitigated)] if mitigated is not None else [])
     finals = []
     for table in tables:
-        x = np.zeros((policy.n_users, policy.n_servers), dtype=np.int8)
+        x = policy.start_placement()
         for _ in range(steps):
             x = decode(policy, scores_from_table(table, x))
         finals.append(x)
@@ -173,19 +177,24 @@ def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, n
 def rollout_steps(
     policy: Any, score: Scorer, steps: int, mitigate: bool
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    n, m = policy.n_users, policy.n_servers
-    x_raw = np.zeros((n, m), dtype=np.int8)
-    x_mit = np.zeros((n, m), dtype=np.int8) if mitigate else None
-    for _ in range(steps):
+    m = policy.n_servers
+    x_raw = policy.start_placement()
+    x_mit = x_raw.copy() if mitigate else None
+    made = 0
+    while made < steps:
+        made += 1
         rows = []
         for j in range(m):
             columns = [x_raw[:, j]] + ([x_mit[:, j]] if x_mit is not None else [])
             rows.append(np.unique(np.stack(columns).astype(np.float64), axis=0))
         raw, mitigated = score(rows)
-        x_raw = decode(policy, _pick(rows, raw, x_raw))
+        following = decode(policy, _pick(rows, raw, x_raw))
+        if x_mit is None and policy.deterministic and np.array_equal(following, x_raw):
+            break  # a fixed point: every later decision would repeat it (qdt/rl/rollout.py)
+        x_raw = following
         if x_mit is not None and mitigated is not None:
             x_mit = decode(policy, _pick(rows, mitigated, x_mit))
-    return x_raw, x_mit, steps
+    return x_raw, x_mit, made
 
 
 def _pick(rows: list[np.ndarray], scores: list[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -207,7 +216,7 @@ class Decision:
     executor: Any  # closed by now; its jobs and ISA reports stay readable; None for classical actors
     mitigation: ReadoutMitigation | None
     strategy: str  # table or steps
-    steps: int
+    steps: int  # decisions made: N_t, fewer when an exact rollout reached a fixed point (rollout.py)
     seed: int
     x_raw: np.ndarray
     x_mit: np.ndarray | None
@@ -231,7 +240,7 @@ def decide(
     instance: Any = None,
     job_dir: Path | None = None,
 ) -> Decision:
-    """The run's actors decide a placement: N_t steps of the greedy rollout from the empty one.
+    """The run's actors decide a placement: N_t steps of the greedy rollout from the run's start one.
 
     ``profile`` (a loaded backend profile) runs quantum actors through ``make_scorer`` (one job per
     call on a device, jobs recorded in ``job_dir``, default the run folder); ``profile=None`` runs
@@ -269,12 +278,14 @@ def decide(
                 "--strategy", f"steps for N > {int(math.log2(MAX_TABLE_ROWS))} users", "table"
             )
         score = make_scorer(policy, executor, mitigation) if executor is not None else torch_scorer(policy)
-        steps = config.steps_per_episode
         decided = time.perf_counter()
         if strategy == "table":
-            x_raw, x_mit, _ = rollout_table(policy, score, steps)
+            x_raw, x_mit, _ = rollout_table(policy, score, config.steps_per_episode)
+            steps = config.steps_per_episode
         else:
-            x_raw, x_mit, _ = rollout_steps(policy, score, steps, mitigation is not None)
+            x_raw, x_mit, steps = rollout_steps(
+                policy, score, config.steps_per_episode, mitigation is not None
+            )
         decision_wall_s = time.perf_counter() - decided
     finally:
         if executor is not None:

@@ -4,7 +4,7 @@ Nothing is trained: the run's weights (its latest checkpoint) act on INSTANCE, a
 the run's size N x M. What the actors and the decoding read from an instance (the ``features``
 observation's tables, the feasible decoding's constraints) is rebuilt from INSTANCE
 (:func:`qdt.rl.policy.load_policy` with ``instance``). The decision is ``qdt infer``'s greedy
-rollout from the empty placement (:func:`qdt.cli.infer.decide`): quantum actors on ``--backend``
+rollout from the run's start placement (:func:`qdt.cli.infer.decide`): quantum actors on ``--backend``
 (default: the executor, noise and shots the run trained with), classical actors as torch networks.
 
 A run trained on one instance (every run folder until family training exists; its config.json
@@ -55,7 +55,8 @@ INSTANCE is an instance file (`qdt instance generate ... -o FILE`) the run never
 channel gains, rates, capacities, caps and deadlines, but the run's size (N users, M servers;
 another size is refused). The run's weights act on it as they are; what the actors and the
 decoding read from an instance is rebuilt from INSTANCE. The decision is the greedy rollout from
-the empty placement that `qdt infer` runs (N_t steps, the run's decoding).
+the run's start placement that `qdt infer` runs (N_t steps, the run's decoding; a family run starts
+from greedy-with-repair's placement, and its time is part of decision_ms).
 
 Quantum actors run on --backend (a profile from `qdt backends list` or a .toml; default: the
 executor the run trained on, with its noise and shots), with --noise and --shots as in

@@ -32,6 +32,11 @@
   finds nothing; fed scores that single out the optimum, never.
 
 The decodings are deterministic; exploration perturbs the scores before they are decoded.
+
+**Where a rollout starts** (:func:`start_placement`, ``TrainConfig.start``): the actors decide
+step after step from a start placement, ``empty`` (nothing placed, the paper's) or ``greedy``:
+greedy-with-repair's placement of the instance (0.45 ms at 32 × 8), which the actors then
+improve, or, when greedy finds none, every user on its fastest server.
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdt.errors import QdtInputError
 from qdt.problem.model import CONSTRAINTS, RELATIVE_TOLERANCE, PlacementModel
-from qdt.problem.solvers import repair_overloads
+from qdt.problem.solvers import repair_overloads, solve
 
 DECODINGS: tuple[str, ...] = ("round", "argmax", "feasible")
+
+STARTS: tuple[str, ...] = ("empty", "greedy")
+"""Where a rollout starts (module docstring): :func:`start_placement`'s ``start``."""
 
 MISS_RATE_BOUND = 0.08
 """Most share of random-score draws on which ``feasible`` reports infeasible although a feasible
@@ -170,3 +178,16 @@ def _matrix(assignment: NDArray[np.int64], m: int) -> NDArray[np.int8]:
 def _report(model: PlacementModel, placement: NDArray[np.int8], moves: int) -> Decoded:
     evaluation = model.evaluate(placement)
     return Decoded(placement, evaluation.feasible, evaluation.violations, moves)
+
+
+def start_placement(model: PlacementModel, start: str) -> NDArray[np.int8]:
+    """The placement [N, M] a rollout on ``model``'s instance starts from (module docstring):
+    ``empty``, or ``greedy`` (greedy-with-repair's, else every user on its fastest server)."""
+    if start not in STARTS:
+        raise QdtInputError("start", f"one of {', '.join(STARTS)}", start)
+    if start == "empty":
+        return np.zeros((model.n_users, model.n_servers), dtype=np.int8)
+    greedy = solve(model, "greedy")
+    fastest = np.asarray(model.latency).argmin(axis=1)
+    assignment = fastest if greedy.assignment is None else np.asarray(greedy.assignment, dtype=np.int64)
+    return _matrix(assignment, model.n_servers)

@@ -7,7 +7,9 @@ is the new X, which is also the next state. All agents receive the same reward R
 is 10) and then every agent is truncated; nothing terminates earlier.
 
 Options:
-* ``initial_state``: "zeros" (nothing placed yet, the default) or "random" (uniform bits).
+* ``initial_state``: "zeros" (nothing placed yet, the default), "random" (uniform bits) or
+  "greedy" (greedy-with-repair's placement of the episode's model, fading included:
+  :func:`qdt.problem.decoding.start_placement`).
 * ``channel_fading_db``: time-varying channels. When > 0, every ``reset`` redraws the channel
   gains as h_ij·10^(g_ij/10) with g_ij ~ N(0, σ²) in dB (log-normal fading around the instance's
   gains), so each episode sees other latencies, deadlines-feasibility and a new optimum.
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from gymnasium import spaces
@@ -36,10 +38,13 @@ from numpy.typing import NDArray
 from pettingzoo import ParallelEnv
 
 from qdt.errors import QdtInputError
+from qdt.problem.decoding import start_placement
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel, RewardConfig
 
 DEFAULT_STEPS = 10
+
+InitialState = Literal["zeros", "random", "greedy"]
 
 
 class PlacementEnv(ParallelEnv):  # type: ignore[misc]
@@ -51,7 +56,7 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
         *,
         n_steps: int = DEFAULT_STEPS,
         reward: RewardConfig | None = None,
-        initial_state: Literal["zeros", "random"] = "zeros",
+        initial_state: InitialState = "zeros",
         channel_fading_db: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
@@ -93,7 +98,7 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
                 self.action_space(agent).seed(int(self.rng.integers(2**31)))
                 self.observation_space(agent).seed(int(self.rng.integers(2**31)))
         self.model = _episode_model(self.base_model, self.channel_fading_db, self.rng)
-        self._state = _initial_placement(self.instance, self.initial_state, self.rng)
+        self._state = _initial_placement(self.model, self.initial_state, self.rng)
         self._step = 0
         self.agents = list(self.possible_agents)
         return self._observations(), {agent: self._info() for agent in self.agents}
@@ -173,8 +178,8 @@ class PlacementEnv(ParallelEnv):  # type: ignore[misc]
 def _check_options(n_steps: int, initial_state: str, channel_fading_db: float) -> None:
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
         raise QdtInputError("n_steps", "an integer >= 1 (steps per episode, N_t)", n_steps)
-    if initial_state not in ("zeros", "random"):
-        raise QdtInputError("initial_state", "'zeros' or 'random'", initial_state)
+    if initial_state not in get_args(InitialState):
+        raise QdtInputError("initial_state", "'zeros', 'random' or 'greedy'", initial_state)
     if not (np.isfinite(channel_fading_db) and channel_fading_db >= 0):
         raise QdtInputError("channel_fading_db", "a finite number >= 0 (dB)", channel_fading_db)
 
@@ -189,11 +194,13 @@ def _episode_model(base: PlacementModel, fading_db: float, rng: np.random.Genera
     return PlacementModel(instance.with_channel_gain(gains), base.reward_config)
 
 
-def _initial_placement(instance: Instance, initial_state: str, rng: np.random.Generator) -> NDArray[np.int8]:
-    n, m = instance.n_users, instance.n_servers
+def _initial_placement(
+    model: PlacementModel, initial_state: str, rng: np.random.Generator
+) -> NDArray[np.int8]:
+    n, m = model.n_users, model.n_servers
     if initial_state == "random":
         return rng.integers(0, 2, size=(n, m), dtype=np.int8)
-    return np.zeros((n, m), dtype=np.int8)
+    return start_placement(model, "greedy" if initial_state == "greedy" else "empty")
 
 
 class BatchedPlacementEnv:
@@ -217,7 +224,7 @@ class BatchedPlacementEnv:
         *,
         n_steps: int = DEFAULT_STEPS,
         reward: RewardConfig | None = None,
-        initial_state: Literal["zeros", "random"] = "zeros",
+        initial_state: InitialState = "zeros",
         channel_fading_db: float = 0.0,
     ) -> None:
         _check_options(n_steps, initial_state, channel_fading_db)
@@ -250,7 +257,7 @@ class BatchedPlacementEnv:
             for base, rng in zip(self.base_models, self.rngs)
         ]
         self.states = np.stack(
-            [_initial_placement(self.instance, self.initial_state, rng) for rng in self.rngs]
+            [_initial_placement(model, self.initial_state, rng) for model, rng in zip(self.models, self.rngs)]
         )
         self.step_count = 0
         return self.states.copy()

@@ -9,7 +9,7 @@ One repeat = one independent draw of everything the executor samples:
 * the *decision agreement*: over every joint state X (all 2^(N·M) of them when that is at most
   65 536, else a seeded sample of 4096), the share of (state, user) pairs whose server in the
   decoded next placement (the run's own decoding, as in training) is the noiseless one's;
-* the placement the policy reaches from the empty placement in N_t decisions, each decision a
+* the placement the policy reaches from the run's start placement in N_t decisions, each decision a
   fresh call per agent (as a deployed policy would make it): its feasibility, total latency and
   gap to the exact optimum; and the wall time of each decision and of each 2^N batch.
 
@@ -111,7 +111,7 @@ def evaluate_policy(
             bit_agreement[j].append(float(same.mean()))
         decisions = decisions_from_tables(tables, states, target.decode)
         decision_agreement.append(float((decisions == reference_decisions).mean()))
-        x = np.zeros((target.n_users, target.n_servers), dtype=np.int8)
+        x = target.start_placement()
         for _ in range(target.config.steps_per_episode):
             if rollout == "table":
                 x = target.decide(x, scores=scores_from_table(tables, x))

@@ -17,6 +17,7 @@ from torch import nn
 
 from qdt.rl.fc import HIDDEN, fc_stack
 from qdt.rl.observations import InstanceContext, ObservationFeatures
+from qdt.rl.quantum_layer import QuantumLayer
 
 
 class Actor(nn.Module):
@@ -35,6 +36,12 @@ class Actor(nn.Module):
         self.body = fc_stack(front_width, n_actions, hidden)
         self.features = features
         self.agent = agent
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the same inputs always give the same scores: a classical front, or a circuit on an
+        executor that computes exactly (no shots)."""
+        return not (isinstance(self.front, QuantumLayer) and self.front.executor.capabilities.shots)
 
     def inputs(
         self,

@@ -3,7 +3,7 @@
 >>> policy = load_policy(Path("runs/q6"))                       # the backend it trained on
 >>> policy = load_policy(Path("runs/q6"), executor=aer_executor)  # same weights, other executor
 >>> policy = load_policy(Path("runs/q6"), instance=unseen)        # same weights, another N x M instance
->>> policy.placement()              # greedy rollout from the empty placement, [N, M] int8
+>>> policy.placement()              # greedy rollout from the run's start placement, [N, M] int8
 >>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
 
 Every agent's actor sees only its own column of X (and, with ``observation = "features"``,
@@ -32,7 +32,7 @@ import torch
 
 from qdt.errors import QdtInputError
 from qdt.executors import Executor, open_backend
-from qdt.problem.decoding import decode
+from qdt.problem.decoding import decode, start_placement
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
@@ -41,6 +41,7 @@ from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_devic
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
 from qdt.rl.observations import ObservationFeatures
+from qdt.rl.rollout import roll_out
 from qdt.sim.device import CPU
 
 __all__ = [
@@ -119,11 +120,23 @@ class TrainedPolicy:
         return decode(self.config.decode, scores, self.placement_model)
 
     def placement(self, steps: int | None = None) -> np.ndarray:
-        """Greedy rollout of N_t (or ``steps``) decisions from the empty placement."""
-        x = np.zeros((self.n_users, self.n_servers), dtype=np.int8)
-        for _ in range(self.config.steps_per_episode if steps is None else steps):
-            x = self.decide(x)
-        return x
+        """Greedy rollout of N_t (or ``steps``) decisions from the run's start placement (empty, or
+        greedy's: ``config.start``), ended early at a fixed point when the scores are deterministic
+        (:func:`qdt.rl.rollout.roll_out`)."""
+        start = self.start_placement()
+        steps = self.config.steps_per_episode if steps is None else steps
+        return roll_out(self.decide, start, steps, self.deterministic)[0]
+
+    def start_placement(self) -> np.ndarray:
+        """The placement [N, M] the run's rollouts start from on the policy's instance (``config.start``:
+        :func:`qdt.problem.decoding.start_placement`)."""
+        return start_placement(self.placement_model, self.config.start)
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether a decision is a function of the placement: classical actors, or quantum actors on
+        an executor that computes exactly (no shots)."""
+        return all(actor.deterministic for actor in self.actors)
 
     def model(self) -> PlacementModel:
         return PlacementModel(self.instance)

@@ -35,7 +35,7 @@ import torch
 from qdt.errors import QdtError, QdtInputError
 from qdt.files import hold_folder, write_json_atomic
 from qdt.plots import moving_mean, plot_optimum, pyplot, reward_floor, save_figure, smoothing_window
-from qdt.problem.decoding import decode, decode_feasible
+from qdt.problem.decoding import decode, decode_feasible, start_placement
 from qdt.problem.env import BatchedPlacementEnv
 from qdt.problem.family import parse_family
 from qdt.problem.instance import Instance
@@ -72,6 +72,7 @@ from qdt.rl.maddpg import (
 from qdt.rl.observations import InstanceContext, context_arrays, context_of, stacked_context
 from qdt.rl.ppo import episode_advantages, joint_credit, ppo_update, user_advantages, user_rewards
 from qdt.rl.replay import ReplayMemory
+from qdt.rl.rollout import roll_out
 from qdt.rl.tensorboard import TensorBoardLog
 
 CONFIG_FILE = "config.json"
@@ -123,6 +124,7 @@ class Trainer:
             instance,
             config.envs,
             n_steps=config.steps_per_episode,
+            initial_state="greedy" if config.start == "greedy" else "zeros",
             channel_fading_db=config.channel_fading_db,
         )
         self.model = PlacementModel(instance)
@@ -372,15 +374,19 @@ class Trainer:
 
     # ---- greedy policy -----------------------------------------------------------------
     def greedy_placement(self, model: PlacementModel | None = None) -> np.ndarray:
-        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the empty
-        placement, on the run's instance or (a family's policy) on ``model``'s."""
+        """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the run's start
+        placement (``config.start``), on the run's instance or (a family's policy) on ``model``'s;
+        ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`)."""
         model = self.model if model is None else model
-        x = np.zeros((self.instance.n_users, self.instance.n_servers), dtype=np.int8)
+        start = start_placement(model, self.config.start)
         table = self._score_table()
         context = context_of([model], self.device) if self.family is not None else None
-        for _ in range(self.config.steps_per_episode):
-            x = decode(self.config.decode, self._scores(x[None], table, context)[0], model)
-        return x
+
+        def decide(x: np.ndarray) -> np.ndarray:
+            return decode(self.config.decode, self._scores(x[None], table, context)[0], model)
+
+        deterministic = all(agent.actor.deterministic for agent in self.agents)
+        return roll_out(decide, start, self.config.steps_per_episode, deterministic)[0]
 
     def _greedy_record(self) -> dict[str, Any]:
         x = self.greedy_placement()

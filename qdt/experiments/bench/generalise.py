@@ -3,14 +3,16 @@
 For every shape N × M of the grid (default 8×2, 16×4, 32×8, 64×8; ``--quick``: 4×2 and 8×2 for
 CI) every agent (classical, quantum L = 6) is trained with ``seeds`` seeds on the family
 ``users=N,servers=M`` (``tight=true`` with ``tight``: ``qdt/problem/family.py``), a new instance
-drawn every episode and environment, with actors that score user by user
-(:data:`qdt.rl.config.FAMILY_DEFAULTS`) and, by default, imitating the MILP optimum of each
+drawn every episode and environment, with actors that score user by user and improve
+greedy-with-repair's placement (:data:`qdt.rl.config.FAMILY_DEFAULTS`: every rollout starts from
+it) and, by default, imitating the MILP optimum of each
 episode's training draws for the whole run (:data:`GENERALISE_TRAINING`, ``qdt/rl/imitation.py``;
 ``imitation = 0``: from rewards only, by the recipe's learner). Then
 ``unseen`` instances of the same family that no run trained on are placed, one at a time, by
 every trained run, and the same instances are solved by the MILP, greedy-with-repair, the feasible
-decoding fed uniform random scores (``random``: one pass, no search) and the same decoding fed
-each seed's freshly initialised actors (``untrained``: what the learned scores add).
+decoding fed uniform random scores (``random``: one pass, no search) and the same rollout
+(from greedy's placement) fed each seed's freshly initialised actors (``untrained``: what the
+learned scores add).
 
 The unseen instances. Instance i of shape N × M is
 ``Family(N, M, tight, seed=UNSEEN_SEED).held_out(0, i)``: spawn key (FAMILY_STREAM, HELD_OUT_KEY,
@@ -24,7 +26,8 @@ Every agent and seed places the same instances.
 Timing, in this process, after training, one instance at a time (a decision's latency): the
 policy's time is rebinding the loaded actors to the instance (their observation tables,
 :meth:`qdt.rl.policy.TrainedPolicy.rebind`, the checkpoint read once per run), then the greedy
-rollout's N_t steps of scoring and decoding; the MILP's is HiGHS on the same PlacementModel, its
+rollout: greedy-with-repair's start placement and up to N_t steps of scoring and decoding, ended
+at the first fixed point (``qdt/rl/rollout.py``); the MILP's is HiGHS on the same PlacementModel, its
 own model building included. The MILP first runs with the time limit :data:`MILP_LIMIT_S` (in a
 child process, which ``solve`` uses to enforce a limit); where it proves an optimum it is solved
 again in this process and that solve is timed, so the child's start (15–25 ms measured here) is
@@ -755,9 +758,10 @@ def write_markdown(
         "placement counts as infinitely far); the interquartile mean of the seeds' median gaps with its 95% "
         f"bootstrap interval (a seed whose median is infeasible counts as {100 * INFEASIBLE_GAP:.0f}%); "
         "greedy: greedy-with-repair; random: the feasible decoding fed uniform random scores, one pass; "
-        "untrained: the same decoding fed the freshly initialised actors' scores (pooled over seeds); "
-        "decision: median time of one placement (the actors rebound to the instance, N_t steps of scoring "
-        "and decoding), MILP: median time of HiGHS on the same instances, both timed in this run, one "
+        "untrained: the same rollout fed the freshly initialised actors' scores (pooled over seeds); "
+        "decision: median time of one placement (the actors rebound to the instance, the start placement, "
+        "up to N_t steps of scoring and decoding, ended at a fixed point), MILP: median time of HiGHS on "
+        "the same instances, both timed in this run, one "
         f"instance at a time. Wall time of the bench {wall:.0f} s."
     )
     text = "\n\n".join(
