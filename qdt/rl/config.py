@@ -143,10 +143,12 @@ Defaults and why:
   every decision starts from greedy-with-repair's placement instead of the empty one
   (``qdt/problem/decoding.py``), so the policy learns to improve greedy's placement. Same family,
   150 imitation episodes, seeds 0–4 (greedy itself 2.05, 1.53, 2.20, 1.65, 2.16%): from the empty
-  placement 2.61, 1.91, 2.01, 2.61, 1.99% (mean 2.23%); from greedy's 1.77, 1.53, 1.57, 2.14,
-  2.19% (mean 1.84%; greedy's mean 1.92%). Better than the empty start on 4 of 5 seeds and than
-  greedy on 2 (equal on 2), not on every instance: on seed 0's 20 held-out instances it improved
-  greedy's placement on 11 and worsened it on 4, on seed 3's improved 5 and worsened 12.
+  placement 2.61, 1.91, 2.01, 2.61, 1.99% (mean 2.23%); from greedy's 1.91, 1.53, 1.57, 2.14,
+  2.19% (mean 1.87%; greedy's mean 1.92%). Better than the empty start on 4 of 5 seeds and than
+  greedy on 2 (equal on 2), not on every instance: on seed 3's 20 held-out instances it improved
+  greedy's placement on 5 and worsened it on 12. (Seed 0 gave 1.77% in a first, patched version
+  whose training left this one's at episode 41.) Tried and not kept: the near-optimum states
+  drawn around greedy's placement instead of the optimum (seed 3: 2.04% against 2.14%).
 
 Levers measured on top of v2 and not adopted (the tight 16 × 4 instance of ``qdt bench scale``,
 1000 episodes, classical agent, seeds 0–4, gap of the greedy policy to the MILP optimum; v2 itself
