@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qdt.cli.bench import parse_shapes
 from qdt.experiments.pennylane_front import PennyLaneFront
 from qdt.experiments.tables import format_table
 from qdt.files import atomic_path, atomic_write_text
@@ -53,14 +54,6 @@ from qdt.rl.train import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "update"
 FIELDS = ("shape", "recipe", "what", "stack", "median_ms", "q1_ms", "q3_ms", "repeats", "note")
-
-
-def parse_shapes(text: str) -> list[tuple[int, int]]:
-    shapes = []
-    for part in text.split(","):
-        users, _, servers = part.strip().partition("x")
-        shapes.append((int(users), int(servers)))
-    return shapes
 
 
 def config_for(recipe: str, agent: str, layers: int, threads: int, **changes: Any) -> TrainConfig:
@@ -301,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for shape in parse_shapes(args.shapes):
+    for shape in parse_shapes(args.shapes, max_users=1024):
         for recipe in [r.strip() for r in args.recipes.split(",")]:
             rows += time_updates(shape, recipe, stacks, args)
             rows += time_episodes(shape, recipe, args)

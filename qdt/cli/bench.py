@@ -540,7 +540,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         shapes = list(FULL_SHAPES if args.full else DEFAULT_SHAPES)
         seeds, episodes = DEFAULT_SEEDS, None
         if args.shapes is not None:
-            shapes = _parse_shapes(args.shapes, max_users=1024)
+            shapes = parse_shapes(args.shapes, max_users=1024)
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
     recipe = _check_budget(args, seeds, episodes)
@@ -637,7 +637,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             DEFAULT_UNSEEN,
         )
         if args.shapes is not None:
-            shapes = _parse_shapes(args.shapes, max_users=1024)
+            shapes = parse_shapes(args.shapes, max_users=1024)
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
     unseen = check_unseen(args.unseen if args.unseen is not None else unseen)
@@ -684,7 +684,9 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     return _finish(result, args.runs, wrote)
 
 
-def _parse_shapes(text: str, max_users: int = 10) -> list[tuple[int, int]]:
+def parse_shapes(text: str, max_users: int = 10) -> list[tuple[int, int]]:
+    """Distinct NxM shapes from "4x2,8x3" (1 <= N <= ``max_users``), or a QdtInputError naming
+    --shapes; the benchmarks' scripts parse theirs with it too."""
     shapes = []
     for part in text.split(","):
         pieces = part.strip().lower().split("x")
@@ -703,7 +705,7 @@ def _parse_shapes(text: str, max_users: int = 10) -> list[tuple[int, int]]:
 def _cmd_instances(args: argparse.Namespace) -> int:
     from qdt.experiments.bench.instances import DEFAULT_AGENTS, run_instances_bench
 
-    shapes = _parse_shapes(args.shapes)
+    shapes = parse_shapes(args.shapes)
     _check_positive(("--seeds", args.seeds), ("--episodes", args.episodes))
     _check_workers(args)
     total = len(shapes) * len(DEFAULT_AGENTS) * args.seeds
