@@ -10,7 +10,8 @@ On every unseen tight instance of each shape with a proven MILP optimum (the ben
 
 - uniform random scores (one draw per instance);
 - greedy's preferences, minus each user's latency to each server (−T_ij);
-- the optimum's one-hot scores, then the same with k users moved to a uniformly drawn server;
+- the optimum's one-hot scores, then the same with k users each moved to another server, drawn
+  uniformly;
 - each trained run's scores (every run of `--runs` at that shape): its first decision from its
   start placement, and the run's whole rollout (`TrainedPolicy.placement`, what the bench
   reports).
@@ -87,7 +88,7 @@ def diagnose_shape(
         for moved in errors:
             noisy = optimum.copy()
             who = rng.choice(users, size=min(moved, users), replace=False)
-            noisy[who] = rng.integers(0, servers, size=who.size)
+            noisy[who] = (noisy[who] + rng.integers(1, servers, size=who.size)) % servers  # another server
             decoded = decode_feasible(model, one_hot(noisy, servers) + 1e-3 * rng.random(shape))
             feasible[f"the optimum, {moved} user(s) moved"].append(decoded.feasible)
     rows = [(name, share(flags), "") for name, flags in feasible.items()]
@@ -103,7 +104,9 @@ def diagnose_shape(
             rollout.append(bool(models[k].evaluate(policy.placement()).feasible))
         layers = f" L={run['layers']}" if run.get("layers") else ""
         label = f"{run['agent']}{layers} seed {run['seed']}"
-        rows.append((f"{label}: first decision", share(first), f"{100 * np.mean(agree):.0f}%"))
+        rows.append(
+            (f"{label}: first decision", share(first), f"{100 * np.mean(agree):.0f}%" if agree else "-")
+        )
         rows.append((f"{label}: rollout", share(rollout), ""))
     return [(f"{users}×{servers} ({len(solved)} instances)", "", "")] + rows
 
@@ -134,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         shapes = parse_shapes(args.shapes, max_users=1024) if args.shapes else present
     except QdtInputError as error:
         raise SystemExit(str(error)) from None
-    errors = [int(text) for text in args.errors.split(",") if text]
+    try:
+        errors = [int(text) for text in args.errors.split(",") if text]
+    except ValueError:
+        raise SystemExit(f"--errors: expected whole numbers such as 1,2,3,5, got {args.errors!r}") from None
+    if args.unseen < 1 or any(k < 1 for k in errors):
+        raise SystemExit(
+            f"--unseen and --errors: expected positive counts, got {args.unseen} and {args.errors}"
+        )
     lines = [
         "The feasible decoding fed different scores on the unseen tight instances of `qdt bench generalise "
         "--tight` with a proven optimum: feasible share; for a trained run's first decision also the share "

@@ -37,3 +37,13 @@ def test_refuses_a_bad_shape(tmp_path: Path) -> None:
     )
     with pytest.raises(SystemExit, match="--shapes"):
         tight_decoding.main(["--runs", str(tmp_path), "--out", str(tmp_path / "out"), "--shapes", "16by4"])
+
+
+def test_refuses_bad_error_counts(tmp_path: Path) -> None:
+    (tmp_path / "results.csv").write_text(
+        "cell_id,status,instance,agent,layers,seed,n_users,n_servers,run_dir\n"
+        'c,ok,"family users=4,servers=2,tight=true",classical,,0,4,2,cells/c\n'
+    )
+    for errors in ("two", "0"):
+        with pytest.raises(SystemExit, match="--errors"):
+            tight_decoding.main(["--runs", str(tmp_path), "--out", str(tmp_path / "out"), "--errors", errors])
