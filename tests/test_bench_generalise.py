@@ -164,7 +164,7 @@ def _md_row(text, first, second):
     raise AssertionError(f"no row {first} {second} in:\n{text}")
 
 
-def _check_outputs(out, runs, shapes, seeds, unseen):
+def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="user"):
     """What every smoke run must write; returns the CSV rows."""
     rows = _csv(out / "generalise.csv")
     labels = ("classical", "quantum L=6")
@@ -176,7 +176,7 @@ def _check_outputs(out, runs, shapes, seeds, unseen):
     md = (out / "generalise.md").read_text()
     for n, m in shapes:
         mine = [r for r in rows if (int(r["users"]), int(r["servers"])) == (n, m)]
-        expected = [instance_digest(i) for i in unseen_instances((n, m), unseen, False)]
+        expected = [instance_digest(i) for i in unseen_instances((n, m), unseen, tight)]
         by_run: dict = {}
         for r in mine:
             by_run.setdefault((r["agent"], r["seed"]), []).append(r)
@@ -201,7 +201,7 @@ def _check_outputs(out, runs, shapes, seeds, unseen):
         # the runs trained on draws of this family, never on one of these instances
         for agent, seed in by_run:
             config, _ = load_run_config(_run_dir(runs, agent, seed, n))
-            assert config.family == family_spec((n, m), False) and config.observation == "user"
+            assert config.family == family_spec((n, m), tight) and config.observation == observation
             assert config.imitation_episodes == config.episodes and config.learner == "ppo"
             drawn = _training_digests(config.family, [config.seed], config.episodes, config.envs)
             assert not drawn & set(expected)
@@ -259,3 +259,22 @@ def test_bench_generalise_quick_as_ci_would_run_it(tmp_path, capsys):
     assert [r["optimum_total_latency_s"] for r in again] == [r["optimum_total_latency_s"] for r in rows]
 
     assert {int(r["episodes"]) for r in rows} == {QUICK_EPISODES}
+
+
+def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
+    """--construct: every run constructs user by user and learns by imitation in every episode; its
+    untrained baseline is the same construction fed the untrained actor."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["bench", "generalise", "--quick", "--construct", "--tight", "--seeds", "1", "--episodes", "2"]
+    argv += ["--unseen", "4", "--workers", "2", "--out", str(out), "--runs", str(runs)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "4 run(s) trained" in printed
+    assert "constructing user by user" in (out / "generalise.md").read_text()
+    rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement")
+    row = next(r for r in rows if r["agent"] == "classical" and r["milp_status"] == "optimal")
+    config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], int(row["users"])))
+    assert (config.decode, config.observation, config.imitation_episodes) == ("construct", "placement", 2)
+    model = PlacementModel(unseen_instances((int(row["users"]), 2), 4, True)[int(row["instance"])])
+    untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
+    assert (row["untrained_feasible"] == "True") == untrained.feasible

@@ -266,6 +266,15 @@ def _register_generalise(kinds: Any) -> None:
         help="train and test on the tight family (tight=true: qdt/problem/generator.py), where greedy misses",
     )
     generalise.add_argument(
+        "--construct",
+        action="store_true",
+        help=(
+            "train and place with the construct decoding: user by user, the actor reading the whole "
+            "partial placement, learning by imitation with DAgger (qdt/rl/construct.py; 64 wide, lr 3e-3, "
+            "64 gradient steps per episode)"
+        ),
+    )
+    generalise.add_argument(
         "--max-critic-qubits",
         type=int,
         default=11,
@@ -655,6 +664,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.max_critic_qubits,
         credit,
         args.imitation_episodes,
+        args.construct,
     )
     total = seeds * (len(shapes) * len(agents) - len(skipped))
     with (
@@ -672,6 +682,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             quantum_episodes=args.quantum_episodes,
             ppo_credit=credit,
             imitation=args.imitation_episodes,
+            construct=args.construct,
             unseen=unseen,
             tight=args.tight,
             max_critic_qubits=args.max_critic_qubits,

@@ -215,8 +215,9 @@ class Decision:
     profile: Any  # the backend profile as run (shots overridden), None for classical actors
     executor: Any  # closed by now; its jobs and ISA reports stay readable; None for classical actors
     mitigation: ReadoutMitigation | None
-    strategy: str  # table or steps
-    steps: int  # decisions made: N_t, fewer when an exact rollout reached a fixed point (rollout.py)
+    strategy: str  # table or steps, or construct (qdt/rl/construct.py)
+    steps: int  # decisions made: N_t, fewer when an exact rollout reached a fixed point (rollout.py);
+    # construct: N (one executor call per user placed)
     seed: int
     x_raw: np.ndarray
     x_mit: np.ndarray | None
@@ -268,6 +269,29 @@ def decide(
         policy = load_policy(run_dir, executor=executor, instance=instance)
         prepare_s = time.perf_counter() - started
         mitigation = None
+        if policy.constructs:  # user by user: N executor calls, each on the whole partial placement
+            if mitigate:
+                raise QdtInputError(
+                    "--mitigate",
+                    "no readout mitigation for a run with the construct decoding",
+                    mitigate,
+                    "drop --mitigate (it corrects score tables, which a constructing run does not read)",
+                )
+            decided = time.perf_counter()
+            x_raw = policy.placement()
+            return Decision(
+                policy=policy,
+                profile=profile,
+                executor=executor,
+                mitigation=None,
+                strategy="construct",
+                steps=policy.n_users,
+                seed=run_seed,
+                x_raw=x_raw,
+                x_mit=None,
+                decision_wall_s=time.perf_counter() - decided,
+                prepare_s=prepare_s,
+            )
         if mitigate:
             prepared = [actor.front.prepared for actor in policy.actors]
             mitigation = ReadoutMitigation.for_circuits(executor, prepared, calibration)

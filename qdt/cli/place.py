@@ -56,7 +56,9 @@ channel gains, rates, capacities, caps and deadlines, but the run's size (N user
 another size is refused). The run's weights act on it as they are; what the actors and the
 decoding read from an instance is rebuilt from INSTANCE. The decision is the greedy rollout from
 the run's start placement that `qdt infer` runs (N_t steps, the run's decoding; a family run starts
-from greedy-with-repair's placement, and its time is part of decision_ms).
+from greedy-with-repair's placement, and its time is part of decision_ms). A run trained with
+--decode construct builds the placement user by user instead (strategy "construct"): N calls of
+its actor, each on the whole partial placement, so N jobs on an IBM device.
 
 Quantum actors run on --backend (a profile from `qdt backends list` or a .toml; default: the
 executor the run trained on, with its noise and shots), with --noise and --shots as in

@@ -14,7 +14,14 @@ from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.files import NEW_FOLDER, FolderRule, claim_output_folder, hold_folder
 from qdt.problem.generator import paper_instance
-from qdt.rl.config import DEFAULT_RECIPE, FAMILY_DEFAULTS, RUNTIME_FIELDS, TrainConfig, resolve_torch_device
+from qdt.rl.config import (
+    CONSTRUCT_DEFAULTS,
+    DEFAULT_RECIPE,
+    FAMILY_DEFAULTS,
+    RUNTIME_FIELDS,
+    TrainConfig,
+    resolve_torch_device,
+)
 
 # TrainConfig fields that are not flags: lr_critic is set with lr_actor by --lr; the others are
 # settled choices (qdt/rl/config.py says why) that sweep specs and config files can still change.
@@ -97,12 +104,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise QdtInputError("--out", "a run folder", "nothing", "e.g. --out runs/quantum-l6")
         changes = config_changes(args)
         recipe = changes.get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
-        # a family's actors score user by user unless --observation says otherwise (FAMILY_DEFAULTS)
+        # a family's actors score user by user unless --observation says otherwise (FAMILY_DEFAULTS);
+        # with --decode construct they read the whole partial placement (CONSTRUCT_DEFAULTS)
+        constructs = changes.get("decode") == "construct"
+        defaults = CONSTRUCT_DEFAULTS if constructs else FAMILY_DEFAULTS
         family_base = (
-            {key: value for key, value in FAMILY_DEFAULTS.items() if key not in changes}
+            {key: value for key, value in defaults.items() if key not in changes}
             if "family" in changes and "observation" not in changes
             else {}
         )
+        if constructs and family_base:  # the recipe's config with them must hold on its own
+            family_base.update(decode="construct", family=changes["family"])
         try:
             config = apply_changes(args, TrainConfig.from_recipe(recipe, **family_base))
         except QdtInputError as error:

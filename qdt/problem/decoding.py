@@ -50,7 +50,9 @@ from qdt.errors import QdtInputError
 from qdt.problem.model import CONSTRAINTS, RELATIVE_TOLERANCE, PlacementModel
 from qdt.problem.solvers import repair_overloads, solve
 
-DECODINGS: tuple[str, ...] = ("round", "argmax", "feasible")
+DECODINGS: tuple[str, ...] = ("round", "argmax", "feasible", "construct")
+"""``construct`` is not a function of scores: it calls the actor after every user it places
+(``qdt/rl/construct.py``); :func:`decode` refuses it."""
 
 STARTS: tuple[str, ...] = ("empty", "greedy")
 """Where a rollout starts (module docstring): :func:`start_placement`'s ``start``."""
@@ -113,6 +115,13 @@ def decode(name: str, scores: ArrayLike, model: PlacementModel | None = None) ->
         return decode_round(scores)
     if name == "argmax":
         return decode_argmax(scores)
+    if name == "construct":
+        raise QdtInputError(
+            "decode",
+            "a decoding of scores (round, argmax or feasible)",
+            name,
+            "the construct decoding calls the actor after every user it places: qdt/rl/construct.py",
+        )
     if model is None:
         raise QdtInputError("model", "the instance's PlacementModel for the feasible decoding", None)
     values = np.asarray(scores, dtype=np.float64)

@@ -30,13 +30,15 @@ everything runs in this process, as before.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -292,6 +294,56 @@ def _milp_problem(model: PlacementModel) -> _MilpProblem:
         compute_rate=np.asarray(model.compute_rate),
         capacity=np.asarray(model.capacity),
     )
+
+
+def solve_completion(
+    model: PlacementModel, partial: NDArray[np.int64], time_limit_s: float | None = None
+) -> NDArray[np.int64] | None:
+    """The MILP's optimum among the placements that keep every placed user of ``partial`` (a server
+    per user, −1 for a user not placed) where it is, as a server per user; None when there is none,
+    or none proven within ``time_limit_s`` (HiGHS's own limit; solved in this process, its prints
+    kept off stdout: a child process per solve, as :func:`solve` starts for a limit, would cost
+    more than the solve, several times per training instance). The ``construct`` decoding's
+    imitation labels (``qdt/rl/construct.py``)."""
+    n, m = model.n_users, model.n_servers
+    servers = np.asarray(partial)
+    if (
+        servers.shape != (n,)
+        or not np.issubdtype(servers.dtype, np.integer)
+        or np.any((servers < -1) | (servers >= m))
+    ):
+        raise QdtInputError(
+            "partial",
+            f"{n} server indices in [-1, {m - 1}] (-1: not placed)",
+            f"{servers.dtype} {servers.shape}",
+        )
+    if not model.deadline_ok.any(axis=1).all():
+        return None
+    problem = _milp_problem(model)
+    upper = problem.upper.reshape(n, m).copy()
+    fixed = np.flatnonzero(servers >= 0)
+    kept = upper[fixed, servers[fixed]]
+    upper[fixed] = 0.0
+    upper[fixed, servers[fixed]] = kept  # 0 where the kept server misses the user's deadline
+    problem = replace(problem, upper=upper.ravel())
+    clock = _Clock(time.perf_counter(), None if time_limit_s is None else float(time_limit_s))
+    with _quiet_stdout():
+        outcome = _solve_milp(problem, clock)
+    return outcome.assignment if outcome.status == "optimal" else None
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 pointed at the null device for the block (HiGHS prints from C), then back."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as quiet:
+            os.dup2(quiet.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _solve_milp(problem: _MilpProblem, clock: _Clock) -> _Outcome:

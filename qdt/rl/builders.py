@@ -62,18 +62,25 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 f"an instance whose quantum actor and critic need at most {MAX_QUBITS} qubits "
                 "(qdt/circuits/vqc.py: MAX_QUBITS)",
                 f"{n_users} users x {n_servers} servers: actor {actor} qubits, "
-                + (f"critic {critic} qubits" if config.trains_critic else "no critic (ppo)"),
+                + (
+                    f"critic {critic} qubits"
+                    if config.trains_critic
+                    else "no critic (construct)"
+                    if config.decode == "construct"
+                    else "no critic (ppo)"
+                ),
                 "use --agent classical"
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")
                 + ", or fewer users or servers",
             )
-    if config.observation == "user":
+    if config.observation in ("user", "placement"):
         values = n_users * n_servers * actor_width(config, n_users, n_servers)
+        formula = "N·M·(3M + 4)" if config.observation == "user" else "N·M·(7M + 1)"
         if values > MAX_USER_INPUTS:
             raise QdtInputError(
                 field,
                 f"an instance whose user-by-user actor reads at most {MAX_USER_INPUTS:,} values per joint "
-                "state (N·M·(3M + 4))",
+                f"state ({formula})",
                 f"{n_users} users x {n_servers} servers ({values:,} values)",
                 "use fewer users or servers; why this limit: qdt/rl/builders.py",
             )
@@ -117,8 +124,9 @@ def actor_builder(
     n, m = model.n_users, model.n_servers
     shared = config.sharing == "shared"
     width = actor_width(config, n, m)
-    plain = config.observation == "column" and not shared
-    outputs = 1 if config.observation == "user" else n  # a user actor scores one user per row
+    # a placement actor reads the rows qdt/rl/construct.py builds (no tables of its own)
+    plain = (config.observation == "column" and not shared) or config.observation == "placement"
+    outputs = 1 if config.observation in ("user", "placement") else n  # one score per row
     device = torch.device(config.torch_device)
 
     def build(agent: int) -> Actor:

@@ -64,7 +64,12 @@ Defaults and why:
   may break); on the paper preset (classical agents, 4 seeds, 2000 episodes) it ended at the
   optimum in 4 of 4 seeds. "round" is the paper's reading, a^j = round(â^j), where a user can end
   up on no server or on two, and moving a user needs two agents to change at once: 1 of 4 seeds
-  optimal, the others at 1,0,0,1 (11.4% above it).
+  optimal, the others at 1,0,0,1 (11.4% above it). "construct" (family runs only, with
+  ``observation = "placement"``; ``qdt/rl/construct.py``) builds the placement user by user, the
+  actor rescoring every unplaced user after each placement with the whole partial placement in
+  view, and learns by imitation of MILP optima and completions (DAgger) in every episode: the
+  one policy measured so far that places most tight instances (where the feasible decoding's
+  one-pass packing fails), at N actor calls per decision instead of a few.
 * ``sharing`` = "shared": one actor acts for every agent (its input ends with the agent's one-hot
   code) and one critic learns Q for all of them (the reward is shared, so the M critics of v1
   estimate the same function): one gradient step instead of M, and every agent's experience
@@ -210,8 +215,8 @@ adds N_t transitions to the replay memory per episode."""
 AgentKind = Literal["quantum", "classical"]
 TargetUpdate = Literal["hard", "soft"]
 Exploration = Literal["flip", "gaussian", "paper"]
-Decode = Literal["round", "argmax", "feasible"]
-Observation = Literal["column", "features", "user"]
+Decode = Literal["round", "argmax", "feasible", "construct"]
+Observation = Literal["column", "features", "user", "placement"]
 Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
@@ -298,7 +303,9 @@ class TrainConfig:
         default="feasible",
         metadata=_doc(
             "actor outputs to placement: feasible (every constraint met by construction), argmax over "
-            "servers, or round (the paper's); qdt/problem/decoding.py"
+            "servers, or round (the paper's); qdt/problem/decoding.py; or construct (family runs: user by "
+            "user, the actor rescoring after each placement; needs --observation placement and learns by "
+            "imitation in every episode: qdt/rl/construct.py)"
         ),
     )
     observation: Observation = field(
@@ -307,7 +314,8 @@ class TrainConfig:
             "what an actor reads: column (its column of X), features (its column of X, every user's "
             "normalised latency row, its server's remaining capacity and user slots) or user (the same, "
             "user by user, with how contested each server is: one set of weights scores each user from its "
-            "own row, 3M + 4 values)"
+            "own row, 3M + 4 values) or placement (the construct decoding's: each user and server with the "
+            "whole partial placement, 7M + 1 values)"
         ),
     )
     sharing: Sharing = field(
@@ -457,6 +465,7 @@ class TrainConfig:
         if self.family is not None:
             self._check_family()
         self._check_imitation()
+        self._check_construct()
         if self.learner == "ppo":
             self._check_ppo()
         elif self.ppo_credit != "episode":
@@ -489,6 +498,54 @@ class TrainConfig:
             if wrong:
                 raise QdtInputError("--imitation-episodes", needed, self.imitation_episodes, fix)
 
+    def _check_construct(self) -> None:
+        """The ``construct`` decoding and the ``placement`` observation go together, on a family, with
+        one shared actor learning by imitation in every episode (qdt/rl/construct.py)."""
+        if self.decode != "construct" and self.observation != "placement":
+            return
+        for wrong, flag, needed, fix in (
+            (self.decode != "construct", "--observation", "the construct decoding", "add --decode construct"),
+            (
+                self.observation != "placement",
+                "--decode",
+                "observation = placement (the whole partial placement)",
+                "add --observation placement",
+            ),
+            (
+                self.family is None,
+                "--decode",
+                "a family run (it learns by imitating the MILP on the family's training draws)",
+                "add --family users=N,servers=M",
+            ),
+            (
+                self.sharing != "shared",
+                "--decode",
+                "one shared actor (sharing = shared)",
+                "add --sharing shared",
+            ),
+            (
+                self.imitation_episodes not in (0, self.episodes),
+                "--imitation-episodes",
+                f"0 or --episodes = {self.episodes} with --decode construct (it learns by imitation in "
+                "every episode either way)",
+                "drop --imitation-episodes",
+            ),
+            (
+                self.start != "empty",
+                "--start",
+                "empty with --decode construct (a construction starts from nothing placed)",
+                "add --start empty",
+            ),
+        ):
+            if wrong:
+                value = {
+                    "--observation": self.observation,
+                    "--decode": self.decode,
+                    "--imitation-episodes": self.imitation_episodes,
+                    "--start": self.start,
+                }[flag]
+                raise QdtInputError(flag, needed, value, fix)
+
     def _check_ppo(self) -> None:
         """ppo learns from the log-probability of Gaussian-explored scores of one shared actor."""
         _float_in("ppo_clip", self.ppo_clip, 0.0, 1.0, low_open=True)
@@ -518,18 +575,19 @@ class TrainConfig:
         if not isinstance(self.family, str):
             raise QdtInputError("--family", "a family spec users=N,servers=M[,...]", self.family)
         object.__setattr__(self, "family", parse_family(self.family).describe())
-        if self.observation not in ("features", "user"):
+        if self.observation not in ("features", "user", "placement"):
             raise QdtInputError(
                 "--family",
-                "actors that read each instance (observation = features or user)",
+                "actors that read each instance (observation = features, user or placement)",
                 f"observation = {self.observation}: the actors would see nothing of the instance they place",
                 "add --observation user (or features)",
             )
 
     @property
     def trains_critic(self) -> bool:
-        """Whether the learner trains (and so builds) a critic: ``maddpg`` does, ``ppo`` does not."""
-        return self.learner != "ppo"
+        """Whether the learner trains (and so builds) a critic: ``maddpg`` does, ``ppo`` does not, and
+        neither does a run that learns by imitation only (``decode = "construct"``)."""
+        return self.learner != "ppo" and self.decode != "construct"
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
@@ -611,6 +669,11 @@ optimum against 18.8% for ``features``) with 64-wide FC layers (the scorer reads
 user, and runs on B·N rows: at 192 wide an episode costs several times more, and in the imitation
 prototype 128 wide did no better than 64, 2.28% against 2.24%), and rollouts that start from
 greedy-with-repair's placement (``start = "greedy"``; measured above, under ``start``)."""
+
+CONSTRUCT_DEFAULTS: dict[str, Any] = {"observation": "placement", "hidden": 64, "start": "empty"}
+"""What ``--decode construct`` changes in its recipe unless told otherwise, in place of
+:data:`FAMILY_DEFAULTS`: the actor reading the whole partial placement, 64-wide FC layers (as the
+prototype measured in qdt/rl/construct.py), constructions from nothing placed."""
 
 RUNTIME_FIELDS: tuple[str, ...] = ("torch_device",)
 """Fields that say where a run computes, not what it computes: ``qdt train --resume`` may change them."""

@@ -38,9 +38,10 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
+from qdt.rl.construct import construct_placements
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
-from qdt.rl.observations import ObservationFeatures
+from qdt.rl.observations import ObservationFeatures, context_of
 from qdt.rl.rollout import roll_out
 from qdt.sim.device import CPU
 
@@ -80,6 +81,7 @@ class TrainedPolicy:
     def actor_scores(self, agent: int, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Agent ``agent``'s â for a batch of observations [B, N] (its column of X) → [B, N], on the
         CPU whatever device the actors run on (observations enter it here, scores leave it here)."""
+        self.check_scores_columns()
         obs = torch.as_tensor(observations, dtype=torch.float64, device=self.device)
         if obs.ndim != 2 or obs.shape[1] != self.n_users:
             raise QdtInputError("observations", f"an array of shape [B, {self.n_users}]", tuple(obs.shape))
@@ -89,6 +91,7 @@ class TrainedPolicy:
     def scores(self, states: np.ndarray | torch.Tensor) -> torch.Tensor:
         """â for a batch of joint states [B, N, M] → [B, N, M]: one executor call for a shared actor
         (its B·M columns, each told its agent), one per agent otherwise."""
+        self.check_scores_columns()
         x = self.joint_states(states)
         if self.n_servers > 1 and all(actor is self.actors[0] for actor in self.actors):
             with torch.no_grad():
@@ -117,15 +120,41 @@ class TrainedPolicy:
 
     def decode(self, scores: np.ndarray) -> np.ndarray:
         """Placements from scores [N, M] or [B, N, M], by the run's decoding (qdt/problem/decoding.py)."""
+        self.check_scores_columns()
         return decode(self.config.decode, scores, self.placement_model)
 
     def placement(self, steps: int | None = None) -> np.ndarray:
         """Greedy rollout of N_t (or ``steps``) decisions from the run's start placement (empty, or
         greedy's: ``config.start``), ended early at a fixed point when the scores are deterministic
         (:func:`qdt.rl.rollout.roll_out`)."""
+        if self.constructs:
+            return self.construct()
         start = self.start_placement()
         steps = self.config.steps_per_episode if steps is None else steps
         return roll_out(self.decide, start, steps, self.deterministic)[0]
+
+    def check_scores_columns(self) -> None:
+        """Refuse, with one clear error, to score columns of X with a run that constructs its
+        placements (its actor reads partial placements, not columns: :meth:`construct`)."""
+        if self.constructs:
+            raise QdtInputError(
+                "--run",
+                "a run whose actors score columns of X (score tables and rollouts: qdt evaluate)",
+                "a run with the construct decoding (its actor reads the whole partial placement)",
+                "place it with `qdt place` or `qdt infer`, which construct the placement user by user",
+            )
+
+    @property
+    def constructs(self) -> bool:
+        """Whether the run decides by construction (``decode = "construct"``, qdt/rl/construct.py):
+        user by user, its actor reading the whole partial placement, rather than by scoring columns."""
+        return self.config.decode == "construct"
+
+    def construct(self) -> np.ndarray:
+        """The placement [N, M] the actor constructs on the policy's instance: N calls of its
+        executor (one per user placed), each one batch of N·M rows."""
+        context = context_of([self.placement_model], self.device)
+        return construct_placements(self.actors[0], [self.placement_model], context)[0]
 
     def start_placement(self) -> np.ndarray:
         """The placement [N, M] the run's rollouts start from on the policy's instance (``config.start``:

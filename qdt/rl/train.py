@@ -51,8 +51,18 @@ from qdt.rl.checkpoint import (
     save_checkpoint,
 )
 from qdt.rl.config import TrainConfig, resolve_torch_device
+from qdt.rl.construct import (
+    LEAST_STATES_PER_INSTANCE,
+    OPTIMUM_COPIES,
+    as_assignments,
+    as_matrices,
+    construct_imitation_update,
+    construct_placements,
+    imitation_targets,
+    partial_optima,
+)
 from qdt.rl.exploration import exploration_level, explore, explore_scores
-from qdt.rl.imitation import imitation_update, near_optimum_states, optimal_servers
+from qdt.rl.imitation import IMITATION_TIME_LIMIT_S, imitation_update, near_optimum_states, optimal_servers
 from qdt.rl.maddpg import (
     MAX_TABLE_USERS,
     AgentNets,
@@ -170,6 +180,8 @@ class Trainer:
         if self.family is not None:
             self.env.set_instances(self.family.draws(config.seed, episode, config.envs))
         states = self.env.reset()
+        if config.decode == "construct":
+            return self._construct_episode(level)
         context, context_ids = self._episode_context()
         rewards: list[float] = []
         on_policy: list[OnPolicyStep] = []  # ppo: this episode's transitions
@@ -218,6 +230,63 @@ class Trainer:
         }
         if config.imitation_episodes:
             record["imitation"] = imitating  # actor_loss is then the cross-entropy
+        if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
+            record.update(self._greedy_record())
+        return record
+
+    def _construct_episode(self, level: float) -> dict[str, Any]:
+        """An episode of a ``construct`` run (qdt/rl/construct.py): the current actor constructs the
+        episode's K instances (one environment step, whose rewards the metrics report), then learns
+        from their optima and from the states its constructions reached (DAgger)."""
+        config = self.config
+        models = list(self.env.models)
+        context = stacked_context([context_arrays(model) for model in models], self.device)
+        trace: list[torch.Tensor] = []
+        placements = construct_placements(self.agents[0].actor, models, context, trace)
+        last, feasible, _ = self.env.step(placements)
+        if not np.all(np.isfinite(last)):
+            raise TrainingDivergedError(
+                f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
+            )
+        targets = optimal_servers(models)  # [K, N]
+        parts, part_labels = partial_optima(targets, OPTIMUM_COPIES, self.explore_rng)
+        visited, states, labels = imitation_targets(
+            models, [step.cpu().numpy() for step in trace], self.explore_rng, IMITATION_TIME_LIMIT_S
+        )
+        ids = [self.replay.add_context(*context_arrays(model)) for model in models]
+        rows = np.concatenate([np.tile(np.arange(len(models)), OPTIMUM_COPIES), visited])
+        m = self.instance.n_servers
+        stored_states = as_matrices(np.concatenate([parts, states]), m)
+        stored_labels = as_matrices(np.concatenate([part_labels, labels]), m).astype(np.float64)
+        nothing = np.zeros_like(stored_states[0])
+        for row, state, label in zip(rows.tolist(), stored_states, stored_labels):
+            self.replay.add(state, label, 0.0, nothing, ids[row])
+        loss = None
+        try:
+            for _ in range(config.gradient_steps):
+                batch, actions, _, _, batch_context = self.replay.sample(
+                    self.replay_rng, config.batch_size, self.device
+                )
+                assert batch_context is not None  # a family's memory
+                loss = construct_imitation_update(
+                    self.agents[0], batch_context, as_assignments(batch), as_assignments(actions), 1
+                )
+        except NonFiniteError as error:
+            raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
+        self.state.episode += 1
+        record: dict[str, Any] = {
+            "episode": self.state.episode,
+            "reward_mean": float(np.mean(last)),
+            "reward_last": float(np.mean(last)),
+            "latency_last_s": float(np.mean(self.env.latency())),
+            "feasible_last": bool(feasible.all()),
+            "explore": level,
+            "critic_loss": None,
+            "actor_loss": loss,
+            "imitation": True,
+            "dagger_states": int(visited.size),
+            "imitation_states": int(self.replay.size),
+        }
         if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
             record.update(self._greedy_record())
         return record
@@ -378,6 +447,9 @@ class Trainer:
         placement (``config.start``), on the run's instance or (a family's policy) on ``model``'s;
         ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`)."""
         model = self.model if model is None else model
+        if self.config.decode == "construct":  # no rollout: one construction from nothing placed
+            context = context_of([model], self.device)
+            return construct_placements(self.agents[0].actor, [model], context)[0]
         start = start_placement(model, self.config.start)
         table = self._score_table()
         context = context_of([model], self.device) if self.family is not None else None
@@ -678,8 +750,11 @@ def lower_bound(model: PlacementModel) -> float:
 
 def context_ring_size(config: TrainConfig) -> int:
     """Instance contexts a family run's replay memory keeps: one per environment and episode, for
-    as many episodes as a full memory holds transitions of, plus the episode being stepped."""
-    per_episode = config.envs * config.steps_per_episode
+    as many episodes as a full memory holds transitions of (N_t per environment and episode; a
+    ``construct`` run's imitation states, at least :data:`LEAST_STATES_PER_INSTANCE`), plus the
+    episode being stepped."""
+    per_instance = LEAST_STATES_PER_INSTANCE if config.decode == "construct" else config.steps_per_episode
+    per_episode = config.envs * per_instance
     return (-(-config.replay_size // per_episode) + 1) * config.envs
 
 

@@ -1,0 +1,277 @@
+"""The ``construct`` decoding (qdt/rl/construct.py): what its actor reads of a partial placement,
+that scores singling out the optimum construct exactly the optimum, the MILP completions its
+imitation labels come from (checked against enumeration), that its update learns, that a run
+resumes bit-identically, the settings it refuses, and ``qdt place`` with a constructing run on
+every executor kind (statevector exactly, aer with shots, a fake IBM device in local testing mode)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qdt.cli.main import main
+from qdt.cli.problem import load_instance_file
+from qdt.errors import QdtInputError
+from qdt.problem.family import Family
+from qdt.problem.model import PlacementModel
+from qdt.problem.solvers import _Clock, _enumerate, solve, solve_completion
+from qdt.rl.checkpoint import load_checkpoint
+from qdt.rl.config import TrainConfig
+from qdt.rl.construct import (
+    Completions,
+    construct,
+    construct_imitation_update,
+    finish_placement,
+)
+from qdt.rl.observations import context_of, observation_width, placement_inputs
+from qdt.rl.policy import load_policy
+from qdt.rl.train import Trainer, family_instance, train
+
+SMALL = dict(
+    agent="classical",
+    episodes=6,
+    envs=2,
+    gradient_steps=2,
+    checkpoint_every=2,
+    hidden=16,
+    decode="construct",
+    observation="placement",
+    family="users=6,servers=2,tight=true",
+)
+
+
+def _models(users: int, servers: int, count: int, tight: bool = True) -> list[PlacementModel]:
+    family = Family(users, servers, tight=tight, seed=7)
+    return [PlacementModel(family.held_out(0, k)) for k in range(count)]
+
+
+def _solved(models: list[PlacementModel]) -> list[tuple[PlacementModel, np.ndarray]]:
+    out = []
+    for model in models:
+        result = solve(model, "milp")
+        if result.status == "optimal":
+            out.append((model, np.asarray(result.assignment)))
+    return out
+
+
+def test_the_actor_reads_the_partial_placement_of_every_server():
+    model = _models(5, 3, 1)[0]
+    context = context_of([model])
+    assignment = torch.tensor([[0, -1, 2, -1, -1]])
+    inputs, fits, unplaced = placement_inputs(context, assignment)
+    n, m = 5, 3
+    assert inputs.shape == (1, n, m, observation_width("placement", n, m, True)) == (1, 5, 3, 22)
+    assert unplaced.tolist() == [[False, True, False, True, True]]
+    assert not fits[0, 0].any() and not fits[0, 2].any()  # placed users fit nowhere
+    share = model.compute_rate / model.capacity[None, :]
+    remaining = 1.0 - np.array([share[0, 0], 0.0, share[2, 2]])
+    slots = 1.0 - np.array([1, 0, 1]) / model.max_users
+    expected = (
+        model.deadline_ok
+        & (share <= remaining[None, :] + 1e-9)
+        & (slots[None, :] >= 1 / model.max_users - 1e-9)
+    )
+    expected[[0, 2]] = False
+    assert np.array_equal(fits[0].numpy(), expected)
+    # row (i, j) lists the servers from j on: its first latency value is L_ij, its capacity block
+    # starts with server j's remaining capacity
+    latency = context.latency[0].numpy()
+    for j in range(m):
+        assert np.allclose(inputs[0, :, j, 0].numpy(), latency[:, j])
+        assert np.allclose(inputs[0, :, j, 3 * m].numpy(), remaining[j])
+    assert np.allclose(inputs[0, :, :, -1].numpy(), 3 / 5)  # share of users unplaced
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (16, 4)])
+def test_scores_singling_out_the_optimum_construct_exactly_the_optimum(shape):
+    """Every user's best server among those it still fits on is its optimal one (the partial
+    placement is part of the optimum), so the construction returns the optimum, on tight instances
+    where greedy-with-repair mostly fails."""
+    for model, optimum in _solved(_models(*shape, 6)):
+        context = context_of([model])
+        logits = torch.nn.functional.one_hot(torch.as_tensor(optimum), shape[1]).to(torch.float64)[None] * 5.0
+        assignment, stuck = construct(lambda _assignment, z=logits: z, context)
+        assert not bool(stuck[0])
+        assert np.array_equal(assignment[0].numpy(), optimum)
+
+
+def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
+    models = _models(8, 2, 8)
+    context = context_of(models)
+    rng = torch.Generator().manual_seed(3)
+    random_logits = torch.rand((len(models), 8, 2), generator=rng, dtype=torch.float64)
+    assignment, stuck = construct(lambda _assignment: random_logits, context)
+    for k, model in enumerate(models):
+        servers = assignment[k].numpy()
+        assert model.deadline_ok[np.arange(8), servers].all() or not model.deadline_ok.any(axis=1).all()
+        evaluation = model.evaluate(finish_placement(model, servers, bool(stuck[k])))
+        assert evaluation.feasible or evaluation.violated  # infeasible: the constraints are named
+
+
+def test_completions_agree_with_enumeration():
+    """solve_completion's optimum equals the best enumerated placement that keeps the placed users."""
+    checked = 0
+    for model in _models(6, 2, 6):
+        everything = _enumerate(model, _Clock(0.0, None))
+        if everything.status != "optimal":
+            continue
+        optimum = np.asarray(everything.assignment)
+        rng = np.random.default_rng(checked)
+        for _ in range(3):
+            partial = np.where(rng.random(6) < 0.5, rng.integers(0, 2, 6), -1)
+            found = solve_completion(model, partial)
+            grid = np.array(np.meshgrid(*[[0, 1]] * 6, indexing="ij")).reshape(6, -1).T
+            keeps = grid[np.all((partial < 0) | (grid == partial), axis=1)]
+            matrices = np.eye(2, dtype=np.int8)[keeps]
+            feasible = model.feasible_batch(matrices)
+            if not feasible.any():
+                assert found is None
+                continue
+            best = (matrices[feasible] * model.latency).sum(axis=(1, 2)).min()
+            assert found is not None and np.all(found[partial >= 0] == partial[partial >= 0])
+            assert (np.eye(2)[found] * model.latency).sum() == pytest.approx(best, rel=1e-9)
+        unconstrained = solve_completion(model, np.full(6, -1))
+        assert unconstrained is not None
+        assert (np.eye(2)[unconstrained] * model.latency).sum() == pytest.approx(
+            (np.eye(2)[optimum] * model.latency).sum(), rel=1e-9
+        )
+        checked += 1
+    assert checked >= 3
+    with pytest.raises(QdtInputError, match="partial"):
+        solve_completion(_models(6, 2, 1)[0], np.array([0, 1, 2, -1, -1, -1]))
+
+
+def test_the_last_completable_state_is_found_by_bisection():
+    """Bisection finds the same state as a scan along a construction from random logits."""
+    for model in _models(8, 2, 6):
+        context = context_of([model])
+        trace: list[torch.Tensor] = []
+        logits = torch.rand((1, 8, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        construct(lambda _assignment, z=logits: z, context, trace)
+        path = [step[0].numpy() for step in trace]
+        scan = [k for k, state in enumerate(path) if solve_completion(model, state) is not None]
+        assert Completions(model, path, 20.0).last_completable() == (scan[-1] if scan else None)
+        assert scan == list(range(len(scan)))  # once without a completion, never again
+
+
+def test_the_imitation_update_learns_the_labels():
+    config = TrainConfig(**{**SMALL, "lr_actor": 1e-2})
+    trainer = Trainer(config, family_instance(config))
+    solved = _solved(_models(6, 2, 8))
+    models = [model for model, _ in solved]
+    labels = np.stack([optimum for _, optimum in solved])
+    states = np.where(np.random.default_rng(0).random(labels.shape) < 0.3, labels, -1)
+    context = context_of(models)
+    first = construct_imitation_update(trainer.agents[0], context, states, labels, 1)
+    last = construct_imitation_update(trainer.agents[0], context, states, labels, 200)
+    assert first is not None and last is not None and last < 0.5 * first
+    assert construct_imitation_update(trainer.agents[0], context, labels, labels, 1) is None  # all placed
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_a_constructing_run_resumes_bit_identically(tmp_path, agent):
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2}, seed=3)
+    instance = family_instance(config)
+    full = train(config, instance, tmp_path / "full", progress=False)
+    partial = train(config, instance, tmp_path / "part", progress=False, stop_after=3)
+    assert partial["stopped_early"]
+    train(config, instance, tmp_path / "part", resume=True, progress=False)
+    weights = [load_checkpoint(tmp_path / name)["agents"][0]["actor"] for name in ("full", "part")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    metrics = [
+        [
+            {k: v for k, v in json.loads(line).items() if k != "wall_s"}
+            for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        ]
+        for name in ("full", "part")
+    ]
+    assert metrics[0] == metrics[1] and all(m["imitation"] for m in metrics[0])
+    assert full["family"]["feasible_share"] > 0
+    policy = load_policy(tmp_path / "full")
+    assert policy.constructs and policy.placement().shape == (6, 2)
+    with pytest.raises(QdtInputError, match="construct decoding"):
+        policy.scores(np.zeros((6, 2)))
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"observation": "user"}, "--observation placement"),
+        ({"decode": "feasible"}, "--decode construct"),
+        ({"family": None}, "--family"),
+        ({"imitation_episodes": 3}, "drop --imitation-episodes"),
+        ({"start": "greedy"}, "--start empty"),
+        ({"sharing": "none"}, "--sharing shared"),
+    ],
+)
+def test_settings_a_construction_cannot_run_with_are_refused(changes, words):
+    with pytest.raises(QdtInputError, match=words):
+        TrainConfig(**{**SMALL, **changes})
+    assert not TrainConfig(**SMALL).trains_critic  # imitation only: no critic is built
+
+
+def test_cli_construct_defaults_and_qdt_place_on_every_executor_kind(tmp_path, capsys):
+    """`qdt train --family ... --decode construct` reads the whole partial placement by default, and
+    `qdt place` constructs on statevector (the policy's own placement), aer with shots and a fake IBM
+    device (one job per user placed, each ISA-transpiled)."""
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--family",
+        "users=4,servers=2,tight=true",
+        "--decode",
+        "construct",
+        "--agent",
+        "quantum",
+    ]
+    args += ["--layers", "2", "--episodes", "3", "--no-progress", "--out", str(run)]
+    assert main(args) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["observation"], saved["hidden"], saved.get("start", "empty")) == ("placement", 64, "empty")
+    capsys.readouterr()
+    instance = tmp_path / "unseen.json"
+    assert (
+        main(
+            [
+                "instance",
+                "generate",
+                "--users",
+                "4",
+                "--servers",
+                "2",
+                "--tight",
+                "--seed",
+                "11",
+                "--out",
+                str(instance),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    own = load_policy(run, instance=load_instance_file(instance, "INSTANCE"))
+    expected = own.placement().argmax(axis=1).tolist()
+    reports = {}
+    for backend in (
+        ["--backend", "statevector"],
+        ["--backend", "aer", "--shots", "4096"],
+        ["--backend", "fake_manila", "--shots", "256"],
+    ):
+        assert main(["place", "--run", str(run), str(instance), *backend, "--json"]) == 0
+        reports[backend[1]] = json.loads(capsys.readouterr().out)
+    assert reports["statevector"]["assignment"] == expected
+    for report in reports.values():
+        assert report["strategy"] == "construct" and report["steps"] == 4
+        assert len(report["assignment"]) == 4 and set(report["assignment"]) <= {0, 1}
+        assert report["feasible"] in (True, False) and report["decision_ms"] > 0
+    assert main(["infer", "--run", str(run), "--backend", "statevector", "--json"]) == 0
+    inferred = json.loads(capsys.readouterr().out)
+    assert inferred["strategy"] == "construct" and inferred["steps"] == 4
+    assert main(["evaluate", "--run", str(run), "--backend", "statevector"]) == 2
+    assert "construct" in capsys.readouterr().err
+    device = reports["fake_manila"]
+    assert len(device["jobs"]) == 4  # one job per user placed
+    assert device["circuits"][0]["device"] == "fake_manila" and device["circuits"][0]["two_qubit_gates"] > 0
