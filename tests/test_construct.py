@@ -93,7 +93,7 @@ def test_scores_singling_out_the_optimum_construct_exactly_the_optimum(shape):
     for model, optimum in _solved(_models(*shape, 6)):
         context = context_of([model])
         logits = torch.nn.functional.one_hot(torch.as_tensor(optimum), shape[1]).to(torch.float64)[None] * 5.0
-        assignment, stuck = construct(lambda _assignment, z=logits: z, context)
+        assignment, stuck = construct(lambda _inputs, z=logits: z, context)
         assert not bool(stuck[0])
         assert np.array_equal(assignment[0].numpy(), optimum)
 
@@ -103,7 +103,7 @@ def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
     context = context_of(models)
     rng = torch.Generator().manual_seed(3)
     random_logits = torch.rand((len(models), 8, 2), generator=rng, dtype=torch.float64)
-    assignment, stuck = construct(lambda _assignment: random_logits, context)
+    assignment, stuck = construct(lambda _inputs: random_logits, context)
     for k, model in enumerate(models):
         servers = assignment[k].numpy()
         assert model.deadline_ok[np.arange(8), servers].all() or not model.deadline_ok.any(axis=1).all()
@@ -150,7 +150,7 @@ def test_the_last_completable_state_is_found_by_bisection():
         context = context_of([model])
         trace: list[torch.Tensor] = []
         logits = torch.rand((1, 8, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-        construct(lambda _assignment, z=logits: z, context, trace)
+        construct(lambda _inputs, z=logits: z, context, trace)
         path = [step[0].numpy() for step in trace]
         scan = [k for k, state in enumerate(path) if solve_completion(model, state) is not None]
         assert Completions(model, path, 20.0).last_completable() == (scan[-1] if scan else None)

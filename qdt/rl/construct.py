@@ -79,15 +79,14 @@ LEAST_STATES_PER_INSTANCE = OPTIMUM_COPIES
 """States an episode stores per training instance at least (its optimum's parts; the DAgger states
 add up to :data:`DAGGER_STATES` + 1 more): what sizes the replay memory's ring of instances."""
 
-Logits = Callable[[torch.Tensor], torch.Tensor]  # partial placements [B, N] → logits [B, N, M]
+Logits = Callable[[torch.Tensor], torch.Tensor]  # placement inputs [B, N, M, W] → logits [B, N, M]
 
 
-def construction_logits(actor: Actor, context: InstanceContext) -> Logits:
-    """The actor's logits [B, N, M] for partial placements [B, N] of the instances ``context``:
-    one call of its front end on the B·N·M rows of :func:`placement_inputs`."""
+def construction_logits(actor: Actor) -> Logits:
+    """The actor's logits [B, N, M] for the ``placement`` inputs [B, N, M, W] of partial placements
+    (:func:`placement_inputs`): one call of its front end on their B·N·M rows."""
 
-    def logits(assignment: torch.Tensor) -> torch.Tensor:
-        inputs, _, _ = placement_inputs(context, assignment)
+    def logits(inputs: torch.Tensor) -> torch.Tensor:
         batch, n, m, width = inputs.shape
         return actor.logits(inputs.reshape(batch, n * m, width)).reshape(batch, n, m)
 
@@ -108,8 +107,8 @@ def construct(
     masked = torch.tensor(NO_LOGIT, dtype=context.latency.dtype, device=device)
     with torch.no_grad():
         for _ in range(n):
-            _, fits, unplaced = placement_inputs(context, assignment)
-            z = logits(assignment)
+            inputs, fits, unplaced = placement_inputs(context, assignment)
+            z = logits(inputs)
             fitting = torch.where(fits, z, masked)
             sure = torch.softmax(fitting, dim=2).amax(dim=2)
             sure = torch.where(fits.any(dim=2), sure, torch.full_like(sure, -1.0))
@@ -145,7 +144,7 @@ def construct_placements(
     trace: list[torch.Tensor] | None = None,
 ) -> np.ndarray:
     """The placements [B, N, M] the actor constructs for ``models`` (``context``: theirs)."""
-    assignment, stuck = construct(construction_logits(actor, context), context, trace)
+    assignment, stuck = construct(construction_logits(actor), context, trace)
     servers, flags = assignment.cpu().numpy(), stuck.cpu().numpy()
     return np.stack([finish_placement(model, servers[k], bool(flags[k])) for k, model in enumerate(models)])
 
@@ -231,11 +230,12 @@ def construct_imitation_update(
     if not bool(taught.any()):
         return None
     allowed = context.latency > 0
-    logits = construction_logits(nets.actor, context)
+    logits = construction_logits(nets.actor)
+    inputs, _, _ = placement_inputs(context, assignment)  # the same at every step
     masked = torch.tensor(NO_LOGIT, dtype=context.latency.dtype, device=device)
     loss = torch.zeros(())
     for _ in range(steps):
-        z = torch.where(allowed, logits(assignment), masked)
+        z = torch.where(allowed, logits(inputs), masked)
         loss = torch.nn.functional.cross_entropy(z[taught], target[taught])
         _descend(nets.actor_optimizer, loss, "imitation loss of the constructing actor")
     return float(loss.detach())

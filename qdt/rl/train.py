@@ -240,7 +240,8 @@ class Trainer:
         from their optima and from the states its constructions reached (DAgger)."""
         config = self.config
         models = list(self.env.models)
-        context = stacked_context([context_arrays(model) for model in models], self.device)
+        arrays = [context_arrays(model) for model in models]
+        context = stacked_context(arrays, self.device)
         trace: list[torch.Tensor] = []
         placements = construct_placements(self.agents[0].actor, models, context, trace)
         last, feasible, _ = self.env.step(placements)
@@ -253,7 +254,7 @@ class Trainer:
         visited, states, labels = imitation_targets(
             models, [step.cpu().numpy() for step in trace], self.explore_rng, IMITATION_TIME_LIMIT_S
         )
-        ids = [self.replay.add_context(*context_arrays(model)) for model in models]
+        ids = [self.replay.add_context(*parts) for parts in arrays]
         rows = np.concatenate([np.tile(np.arange(len(models)), OPTIMUM_COPIES), visited])
         m = self.instance.n_servers
         stored_states = as_matrices(np.concatenate([parts, states]), m)
