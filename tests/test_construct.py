@@ -25,6 +25,7 @@ from qdt.rl.construct import (
     construct,
     construct_imitation_update,
     finish_placement,
+    label_optima,
 )
 from qdt.rl.observations import context_of, observation_width, placement_inputs
 from qdt.rl.policy import load_policy
@@ -144,6 +145,34 @@ def test_completions_agree_with_enumeration():
         solve_completion(_models(6, 2, 1)[0], np.array([0, 1, 2, -1, -1, -1]))
 
 
+def test_completions_within_a_label_gap_keep_the_placed_users_and_stay_within_it():
+    """With a relative gap, a completion keeps the placed users and is within that share of the best
+    enumerated one; label_optima labels every user of an instance with a placement, none without."""
+    gap, checked = 0.05, 0
+    rng = np.random.default_rng(2)
+    for model in _models(8, 2, 6):
+        matrices = np.stack([np.eye(2, dtype=np.int8)[list(bits)] for bits in np.ndindex(*(2,) * 8)])
+        feasible = model.feasible_batch(matrices)
+        for partial in (np.full(8, -1), np.where(rng.random(8) < 0.4, rng.integers(0, 2, 8), -1)):
+            keeps = np.all((partial < 0) | (matrices.argmax(axis=2) == partial), axis=1)
+            found = solve_completion(model, partial, 20.0, rel_gap=gap)
+            if not (feasible & keeps).any():
+                assert found is None
+                continue
+            best = (matrices[feasible & keeps] * model.latency).sum(axis=(1, 2)).min()
+            assert found is not None and np.all(found[partial >= 0] == partial[partial >= 0])
+            assert model.evaluate(np.eye(2, dtype=np.int8)[found]).feasible
+            assert (np.eye(2)[found] * model.latency).sum() <= best * (1 + gap) + 1e-9
+            checked += 1
+    assert checked >= 6
+    models = _models(8, 2, 6)
+    labels = label_optima(models, 20.0, gap)
+    for model, row in zip(models, labels):
+        assert (row >= 0).all() == (solve(model, "milp").assignment is not None)
+    with pytest.raises(QdtInputError, match="rel_gap"):
+        solve_completion(models[0], np.full(8, -1), rel_gap=1.5)
+
+
 def test_the_last_completable_state_is_found_by_bisection():
     """Bisection finds the same state as a scan along a construction from random logits."""
     for model in _models(8, 2, 6):
@@ -205,12 +234,18 @@ def test_a_constructing_run_resumes_bit_identically(tmp_path, agent):
         ({"imitation_episodes": 3}, "drop --imitation-episodes"),
         ({"start": "greedy"}, "--start empty"),
         ({"sharing": "none"}, "--sharing shared"),
+        ({"label_gap": 0.2}, "--label-gap"),
+        ({"label_gap": -0.01}, "--label-gap"),
+        ({"label_gap": 0.01, "decode": "feasible", "observation": "user"}, "--decode construct"),
     ],
 )
 def test_settings_a_construction_cannot_run_with_are_refused(changes, words):
     with pytest.raises(QdtInputError, match=words):
         TrainConfig(**{**SMALL, **changes})
     assert not TrainConfig(**SMALL).trains_critic  # imitation only: no critic is built
+    # a label gap is recorded only when set, so older run folders and sweep cells read the same
+    assert "label_gap" not in TrainConfig(**SMALL).to_dict()
+    assert TrainConfig.from_dict(TrainConfig(**SMALL, label_gap=0.01).to_dict()).label_gap == 0.01
 
 
 def test_cli_construct_defaults_and_qdt_place_on_every_executor_kind(tmp_path, capsys):

@@ -63,6 +63,7 @@ NEW_FLAGS = {
     "--ppo-credit": ("episode", {"ppo_credit": "episode"}),  # issue 13: whose reward rates a score
     "--imitation-episodes": ("0", {"imitation_episodes": 0}),  # issue 17: family runs learn from the MILP
     "--start": ("greedy", {"start": "greedy"}),  # issue 17: rollouts improve greedy's placement
+    "--label-gap": ("0", {"label_gap": 0.0}),  # issue 17: cheaper labels (only with --decode construct)
 }
 
 

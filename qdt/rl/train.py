@@ -59,6 +59,7 @@ from qdt.rl.construct import (
     construct_imitation_update,
     construct_placements,
     imitation_targets,
+    label_optima,
     partial_optima,
 )
 from qdt.rl.exploration import exploration_level, explore, explore_scores
@@ -249,10 +250,14 @@ class Trainer:
             raise TrainingDivergedError(
                 f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
             )
-        targets = optimal_servers(models)  # [K, N]
+        targets = label_optima(models, IMITATION_TIME_LIMIT_S, config.label_gap)  # [K, N]
         parts, part_labels = partial_optima(targets, OPTIMUM_COPIES, self.explore_rng)
         visited, states, labels = imitation_targets(
-            models, [step.cpu().numpy() for step in trace], self.explore_rng, IMITATION_TIME_LIMIT_S
+            models,
+            [step.cpu().numpy() for step in trace],
+            self.explore_rng,
+            IMITATION_TIME_LIMIT_S,
+            config.label_gap,
         )
         ids = [self.replay.add_context(*parts) for parts in arrays]
         rows = np.concatenate([np.tile(np.arange(len(models)), OPTIMUM_COPIES), visited])

@@ -66,7 +66,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -183,25 +183,33 @@ def family_spec(shape: tuple[int, int], tight: bool) -> str:
     return f"users={n},servers={m}" + (",tight=true" if tight else "")
 
 
-def generalise_config(
-    spec: AgentSpec,
-    seed: int,
-    recipe: str,
-    episodes: int | None,
-    quantum_episodes: int | None,
-    shape: tuple[int, int],
-    tight: bool,
-    ppo_credit: str | None = None,
-    imitation: int | None = None,
-    construct: bool = False,
-) -> TrainConfig:
-    """One run's config: ``spec`` by ``recipe`` (with ``ppo_credit`` on top when given) on the
-    shape's family, with :data:`GENERALISE_TRAINING` (``construct``: :data:`CONSTRUCT_TRAINING`),
-    imitating the optimum for ``imitation`` episodes (None: all of them; 0: rewards only)."""
-    training = CONSTRUCT_TRAINING if construct else GENERALISE_TRAINING
-    fixed = {"family": family_spec(shape, tight), **training, **credit_changes(ppo_credit)}
-    config = bench_config(spec, seed, recipe, episodes, quantum_episodes, shape, **fixed)
-    return config.replace(imitation_episodes=config.episodes if imitation is None else imitation)
+@dataclass(frozen=True)
+class GeneraliseTraining:
+    """How every run of one bench trains: ``recipe`` (with ``ppo_credit`` on top when given) for
+    ``episodes`` (``quantum_episodes`` for quantum runs with a slow critic), on the tight family or
+    not, with :data:`GENERALISE_TRAINING` (``construct``: :data:`CONSTRUCT_TRAINING`, its labels
+    within ``label_gap`` of the optimum), imitating the optimum for ``imitation`` episodes (None:
+    all of them; 0: rewards only)."""
+
+    recipe: str = GENERALISE_RECIPE
+    episodes: int | None = GENERALISE_EPISODES
+    quantum_episodes: int | None = None
+    tight: bool = False
+    ppo_credit: str | None = None
+    imitation: int | None = None
+    construct: bool = False
+    label_gap: float = 0.0
+
+    def config(self, spec: AgentSpec, seed: int, shape: tuple[int, int]) -> TrainConfig:
+        """One run's config: agent ``spec`` with ``seed`` on the shape's family."""
+        training = CONSTRUCT_TRAINING if self.construct else GENERALISE_TRAINING
+        fixed = {"family": family_spec(shape, self.tight), **training, **credit_changes(self.ppo_credit)}
+        if self.label_gap:  # recorded only when set: the cells of a bench without it keep their ids
+            fixed["label_gap"] = self.label_gap
+        config = bench_config(spec, seed, self.recipe, self.episodes, self.quantum_episodes, shape, **fixed)
+        return config.replace(
+            imitation_episodes=config.episodes if self.imitation is None else self.imitation
+        )
 
 
 def critic_qubits(config: TrainConfig, shape: tuple[int, int]) -> int:
@@ -224,26 +232,25 @@ def check_unseen(value: int) -> int:
 def check_configs(
     shapes: Sequence[tuple[int, int]],
     agents: Sequence[AgentSpec],
-    recipe: str,
-    episodes: int | None,
-    quantum_episodes: int | None,
-    tight: bool,
+    training: GeneraliseTraining,
     max_critic_qubits: int,
-    ppo_credit: str | None = None,
-    imitation: int | None = None,
-    construct: bool = False,
 ) -> list[str]:
     """Refuse, before anything is trained, a shape too large for an agent (the error names the
     shape) or settings a run would refuse; returns the (shape, agent) pairs not trained, as the
     table lists them."""
     check_max_critic_qubits(max_critic_qubits)
+    if training.label_gap and not training.construct:
+        raise QdtInputError(
+            "--label-gap",
+            "0 unless --construct (only a construction's labels have a gap)",
+            training.label_gap,
+            "add --construct, or drop --label-gap",
+        )
     skipped = []
     for shape in shapes:
         n, m = shape
         for spec in agents:
-            config = generalise_config(
-                spec, 0, recipe, episodes, quantum_episodes, shape, tight, ppo_credit, imitation, construct
-            )
+            config = training.config(spec, 0, shape)
             if not trains(config, shape, max_critic_qubits):
                 skipped.append(f"{n}x{m} {spec.label} ({critic_qubits(config, shape)}-qubit critic)")
                 continue
@@ -273,14 +280,8 @@ def run_generalise_bench(
     shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
     agents: Sequence[AgentSpec] = DEFAULT_AGENTS,
     seeds: int = DEFAULT_SEEDS,
-    recipe: str = GENERALISE_RECIPE,
-    episodes: int | None = GENERALISE_EPISODES,
-    quantum_episodes: int | None = None,
-    ppo_credit: str | None = None,
-    imitation: int | None = None,
-    construct: bool = False,
+    training: GeneraliseTraining = GeneraliseTraining(),
     unseen: int = DEFAULT_UNSEEN,
-    tight: bool = False,
     max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
     milp_limit_s: float = MILP_LIMIT_S,
     workers: int | None = None,
@@ -289,42 +290,22 @@ def run_generalise_bench(
     on_result: OnRun | None = None,
     on_shape: OnShape | None = None,
 ) -> dict[str, Any]:
-    """Train every (shape, agent, seed) as a sweep cell, place the unseen instances with every
-    finished run beside the baselines, then write generalise.csv, generalise.md, generalise.png."""
+    """Train every (shape, agent, seed) as a sweep cell as ``training`` says, place the unseen
+    instances with every finished run beside the baselines, then write generalise.csv,
+    generalise.md, generalise.png."""
     start = time.perf_counter()
     check_unseen(unseen)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise QdtInputError("--seeds", "an integer >= 1", seeds)
-    ppo_credit = bench_credit(recipe, ppo_credit)
-    skipped = check_configs(
-        shapes,
-        agents,
-        recipe,
-        episodes,
-        quantum_episodes,
-        tight,
-        max_critic_qubits,
-        ppo_credit,
-        imitation,
-        construct,
-    )
+    training = replace(training, ppo_credit=bench_credit(training.recipe, training.ppo_credit))
+    tight, construct = training.tight, training.construct
+    skipped = check_configs(shapes, agents, training, max_critic_qubits)
     runs: list[BenchRun] = []
     for shape in shapes:
         n, m = shape
         for spec in agents:
             for seed in range(seeds):
-                config = generalise_config(
-                    spec,
-                    seed,
-                    recipe,
-                    episodes,
-                    quantum_episodes,
-                    shape,
-                    tight,
-                    ppo_credit,
-                    imitation,
-                    construct,
-                )
+                config = training.config(spec, seed, shape)
                 if not trains(config, shape, max_critic_qubits):
                     break
                 runs.append(
@@ -367,13 +348,14 @@ def run_generalise_bench(
     targets = check_targets(summary, tight)
     wall = time.perf_counter() - start
     notes = run_notes(skipped, max_critic_qubits, trained)
+    credit = None if construct else training.ppo_credit  # a construction never runs the learner
     setting = (
         f"{'tight ' if tight else ''}families users=N,servers=M, "
-        f"{budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}, "
-        f"{training_text(imitation, construct)}, "
+        f"{budget_text(training.recipe, seeds, training.episodes, training.quantum_episodes, credit)}, "
+        f"{training_text(training.imitation, construct, training.label_gap)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
     )
-    markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes)
+    markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes, construct)
     plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting)
     return {
         "wall_s": wall,
@@ -387,9 +369,26 @@ def run_generalise_bench(
     }
 
 
-def training_text(imitation: int | None, construct: bool = False) -> str:
+UNTRAINED_TEXT = {
+    False: "the same rollout fed the freshly initialised actors' scores",
+    True: "the same construction by the freshly initialised actors",
+}
+"""What the ``untrained`` column measures, for score-then-decode runs (False) and constructing ones."""
+
+DECISION_TEXT = {
+    False: "the actors rebound to the instance, the start placement, up to N_t steps of scoring and "
+    "decoding, ended at a fixed point",
+    True: "the actor rebound to the instance, N steps from the empty placement, each one actor call "
+    "scoring every unplaced user on every server, then greedy's repair if a user fitted nowhere",
+}
+"""What a decision's time covers, for score-then-decode runs (False) and constructing ones."""
+
+
+def training_text(imitation: int | None, construct: bool = False, label_gap: float = 0.0) -> str:
     """How the bench's runs learnt, for its setting line."""
     training = CONSTRUCT_TRAINING if construct else GENERALISE_TRAINING
+    if label_gap:
+        training = {**training, "label_gap": label_gap}
     actors = ", ".join(f"{key} {value}" for key, value in training.items())
     if construct:
         how = (
@@ -720,6 +719,7 @@ def write_markdown(
     setting: str,
     wall: float,
     notes: str = "",
+    construct: bool = False,
 ) -> str:
     header = [
         "N×M",
@@ -798,9 +798,8 @@ def write_markdown(
         "placement counts as infinitely far); the interquartile mean of the seeds' median gaps with its 95% "
         f"bootstrap interval (a seed whose median is infeasible counts as {100 * INFEASIBLE_GAP:.0f}%); "
         "greedy: greedy-with-repair; random: the feasible decoding fed uniform random scores, one pass; "
-        "untrained: the same rollout fed the freshly initialised actors' scores (pooled over seeds); "
-        "decision: median time of one placement (the actors rebound to the instance, the start placement, "
-        "up to N_t steps of scoring and decoding, ended at a fixed point), MILP: median time of HiGHS on "
+        f"untrained: {UNTRAINED_TEXT[construct]} (pooled over seeds); "
+        f"decision: median time of one placement ({DECISION_TEXT[construct]}), MILP: median time of HiGHS on "
         "the same instances, both timed in this run, one "
         f"instance at a time. Wall time of the bench {wall:.0f} s."
     )
