@@ -133,6 +133,8 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--unseen", "x"], "argument --unseen: invalid int value"),
         (["--workers", "0"], "--workers: expected an integer >= 1"),
         (["--label-gap", "0.01"], "--label-gap: expected 0 unless --construct"),
+        (["--construct-order", "constrained"], "--construct-order: expected sure unless --construct"),
+        (["--construct-order", "fewest"], "argument --construct-order: invalid choice"),
         (
             ["--construct", "--tight", "--label-gap", "0.5"],
             "--label-gap: expected a finite number in [0, 0.1]",
@@ -271,7 +273,7 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     untrained baseline is the same construction fed the untrained actor."""
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "generalise", "--quick", "--construct", "--tight", "--seeds", "1", "--episodes", "2"]
-    argv += ["--label-gap", "0.01"]
+    argv += ["--label-gap", "0.01", "--construct-order", "constrained"]
     argv += ["--unseen", "4", "--workers", "2", "--out", str(out), "--runs", str(runs)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -281,11 +283,12 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     # its setting line describes a construction, not the score-then-decode rollout or ppo's credit
     assert "N steps from the empty placement" in markdown and "the start placement" not in markdown
     assert "--ppo-credit" not in markdown and "label_gap 0.01" in markdown
+    assert "construct_order constrained" in markdown
     rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement")
     row = next(r for r in rows if r["agent"] == "classical" and r["milp_status"] == "optimal")
     config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], int(row["users"])))
     assert (config.decode, config.observation, config.imitation_episodes) == ("construct", "placement", 2)
-    assert config.label_gap == 0.01
+    assert (config.label_gap, config.construct_order) == (0.01, "constrained")
     model = PlacementModel(unseen_instances((int(row["users"]), 2), 4, True)[int(row["instance"])])
     untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
     assert (row["untrained_feasible"] == "True") == untrained.feasible

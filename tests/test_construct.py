@@ -24,6 +24,7 @@ from qdt.rl.construct import (
     Completions,
     construct,
     construct_imitation_update,
+    construction_logits,
     finish_placement,
     label_optima,
 )
@@ -86,17 +87,42 @@ def test_the_actor_reads_the_partial_placement_of_every_server():
     assert np.allclose(inputs[0, :, :, -1].numpy(), 3 / 5)  # share of users unplaced
 
 
+@pytest.mark.parametrize("order", ["sure", "constrained"])
 @pytest.mark.parametrize("shape", [(8, 2), (16, 4)])
-def test_scores_singling_out_the_optimum_construct_exactly_the_optimum(shape):
+def test_scores_singling_out_the_optimum_construct_exactly_the_optimum(shape, order):
     """Every user's best server among those it still fits on is its optimal one (the partial
-    placement is part of the optimum), so the construction returns the optimum, on tight instances
-    where greedy-with-repair mostly fails."""
+    placement is part of the optimum), so the construction returns the optimum in either order, on
+    tight instances where greedy-with-repair mostly fails."""
     for model, optimum in _solved(_models(*shape, 6)):
         context = context_of([model])
         logits = torch.nn.functional.one_hot(torch.as_tensor(optimum), shape[1]).to(torch.float64)[None] * 5.0
-        assignment, stuck = construct(lambda _inputs, z=logits: z, context)
+        assignment, stuck = construct(lambda _inputs, z=logits: z, context, order=order)
         assert not bool(stuck[0])
         assert np.array_equal(assignment[0].numpy(), optimum)
+
+
+def test_the_constrained_order_places_a_user_with_the_fewest_fitting_servers_next():
+    """At every step of a ``constrained`` construction the user placed had no more servers left
+    that fit it than any other unplaced user that fits somewhere; the ``sure`` order, fed the same
+    logits, breaks this on some step (so the check can fail)."""
+    models = _models(16, 4, 6)
+    context = context_of(models)
+    logits = torch.rand((len(models), 16, 4), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    broken = {}
+    for order in ("constrained", "sure"):
+        trace: list[torch.Tensor] = []
+        final, _ = construct(lambda _inputs: logits, context, trace, order=order)
+        after = [*trace[1:], final]
+        broken[order] = 0
+        for before, now in zip(trace, after):
+            _, fits, _ = placement_inputs(context, before)
+            counts = fits.sum(dim=2)
+            for k in range(len(models)):
+                user = int(torch.nonzero(now[k] != before[k])[0, 0])
+                fitting = counts[k][counts[k] > 0]
+                if len(fitting) and counts[k, user] > fitting.min():
+                    broken[order] += 1
+    assert broken["constrained"] == 0 and broken["sure"] > 0
 
 
 def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
@@ -225,6 +251,21 @@ def test_a_constructing_run_resumes_bit_identically(tmp_path, agent):
         policy.scores(np.zeros((6, 2)))
 
 
+def test_a_constrained_run_records_its_order_and_places_in_it(tmp_path):
+    config = TrainConfig(**{**SMALL, "episodes": 2, "checkpoint_every": 2, "construct_order": "constrained"})
+    train(config, family_instance(config), tmp_path / "run", progress=False)
+    assert (
+        json.loads((tmp_path / "run" / "config.json").read_text())["config"]["construct_order"]
+        == "constrained"
+    )
+    policy = load_policy(tmp_path / "run")
+    context = context_of([policy.placement_model])
+    logits = construction_logits(policy.actors[0])
+    assignment, stuck = construct(logits, context, order="constrained")
+    expected = finish_placement(policy.placement_model, assignment[0].numpy(), bool(stuck[0]))
+    assert np.array_equal(policy.placement(), expected)
+
+
 @pytest.mark.parametrize(
     "changes, words",
     [
@@ -237,6 +278,11 @@ def test_a_constructing_run_resumes_bit_identically(tmp_path, agent):
         ({"label_gap": 0.2}, "--label-gap"),
         ({"label_gap": -0.01}, "--label-gap"),
         ({"label_gap": 0.01, "decode": "feasible", "observation": "user"}, "--decode construct"),
+        (
+            {"construct_order": "constrained", "decode": "feasible", "observation": "user"},
+            "--construct-order",
+        ),
+        ({"construct_order": "fewest"}, "--construct-order: expected one of sure, constrained"),
     ],
 )
 def test_settings_a_construction_cannot_run_with_are_refused(changes, words):

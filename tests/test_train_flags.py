@@ -64,6 +64,10 @@ NEW_FLAGS = {
     "--imitation-episodes": ("0", {"imitation_episodes": 0}),  # issue 17: family runs learn from the MILP
     "--start": ("greedy", {"start": "greedy"}),  # issue 17: rollouts improve greedy's placement
     "--label-gap": ("0", {"label_gap": 0.0}),  # issue 17: cheaper labels (only with --decode construct)
+    "--construct-order": (
+        "sure",
+        {"construct_order": "sure"},
+    ),  # issue 17: which user a construction places next
 }
 
 

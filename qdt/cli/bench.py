@@ -286,6 +286,16 @@ def _register_generalise(kinds: Any) -> None:
         ),
     )
     generalise.add_argument(
+        "--construct-order",
+        choices=["sure", "constrained"],
+        default="sure",
+        help=(
+            "with --construct: which user a construction places next, the one the actor is surest of "
+            "(sure, the default) or one with the fewest servers left that fit it, the surest among those "
+            "(constrained; qdt train --construct-order)"
+        ),
+    )
+    generalise.add_argument(
         "--max-critic-qubits",
         type=int,
         default=11,
@@ -675,6 +685,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.imitation_episodes,
         args.construct,
         args.label_gap,
+        args.construct_order,
     )
     skipped = check_configs(shapes, agents, training, args.max_critic_qubits)
     total = seeds * (len(shapes) * len(agents) - len(skipped))

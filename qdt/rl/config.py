@@ -218,6 +218,7 @@ Exploration = Literal["flip", "gaussian", "paper"]
 Decode = Literal["round", "argmax", "feasible", "construct"]
 Observation = Literal["column", "features", "user", "placement"]
 Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
+ConstructOrder = Literal["sure", "constrained"]  # qdt/rl/construct.py: which user a construction places next
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo"]
@@ -382,6 +383,13 @@ class TrainConfig:
             "update; 0: rewards only"
         ),
     )
+    construct_order: ConstructOrder = field(
+        default="sure",
+        metadata=_doc(
+            "--decode construct: which user goes next, the one the actor is surest of (sure) or one "
+            "with the fewest servers left that fit it, the surest among those (constrained)"
+        ),
+    )
     label_gap: float = field(
         default=0.0,
         metadata=_doc(
@@ -417,6 +425,7 @@ class TrainConfig:
         _choice("recipe", self.recipe, RECIPE_NAMES)
         _choice("observation", self.observation, get_args(Observation))
         _choice("start", self.start, get_args(Start))
+        _choice("construct_order", self.construct_order, get_args(ConstructOrder))
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
         _choice("learner", self.learner, get_args(Learner))
@@ -511,6 +520,13 @@ class TrainConfig:
         one shared actor learning by imitation in every episode (qdt/rl/construct.py); only its
         labels have a gap."""
         _float_in("label_gap", self.label_gap, 0.0, MAX_LABEL_GAP)
+        if self.construct_order != "sure" and self.decode != "construct":
+            raise QdtInputError(
+                "--construct-order",
+                "sure unless --decode construct (only a construction places users in an order)",
+                self.construct_order,
+                "drop --construct-order, or add --decode construct",
+            )
         if self.label_gap > 0.0 and self.decode != "construct":
             raise QdtInputError(
                 "--label-gap",
@@ -608,8 +624,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
-        ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0
-        and ``start`` only when not "empty" (so older configs and their sweep cells read the same)."""
+        ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0,
+        ``start`` only when not "empty" and ``construct_order`` only when not "sure" (so older
+        configs and their sweep cells read the same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
             del data["torch_device"]
@@ -621,6 +638,8 @@ class TrainConfig:
             del data["start"]
         if data["label_gap"] == 0.0:
             del data["label_gap"]
+        if data["construct_order"] == "sure":
+            del data["construct_order"]
         return data
 
     @classmethod

@@ -54,6 +54,7 @@ import torch
 
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import repair_overloads, solve_completion
+from qdt.rl.config import ConstructOrder
 from qdt.rl.maddpg import AgentNets, _descend
 from qdt.rl.networks import Actor
 from qdt.rl.observations import InstanceContext, placement_inputs
@@ -102,11 +103,16 @@ def construction_logits(actor: Actor) -> Logits:
 
 
 def construct(
-    logits: Logits, context: InstanceContext, trace: list[torch.Tensor] | None = None
+    logits: Logits,
+    context: InstanceContext,
+    trace: list[torch.Tensor] | None = None,
+    order: ConstructOrder = "sure",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each instance's placement built user by user (module docstring) as an assignment [B, N],
     and whether a user found no room [B] (the placement then needs greedy's repair). ``trace``
-    collects the partial placement before each of the N steps."""
+    collects the partial placement before each of the N steps. ``order``: which user goes next,
+    the surest (``sure``) or, with ``constrained``, one with the fewest servers left that fit it,
+    the surest among those (``qdt.rl.config.ConstructOrder``)."""
     batch, n, _ = context.latency.shape
     device = context.latency.device
     assignment = torch.full((batch, n), -1, dtype=torch.long, device=device)
@@ -118,11 +124,14 @@ def construct(
             inputs, fits, unplaced = placement_inputs(context, assignment)
             z = logits(inputs)
             fitting = torch.where(fits, z, masked)
-            sure = torch.softmax(fitting, dim=2).amax(dim=2)
-            sure = torch.where(fits.any(dim=2), sure, torch.full_like(sure, -1.0))
-            sure = torch.where(unplaced, sure, torch.full_like(sure, -2.0))
+            sure = torch.softmax(fitting, dim=2).amax(dim=2)  # in (0, 1]
+            if order == "constrained":  # k fitting servers: in (-k, 1 - k], below every user with fewer
+                sure = sure - fits.sum(dim=2).to(sure.dtype)
+            low = -float(fits.shape[2]) - 1.0  # below every user that fits somewhere
+            sure = torch.where(fits.any(dim=2), sure, torch.full_like(sure, low))
+            sure = torch.where(unplaced, sure, torch.full_like(sure, low - 1.0))
             user = sure.argmax(dim=1)
-            stuck = sure[rows, user] < 0  # no unplaced user fits anywhere
+            stuck = sure[rows, user] <= low  # no unplaced user fits anywhere
             allowed = torch.where(context.latency[rows, user] > 0, z[rows, user], masked)
             server = torch.where(stuck, allowed.argmax(dim=1), fitting[rows, user].argmax(dim=1))
             stuck_any |= stuck
@@ -150,9 +159,10 @@ def construct_placements(
     models: list[PlacementModel],
     context: InstanceContext,
     trace: list[torch.Tensor] | None = None,
+    order: ConstructOrder = "sure",
 ) -> np.ndarray:
     """The placements [B, N, M] the actor constructs for ``models`` (``context``: theirs)."""
-    assignment, stuck = construct(construction_logits(actor), context, trace)
+    assignment, stuck = construct(construction_logits(actor), context, trace, order)
     servers, flags = assignment.cpu().numpy(), stuck.cpu().numpy()
     return np.stack([finish_placement(model, servers[k], bool(flags[k])) for k, model in enumerate(models)])
 

@@ -154,7 +154,9 @@ class TrainedPolicy:
         """The placement [N, M] the actor constructs on the policy's instance: N calls of its
         executor (one per user placed), each one batch of N·M rows."""
         context = context_of([self.placement_model], self.device)
-        return construct_placements(self.actors[0], [self.placement_model], context)[0]
+        return construct_placements(
+            self.actors[0], [self.placement_model], context, order=self.config.construct_order
+        )[0]
 
     def start_placement(self) -> np.ndarray:
         """The placement [N, M] the run's rollouts start from on the policy's instance (``config.start``:

@@ -244,7 +244,9 @@ class Trainer:
         arrays = [context_arrays(model) for model in models]
         context = stacked_context(arrays, self.device)
         trace: list[torch.Tensor] = []
-        placements = construct_placements(self.agents[0].actor, models, context, trace)
+        placements = construct_placements(
+            self.agents[0].actor, models, context, trace, config.construct_order
+        )
         last, feasible, _ = self.env.step(placements)
         if not np.all(np.isfinite(last)):
             raise TrainingDivergedError(
@@ -455,7 +457,9 @@ class Trainer:
         model = self.model if model is None else model
         if self.config.decode == "construct":  # no rollout: one construction from nothing placed
             context = context_of([model], self.device)
-            return construct_placements(self.agents[0].actor, [model], context)[0]
+            return construct_placements(
+                self.agents[0].actor, [model], context, order=self.config.construct_order
+            )[0]
         start = start_placement(model, self.config.start)
         table = self._score_table()
         context = context_of([model], self.device) if self.family is not None else None

@@ -188,8 +188,8 @@ class GeneraliseTraining:
     """How every run of one bench trains: ``recipe`` (with ``ppo_credit`` on top when given) for
     ``episodes`` (``quantum_episodes`` for quantum runs with a slow critic), on the tight family or
     not, with :data:`GENERALISE_TRAINING` (``construct``: :data:`CONSTRUCT_TRAINING`, its labels
-    within ``label_gap`` of the optimum), imitating the optimum for ``imitation`` episodes (None:
-    all of them; 0: rewards only)."""
+    within ``label_gap`` of the optimum, its users placed in ``construct_order``), imitating the
+    optimum for ``imitation`` episodes (None: all of them; 0: rewards only)."""
 
     recipe: str = GENERALISE_RECIPE
     episodes: int | None = GENERALISE_EPISODES
@@ -199,6 +199,7 @@ class GeneraliseTraining:
     imitation: int | None = None
     construct: bool = False
     label_gap: float = 0.0
+    construct_order: str = "sure"
 
     def config(self, spec: AgentSpec, seed: int, shape: tuple[int, int]) -> TrainConfig:
         """One run's config: agent ``spec`` with ``seed`` on the shape's family."""
@@ -206,6 +207,8 @@ class GeneraliseTraining:
         fixed = {"family": family_spec(shape, self.tight), **training, **credit_changes(self.ppo_credit)}
         if self.label_gap:  # recorded only when set: the cells of a bench without it keep their ids
             fixed["label_gap"] = self.label_gap
+        if self.construct_order != "sure":
+            fixed["construct_order"] = self.construct_order
         config = bench_config(spec, seed, self.recipe, self.episodes, self.quantum_episodes, shape, **fixed)
         return config.replace(
             imitation_episodes=config.episodes if self.imitation is None else self.imitation
@@ -245,6 +248,13 @@ def check_configs(
             "0 unless --construct (only a construction's labels have a gap)",
             training.label_gap,
             "add --construct, or drop --label-gap",
+        )
+    if training.construct_order != "sure" and not training.construct:
+        raise QdtInputError(
+            "--construct-order",
+            "sure unless --construct (only a construction places users in an order)",
+            training.construct_order,
+            "add --construct, or drop --construct-order",
         )
     skipped = []
     for shape in shapes:
@@ -352,7 +362,7 @@ def run_generalise_bench(
     setting = (
         f"{'tight ' if tight else ''}families users=N,servers=M, "
         f"{budget_text(training.recipe, seeds, training.episodes, training.quantum_episodes, credit)}, "
-        f"{training_text(training.imitation, construct, training.label_gap)}, "
+        f"{training_text(training)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
     )
     markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes, construct)
@@ -384,12 +394,15 @@ DECISION_TEXT = {
 """What a decision's time covers, for score-then-decode runs (False) and constructing ones."""
 
 
-def training_text(imitation: int | None, construct: bool = False, label_gap: float = 0.0) -> str:
+def training_text(training: GeneraliseTraining) -> str:
     """How the bench's runs learnt, for its setting line."""
-    training = CONSTRUCT_TRAINING if construct else GENERALISE_TRAINING
-    if label_gap:
-        training = {**training, "label_gap": label_gap}
-    actors = ", ".join(f"{key} {value}" for key, value in training.items())
+    imitation, construct = training.imitation, training.construct
+    settings = CONSTRUCT_TRAINING if construct else GENERALISE_TRAINING
+    if training.construct_order != "sure":
+        settings = {**settings, "construct_order": training.construct_order}
+    if training.label_gap:
+        settings = {**settings, "label_gap": training.label_gap}
+    actors = ", ".join(f"{key} {value}" for key, value in settings.items())
     if construct:
         how = (
             "constructing user by user, imitating the MILP's optima and completions (DAgger) in every episode"
