@@ -10,6 +10,19 @@ from qdt.problem.generator import GeneratorConfig, generate_instance
 from qdt.problem.instance import Instance
 from qdt.problem.model import PlacementModel
 
+SMALL_CONSTRUCT = dict(
+    agent="classical",
+    episodes=6,
+    envs=2,
+    gradient_steps=2,
+    checkpoint_every=2,
+    hidden=16,
+    decode="construct",
+    observation="placement",
+    family="users=6,servers=2,tight=true",
+)
+"""A constructing family run small enough for a test (qdt/rl/construct.py): TrainConfig(**SMALL_CONSTRUCT)."""
+
 
 def small_instance(seed: int, users: int = 3, servers: int = 2) -> Instance:
     return generate_instance(GeneratorConfig(users=users, servers=servers), seed)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SMALL_CONSTRUCT
 from qdt.cli.main import main
 from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
@@ -32,17 +33,7 @@ from qdt.rl.observations import context_of, observation_width, placement_inputs
 from qdt.rl.policy import load_policy
 from qdt.rl.train import Trainer, family_instance, train
 
-SMALL = dict(
-    agent="classical",
-    episodes=6,
-    envs=2,
-    gradient_steps=2,
-    checkpoint_every=2,
-    hidden=16,
-    decode="construct",
-    observation="placement",
-    family="users=6,servers=2,tight=true",
-)
+SMALL = SMALL_CONSTRUCT
 
 
 def _models(users: int, servers: int, count: int, tight: bool = True) -> list[PlacementModel]:
