@@ -98,7 +98,7 @@ from qdt.problem.instance import Instance
 from qdt.problem.model import Evaluation, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, check_fits
-from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, TrainConfig
+from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, ConstructOrder, TrainConfig
 from qdt.rl.policy import TrainedPolicy, load_policy
 from qdt.rl.train import SUMMARY_FILE, Trainer, family_instance, relative_gap
 from qdt.stats import iqm_interval
@@ -199,16 +199,26 @@ class GeneraliseTraining:
     imitation: int | None = None
     construct: bool = False
     label_gap: float = 0.0
-    construct_order: str = "sure"
+    construct_order: ConstructOrder = "sure"
+
+    def settings(self) -> dict[str, Any]:
+        """The actors' settings on top of the recipe: :data:`GENERALISE_TRAINING` or
+        :data:`CONSTRUCT_TRAINING`, with the label gap and the construct order only when set (so
+        the cells of a bench without them keep their ids)."""
+        settings = dict(CONSTRUCT_TRAINING if self.construct else GENERALISE_TRAINING)
+        if self.construct_order != "sure":
+            settings["construct_order"] = self.construct_order
+        if self.label_gap:
+            settings["label_gap"] = self.label_gap
+        return settings
 
     def config(self, spec: AgentSpec, seed: int, shape: tuple[int, int]) -> TrainConfig:
         """One run's config: agent ``spec`` with ``seed`` on the shape's family."""
-        training = CONSTRUCT_TRAINING if self.construct else GENERALISE_TRAINING
-        fixed = {"family": family_spec(shape, self.tight), **training, **credit_changes(self.ppo_credit)}
-        if self.label_gap:  # recorded only when set: the cells of a bench without it keep their ids
-            fixed["label_gap"] = self.label_gap
-        if self.construct_order != "sure":
-            fixed["construct_order"] = self.construct_order
+        fixed = {
+            "family": family_spec(shape, self.tight),
+            **self.settings(),
+            **credit_changes(self.ppo_credit),
+        }
         config = bench_config(spec, seed, self.recipe, self.episodes, self.quantum_episodes, shape, **fixed)
         return config.replace(
             imitation_episodes=config.episodes if self.imitation is None else self.imitation
@@ -397,12 +407,7 @@ DECISION_TEXT = {
 def training_text(training: GeneraliseTraining) -> str:
     """How the bench's runs learnt, for its setting line."""
     imitation, construct = training.imitation, training.construct
-    settings = CONSTRUCT_TRAINING if construct else GENERALISE_TRAINING
-    if training.construct_order != "sure":
-        settings = {**settings, "construct_order": training.construct_order}
-    if training.label_gap:
-        settings = {**settings, "label_gap": training.label_gap}
-    actors = ", ".join(f"{key} {value}" for key, value in settings.items())
+    actors = ", ".join(f"{key} {value}" for key, value in training.settings().items())
     if construct:
         how = (
             "constructing user by user, imitating the MILP's optima and completions (DAgger) in every episode"
