@@ -3,7 +3,7 @@
 
     .venv/bin/qdt bench generalise --tight --construct --shapes 16x4 --workers 2 --runs RUNS --out OUT
     .venv/bin/python benchmarks/construct_order.py --runs RUNS --out OUT [--shapes 16x4] [--unseen 100]
-        [--milp-limit 20]
+        [--milp-limit 20] [--guard completion]
 
 On every unseen tight instance of each shape with a proven MILP optimum (the bench's own test set,
 `unseen_instances`), every finished constructing run of `--runs` constructs its placement in each
@@ -11,8 +11,10 @@ order of `qdt/rl/construct.py` (`sure`: the user the actor is surest of; `constr
 the fewest servers left that fit it, the surest among those), whatever order it trained in, and so
 does the same actor untrained (the run's seed's initial weights). Reported per run and order: the
 share placed feasibly and the median gap to the optimum (an infeasible placement counts as
-infinitely far), with greedy-with-repair's on the same instances. Writes `construct_order.md` to
-`--out` and prints it.
+infinitely far), with greedy-with-repair's on the same instances. With `--guard completion` every
+construction is guarded (`--construct-guard`, whatever the run trained with), and a row for the
+guard's own smallest-share completion from the empty placement is added. Writes
+`construct_order.md` (`construct_order_guarded.md` with the guard) to `--out` and prints it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from qdt.cli.bench import parse_shapes
 from qdt.errors import QdtInputError
@@ -30,8 +33,8 @@ from qdt.experiments.bench.generalise import unseen_instances
 from qdt.experiments.sweep.table import RESULTS_FILE, read_results
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.rl.config import ConstructOrder, TrainConfig
-from qdt.rl.construct import construct_placements
+from qdt.rl.config import ConstructGuard, ConstructOrder, TrainConfig
+from qdt.rl.construct import construct_placements, smallest_share_completion
 from qdt.rl.networks import Actor
 from qdt.rl.observations import context_of
 from qdt.rl.policy import load_policy
@@ -51,10 +54,10 @@ def summary(gaps: list[float]) -> tuple[str, str]:
 
 
 def order_rows(
-    shape: tuple[int, int], run_dirs: list[Path], unseen: int, limit: float
+    shape: tuple[int, int], run_dirs: list[Path], unseen: int, limit: float, guard: ConstructGuard = "none"
 ) -> list[tuple[str, str, str, str, str, str]]:
     """Rows (run, order, feasible, median gap, untrained feasible, untrained median gap) for one
-    shape, after a row for greedy-with-repair."""
+    shape, after a row for greedy-with-repair (and, guarded, one for the guard's completion)."""
     instances = unseen_instances(shape, unseen, tight=True)
     models = [PlacementModel(instance) for instance in instances]
     optima = [solve(model, "milp", time_limit_s=limit) for model in models]
@@ -84,9 +87,21 @@ def order_rows(
     if not chosen:
         return rows
     context = context_of(chosen)
+    if guard != "none":
+        completed, _ = smallest_share_completion(context, torch.full((len(chosen), users), -1))
+        alone = gaps(np.eye(servers, dtype=np.int8)[completed.numpy()])
+        rows.append(
+            (
+                f"{users}×{servers}: the guard's completion from the empty placement",
+                "",
+                *summary(alone),
+                "",
+                "",
+            )
+        )
 
     def constructed(actor: Actor, order: ConstructOrder) -> list[float]:
-        return gaps(construct_placements(actor, chosen, context, order=order))
+        return gaps(construct_placements(actor, chosen, context, order=order, guard=guard))
 
     for run_dir in run_dirs:
         policy = load_policy(run_dir, instance=instances[0])
@@ -120,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=None, help="NxM,... (default: every shape trained in --runs)")
     parser.add_argument("--unseen", type=int, default=100, help="unseen instances per shape (default 100)")
     parser.add_argument("--milp-limit", type=float, default=20.0, help="MILP time limit in s (default 20)")
+    parser.add_argument(
+        "--guard",
+        choices=["none", "completion"],
+        default="none",
+        help="decode every construction with this --construct-guard (default none)",
+    )
     args = parser.parse_args(argv)
     results = args.runs / RESULTS_FILE
     if not results.is_file():
@@ -144,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     if args.unseen < 1:
         raise SystemExit(f"--unseen: expected a positive count, got {args.unseen}")
+    guarded = args.guard != "none"
     lines = [
-        "The construct decoding in each user order on the unseen tight instances of `qdt bench generalise "
+        "The construct decoding in each user order"
+        + (f", guarded (`--construct-guard {args.guard}`)," if guarded else "")
+        + " on the unseen tight instances of `qdt bench generalise "
         "--tight --construct` with a proven optimum: feasible share and median gap (an infeasible placement "
         "counts as infinitely far), for each run's trained actor and the same actor untrained "
-        "(benchmarks/construct_order.py).",
+        f"(benchmarks/construct_order.py{' --guard ' + args.guard if guarded else ''}).",
         "",
         "| run | order | feasible | median gap | untrained feasible | untrained median gap |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -160,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             if (int(row["n_users"]), int(row["n_servers"])) == shape
         ]
         lines.extend(
-            f"| {' | '.join(row)} |" for row in order_rows(shape, run_dirs, args.unseen, args.milp_limit)
+            f"| {' | '.join(row)} |"
+            for row in order_rows(shape, run_dirs, args.unseen, args.milp_limit, args.guard)
         )
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "construct_order.md").write_text(text, encoding="utf-8")
+    name = "construct_order_guarded.md" if guarded else "construct_order.md"
+    (args.out / name).write_text(text, encoding="utf-8")
     print(text)
     return 0
 

@@ -135,6 +135,10 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--label-gap", "0.01"], "--label-gap: expected 0 unless --construct"),
         (["--construct-order", "constrained"], "--construct-order: expected sure unless --construct"),
         (["--construct-order", "fewest"], "argument --construct-order: invalid choice"),
+        (["--construct-guard", "completion"], "--construct-guard: expected none unless --construct"),
+        (["--construct-guard", "search"], "argument --construct-guard: invalid choice"),
+        (["--agents", "qaoa"], "--agents: expected distinct agents from classical, quantum"),
+        (["--agents", "classical,classical"], "--agents: expected distinct agents"),
         (
             ["--construct", "--tight", "--label-gap", "0.5"],
             "--label-gap: expected a finite number in [0, 0.1]",
@@ -247,6 +251,19 @@ def test_bench_generalise_smoke_via_the_cli(tmp_path, capsys):
     if untrained.feasible:
         assert float(row["untrained_gap"]) == pytest.approx((untrained.total_latency_s - optimum) / optimum)
 
+    # one agent: its runs are the same cells, so nothing is trained again and only it is placed
+    argv = ["bench", "generalise", "--quick", "--seeds", "1", "--episodes", "2", "--unseen", "4"]
+    argv += ["--agents", "classical", "--out", str(tmp_path / "classical"), "--runs", str(runs)]
+    assert main(argv) == 0
+    assert "0 run(s) trained" in capsys.readouterr().out
+    with (tmp_path / "classical" / "generalise.csv").open(newline="", encoding="utf-8") as handle:
+        alone = list(csv.DictReader(handle))
+    assert {r["agent"] for r in alone} == {"classical"}
+    ours = [r for r in rows if r["agent"] == "classical"]
+    assert [(r["seed"], r["instance"], r["gap"]) for r in alone] == [
+        (r["seed"], r["instance"], r["gap"]) for r in ours
+    ]
+
 
 @pytest.mark.slow
 def test_bench_generalise_quick_as_ci_would_run_it(tmp_path, capsys):
@@ -273,7 +290,7 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     untrained baseline is the same construction fed the untrained actor."""
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["bench", "generalise", "--quick", "--construct", "--tight", "--seeds", "1", "--episodes", "2"]
-    argv += ["--label-gap", "0.01", "--construct-order", "constrained"]
+    argv += ["--label-gap", "0.01", "--construct-order", "constrained", "--construct-guard", "completion"]
     argv += ["--unseen", "4", "--workers", "2", "--out", str(out), "--runs", str(runs)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -283,12 +300,17 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     # its setting line describes a construction, not the score-then-decode rollout or ppo's credit
     assert "N steps from the empty placement" in markdown and "the start placement" not in markdown
     assert "--ppo-credit" not in markdown and "label_gap 0.01" in markdown
-    assert "construct_order constrained" in markdown
+    assert "construct_order constrained" in markdown and "construct_guard completion" in markdown
+    assert "each step kept completable" in markdown
     rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement")
     row = next(r for r in rows if r["agent"] == "classical" and r["milp_status"] == "optimal")
     config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], int(row["users"])))
     assert (config.decode, config.observation, config.imitation_episodes) == ("construct", "placement", 2)
-    assert (config.label_gap, config.construct_order) == (0.01, "constrained")
+    assert (config.label_gap, config.construct_order, config.construct_guard) == (
+        0.01,
+        "constrained",
+        "completion",
+    )
     model = PlacementModel(unseen_instances((int(row["users"]), 2), 4, True)[int(row["instance"])])
     untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
     assert (row["untrained_feasible"] == "True") == untrained.feasible

@@ -28,6 +28,7 @@ from qdt.rl.construct import (
     construction_logits,
     finish_placement,
     label_optima,
+    smallest_share_completion,
 )
 from qdt.rl.observations import context_of, observation_width, placement_inputs
 from qdt.rl.policy import load_policy
@@ -116,6 +117,52 @@ def test_the_constrained_order_places_a_user_with_the_fewest_fitting_servers_nex
     assert broken["constrained"] == 0 and broken["sure"] > 0
 
 
+def test_a_smallest_share_completion_keeps_the_partial_placement_and_fits_when_it_says_so():
+    """Every completion keeps the users already placed where they are, and one reported to fit is
+    feasible; on tight 8 × 2 draws, checked by enumeration, it fits some partial placements and
+    finds some without a feasible completion (so both answers are exercised), and it never
+    reports a fit where enumeration finds no feasible completion."""
+    models = _models(8, 2, 12)
+    context = context_of(models)
+    generator = torch.Generator().manual_seed(11)
+    partial = torch.randint(0, 2, (len(models), 8), generator=generator)
+    partial[torch.rand((len(models), 8), generator=generator) < 0.6] = -1
+    completed, fits = smallest_share_completion(context, partial)
+    outcomes = set()
+    for k, model in enumerate(models):
+        kept = partial[k] >= 0
+        assert torch.equal(completed[k][kept], partial[k][kept])
+        exists = solve_completion(model, partial[k].numpy()) is not None
+        if bool(fits[k]):
+            assert model.evaluate(np.eye(2, dtype=np.int8)[completed[k].numpy()]).feasible and exists
+        outcomes.add((bool(fits[k]), exists))
+    assert (True, True) in outcomes and (False, False) in outcomes
+
+
+@pytest.mark.parametrize("order", ["sure", "constrained"])
+def test_a_guarded_construction_ends_feasible_whenever_its_first_completion_fits(order):
+    """Fed random logits on tight 16 × 4 draws, the unguarded construction leaves some instances
+    infeasible (so the check can fail); guarded, every instance whose completion from the empty
+    placement fits ends feasible with no user left without room, and the others are reported."""
+    models = _models(16, 4, 24)
+    context = context_of(models)
+    logits = torch.rand((len(models), 16, 4), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    _, first_fits = smallest_share_completion(context, torch.full((len(models), 16), -1))
+    feasible = {}
+    for guard in ("none", "completion"):
+        assignment, stuck = construct(lambda _inputs: logits, context, order=order, guard=guard)
+        feasible[guard] = []
+        for k, model in enumerate(models):
+            placement = finish_placement(model, assignment[k].numpy(), bool(stuck[k]))
+            evaluation = model.evaluate(placement)
+            assert evaluation.feasible or any(evaluation.violations.values())
+            feasible[guard].append(evaluation.feasible)
+            if guard == "completion" and bool(first_fits[k]):
+                assert evaluation.feasible and not bool(stuck[k])
+    assert sum(first_fits.tolist()) >= 20
+    assert sum(feasible["none"]) < sum(feasible["completion"])
+
+
 def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
     models = _models(8, 2, 8)
     context = context_of(models)
@@ -126,7 +173,7 @@ def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
         servers = assignment[k].numpy()
         assert model.deadline_ok[np.arange(8), servers].all() or not model.deadline_ok.any(axis=1).all()
         evaluation = model.evaluate(finish_placement(model, servers, bool(stuck[k])))
-        assert evaluation.feasible or evaluation.violated  # infeasible: the constraints are named
+        assert evaluation.feasible or any(evaluation.violations.values())  # infeasible: named
 
 
 def test_completions_agree_with_enumeration():
@@ -242,17 +289,21 @@ def test_a_constructing_run_resumes_bit_identically(tmp_path, agent):
         policy.scores(np.zeros((6, 2)))
 
 
-def test_a_constrained_run_records_its_order_and_places_in_it(tmp_path):
-    config = TrainConfig(**{**SMALL, "episodes": 2, "checkpoint_every": 2, "construct_order": "constrained"})
+def test_a_constrained_guarded_run_records_its_order_and_guard_and_places_with_them(tmp_path):
+    changes = {
+        "episodes": 2,
+        "checkpoint_every": 2,
+        "construct_order": "constrained",
+        "construct_guard": "completion",
+    }
+    config = TrainConfig(**{**SMALL, **changes})
     train(config, family_instance(config), tmp_path / "run", progress=False)
-    assert (
-        json.loads((tmp_path / "run" / "config.json").read_text())["config"]["construct_order"]
-        == "constrained"
-    )
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (recorded["construct_order"], recorded["construct_guard"]) == ("constrained", "completion")
     policy = load_policy(tmp_path / "run")
     context = context_of([policy.placement_model])
     logits = construction_logits(policy.actors[0])
-    assignment, stuck = construct(logits, context, order="constrained")
+    assignment, stuck = construct(logits, context, order="constrained", guard="completion")
     expected = finish_placement(policy.placement_model, assignment[0].numpy(), bool(stuck[0]))
     assert np.array_equal(policy.placement(), expected)
 
@@ -274,6 +325,11 @@ def test_a_constrained_run_records_its_order_and_places_in_it(tmp_path):
             "--construct-order",
         ),
         ({"construct_order": "fewest"}, "--construct-order: expected one of sure, constrained"),
+        (
+            {"construct_guard": "completion", "decode": "feasible", "observation": "user"},
+            "--construct-guard: expected none unless --decode construct",
+        ),
+        ({"construct_guard": "lookahead"}, "--construct-guard: expected one of none, completion"),
     ],
 )
 def test_settings_a_construction_cannot_run_with_are_refused(changes, words):
@@ -282,6 +338,7 @@ def test_settings_a_construction_cannot_run_with_are_refused(changes, words):
     assert not TrainConfig(**SMALL).trains_critic  # imitation only: no critic is built
     # a label gap is recorded only when set, so older run folders and sweep cells read the same
     assert "label_gap" not in TrainConfig(**SMALL).to_dict()
+    assert "construct_guard" not in TrainConfig(**SMALL).to_dict()
     assert TrainConfig.from_dict(TrainConfig(**SMALL, label_gap=0.01).to_dict()).label_gap == 0.01
 
 

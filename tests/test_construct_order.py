@@ -1,6 +1,6 @@
-"""benchmarks/construct_order.py: a constructing run decoded in its own order places exactly what
-`qdt place` places (the policy's own placement), every order gets a row, and a folder without
-constructing runs is refused."""
+"""benchmarks/construct_order.py: a constructing run decoded in its own order (and guard) places
+exactly what `qdt place` places (the policy's own placement), every order gets a row, the guarded
+table adds the guard's own completion, and a folder without constructing runs is refused."""
 
 from __future__ import annotations
 
@@ -23,11 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import construct_order  # noqa: E402
 
 
-def test_each_order_gets_a_row_and_the_run_s_own_order_is_its_placement(tmp_path: Path) -> None:
-    config = TrainConfig(**{**SMALL_CONSTRUCT, "episodes": 2, "construct_order": "constrained"})
+@pytest.mark.parametrize("guard", ["none", "completion"])
+def test_each_order_gets_a_row_and_the_run_s_own_order_is_its_placement(tmp_path: Path, guard) -> None:
+    changes = {"episodes": 2, "construct_order": "constrained", "construct_guard": guard}
+    config = TrainConfig(**{**SMALL_CONSTRUCT, **changes})
     train(config, family_instance(config), tmp_path / "run", progress=False)
-    rows = construct_order.order_rows((6, 2), [tmp_path / "run"], unseen=8, limit=20.0)
+    rows = construct_order.order_rows((6, 2), [tmp_path / "run"], unseen=8, limit=20.0, guard=guard)
     assert rows[0][0].startswith("6×2: greedy-with-repair (")
+    if guard != "none":
+        assert rows[1][0] == "6×2: the guard's completion from the empty placement"
+        rows = rows[1:]
     assert [(row[0], row[1]) for row in rows[1:]] == [
         ("classical seed 0 (trained constrained)", "sure"),
         ("classical seed 0 (trained constrained)", "constrained"),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qdt.errors import QdtInputError
+
+if TYPE_CHECKING:
+    from qdt.experiments.bench.paper import AgentSpec
 
 # The files each bench writes in --out (qdt/experiments/bench/<bench>.py): a folder holding only
 # these is an earlier result of the same bench, which a rerun refreshes; any other file is refused.
@@ -229,6 +232,16 @@ def _register_generalise(kinds: Any) -> None:
     )
     generalise.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
     generalise.add_argument(
+        "--agents",
+        default=None,
+        metavar="AGENT,...",
+        help=(
+            "which agents to train and place: classical, quantum (L = 6) or both (default "
+            "classical,quantum); a run's cell is the same either way, so a bench of one agent reuses and "
+            "evaluates that agent's finished runs of a bench of both"
+        ),
+    )
+    generalise.add_argument(
         "--recipe", default=None, help="training recipe (default v3: a shared actor, no critic)"
     )
     _add_ppo_credit(generalise, "user with a ppo recipe")
@@ -293,6 +306,16 @@ def _register_generalise(kinds: Any) -> None:
             "with --construct: which user a construction places next, the one the actor is surest of "
             "(sure, the default) or one with the fewest servers left that fit it, the surest among those "
             "(constrained; qdt train --construct-order)"
+        ),
+    )
+    generalise.add_argument(
+        "--construct-guard",
+        choices=["none", "completion"],
+        default="none",
+        help=(
+            "with --construct: completion keeps every construction completable (a user goes to the "
+            "actor's server only if a smallest-share completion of the rest still fits, else to that "
+            "of the last completion that did; qdt train --construct-guard). Default none"
         ),
     )
     generalise.add_argument(
@@ -674,7 +697,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     unseen = check_unseen(args.unseen if args.unseen is not None else unseen)
     recipe = _check_budget(args, seeds, episodes, GENERALISE_RECIPE)
     credit = bench_credit(recipe, args.ppo_credit)
-    agents = DEFAULT_AGENTS
+    agents = parse_agents(args.agents, DEFAULT_AGENTS) if args.agents is not None else DEFAULT_AGENTS
     # every shape checked against every agent (and --max-critic-qubits) before any folder or run
     training = GeneraliseTraining(
         recipe,
@@ -686,6 +709,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.construct,
         args.label_gap,
         args.construct_order,
+        args.construct_guard,
     )
     skipped = check_configs(shapes, agents, training, args.max_critic_qubits)
     total = seeds * (len(shapes) * len(agents) - len(skipped))
@@ -709,6 +733,16 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     print(result["markdown"])
     wrote = f"wall time {result['wall_s']:.0f} s; {_wrote(args, 'generalise')}"
     return _finish(result, args.runs, wrote)
+
+
+def parse_agents(text: str, specs: Sequence[AgentSpec]) -> tuple[AgentSpec, ...]:
+    """The agents of ``specs`` named in "classical,quantum" (by their kind), in ``specs``' order, or
+    a QdtInputError naming --agents."""
+    kinds = [spec.agent for spec in specs]
+    names = [part.strip().lower() for part in text.split(",")]
+    if not names or any(name not in kinds for name in names) or len(set(names)) != len(names):
+        raise QdtInputError("--agents", f"distinct agents from {', '.join(kinds)}, comma-separated", text)
+    return tuple(spec for spec in specs if spec.agent in names)
 
 
 def parse_shapes(text: str, max_users: int = 10) -> list[tuple[int, int]]:

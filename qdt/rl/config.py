@@ -219,6 +219,9 @@ Decode = Literal["round", "argmax", "feasible", "construct"]
 Observation = Literal["column", "features", "user", "placement"]
 Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
 ConstructOrder = Literal["sure", "constrained"]  # qdt/rl/construct.py: which user a construction places next
+ConstructGuard = Literal[
+    "none", "completion"
+]  # qdt/rl/construct.py: whether a construction stays completable
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo"]
@@ -390,6 +393,14 @@ class TrainConfig:
             "with the fewest servers left that fit it, the surest among those (constrained)"
         ),
     )
+    construct_guard: ConstructGuard = field(
+        default="none",
+        metadata=_doc(
+            "--decode construct: completion keeps every construction completable: a user goes to the "
+            "actor's server only if a smallest-share completion of the rest still fits, else to that of "
+            "the last completion that did (one completion per step, no search; qdt/rl/construct.py)"
+        ),
+    )
     label_gap: float = field(
         default=0.0,
         metadata=_doc(
@@ -426,6 +437,7 @@ class TrainConfig:
         _choice("observation", self.observation, get_args(Observation))
         _choice("start", self.start, get_args(Start))
         _choice("construct_order", self.construct_order, get_args(ConstructOrder))
+        _choice("construct_guard", self.construct_guard, get_args(ConstructGuard))
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
         _choice("learner", self.learner, get_args(Learner))
@@ -527,6 +539,13 @@ class TrainConfig:
                 self.construct_order,
                 "drop --construct-order, or add --decode construct",
             )
+        if self.construct_guard != "none" and self.decode != "construct":
+            raise QdtInputError(
+                "--construct-guard",
+                "none unless --decode construct (only a construction is guarded)",
+                self.construct_guard,
+                "drop --construct-guard, or add --decode construct",
+            )
         if self.label_gap > 0.0 and self.decode != "construct":
             raise QdtInputError(
                 "--label-gap",
@@ -625,8 +644,9 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
         ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0,
-        ``start`` only when not "empty" and ``construct_order`` only when not "sure" (so older
-        configs and their sweep cells read the same)."""
+        ``start`` only when not "empty", ``construct_order`` only when not "sure" and
+        ``construct_guard`` only when not "none" (so older configs and their sweep cells read the
+        same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
             del data["torch_device"]
@@ -640,6 +660,8 @@ class TrainConfig:
             del data["label_gap"]
         if data["construct_order"] == "sure":
             del data["construct_order"]
+        if data["construct_guard"] == "none":
+            del data["construct_guard"]
         return data
 
     @classmethod

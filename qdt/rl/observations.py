@@ -248,15 +248,15 @@ def _context_features(
     return rows, load, slot
 
 
-def placement_inputs(
+def room_left(
     context: InstanceContext, assignment: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``placement`` observation of partial placements ``assignment`` [B, N] (a server per
-    user, −1 for a user not placed yet) of the instances ``context``: the actor's input
-    [B, N, M, 7M + 1] (module docstring), which servers each unplaced user still fits on [B, N, M]
-    (its deadline, a free slot and the capacity for its twin), and which users are unplaced [B, N]."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What partial placements ``assignment`` [B, N] (−1: not placed yet) leave: which servers each
+    unplaced user still fits on [B, N, M] (its deadline, a free slot and the capacity for its twin),
+    which users are placed [B, N], and each server's remaining share of capacity and of user slots
+    [B, M]."""
     latency, share, slot = context.latency, context.load, context.slot
-    batch, n, m = latency.shape
+    m = latency.shape[2]
     placed = assignment >= 0
     hosts = torch.nn.functional.one_hot(assignment.clamp(min=0), m).to(latency.dtype) * placed[:, :, None]
     capacity = 1.0 - (hosts * share).sum(dim=1)  # [B, M]
@@ -267,6 +267,19 @@ def placement_inputs(
         & (slots[:, None, :] >= slot[:, None, :] - SLOT_EPSILON)
         & ~placed[:, :, None]
     )
+    return fits, placed, capacity, slots
+
+
+def placement_inputs(
+    context: InstanceContext, assignment: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``placement`` observation of partial placements ``assignment`` [B, N] (a server per
+    user, −1 for a user not placed yet) of the instances ``context``: the actor's input
+    [B, N, M, 7M + 1] (module docstring), which servers each unplaced user still fits on [B, N, M]
+    (its deadline, a free slot and the capacity for its twin), and which users are unplaced [B, N]."""
+    latency, share, slot = context.latency, context.load, context.slot
+    batch, n, m = latency.shape
+    fits, placed, capacity, slots = room_left(context, assignment)
     waiting = (~placed).to(latency.dtype)[:, :, None]
     reachable = torch.where(fits, latency, torch.zeros((), dtype=latency.dtype))
     fastest = torch.nn.functional.one_hot(reachable.argmax(dim=2), m).to(latency.dtype)

@@ -155,7 +155,11 @@ class TrainedPolicy:
         executor (one per user placed), each one batch of N·M rows."""
         context = context_of([self.placement_model], self.device)
         return construct_placements(
-            self.actors[0], [self.placement_model], context, order=self.config.construct_order
+            self.actors[0],
+            [self.placement_model],
+            context,
+            order=self.config.construct_order,
+            guard=self.config.construct_guard,
         )[0]
 
     def start_placement(self) -> np.ndarray:

@@ -245,7 +245,7 @@ class Trainer:
         context = stacked_context(arrays, self.device)
         trace: list[torch.Tensor] = []
         placements = construct_placements(
-            self.agents[0].actor, models, context, trace, config.construct_order
+            self.agents[0].actor, models, context, trace, config.construct_order, config.construct_guard
         )
         last, feasible, _ = self.env.step(placements)
         if not np.all(np.isfinite(last)):
@@ -458,7 +458,11 @@ class Trainer:
         if self.config.decode == "construct":  # no rollout: one construction from nothing placed
             context = context_of([model], self.device)
             return construct_placements(
-                self.agents[0].actor, [model], context, order=self.config.construct_order
+                self.agents[0].actor,
+                [model],
+                context,
+                order=self.config.construct_order,
+                guard=self.config.construct_guard,
             )[0]
         start = start_placement(model, self.config.start)
         table = self._score_table()

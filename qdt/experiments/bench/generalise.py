@@ -98,7 +98,7 @@ from qdt.problem.instance import Instance
 from qdt.problem.model import Evaluation, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, check_fits
-from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, ConstructOrder, TrainConfig
+from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, ConstructGuard, ConstructOrder, TrainConfig
 from qdt.rl.policy import TrainedPolicy, load_policy
 from qdt.rl.train import SUMMARY_FILE, Trainer, family_instance, relative_gap
 from qdt.stats import iqm_interval
@@ -188,8 +188,9 @@ class GeneraliseTraining:
     """How every run of one bench trains: ``recipe`` (with ``ppo_credit`` on top when given) for
     ``episodes`` (``quantum_episodes`` for quantum runs with a slow critic), on the tight family or
     not, with :data:`GENERALISE_TRAINING` (``construct``: :data:`CONSTRUCT_TRAINING`, its labels
-    within ``label_gap`` of the optimum, its users placed in ``construct_order``), imitating the
-    optimum for ``imitation`` episodes (None: all of them; 0: rewards only)."""
+    within ``label_gap`` of the optimum, its users placed in ``construct_order``, kept completable
+    by ``construct_guard``), imitating the optimum for ``imitation`` episodes (None: all of them;
+    0: rewards only)."""
 
     recipe: str = GENERALISE_RECIPE
     episodes: int | None = GENERALISE_EPISODES
@@ -200,14 +201,17 @@ class GeneraliseTraining:
     construct: bool = False
     label_gap: float = 0.0
     construct_order: ConstructOrder = "sure"
+    construct_guard: ConstructGuard = "none"
 
     def settings(self) -> dict[str, Any]:
         """The actors' settings on top of the recipe: :data:`GENERALISE_TRAINING` or
-        :data:`CONSTRUCT_TRAINING`, with the label gap and the construct order only when set (so
-        the cells of a bench without them keep their ids)."""
+        :data:`CONSTRUCT_TRAINING`, with the label gap, the construct order and its guard only when
+        set (so the cells of a bench without them keep their ids)."""
         settings = dict(CONSTRUCT_TRAINING if self.construct else GENERALISE_TRAINING)
         if self.construct_order != "sure":
             settings["construct_order"] = self.construct_order
+        if self.construct_guard != "none":
+            settings["construct_guard"] = self.construct_guard
         if self.label_gap:
             settings["label_gap"] = self.label_gap
         return settings
@@ -252,20 +256,28 @@ def check_configs(
     shape) or settings a run would refuse; returns the (shape, agent) pairs not trained, as the
     table lists them."""
     check_max_critic_qubits(max_critic_qubits)
-    if training.label_gap and not training.construct:
-        raise QdtInputError(
+    for flag, value, unset, needed in (
+        (
             "--label-gap",
-            "0 unless --construct (only a construction's labels have a gap)",
             training.label_gap,
-            "add --construct, or drop --label-gap",
-        )
-    if training.construct_order != "sure" and not training.construct:
-        raise QdtInputError(
+            0.0,
+            "0 unless --construct (only a construction's labels have a gap)",
+        ),
+        (
             "--construct-order",
-            "sure unless --construct (only a construction places users in an order)",
             training.construct_order,
-            "add --construct, or drop --construct-order",
-        )
+            "sure",
+            "sure unless --construct (only a construction places users in an order)",
+        ),
+        (
+            "--construct-guard",
+            training.construct_guard,
+            "none",
+            "none unless --construct (only a construction is guarded)",
+        ),
+    ):
+        if value != unset and not training.construct:
+            raise QdtInputError(flag, needed, value, f"add --construct, or drop {flag}")
     skipped = []
     for shape in shapes:
         n, m = shape
@@ -375,7 +387,9 @@ def run_generalise_bench(
         f"{training_text(training)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
     )
-    markdown = write_markdown(out_dir, summary, baselines, targets, setting, wall, notes, construct)
+    markdown = write_markdown(
+        out_dir, summary, baselines, targets, setting, wall, notes, construct, training.construct_guard
+    )
     plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting)
     return {
         "wall_s": wall,
@@ -402,6 +416,12 @@ DECISION_TEXT = {
     "scoring every unplaced user on every server, then greedy's repair if a user fitted nowhere",
 }
 """What a decision's time covers, for score-then-decode runs (False) and constructing ones."""
+
+GUARD_TEXT = (
+    "; each step kept completable: where the actor's server differs from the last feasible "
+    "smallest-share completion's, one more completion checks it"
+)
+"""What a decision of a guarded construction (``construct_guard = "completion"``) adds."""
 
 
 def training_text(training: GeneraliseTraining) -> str:
@@ -738,6 +758,7 @@ def write_markdown(
     wall: float,
     notes: str = "",
     construct: bool = False,
+    guard: ConstructGuard = "none",
 ) -> str:
     header = [
         "N×M",
@@ -817,7 +838,8 @@ def write_markdown(
         f"bootstrap interval (a seed whose median is infeasible counts as {100 * INFEASIBLE_GAP:.0f}%); "
         "greedy: greedy-with-repair; random: the feasible decoding fed uniform random scores, one pass; "
         f"untrained: {UNTRAINED_TEXT[construct]} (pooled over seeds); "
-        f"decision: median time of one placement ({DECISION_TEXT[construct]}), MILP: median time of HiGHS on "
+        f"decision: median time of one placement ({DECISION_TEXT[construct]}"
+        f"{GUARD_TEXT if guard != 'none' else ''}), MILP: median time of HiGHS on "
         "the same instances, both timed in this run, one "
         f"instance at a time. Wall time of the bench {wall:.0f} s."
     )
