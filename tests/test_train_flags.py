@@ -68,6 +68,7 @@ NEW_FLAGS = {
         "sure",
         {"construct_order": "sure"},
     ),  # issue 17: which user a construction places next
+    "--construct-guard": ("none", {"construct_guard": "none"}),  # issue 17: constructions kept completable
 }
 
 
