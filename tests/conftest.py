@@ -1,5 +1,8 @@
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -21,3 +24,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("peers"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_ray_authentication_settings():
+    """Ray (2.60) sets ``RAY_AUTH_MODE`` in the environment when a test starts a cluster itself
+    (``ray.init``) and leaves it set, which would make every later Ray session in this process look
+    configured by the user; each test module leaves Ray's authentication settings as it found them
+    (set up before the module's own fixtures, restored after them)."""
+    from qdt.experiments.sweep.engine import RAY_SESSION_VARIABLES
+
+    before = {key: os.environ.get(key) for key in RAY_SESSION_VARIABLES}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

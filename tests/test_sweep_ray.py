@@ -168,3 +168,18 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster,
     reference = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
     strip = lambda records: [{k: v for k, v in r.items() if k != "wall_s"} for r in records]  # noqa: E731
     assert strip(lines) == strip(reference)
+
+
+def test_an_embedded_session_leaves_ray_s_authentication_settings_as_it_found_them(monkeypatch):
+    """Ray 2.60 sets RAY_AUTH_MODE when it starts a cluster and leaves it set: after qdt's session it
+    is gone again, so the next embedded session in this process gets a token of its own."""
+    from qdt.experiments.sweep.engine import _ray_environment
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent-home-for-this-test")
+    for _ in range(2):
+        with _ray_environment(None):
+            assert len(os.environ["RAY_AUTH_TOKEN"]) == 64  # a token of its own, every session
+            os.environ["RAY_AUTH_MODE"] = "token"  # as Ray sets it when its cluster starts
+        assert "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ

@@ -453,6 +453,11 @@ def ray_token_available() -> bool:
     return any(path.is_file() for path in paths)
 
 
+RAY_SESSION_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+"""Ray's authentication settings in the environment, restored after every session whoever set
+them (:func:`_ray_environment`)."""
+
+
 @contextmanager
 def _ray_environment(address: str | None) -> Iterator[None]:
     """Ray's token authentication for this session, set through the environment and restored after.
@@ -465,7 +470,11 @@ def _ray_environment(address: str | None) -> Iterator[None]:
     * The embedded cluster: Ray turns token authentication on and, with no token anywhere, saves
       a new one to ``~/.ray/auth_token``. qdt writes nothing to the home folder that no command
       asked for, so it gives that cluster a token of its own, in the environment only.
-    ``RAY_AUTH_MODE`` set by the user is left alone either way.
+    ``RAY_AUTH_MODE`` set by the user is left alone either way. Ray 2.60 sets ``RAY_AUTH_MODE``
+    itself when it starts a cluster and leaves it set; restored after the session, it cannot make
+    the next session in the same process look as if the user had set it (that session's embedded
+    cluster then got no token and its GCS stopped: "Token authentication is enabled but Ray
+    couldn't find an authentication token").
     """
     changes: dict[str, str] = {}
     if "RAY_AUTH_MODE" not in os.environ:
@@ -473,7 +482,7 @@ def _ray_environment(address: str | None) -> Iterator[None]:
             changes["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         elif address is not None and ray_token_available():
             changes["RAY_AUTH_MODE"] = "token"
-    saved = {key: os.environ.get(key) for key in changes}
+    saved = {key: os.environ.get(key) for key in (*RAY_SESSION_VARIABLES, *changes)}
     os.environ.update(changes)
     _reload_ray_config()
     try:
