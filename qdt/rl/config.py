@@ -219,9 +219,8 @@ Decode = Literal["round", "argmax", "feasible", "construct"]
 Observation = Literal["column", "features", "user", "placement"]
 Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
 ConstructOrder = Literal["sure", "constrained"]  # qdt/rl/construct.py: which user a construction places next
-ConstructGuard = Literal[
-    "none", "completion"
-]  # qdt/rl/construct.py: whether a construction stays completable
+# qdt/rl/construct.py: whether a construction is kept completable
+ConstructGuard = Literal["none", "completion"]
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo"]
@@ -532,27 +531,28 @@ class TrainConfig:
         one shared actor learning by imitation in every episode (qdt/rl/construct.py); only its
         labels have a gap."""
         _float_in("label_gap", self.label_gap, 0.0, MAX_LABEL_GAP)
-        if self.construct_order != "sure" and self.decode != "construct":
-            raise QdtInputError(
+        for flag, value, unset, needed in (
+            (
                 "--construct-order",
-                "sure unless --decode construct (only a construction places users in an order)",
                 self.construct_order,
-                "drop --construct-order, or add --decode construct",
-            )
-        if self.construct_guard != "none" and self.decode != "construct":
-            raise QdtInputError(
+                "sure",
+                "sure unless --decode construct (only a construction places users in an order)",
+            ),
+            (
                 "--construct-guard",
-                "none unless --decode construct (only a construction is guarded)",
                 self.construct_guard,
-                "drop --construct-guard, or add --decode construct",
-            )
-        if self.label_gap > 0.0 and self.decode != "construct":
-            raise QdtInputError(
+                "none",
+                "none unless --decode construct (only a construction is guarded)",
+            ),
+            (
                 "--label-gap",
-                "0 unless --decode construct (the other decodings imitate proven optima)",
                 self.label_gap,
-                "drop --label-gap, or add --decode construct",
-            )
+                0.0,
+                "0 unless --decode construct (the other decodings imitate proven optima)",
+            ),
+        ):
+            if value != unset and self.decode != "construct":
+                raise QdtInputError(flag, needed, value, f"drop {flag}, or add --decode construct")
         if self.decode != "construct" and self.observation != "placement":
             return
         for wrong, flag, needed, fix in (
