@@ -68,9 +68,9 @@ construction reached while it kept to that state's completion (no more MILP solv
 DAgger states), 3.03%; 256-wide FC layers, 4.10% (a lower cross-entropy, 0.8 against 1.2, so a closer
 fit to labels that are themselves ambiguous: placements HiGHS proves within 0.2–1% of a tight
 32 × 8 optimum put 4–13 of the 32 users on another server than the optimum); proven optima as
-labels (``label_gap = 0``), 3.09%. The run's held-out
-gap stops improving after 10 episodes, so a longer budget was not tried. The mean logits of the
-five classical seeds' actors, one construction, give 2.55%.
+labels (``label_gap = 0``), 3.09%. The run's held-out gap stops improving after 10 episodes, so a
+longer budget was not tried. The mean logits of the five classical seeds' actors, one construction,
+give 2.55%.
 """
 
 from __future__ import annotations
