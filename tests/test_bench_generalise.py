@@ -6,9 +6,12 @@ instance, and the quantiles that count an infeasible placement as infinitely far
 """
 
 import csv
+import importlib
 import json
 import math
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +37,14 @@ from qdt.rl.policy import load_policy
 from qdt.rl.train import Trainer, family_instance, load_run_config, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _benchmark_script(name):
+    """A script of benchmarks/ imported as a module."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
 
 
 def _csv(path):
@@ -314,3 +325,47 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     model = PlacementModel(unseen_instances((int(row["users"]), 2), 4, True)[int(row["instance"])])
     untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
     assert (row["untrained_feasible"] == "True") == untrained.feasible
+    # the same runs (reused, not trained again) decided by the best of 32 sampled constructions: never
+    # worse than each run's plain construction, which the rows and the table keep beside it
+    sampled_out = tmp_path / "sampled"
+    argv[argv.index(str(out))] = str(sampled_out)
+    assert main([*argv, "--samples", "32", "--temperature", "1.0"]) == 0
+    printed = capsys.readouterr().out
+    assert "0 run(s) trained in this call" in printed
+    markdown = (sampled_out / "generalise.md").read_text()
+    assert "one construction" in markdown and "best of 32 constructions" in markdown
+    sampled = _csv(sampled_out / "generalise.csv")
+    plain = {(r["agent"], r["users"], r["instance"]): r for r in rows}
+    assert len(sampled) == len(rows) and {r["samples"] for r in sampled} == {"32"}
+    better = 0
+    for r in sampled:
+        before = plain[(r["agent"], r["users"], r["instance"])]
+        assert r["plain_gap"] == before["gap"]  # the plain construction, as the first bench decided
+        if before["gap"] and r["gap"]:
+            assert float(r["gap"]) <= float(before["gap"]) + 1e-12
+            better += float(r["gap"]) < float(before["gap"])
+        assert r["feasible"] == "True" or before["feasible"] == "False"
+    assert better > 0
+    # benchmarks/sampling_curve.py on the same runs: K = 1 is each run's plain construction, exactly as
+    # the bench placed it; K = 8 never worse; its table, csv and figure are written
+    curve = tmp_path / "curve"
+    sampling_curve = _benchmark_script("sampling_curve")
+    argv = ["--runs", str(runs), "--bench", str(out), "--out", str(curve), "--samples", "1,8", "--timed", "2"]
+    with pytest.raises(SystemExit, match="--shape: expected one of"):
+        sampling_curve.main(argv)
+    assert sampling_curve.main([*argv, "--shape", "8x2"]) == 0
+    capsys.readouterr()
+    points = _csv(curve / "sampling.csv")
+    assert {r["samples"] for r in points} == {"1", "8"} and (curve / "sampling.png").read_bytes()[:8] == PNG
+    assert "| classical | 8 |" in (curve / "sampling.md").read_text()
+    for point in points:
+        placed = plain[(point["agent"], "8", point["instance"])]
+        one = next(
+            p
+            for p in points
+            if (p["agent"], p["instance"], p["samples"]) == (point["agent"], point["instance"], "1")
+        )
+        if point["samples"] == "1":
+            assert math.isclose(_float(point["gap"]), _float(placed["gap"]) if placed["gap"] else math.inf)
+        else:
+            assert _float(point["gap"]) <= _float(one["gap"]) + 1e-12

@@ -88,7 +88,7 @@ def test_scores_singling_out_the_optimum_construct_exactly_the_optimum(shape, or
     for model, optimum in _solved(_models(*shape, 6)):
         context = context_of([model])
         logits = torch.nn.functional.one_hot(torch.as_tensor(optimum), shape[1]).to(torch.float64)[None] * 5.0
-        assignment, stuck = construct(lambda _inputs, z=logits: z, context, order=order)
+        assignment, stuck = construct(lambda _inputs, _unplaced, z=logits: z, context, order=order)
         assert not bool(stuck[0])
         assert np.array_equal(assignment[0].numpy(), optimum)
 
@@ -103,7 +103,7 @@ def test_the_constrained_order_places_a_user_with_the_fewest_fitting_servers_nex
     broken = {}
     for order in ("constrained", "sure"):
         trace: list[torch.Tensor] = []
-        final, _ = construct(lambda _inputs: logits, context, trace, order=order)
+        final, _ = construct(lambda _inputs, _unplaced: logits, context, trace, order=order)
         after = [*trace[1:], final]
         broken[order] = 0
         for before, now in zip(trace, after):
@@ -150,7 +150,7 @@ def test_a_guarded_construction_ends_feasible_whenever_its_first_completion_fits
     _, first_fits = smallest_share_completion(context, torch.full((len(models), 16), -1))
     feasible = {}
     for guard in ("none", "completion"):
-        assignment, stuck = construct(lambda _inputs: logits, context, order=order, guard=guard)
+        assignment, stuck = construct(lambda _inputs, _unplaced: logits, context, order=order, guard=guard)
         feasible[guard] = []
         for k, model in enumerate(models):
             placement = finish_placement(model, assignment[k].numpy(), bool(stuck[k]))
@@ -168,7 +168,7 @@ def test_a_construction_meets_every_deadline_or_reports_what_it_breaks():
     context = context_of(models)
     rng = torch.Generator().manual_seed(3)
     random_logits = torch.rand((len(models), 8, 2), generator=rng, dtype=torch.float64)
-    assignment, stuck = construct(lambda _inputs: random_logits, context)
+    assignment, stuck = construct(lambda _inputs, _unplaced: random_logits, context)
     for k, model in enumerate(models):
         servers = assignment[k].numpy()
         assert model.deadline_ok[np.arange(8), servers].all() or not model.deadline_ok.any(axis=1).all()
@@ -243,7 +243,7 @@ def test_the_last_completable_state_is_found_by_bisection():
         context = context_of([model])
         trace: list[torch.Tensor] = []
         logits = torch.rand((1, 8, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-        construct(lambda _inputs, z=logits: z, context, trace)
+        construct(lambda _inputs, _unplaced, z=logits: z, context, trace)
         path = [step[0].numpy() for step in trace]
         scan = [k for k, state in enumerate(path) if solve_completion(model, state) is not None]
         assert Completions(model, path, 20.0).last_completable() == (scan[-1] if scan else None)
@@ -306,6 +306,42 @@ def test_a_constrained_guarded_run_records_its_order_and_guard_and_places_with_t
     assignment, stuck = construct(logits, context, order="constrained", guard="completion")
     expected = finish_placement(policy.placement_model, assignment[0].numpy(), bool(stuck[0]))
     assert np.array_equal(policy.placement(), expected)
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_a_construction_scores_only_its_unplaced_users_and_places_as_if_it_scored_all(agent):
+    """construction_logits runs the actor on the U·M rows of the U unplaced users (B·M·N(N+1)/2 rows
+    over a construction's N calls, not B·M·N²), and the placements equal those of logits computed
+    on every row."""
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2, "family": "users=12,servers=3,tight=true"})
+    actor = Trainer(config, family_instance(config)).agents[0].actor
+    models = _models(12, 3, 6)
+    context = context_of(models)
+    scored: list[int] = []
+    logits_of = actor.logits
+
+    def counted(state, *args, **kwargs):
+        scored.append(state.shape[0] * state.shape[1])
+        return logits_of(state, *args, **kwargs)
+
+    actor.logits = counted  # type: ignore[method-assign]
+    try:
+        placed = [
+            construct(construction_logits(actor), context, guard=guard)[0] for guard in ("none", "completion")
+        ]
+        scored_by_unplaced = sum(scored[:12])
+        everyone = [
+            construct(
+                lambda inputs, _unplaced: logits_of(inputs.reshape(6, -1, inputs.shape[3])).reshape(6, 12, 3),
+                context,
+                guard=guard,
+            )[0]
+            for guard in ("none", "completion")
+        ]
+    finally:
+        del actor.logits
+    assert scored_by_unplaced == 6 * 3 * 12 * 13 // 2
+    assert all(torch.equal(a, b) for a, b in zip(placed, everyone))
 
 
 @pytest.mark.parametrize(

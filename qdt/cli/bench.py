@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qdt.cli.sampling_flags import add_sampling_flags, sampling_from_flags
 from qdt.errors import QdtInputError
 
 if TYPE_CHECKING:
@@ -317,6 +318,11 @@ def _register_generalise(kinds: Any) -> None:
             "actor's server only if a smallest-share completion of the rest still fits, else to that "
             "of the last completion that did; qdt train --construct-guard). Default none"
         ),
+    )
+    add_sampling_flags(
+        generalise,
+        "with --construct; the untrained column is decided the same way, and a 'one construction' "
+        "column shows the plain one",
     )
     generalise.add_argument(
         "--max-critic-qubits",
@@ -677,6 +683,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         GeneraliseTraining,
         bench_credit,
         check_configs,
+        check_sampling,
         check_unseen,
         run_generalise_bench,
     )
@@ -711,6 +718,8 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.construct_order,
         args.construct_guard,
     )
+    sampling = sampling_from_flags(args.samples, args.temperature)
+    check_sampling(sampling, training)
     skipped = check_configs(shapes, agents, training, args.max_critic_qubits)
     total = seeds * (len(shapes) * len(agents) - len(skipped))
     with (
@@ -726,6 +735,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             training=training,
             unseen=unseen,
             max_critic_qubits=args.max_critic_qubits,
+            sampling=sampling,
             on_result=_run_reporter(step, _gap_text),
             on_shape=lambda shape: step(f"{shape}: {unseen} unseen instances placed"),
             **_sweep_kwargs(args),

@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("auto", "table", "steps")
 MAX_TABLE_ROWS = 1024
+SAMPLING_CHILD = 2
+"""The child of the run's seed sequence that draws sampled constructions' noise (children 0 and 1:
+training's executor and inference's)."""
 
 
 def register(subparsers: Any) -> None:
@@ -240,6 +243,7 @@ def decide(
     resume: bool = False,
     instance: Any = None,
     job_dir: Path | None = None,
+    sampling: Any = None,
 ) -> Decision:
     """The run's actors decide a placement: N_t steps of the greedy rollout from the run's start one.
 
@@ -247,6 +251,9 @@ def decide(
     call on a device, jobs recorded in ``job_dir``, default the run folder); ``profile=None`` runs
     the actors as torch networks (classical agents). ``instance`` (default: the run's own) is the
     instance they act on (:func:`qdt.rl.policy.load_policy`). ``config`` is the run's TrainConfig.
+    ``sampling`` (a :class:`qdt.rl.construct.Sampling`, default the plain construction) decides a
+    constructing run by the best of several constructions, their noise seeded from the run's seed
+    (or ``seed``).
     """
     from qdt.executors import open_backend
     from qdt.rl.policy import load_policy
@@ -269,6 +276,8 @@ def decide(
         policy = load_policy(run_dir, executor=executor, instance=instance)
         prepare_s = time.perf_counter() - started
         mitigation = None
+        if sampling is not None:
+            policy.sample(sampling, np.random.SeedSequence(run_seed, spawn_key=(SAMPLING_CHILD,)))
         if policy.constructs:  # user by user: N executor calls, each on the whole partial placement
             if mitigate:
                 raise QdtInputError(

@@ -6,6 +6,8 @@ observation's tables, the feasible decoding's constraints) is rebuilt from INSTA
 (:func:`qdt.rl.policy.load_policy` with ``instance``). The decision is ``qdt infer``'s greedy
 rollout from the run's start placement (:func:`qdt.cli.infer.decide`): quantum actors on ``--backend``
 (default: the executor, noise and shots the run trained with), classical actors as torch networks.
+A constructing run may decide by the best of ``--samples`` constructions in one batch
+(:class:`qdt.rl.construct.Sampling`, noise from ``--seed``, default the run's seed).
 
 A run trained on one instance (every run folder until family training exists; its config.json
 holds ``config`` and ``instance``) may place another one: the output says so (``trained_on``
@@ -20,8 +22,9 @@ RUN/jobs.jsonl, so a later ``qdt infer --resume`` of the run only ever reuses in
 JSON contract (``--json``): run, trained_on ("instance" | "family"), note (why the placement may
 not generalise, or null), instance {file, name, users, servers, seen_in_training}, agent, backend
 {profile, executor, shots, noise, ...; profile null for classical actors}, strategy, steps,
-assignment (one server index per user, null when some user has no server or two), feasible,
-violations, total_latency_s, per_user_latency_s, optimum_status, optimum_assignment,
+samples (constructions the decision took the best of; 1: the plain construction), temperature (their
+noise's scale, null for 1), seed, assignment (one server index per user, null when some user has no
+server or two), feasible, violations, total_latency_s, per_user_latency_s, optimum_status, optimum_assignment,
 optimum_total_latency_s (null unless the MILP proved an optimum), gap ((total - optimum) /
 optimum; null when the placement is infeasible or there is no proven optimum), gap_note (why gap
 is null, else null), decision_ms (wall time of the actors' scoring and the decoding: every job
@@ -42,6 +45,7 @@ from typing import Any
 from qdt.cli.failures import fields_as_flags, printable
 from qdt.cli.infer import backend_report, backend_where, circuits_report, decide, decision_report
 from qdt.cli.problem import load_instance_file
+from qdt.cli.sampling_flags import add_sampling_flags, sampling_from_flags
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
 from qdt.files import write_json_atomic
@@ -58,7 +62,10 @@ decoding read from an instance is rebuilt from INSTANCE. The decision is the gre
 the run's start placement that `qdt infer` runs (N_t steps, the run's decoding; a family run starts
 from greedy-with-repair's placement, and its time is part of decision_ms). A run trained with
 --decode construct builds the placement user by user instead (strategy "construct"): N calls of
-its actor, each on the whole partial placement, so N jobs on an IBM device.
+its actor, each on the whole partial placement, so N jobs on an IBM device. With --samples K it
+runs K constructions in one batch (still N calls, each K times the rows), the plain one and K-1
+with Gumbel noise of scale --temperature on the actor's logits, and keeps the feasible placement
+of least total latency: never worse than the plain construction, K times its rows.
 
 Quantum actors run on --backend (a profile from `qdt backends list` or a .toml; default: the
 executor the run trained on, with its noise and shots), with --noise and --shots as in
@@ -67,15 +74,16 @@ RUN/place/jobs.jsonl before qdt waits for it (`qdt jobs list --run RUN/place`), 
 the run's own jobs.jsonl. Classical actors run as torch networks: --backend, --noise and --shots
 are refused for them.
 
-A run trained on one instance (every `qdt train` run so far) is allowed; the output says so,
+A run trained on one instance (`qdt train` without --family) is allowed; the output says so,
 since its policy was never trained to generalise. The exact optimum of INSTANCE (`qdt optimum`'s
 auto solver, its default time limit) gives the gap.
 
 JSON (--json): assignment (a server index per user), feasible, total_latency_s,
 optimum_total_latency_s, gap ((total - optimum) / optimum; null, with gap_note saying why, when
 the placement is infeasible or no optimum is proven), decision_ms (the actors' scoring and the
-decoding, jobs included, the MILP not), trained_on ("instance" or "family"), instance, backend,
-violations, per_user_latency_s, circuits, jobs, saved (RUN/place/<utc>-<stem>-<profile>.json).
+decoding, jobs included, the MILP not), samples, temperature, seed, trained_on ("instance" or
+"family"), instance, backend, violations, per_user_latency_s, circuits, jobs, saved
+(RUN/place/<utc>-<stem>-<profile>.json).
 """
 
 
@@ -105,6 +113,14 @@ def register(subparsers: Any) -> None:
         type=int,
         help="shots per row (default: the run's when --backend is not given, else the profile's)",
     )
+    add_sampling_flags(parser, "refused for a run that scores columns of X")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed of the sampled constructions' noise and of a shot-based executor (default: the run's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(handler=_cmd_place)
 
@@ -116,6 +132,9 @@ def run_place(
     backend: str | None = None,
     noise: str | None = None,
     shots: int | None = None,
+    samples: int = 1,
+    temperature: float | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Place ``instance_file`` with the run's actors (module docstring); the report, also saved."""
     from qdt.executors import load_backend_profile, validate_shots
@@ -129,6 +148,16 @@ def run_place(
     if not run_dir.is_dir():
         raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
     config, own = load_run_config(run_dir)
+    sampling = sampling_from_flags(samples, temperature)
+    if sampling.sampled and config.decode != "construct":
+        raise QdtInputError(
+            "--samples",
+            "1 for a run whose actors score columns of X (only a construction is sampled)",
+            samples,
+            f"drop --samples: {run_dir} decodes with {config.decode!r}, not 'construct'",
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise QdtInputError("--seed", "an integer >= 0", seed)
     kind = trained_on(run_dir)
     instance = load_instance_file(instance_file, "INSTANCE")
     check_instance_size(own, instance, "INSTANCE")
@@ -161,6 +190,8 @@ def run_place(
         noise=noise,
         instance=instance,
         job_dir=run_dir / PLACE_DIR,
+        seed=seed,
+        sampling=sampling,
     )
     model = decision.policy.placement_model
     optimum = solve(model, "auto")
@@ -183,6 +214,9 @@ def run_place(
         "backend": _backend(decision.profile, executor, noise),
         "strategy": decision.strategy,
         "steps": decision.steps,
+        "samples": sampling.samples,
+        "temperature": sampling.temperature if sampling.sampled else None,
+        "seed": decision.seed,
         "assignment": placed["assignment"],
         "feasible": placed["feasible"],
         "violations": placed["violations"],
@@ -238,7 +272,16 @@ def _gap_note(placed: dict[str, Any], optimum: Any) -> str | None:
 
 
 def _cmd_place(args: argparse.Namespace) -> int:
-    report = run_place(args.run, args.instance, backend=args.backend, noise=args.noise, shots=args.shots)
+    report = run_place(
+        args.run,
+        args.instance,
+        backend=args.backend,
+        noise=args.noise,
+        shots=args.shots,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
     if args.json:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
@@ -257,6 +300,12 @@ def print_report(report: dict[str, Any]) -> None:
         f"{printable(report['run'])} places {printable(instance['file'])} ({printable(instance['name'])}, "
         f"{instance['users']} users x {instance['servers']} servers) on {printable(where)}: noise "
         f"{printable(str(noise))}, shots {shots}, strategy {report['strategy']}, {report['steps']} steps"
+        + (
+            f", best of {report['samples']} constructions (temperature {report['temperature']:g}, "
+            f"seed {report['seed']})"
+            if report["samples"] > 1
+            else ""
+        )
     )
     if report["note"]:
         print(f"note: {report['note']}")

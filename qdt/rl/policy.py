@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,10 +38,10 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
-from qdt.rl.construct import construct_placements
+from qdt.rl.construct import Sampling, construct_best
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
-from qdt.rl.observations import ObservationFeatures, context_of
+from qdt.rl.observations import ObservationFeatures
 from qdt.rl.rollout import roll_out
 from qdt.sim.device import CPU
 
@@ -64,6 +64,8 @@ class TrainedPolicy:
     actors: list[Actor]
     executor: Executor | None  # None for classical agents
     episode: int  # episodes trained when the checkpoint was written
+    sampling: Sampling = field(default_factory=Sampling)  # a constructing run's decision (:meth:`sample`)
+    sampling_rng: np.random.Generator | None = None
 
     @property
     def n_users(self) -> int:
@@ -152,15 +154,31 @@ class TrainedPolicy:
 
     def construct(self) -> np.ndarray:
         """The placement [N, M] the actor constructs on the policy's instance: N calls of its
-        executor (one per user placed), each one batch of N·M rows."""
-        context = context_of([self.placement_model], self.device)
-        return construct_placements(
+        executor (one per user placed), each one batch of U·M rows for the U users still unplaced
+        (K·U·M with K sampled constructions: :meth:`sample`)."""
+        return construct_best(
             self.actors[0],
             [self.placement_model],
-            context,
+            self.device,
             order=self.config.construct_order,
             guard=self.config.construct_guard,
+            sampling=self.sampling,
+            rng=self.sampling_rng,
         )[0]
+
+    def sample(self, sampling: Sampling, seed: np.random.SeedSequence) -> None:
+        """Decide by the best of ``sampling.samples`` constructions from now on
+        (:class:`qdt.rl.construct.Sampling`), their noise drawn from ``seed``; refused for a run
+        that does not construct its placements (a rollout of score tables samples nothing)."""
+        if sampling.sampled and not self.constructs:
+            raise QdtInputError(
+                "--samples",
+                "1 for a run whose actors score columns of X (only a construction is sampled)",
+                sampling.samples,
+                "drop --samples, or use a run trained with --decode construct",
+            )
+        self.sampling = sampling
+        self.sampling_rng = np.random.default_rng(seed)
 
     def start_placement(self) -> np.ndarray:
         """The placement [N, M] the run's rollouts start from on the policy's instance (``config.start``:

@@ -54,8 +54,11 @@ from qdt.rl.config import TrainConfig, resolve_torch_device
 from qdt.rl.construct import (
     LEAST_STATES_PER_INSTANCE,
     OPTIMUM_COPIES,
+    PLAIN,
+    Sampling,
     as_assignments,
     as_matrices,
+    construct_best,
     construct_imitation_update,
     construct_placements,
     imitation_targets,
@@ -450,19 +453,26 @@ class Trainer:
             self.state.best_seen_assignment = matrix_to_assignment(x)
 
     # ---- greedy policy -----------------------------------------------------------------
-    def greedy_placement(self, model: PlacementModel | None = None) -> np.ndarray:
+    def greedy_placement(
+        self,
+        model: PlacementModel | None = None,
+        sampling: Sampling = PLAIN,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
         """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the run's start
         placement (``config.start``), on the run's instance or (a family's policy) on ``model``'s;
-        ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`)."""
+        ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`).
+        A constructing run constructs instead, as ``sampling`` says (noise from ``rng``)."""
         model = self.model if model is None else model
-        if self.config.decode == "construct":  # no rollout: one construction from nothing placed
-            context = context_of([model], self.device)
-            return construct_placements(
+        if self.config.decode == "construct":  # no rollout: construction from nothing placed
+            return construct_best(
                 self.agents[0].actor,
                 [model],
-                context,
+                self.device,
                 order=self.config.construct_order,
                 guard=self.config.construct_guard,
+                sampling=sampling,
+                rng=rng,
             )[0]
         start = start_placement(model, self.config.start)
         table = self._score_table()

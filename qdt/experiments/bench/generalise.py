@@ -12,7 +12,9 @@ episode's training draws for the whole run (:data:`GENERALISE_TRAINING`, ``qdt/r
 every trained run, and the same instances are solved by the MILP, greedy-with-repair, the feasible
 decoding fed uniform random scores (``random``: one pass, no search) and the same rollout
 (from greedy's placement) fed each seed's freshly initialised actors (``untrained``: what the
-learned scores add).
+learned scores add). With ``sampling`` (``--samples K``, constructing runs only) a decision, and
+the untrained column, is the best of K constructions (:class:`qdt.rl.construct.Sampling`), and each
+run's plain construction is scored beside it (``plain_gap``, the table's "one construction").
 
 The unseen instances. Instance i of shape N × M is
 ``Family(N, M, tight, seed=UNSEEN_SEED).held_out(0, i)``: spawn key (FAMILY_STREAM, HELD_OUT_KEY,
@@ -64,6 +66,7 @@ import json
 import math
 import textwrap
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -99,12 +102,14 @@ from qdt.problem.model import Evaluation, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, check_fits
 from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, ConstructGuard, ConstructOrder, TrainConfig
+from qdt.rl.construct import PLAIN, Sampling
 from qdt.rl.policy import TrainedPolicy, load_policy
 from qdt.rl.train import SUMMARY_FILE, Trainer, family_instance, relative_gap
 from qdt.stats import iqm_interval
 
 UNSEEN_SEED = 0x756E_7365  # "unse": the entropy of every unseen test set (module docstring)
 RANDOM_SCORES_SEED = 0x726E_6473  # "rnds": the random baseline's scores, one child per instance
+SAMPLING_SEED = 0x7361_6D70  # "samp": the noise of sampled constructions, one child per run (sampling_seed)
 DEFAULT_UNSEEN = 100
 MAX_UNSEEN = 10_000
 QUICK_SHAPES: tuple[tuple[int, int], ...] = ((4, 2), (8, 2))  # --quick, with the three below (CI)
@@ -169,6 +174,9 @@ ROW_FIELDS = [
     "decision_ms",
     "untrained_feasible",
     "untrained_gap",
+    "samples",
+    "plain_feasible",
+    "plain_gap",
     "episodes",
     "s_per_episode",
 ]
@@ -290,6 +298,27 @@ def check_configs(
     return skipped
 
 
+def check_sampling(sampling: Sampling, training: GeneraliseTraining) -> None:
+    """Refuse sampled decisions (``--samples`` > 1) for a bench whose runs do not construct."""
+    if sampling.sampled and not training.construct:
+        raise QdtInputError(
+            "--samples",
+            "1 without --construct (only a construction is sampled)",
+            sampling.samples,
+            "add --construct, or drop --samples",
+        )
+
+
+def sampling_seed(run: BenchRun, untrained: bool) -> np.random.SeedSequence:
+    """The seed sequence of one run's sampled constructions (its trained actors, or with
+    ``untrained`` its freshly initialised ones): a child of :data:`SAMPLING_SEED` keyed by the
+    run's shape, agent and seed, so every run draws its own noise and a rerun draws the same."""
+    (n, m), agent, seed = _key(run)
+    return np.random.SeedSequence(
+        SAMPLING_SEED, spawn_key=(n, m, zlib.crc32(agent.encode("utf-8")), seed, int(untrained))
+    )
+
+
 def unseen_instances(shape: tuple[int, int], count: int, tight: bool) -> list[Instance]:
     """The shape's unseen test set: ``count`` held-out draws under :data:`UNSEEN_SEED`."""
     family = Family(shape[0], shape[1], tight=tight, seed=UNSEEN_SEED)
@@ -316,6 +345,7 @@ def run_generalise_bench(
     unseen: int = DEFAULT_UNSEEN,
     max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
     milp_limit_s: float = MILP_LIMIT_S,
+    sampling: Sampling = PLAIN,
     workers: int | None = None,
     ray_address: str | None = None,
     retry_failed: bool = False,
@@ -323,14 +353,15 @@ def run_generalise_bench(
     on_shape: OnShape | None = None,
 ) -> dict[str, Any]:
     """Train every (shape, agent, seed) as a sweep cell as ``training`` says, place the unseen
-    instances with every finished run beside the baselines, then write generalise.csv,
-    generalise.md, generalise.png."""
+    instances with every finished run beside the baselines (a constructing run's decision as
+    ``sampling`` says), then write generalise.csv, generalise.md, generalise.png."""
     start = time.perf_counter()
     check_unseen(unseen)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise QdtInputError("--seeds", "an integer >= 1", seeds)
     training = replace(training, ppo_credit=bench_credit(training.recipe, training.ppo_credit))
     tight, construct = training.tight, training.construct
+    check_sampling(sampling, training)
     skipped = check_configs(shapes, agents, training, max_critic_qubits)
     runs: list[BenchRun] = []
     for shape in shapes:
@@ -369,7 +400,7 @@ def run_generalise_bench(
                 if _key(run)[0] == shape and (run_dir := trained.run_dir(run.key)) is not None
             ]
             shape_rows, baselines[shape] = evaluate_shape(
-                shape, unseen_instances(shape, unseen, tight), finished, tight, milp_limit_s
+                shape, unseen_instances(shape, unseen, tight), finished, tight, milp_limit_s, sampling
             )
             rows.extend(shape_rows)
             if on_shape is not None:
@@ -386,9 +417,19 @@ def run_generalise_bench(
         f"{budget_text(training.recipe, seeds, training.episodes, training.quantum_episodes, credit)}, "
         f"{training_text(training)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
+        + (f", a decision the {sampling.describe()}" if sampling.sampled else "")
     )
     markdown = write_markdown(
-        out_dir, summary, baselines, targets, setting, wall, notes, construct, training.construct_guard
+        out_dir,
+        summary,
+        baselines,
+        targets,
+        setting,
+        wall,
+        notes,
+        construct,
+        training.construct_guard,
+        sampling,
     )
     plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting)
     return {
@@ -422,6 +463,12 @@ GUARD_TEXT = (
     "smallest-share completion's, one more completion checks it"
 )
 """What a decision of a guarded construction (``construct_guard = "completion"``) adds."""
+
+SAMPLING_TEXT = (
+    "; all the constructions in one batch, K times the rows per actor call, the feasible one of "
+    "least total latency kept"
+)
+"""What a sampled decision (``--samples`` > 1) adds."""
 
 
 def training_text(training: GeneraliseTraining) -> str:
@@ -514,17 +561,20 @@ def evaluate_shape(
     finished: Sequence[tuple[BenchRun, Path]],
     tight: bool,
     milp_limit_s: float,
+    sampling: Sampling = PLAIN,
 ) -> tuple[list[dict[str, Any]], list[Baseline]]:
     """Rows (one per finished run and unseen instance) and the instances' baselines.
 
     Per instance, in turn: the baselines, then each run's decision (timed); so a change of load on
     the machine falls on the MILP and the policies alike. Each policy is loaded once and warmed up
-    by one untimed decision; the untrained decodings (not timed) come after, one run at a time.
+    by one untimed decision; the untrained decodings (not timed) come after, one run at a time, and
+    with sampled decisions (``sampling``) also each run's plain construction (``plain_gap``, not timed).
     """
     models = [PlacementModel(instance) for instance in instances]
     policies: list[tuple[BenchRun, Path, TrainedPolicy]] = []
     for run, run_dir in finished:
         policy = load_policy(run_dir, instance=instances[0])
+        policy.sample(sampling, sampling_seed(run, untrained=False))
         policy.placement()  # warm-up: lazy initialisation stays out of the first timed decision
         policies.append((run, run_dir, policy))
     baselines: list[Baseline] = []
@@ -536,18 +586,24 @@ def evaluate_shape(
             policy.rebind(instance, model)
             placement = policy.placement()
             decisions[run.key].append((placement, 1e3 * (time.perf_counter() - begin)))
-    for _, _, policy in policies:
-        if policy.executor is not None:
-            policy.executor.close()
     rows = []
-    for run, run_dir, _ in policies:
+    for run, run_dir, policy in policies:
         assert run.cell.config is not None  # a finished run has its config
         config = run.cell.config
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         untrained = Trainer(config, family_instance(config))  # never trained: its initial actors
-        for base, model, (placement, decision_ms) in zip(baselines, models, decisions[run.key]):
+        untrained_rng = np.random.default_rng(sampling_seed(run, untrained=True))
+        if sampling.sampled:
+            policy.sample(PLAIN, sampling_seed(run, untrained=False))  # the plain construction
+        for instance, base, model, (placement, decision_ms) in zip(
+            instances, baselines, models, decisions[run.key]
+        ):
             evaluation = model.evaluate(placement)
-            untrained_eval = model.evaluate(untrained.greedy_placement(model))
+            untrained_eval = model.evaluate(untrained.greedy_placement(model, sampling, untrained_rng))
+            plain_eval = evaluation
+            if sampling.sampled:
+                policy.rebind(instance, model)
+                plain_eval = model.evaluate(policy.placement())
             rows.append(
                 {
                     "users": shape[0],
@@ -569,11 +625,16 @@ def evaluate_shape(
                     "decision_ms": decision_ms,
                     "untrained_feasible": bool(untrained_eval.feasible),
                     "untrained_gap": _gap(untrained_eval, base.optimum_s),
+                    "samples": sampling.samples,
+                    "plain_feasible": bool(plain_eval.feasible),
+                    "plain_gap": _gap(plain_eval, base.optimum_s),
                     "episodes": summary["episodes"],
                     "s_per_episode": summary["wall_s"] / max(1, summary["episodes"]),
                 }
             )
         del untrained
+        if policy.executor is not None:
+            policy.executor.close()
     return rows, baselines
 
 
@@ -643,6 +704,7 @@ def summarise(
                 "greedy_gap_median": _median([_scored(b.greedy_gap) for b in solved]),
                 "random_gap_median": _median([_scored(b.random_gap) for b in solved]),
                 "untrained_gap_median": _median([_scored(r["untrained_gap"]) for r in mine]),
+                "plain_gap_median": _median([_scored(r.get("plain_gap", r["gap"])) for r in mine]),
                 "decision_ms_median": float(np.median(decision_ms)) if decision_ms else None,
                 "milp_ms_median": float(np.median(milp_ms)) if milp_ms else None,
             }
@@ -759,7 +821,9 @@ def write_markdown(
     notes: str = "",
     construct: bool = False,
     guard: ConstructGuard = "none",
+    sampling: Sampling = PLAIN,
 ) -> str:
+    sampled = sampling.sampled
     header = [
         "N×M",
         "agent",
@@ -767,6 +831,7 @@ def write_markdown(
         "ms/episode",
         "feasible",
         "gap median [IQR]",
+        *(["one construction"] if sampled else []),
         "IQM of seed medians [95%]",
         "greedy",
         "random",
@@ -788,6 +853,7 @@ def write_markdown(
                 "-"
                 if e["gap_median"] is None
                 else f"{_percent(e['gap_median'])} [{_percent(e['gap_q1'])}, {_percent(e['gap_q3'])}]",
+                *([_percent(e["plain_gap_median"])] if sampled else []),
                 "-" if iqm is None else f"{_percent(iqm[0])} [{_percent(iqm[1])}, {_percent(iqm[2])}]",
                 _percent(e["greedy_gap_median"]),
                 _percent(e["random_gap_median"]),
@@ -838,8 +904,15 @@ def write_markdown(
         f"bootstrap interval (a seed whose median is infeasible counts as {100 * INFEASIBLE_GAP:.0f}%); "
         "greedy: greedy-with-repair; random: the feasible decoding fed uniform random scores, one pass; "
         f"untrained: {UNTRAINED_TEXT[construct]} (pooled over seeds); "
-        f"decision: median time of one placement ({DECISION_TEXT[construct]}"
-        f"{GUARD_TEXT if guard != 'none' else ''}), MILP: median time of HiGHS on "
+        + (
+            "one construction: the median gap of each run's plain construction (no sampling, not timed); "
+            f"the decision and the untrained column are the {sampling.describe()}; "
+            if sampled
+            else ""
+        )
+        + f"decision: median time of one placement ({DECISION_TEXT[construct]}"
+        f"{GUARD_TEXT if guard != 'none' else ''}"
+        f"{SAMPLING_TEXT if sampled else ''}), MILP: median time of HiGHS on "
         "the same instances, both timed in this run, one "
         f"instance at a time. Wall time of the bench {wall:.0f} s."
     )
