@@ -369,3 +369,24 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
             assert math.isclose(_float(point["gap"]), _float(placed["gap"]) if placed["gap"] else math.inf)
         else:
             assert _float(point["gap"]) <= _float(one["gap"]) + 1e-12
+
+
+def test_the_figure_names_a_baseline_that_placed_nothing(tmp_path, monkeypatch):
+    """On the tight family greedy may place no instance: its gaps have nothing to draw, and the
+    legend still names it with its infeasible count."""
+    from qdt.experiments.bench import generalise
+
+    figures = []
+    monkeypatch.setattr(generalise, "save_figure", lambda fig, path: figures.append(fig))
+    baselines = {
+        (4, 2): [
+            generalise.Baseline(k, f"d{k}", "optimal", 1.0, 10.0, None, 0.1, 0.1 + 0.01 * k) for k in range(3)
+        ]
+    }
+    rows = [
+        {"users": 4, "servers": 2, "agent": "classical", "instance": k, "gap": 0.01 * k} for k in range(3)
+    ]
+    summary = [{"users": 4, "servers": 2, "agent": "classical", "decision_ms_median": 1.0}]
+    generalise.plot_generalise(tmp_path / "g.png", rows, baselines, summary, "setting")
+    labels = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
+    assert "greedy (3/3 infeasible)" in labels and "classical" in labels and "random" in labels

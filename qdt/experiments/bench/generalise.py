@@ -988,6 +988,10 @@ def plot_generalise(
                 data.append(finite)
                 positions.append(s - 0.4 + width * (k + 0.5))
         if not data:
+            if total:  # nothing feasible to draw: still named, with its count
+                left.plot(
+                    [], [], "s", color=f"C{k}", alpha=0.6, label=f"{name} ({infeasible}/{total} infeasible)"
+                )
             continue
         parts = left.boxplot(
             data,
