@@ -140,6 +140,7 @@ def run_place(
     from qdt.executors import load_backend_profile, validate_shots
     from qdt.problem.model import matrix_to_assignment
     from qdt.problem.solvers import solve
+    from qdt.rl.construct import check_sampled_decode
     from qdt.rl.policy import check_instance_size, trained_on
     from qdt.rl.train import load_run_config
 
@@ -149,13 +150,9 @@ def run_place(
         raise QdtInputError("--run", "a run folder written by `qdt train`", str(run_dir))
     config, own = load_run_config(run_dir)
     sampling = sampling_from_flags(samples, temperature)
-    if sampling.sampled and config.decode != "construct":
-        raise QdtInputError(
-            "--samples",
-            "1 for a run whose actors score columns of X (only a construction is sampled)",
-            samples,
-            f"drop --samples: {run_dir} decodes with {config.decode!r}, not 'construct'",
-        )
+    check_sampled_decode(
+        sampling, config.decode, f"drop --samples: {run_dir} decodes with {config.decode!r}, not 'construct'"
+    )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise QdtInputError("--seed", "an integer >= 0", seed)
     kind = trained_on(run_dir)

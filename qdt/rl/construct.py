@@ -111,6 +111,7 @@ __all__ = [
     "as_assignments",
     "as_matrices",
     "best_placement",
+    "check_sampled_decode",
     "construct",
     "construct_best",
     "construct_placements",
@@ -364,6 +365,18 @@ class Sampling:
 
 PLAIN = Sampling()
 """One construction, no sampling: the default decision."""
+
+
+def check_sampled_decode(sampling: Sampling, decode: str, fix: str) -> None:
+    """Refuse sampled decisions (``samples`` > 1) for a run whose decoding ``decode`` is not
+    ``construct``: its actors score columns of X, and a rollout of score tables samples nothing."""
+    if sampling.sampled and decode != "construct":
+        raise QdtInputError(
+            "--samples",
+            "1 for a run whose actors score columns of X (only a construction is sampled)",
+            sampling.samples,
+            fix,
+        )
 
 
 def _perturbed(logits: Logits, copies: int, temperature: float, rng: np.random.Generator) -> Logits:

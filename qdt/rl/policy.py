@@ -38,7 +38,7 @@ from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
-from qdt.rl.construct import Sampling, construct_best
+from qdt.rl.construct import Sampling, check_sampled_decode, construct_best
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
 from qdt.rl.observations import ObservationFeatures
@@ -170,13 +170,9 @@ class TrainedPolicy:
         """Decide by the best of ``sampling.samples`` constructions from now on
         (:class:`qdt.rl.construct.Sampling`), their noise drawn from ``seed``; refused for a run
         that does not construct its placements (a rollout of score tables samples nothing)."""
-        if sampling.sampled and not self.constructs:
-            raise QdtInputError(
-                "--samples",
-                "1 for a run whose actors score columns of X (only a construction is sampled)",
-                sampling.samples,
-                "drop --samples, or use a run trained with --decode construct",
-            )
+        check_sampled_decode(
+            sampling, self.config.decode, "drop --samples, or use a run trained with --decode construct"
+        )
         self.sampling = sampling
         self.sampling_rng = np.random.default_rng(seed)
 
