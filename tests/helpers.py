@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -49,3 +53,11 @@ def brute_force_optimum(model: PlacementModel) -> float | None:
         value = float((x * model.latency).sum())
         best = value if best is None or value < best else best
     return best
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)

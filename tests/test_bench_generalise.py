@@ -6,16 +6,14 @@ instance, and the quantiles that count an infeasible placement as infinitely far
 """
 
 import csv
-import importlib
 import json
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import benchmark_script
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
 from qdt.experiments.bench.generalise import (
@@ -37,14 +35,6 @@ from qdt.rl.policy import load_policy
 from qdt.rl.train import Trainer, family_instance, load_run_config, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _benchmark_script(name):
-    """A script of benchmarks/ imported as a module."""
-    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
 
 
 def _csv(path):
@@ -349,7 +339,7 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     # benchmarks/sampling_curve.py on the same runs: K = 1 is each run's plain construction, exactly as
     # the bench placed it; K = 8 never worse; its table, csv and figure are written
     curve = tmp_path / "curve"
-    sampling_curve = _benchmark_script("sampling_curve")
+    sampling_curve = benchmark_script("sampling_curve")
     argv = ["--runs", str(runs), "--bench", str(out), "--out", str(curve), "--samples", "1,8", "--timed", "2"]
     with pytest.raises(SystemExit, match="--shape: expected one of"):
         sampling_curve.main(argv)

@@ -139,6 +139,68 @@ def test_a_smallest_share_completion_keeps_the_partial_placement_and_fits_when_i
     assert (True, True) in outcomes and (False, False) in outcomes
 
 
+def _smallest_share_rule(model: PlacementModel, partial: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The completion rule user by user in plain Python (the reference): among the unplaced users
+    that still fit somewhere, the one whose softmax of −c_ij / C_j over the servers it fits on has
+    the largest top value goes to its smallest-share server; no user left without room."""
+    share = model.compute_rate / model.capacity[None, :]
+    servers = partial.copy()
+    room = 1.0 - np.array([share[servers == j, j].sum() for j in range(model.n_servers)])
+    users = np.array([(servers == j).sum() for j in range(model.n_servers)])
+    fits_all = bool(
+        (room >= -1e-9).all()
+        and (users <= model.max_users).all()
+        and all(model.deadline_ok[i, servers[i]] for i in np.flatnonzero(servers >= 0))
+    )
+    while fits_all and (servers < 0).any():
+        best, best_sure = None, -1.0
+        for i in np.flatnonzero(servers < 0):
+            fit = [
+                j
+                for j in range(model.n_servers)
+                if model.deadline_ok[i, j] and share[i, j] <= room[j] + 1e-9 and users[j] < model.max_users[j]
+            ]
+            if not fit:
+                return servers, False
+            sure = 1.0 / np.exp(share[i, fit].min() - share[i, fit]).sum()
+            if sure > best_sure:
+                best, best_sure = (i, fit[int(np.argmin(share[i, fit]))]), sure
+        assert best is not None
+        i, j = best
+        servers[i] = j
+        room[j] -= share[i, j]
+        users[j] += 1
+    return servers, fits_all
+
+
+def test_the_smallest_share_completion_follows_its_rule_user_by_user():
+    """The batched completion places every user where the rule, applied one user at a time in plain
+    Python, places it, from random partial placements of tight and default draws (some of which
+    have no room left for a user, so both outcomes are compared)."""
+    generator = np.random.default_rng(4)
+    compared = {True: 0, False: 0}
+    for users, servers, tight in ((8, 2, True), (16, 4, True), (32, 8, True), (16, 4, False)):
+        models = _models(users, servers, 6, tight)
+        for model in models:
+            partial = np.full((10, users), -1)
+            for row in partial:
+                chosen = generator.choice(users, generator.integers(0, users), replace=False)
+                share = model.compute_rate[chosen] / model.capacity[None, :]
+                row[chosen] = np.where(
+                    generator.random(chosen.size) < 0.7,
+                    share.argmin(1),
+                    generator.integers(0, servers, chosen.size),
+                )
+            completed, fits = smallest_share_completion(context_of([model] * 10), torch.from_numpy(partial))
+            for k in range(10):
+                expected, expected_fits = _smallest_share_rule(model, partial[k])
+                assert bool(fits[k]) == expected_fits
+                if expected_fits:
+                    assert completed[k].tolist() == expected.tolist()
+                compared[expected_fits] += 1
+    assert compared[True] >= 20 and compared[False] >= 20
+
+
 @pytest.mark.parametrize("order", ["sure", "constrained"])
 def test_a_guarded_construction_ends_feasible_whenever_its_first_completion_fits(order):
     """Fed random logits on tight 16 × 4 draws, the unguarded construction leaves some instances

@@ -342,6 +342,18 @@ class AmplitudeEncoder:
         x = self._validated(inputs)
         return torch.nn.functional.pad(2.0 * x, (0, (1 << self.n_qubits) - self.input_width)) + self.bias.T
 
+    def state(self, inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The state [B, 2**n] the encoding's angles prepare, computed directly: φ(x)/|φ(x)|, and
+        |0…0⟩ where φ(x) = 0 (module docstring). For exact simulation without gradients
+        (``StatevectorExecutor.run_encoded``), where it spares the angles and the tree."""
+        amplitudes = self.feature_map(inputs)
+        norms = torch.linalg.vector_norm(amplitudes, dim=1, keepdim=True)
+        empty = norms == 0
+        state = amplitudes / torch.where(empty, torch.ones_like(norms), norms)
+        if bool(empty.any()):
+            state[:, :1] = torch.where(empty, torch.ones_like(norms), state[:, :1])
+        return state
+
     def __call__(self, inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Encoding angles [B, 2**n − 1] for the circuit's ``enc`` parameters."""
         if self.dense is not None:

@@ -29,6 +29,7 @@ from qdt.errors import QdtInputError
 from qdt.sim.gates import validate_readout_qubits
 
 if TYPE_CHECKING:
+    from qdt.circuits.encoding import AmplitudeEncoder
     from qdt.circuits.vqc import VQC
 
 READOUTS = ("probs", "expval_z")
@@ -240,6 +241,20 @@ def validate_weights(weights: object, n_weights: int, device: torch.device | Non
     return tensor
 
 
+def weights_beside(inputs: torch.Tensor, weights: object, n_weights: int, inputs_name: str) -> torch.Tensor:
+    """``weights`` validated (:func:`validate_weights`) as a float tensor on the device of the
+    circuit's other ``inputs`` (``inputs_name`` in the error when it is on another)."""
+    weight_tensor = _as_float_tensor("weights", weights, inputs.device)
+    if weight_tensor.device != inputs.device:
+        raise QdtInputError(
+            "weights",
+            f"a tensor on the {inputs_name}' device ({inputs.device})",
+            f"a tensor on {weight_tensor.device}",
+            "move the module and its inputs to one device (module.to(device), inputs.to(device))",
+        )
+    return validate_weights(weight_tensor, n_weights)
+
+
 def validate_readout(readout: object) -> str:
     if readout not in READOUTS:
         raise QdtInputError("readout", "'probs' or 'expval_z'", readout)
@@ -327,20 +342,25 @@ class Executor(ABC):
         mode = validate_readout(readout)
         device = next((v.device for v in (angles, weights) if isinstance(v, torch.Tensor)), None)
         angle_tensor = _as_float_tensor("angles", angles, device)
-        weight_tensor = _as_float_tensor("weights", weights, device)
-        if weight_tensor.device != angle_tensor.device:
-            raise QdtInputError(
-                "weights",
-                f"a tensor on the angles' device ({angle_tensor.device})",
-                f"a tensor on {weight_tensor.device}",
-                "move the module and its inputs to one device (module.to(device), inputs.to(device))",
-            )
         angle_tensor = validate_angles(angle_tensor, prepared.n_angles)
-        weight_tensor = validate_weights(weight_tensor, prepared.n_weights)
+        weight_tensor = weights_beside(angle_tensor, weights, prepared.n_weights, "angles")
         if self.runs_on_input_device or angle_tensor.device.type == "cpu":
             return self._run(prepared, angle_tensor, weight_tensor, mode)
         output = self._run(prepared, angle_tensor.cpu(), weight_tensor.cpu(), mode)
         return output.to(angle_tensor.device)
+
+    def run_encoded(
+        self,
+        prepared: PreparedCircuit,
+        encoder: AmplitudeEncoder,
+        inputs: torch.Tensor,
+        weights: torch.Tensor,
+        readout: str = "probs",
+    ) -> torch.Tensor:
+        """:meth:`run` on the angles ``encoder(inputs)`` of the circuit's amplitude encoding (a
+        ``QuantumLayer``'s call). An exact simulator may prepare the encoded state directly
+        instead (``statevector`` where no gradient is wanted): the same numbers to rounding."""
+        return self.run(prepared, encoder(inputs), weights, readout=readout)
 
     def run_many(self, items: Sequence[RunItem], readout: str = "probs") -> list[torch.Tensor]:
         """Several prepared circuits, each with its own batch: one output per item, in order.

@@ -26,8 +26,16 @@ import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
+from qdt.circuits.encoding import AmplitudeEncoder
 from qdt.errors import QdtInputError
-from qdt.executors.base import Capabilities, Executor, PreparedCircuit, expval_z
+from qdt.executors.base import (
+    Capabilities,
+    Executor,
+    PreparedCircuit,
+    expval_z,
+    validate_readout,
+    weights_beside,
+)
 from qdt.executors.profiles import BackendProfile
 from qdt.executors.registry import BackendSpec, OpenRequest
 from qdt.sim.engine import probabilities
@@ -149,6 +157,37 @@ class StatevectorExecutor(Executor):
         assert isinstance(payload, (ProductKernel, Program))
         probs = statevector_probabilities(payload, angles, weights)
         return probs if readout == "probs" else expval_z(probs)
+
+    def run_encoded(
+        self,
+        prepared: PreparedCircuit,
+        encoder: AmplitudeEncoder,
+        inputs: torch.Tensor,
+        weights: torch.Tensor,
+        readout: str = "probs",
+    ) -> torch.Tensor:
+        """As :meth:`Executor.run_encoded`; without gradients, on the product kernel of a circuit
+        whose tree reads the encoding's angles in order, the encoded state φ(x)/|φ(x)| goes
+        straight to the layers (:meth:`ProductKernel.state_probabilities`): no angles, no tree, the
+        same probabilities to rounding (tests/test_encoded_state.py). 6 qubits, L = 6, 2048 rows,
+        one thread: 2.2 ms instead of 7.0 (benchmarks/encoded_state.py). Training, which needs
+        gradients, keeps the angles."""
+        payload = self.check_prepared(prepared).payload
+        direct = (
+            not torch.is_grad_enabled()
+            and isinstance(payload, ProductKernel)
+            and payload.reads_tree_in_order
+            and encoder.n_qubits == payload.n_qubits
+        )
+        if not direct:
+            return super().run_encoded(prepared, encoder, inputs, weights, readout)
+        assert isinstance(payload, ProductKernel)
+        mode = validate_readout(readout)
+        state = encoder.state(inputs)
+        probs = payload.state_probabilities(
+            state, weights_beside(state, weights, prepared.n_weights, "inputs")
+        )
+        return probs if mode == "probs" else expval_z(probs)
 
 
 def _open(request: OpenRequest) -> StatevectorExecutor:

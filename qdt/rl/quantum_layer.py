@@ -41,8 +41,8 @@ class QuantumLayer(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         device = inputs.device if isinstance(inputs, torch.Tensor) else CPU  # numpy inputs are on the CPU
-        angles = on_device(self.vqc.encoder, device)(inputs)
-        return self.executor.run(self.prepared, angles, self.weight, readout=self.readout)
+        encoder = on_device(self.vqc.encoder, device)
+        return self.executor.run_encoded(self.prepared, encoder, inputs, self.weight, readout=self.readout)
 
     def extra_repr(self) -> str:
         return (

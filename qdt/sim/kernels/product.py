@@ -206,6 +206,25 @@ class ProductKernel:
             return kernel.io.readout(kernel.unitary(angles, weights))
         return kernel.io.readout(_ProductFunction.apply(angles, weights, kernel))
 
+    @property
+    def reads_tree_in_order(self) -> bool:
+        """Whether the tree reads the circuit's angles in order, so the state those angles prepare
+        is the encoding's state (:meth:`state_probabilities` may stand for a call)."""
+        return self.io.angle_columns is None
+
+    def state_probabilities(self, psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Probabilities [B, 2**m] of the readout bits after the layers act on prepared states
+        ψ₀ [B, 2**n] (real, unit norm) given directly rather than as the tree's angles: what a call
+        on the angles that prepare ψ₀ gives, to rounding, with no tree to compute and no gradient
+        (``StatevectorExecutor.run_encoded``)."""
+        kernel = on_device(self, psi.device)
+        weights = kernel.io.weights(weights)
+        with torch.no_grad():
+            if kernel.unitary is not None:
+                return kernel.io.readout(kernel.unitary.state_probabilities(psi, weights))
+            matrices = _layer_matrices(kernel, weights) if kernel.n_layers else []
+            return kernel.io.readout(_probabilities(kernel, _evolve(kernel, psi.T, matrices)[-1]))
+
 
 @dataclass(frozen=True, eq=False)
 class CircuitIO:
@@ -246,9 +265,11 @@ class CircuitIO:
         """Angles and weights in the order the kernel reads them."""
         if self.angle_columns is not None:
             angles = angles.index_select(1, self.angle_columns)
-        if self.weight_columns is not None:
-            weights = weights.index_select(0, self.weight_columns)
-        return angles, weights
+        return angles, self.weights(weights)
+
+    def weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weights in the order the kernel reads them."""
+        return weights if self.weight_columns is None else weights.index_select(0, self.weight_columns)
 
     def readout(self, probs: torch.Tensor) -> torch.Tensor:
         """Probabilities of every basis state [B, 2**n] → of the readout bits [B, 2**m]."""
@@ -400,6 +421,25 @@ def _layer_matrices(kernel: ProductKernel, weights: torch.Tensor) -> list[torch.
     return matrices
 
 
+def _evolve(kernel: ProductKernel, psi: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The layers' inputs χ_0 … χ_{L−1} and output χ_L [D, 2B] from the prepared states ψ₀ [D, B]."""
+    batch, dim = psi.shape[1], kernel.dim
+    state = (psi.unsqueeze(1) * kernel.twist).view(dim, 2 * batch)
+    states = [state]
+    for layer in range(kernel.n_layers):
+        for (start, size), group in zip(kernel.groups, matrices):
+            state = apply_group(group[layer], state, start, size)
+        if kernel.signs is not None:
+            state = state * kernel.signs
+        states.append(state)
+    return states
+
+
+def _probabilities(kernel: ProductKernel, state: torch.Tensor) -> torch.Tensor:
+    """Probabilities [B, D] of final states [D, 2B] (real and imaginary parts as column blocks)."""
+    return state.view(kernel.dim, 2, state.shape[1] // 2).square().sum(1).T.contiguous()
+
+
 @dataclass(eq=False)
 class _Saved:
     tree: TreeSaved
@@ -413,20 +453,12 @@ class _ProductFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, angles: torch.Tensor, weights: torch.Tensor, kernel: ProductKernel) -> torch.Tensor:  # type: ignore[override]
-        batch, dim = angles.shape[0], kernel.dim
         psi, tree_saved = kernel.tree.forward(angles)
-        state = (psi.unsqueeze(1) * kernel.twist).view(dim, 2 * batch)
-        states = [state]
         matrices = _layer_matrices(kernel, weights) if kernel.n_layers else []
-        for layer in range(kernel.n_layers):
-            for (start, size), group in zip(kernel.groups, matrices):
-                state = apply_group(group[layer], state, start, size)
-            if kernel.signs is not None:
-                state = state * kernel.signs
-            states.append(state)
+        states = _evolve(kernel, psi, matrices)
         ctx.kernel = kernel
         ctx.saved = _Saved(tree_saved, states, matrices)
-        return state.view(dim, 2, batch).square().sum(1).T.contiguous()
+        return _probabilities(kernel, states[-1])
 
     @staticmethod
     @once_differentiable

@@ -74,6 +74,27 @@ class UnitaryTables:
     def __call__(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return _UnitaryFunction.apply(angles, weights, on_device(self, angles.device))
 
+    def layers(self, weights: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The prefixes P_0 = I, P_1, …, P_L = U [D, D] of the weights' layers and the readout
+        R = [U·diag(t_re); U·diag(t_im)] [2D, D] (module docstring)."""
+        n, layers, dim = self.n_qubits, self.n_layers, self.dim
+        prefixes = [self.identity]
+        if layers:
+            entries = torch.addmm(self.slot_constant, weights.view(layers, n), self.slot_matrix).cos()
+            gathered = entries.t().contiguous().index_select(0, self.layer_index)  # [D·D·(n + 1), L]
+            steps = gathered.view(dim, dim, n + 1, layers).prod(2).permute(2, 0, 1)
+            for step in steps.unbind(0):
+                prefixes.append(step if len(prefixes) == 1 else torch.mm(step, prefixes[-1]))
+        return prefixes, (prefixes[-1] * self.twist).view(2 * dim, dim)
+
+    def state_probabilities(self, psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Probabilities [B, D] of the layers acting on prepared states ψ₀ [B, D] (real, unit norm)
+        given directly instead of as the tree's angles: no tree, no gradient."""
+        tables = on_device(self, psi.device)
+        _, readout = tables.layers(weights)
+        amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
+        return amplitudes.square_().view(-1, 2, self.dim).sum(1)
+
 
 def unitary_tables(n_qubits: int, n_layers: int) -> UnitaryTables:
     n, dim = n_qubits, 1 << n_qubits
@@ -130,19 +151,12 @@ class _Saved:
 class _UnitaryFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, angles: torch.Tensor, weights: torch.Tensor, tables: UnitaryTables) -> torch.Tensor:  # type: ignore[override]
-        batch, n, layers, dim = angles.shape[0], tables.n_qubits, tables.n_layers, tables.dim
+        batch, n, dim = angles.shape[0], tables.n_qubits, tables.dim
         # Batch last for the gathers: index_select picks whole rows (10x faster than columns on CPU).
         arguments = torch.addmm(tables.tree_constant[:, None], tables.tree_matrix.t(), angles.t())  # [2A, B]
         factors = arguments.cos().index_select(0, tables.tree_index)
         psi = (factors.view(n, dim, batch).prod(0) if n > 1 else factors).t()  # [B, D], a view
-        prefixes = [tables.identity]
-        if layers:
-            entries = torch.addmm(tables.slot_constant, weights.view(layers, n), tables.slot_matrix).cos()
-            gathered = entries.t().contiguous().index_select(0, tables.layer_index)  # [D·D·(n + 1), L]
-            steps = gathered.view(dim, dim, n + 1, layers).prod(2).permute(2, 0, 1)
-            for step in steps.unbind(0):
-                prefixes.append(step if len(prefixes) == 1 else torch.mm(step, prefixes[-1]))
-        readout = (prefixes[-1] * tables.twist).view(2 * dim, dim)
+        prefixes, readout = tables.layers(weights)
         amplitudes = torch.nn.functional.linear(psi, readout)
         ctx.tables = tables
         ctx.saved = _Saved(arguments, psi, prefixes, readout, amplitudes)
