@@ -5,8 +5,8 @@
         [--out benchmarks/results/encoded-state]
 
 Per width n, a batch of real inputs of width 2**n − 7 (the actor's ``placement`` rows are 7M + 1
-wide: 57 at M = 8, on 6 qubits) goes forward through the statevector executor without gradients,
-two ways, on one torch thread:
+wide: 57 at M = 8, on 6 qubits; 2**(n−1) + 1 below 4 qubits, the fewest that need n) goes forward
+through the statevector executor without gradients, two ways, on one torch thread:
 
 - ``angles``: the encoding's angles (``AmplitudeEncoder.__call__``), then the product kernel on
   them (its tree prepares the state from the angles, then the layers): what every executor runs;
@@ -58,8 +58,10 @@ def _positive_ints(flag: str, text: str) -> list[int]:
 
 def measure(qubits: int, layers: int, batch: int, repeats: int, seed: int) -> dict[str, float]:
     """One cell: both ways' median milliseconds and their largest difference."""
-    width = max(1, (1 << qubits) - 7)
+    width = max((1 << (qubits - 1)) + 1, (1 << qubits) - 7)  # the fewest inputs that need n qubits
     vqc = build_vqc(width, layers)
+    if vqc.n_qubits != qubits:
+        raise RuntimeError(f"{width} inputs: expected a {qubits}-qubit circuit, got {vqc.n_qubits} qubits")
     executor = StatevectorExecutor()
     prepared = executor.prepare_vqc(vqc)
     generator = torch.Generator().manual_seed(seed)

@@ -160,6 +160,7 @@ def test_the_benchmark_script_writes_both_ways_and_their_agreement(tmp_path) -> 
         rows = list(csv.DictReader(stream))
     cells = [(int(row["qubits"]), int(row["batch"])) for row in rows]
     assert cells == [(q, b) for b in (3, 5) for q in (2, 3, 4)]
+    assert [int(row["inputs"]) for row in rows[:3]] == [3, 5, 9]  # each needs its row's qubits
     assert all(float(row["angles_ms"]) > 0 and float(row["state_ms"]) > 0 for row in rows)
     assert max(float(row["max_abs_diff"]) for row in rows) < 1e-12
     assert (tmp_path / "encoded_state.png").read_bytes()[:4] == b"\x89PNG"

@@ -170,7 +170,7 @@ class StatevectorExecutor(Executor):
         whose tree reads the encoding's angles in order, the encoded state φ(x)/|φ(x)| goes
         straight to the layers (:meth:`ProductKernel.state_probabilities`): no angles, no tree, the
         same probabilities to rounding (tests/test_encoded_state.py). 6 qubits, L = 6, 2048 rows,
-        one thread: 2.2 ms instead of 7.0 (benchmarks/encoded_state.py). Training, which needs
+        one thread: 2.6 ms instead of 7.9 (benchmarks/encoded_state.py). Training, which needs
         gradients, keeps the angles."""
         payload = self.check_prepared(prepared).payload
         direct = (
