@@ -150,6 +150,8 @@ def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path,
         (["--ppo-credit", "user"], "--ppo-credit: expected episode with recipe v2 (its learner is maddpg"),
         (["--recipe", "v3", "--ppo-credit", "joint"], "--ppo-credit: expected one of episode, user, both"),
         (["--shapes", "2000x2"], "--shapes"),
+        (["--agents", "classical,qaoa"], "--agents: expected distinct agents from classical, quantum"),
+        (["--recipe", "v4", "--ppo-credit", "user"], "recipe v4 (its learner is elite"),
     ):
         assert main(["bench", "scale", *argv, "--runs", str(tmp_path / "s")]) == 2
         assert named in capsys.readouterr().err
@@ -332,6 +334,20 @@ def test_bench_scale_quick_grid_reports_every_run_once_beside_greedy_and_untrain
     ]
     assert [(c["learner"], c["ppo_credit"]) for c in configs] == [("ppo", "user")] * 2
     assert "recipe v3 with --ppo-credit user" in (tmp_path / "scale-user" / "scale.md").read_text()
+
+    elite = run_scale_bench(  # v4: the elite learner, no critic, so the quantum run is never capped
+        tmp_path / "scale-v4",
+        tmp_path / "scale-v4-runs",
+        shapes=((4, 2),),
+        seeds=1,
+        episodes=3,
+        recipe="v4",
+        max_critic_qubits=1,
+    )
+    assert elite["trained"] == 2 and not elite["skipped"]
+    rows = _csv(tmp_path / "scale-v4" / "scale.csv")
+    assert {(r["recipe"], r["feasible"]) for r in rows} == {("v4", "True")}  # guarded constructions
+    assert all(r["untrained_feasible"] == "True" for r in rows)
 
 
 def test_bench_instances_runs_as_sweep(ray_cluster, tmp_path):

@@ -155,6 +155,15 @@ def _register_scale(kinds: Any) -> None:
     grid.add_argument("--full", action="store_true", help="N in {8,16,32,64} x M in {2,4,8}")
     grid.add_argument("--quick", action="store_true", help="4x2 and 8x2, 2 seeds, 40 episodes (for CI)")
     scale.add_argument("--seeds", type=int, default=None, help="training seeds per agent (default 5)")
+    scale.add_argument(
+        "--agents",
+        default=None,
+        metavar="AGENT,...",
+        help=(
+            "which agents to train: classical, quantum (L = 6) or both (default classical,quantum); a "
+            "run's cell is the same either way, so a bench of one agent reuses that agent's finished runs"
+        ),
+    )
     scale.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
     _add_ppo_credit(scale)
     scale.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the recipe's)")
@@ -603,15 +612,17 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else seeds
     episodes = args.episodes if args.episodes is not None else episodes
     recipe = _check_budget(args, seeds, episodes)
+    agents = parse_agents(args.agents, DEFAULT_AGENTS) if args.agents is not None else DEFAULT_AGENTS
     check_max_critic_qubits(args.max_critic_qubits)
     total = seeds * sum(
-        is_trained(spec, n, m, args.max_critic_qubits) for n, m in shapes for spec in DEFAULT_AGENTS
+        is_trained(spec, n, m, args.max_critic_qubits, recipe) for n, m in shapes for spec in agents
     )
     with _output_folders(args, "scale"), _progress("bench scale", total, "run") as step:
         result = run_scale_bench(
             args.out,
             args.runs,
             shapes=shapes,
+            agents=agents,
             seeds=seeds,
             recipe=recipe,
             episodes=episodes,
@@ -652,11 +663,12 @@ def _check_budget(
     if args.ppo_credit is not None:
         if args.ppo_credit not in PPO_CREDITS:
             raise QdtInputError("--ppo-credit", f"one of {', '.join(PPO_CREDITS)}", args.ppo_credit)
-        if args.ppo_credit != "episode" and TrainConfig.from_recipe(recipe).learner != "ppo":
+        learner = TrainConfig.from_recipe(recipe).learner
+        if args.ppo_credit != "episode" and learner != "ppo":
             ppo = [name for name in RECIPE_NAMES if TrainConfig.from_recipe(name).learner == "ppo"]
             raise QdtInputError(
                 "--ppo-credit",
-                f"episode with recipe {recipe} (its learner is maddpg; credit is a ppo setting)",
+                f"episode with recipe {recipe} (its learner is {learner}; credit is a ppo setting)",
                 args.ppo_credit,
                 f"use --recipe {' or '.join(ppo)}, or drop --ppo-credit",
             )

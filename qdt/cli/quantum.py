@@ -176,7 +176,8 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         return 0
     sharing = "shared by" if data["actor"]["shared"] else "for each of"
     if data["critic"] is None:
-        print(f"recipe {args.recipe}: one actor {sharing} the {m} agents; no critic (learner ppo)")
+        learner = TrainConfig.from_recipe(args.recipe).learner
+        print(f"recipe {args.recipe}: one actor {sharing} the {m} agents; no critic (learner {learner})")
     else:
         print(f"recipe {args.recipe}: one actor and one critic {sharing} the {m} agents")
     for role in ("actor", "critic"):

@@ -18,6 +18,7 @@ from qdt.rl.config import (
     CONSTRUCT_DEFAULTS,
     DEFAULT_RECIPE,
     FAMILY_DEFAULTS,
+    RECIPES,
     RUNTIME_FIELDS,
     TrainConfig,
     resolve_torch_device,
@@ -106,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe = changes.get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
         # a family's actors score user by user unless --observation says otherwise (FAMILY_DEFAULTS);
         # with --decode construct they read the whole partial placement (CONSTRUCT_DEFAULTS)
-        constructs = changes.get("decode") == "construct"
+        constructs = changes.get("decode", RECIPES.get(recipe, {}).get("decode")) == "construct"
         defaults = CONSTRUCT_DEFAULTS if constructs else FAMILY_DEFAULTS
         family_base = (
             {key: value for key, value in defaults.items() if key not in changes}

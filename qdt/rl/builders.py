@@ -65,9 +65,7 @@ def check_fits(config: TrainConfig, n_users: int, n_servers: int, field: str = "
                 + (
                     f"critic {critic} qubits"
                     if config.trains_critic
-                    else "no critic (construct)"
-                    if config.decode == "construct"
-                    else "no critic (ppo)"
+                    else f"no critic ({'construct' if config.decode == 'construct' else config.learner})"
                 ),
                 "use --agent classical"
                 + (", --observation column" if actor > MAX_QUBITS >= critic else "")

@@ -25,6 +25,12 @@ continues an older run with the settings it was trained with, never with a newer
   16 × 4 2.92%, 8.14% (seeds 0–1; v3: 1.14%, 0.98%), 32 × 8 9.27% (seed 0). ``both`` (the sum
   of the two advantages): 16 × 4 1.50%, 0.76%, 1.17%; 32 × 8 3.10%, 7.63%, 7.20%, infeasible,
   3.73%. Neither is a recipe: no setting is better than v2 and v3 at every size.
+* ``v4``: one instance constructed user by user (``decode = "construct"``, guarded,
+  ``observation = "placement"``), the actor learning by self-imitation (``learner = "elite"``):
+  each episode 64 constructions, 63 of them with Gumbel noise of scale 1 on the logits, then 32
+  cross-entropy steps towards the best feasible placement found so far; 100 episodes
+  (:data:`ELITE_SETTINGS`; qdt/rl/construct.py, "Self-imitation", says why each). No MILP and no
+  critic, and the decision is the plain construction, with no search.
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
@@ -64,12 +70,13 @@ Defaults and why:
   may break); on the paper preset (classical agents, 4 seeds, 2000 episodes) it ended at the
   optimum in 4 of 4 seeds. "round" is the paper's reading, a^j = round(â^j), where a user can end
   up on no server or on two, and moving a user needs two agents to change at once: 1 of 4 seeds
-  optimal, the others at 1,0,0,1 (11.4% above it). "construct" (family runs only, with
-  ``observation = "placement"``; ``qdt/rl/construct.py``) builds the placement user by user, the
-  actor rescoring every unplaced user after each placement with the whole partial placement in
-  view, and learns by imitation of MILP optima and completions (DAgger) in every episode: the
-  one policy measured so far that places most tight instances (where the feasible decoding's
-  one-pass packing fails), at N actor calls per decision instead of a few.
+  optimal, the others at 1,0,0,1 (11.4% above it). "construct" (family runs, or one instance with
+  the ``elite`` learner of v4; with ``observation = "placement"``; ``qdt/rl/construct.py``) builds
+  the placement user by user, the actor rescoring every unplaced user after each placement with
+  the whole partial placement in view, and learns by imitation in every episode: of MILP optima
+  and completions (DAgger) on a family, of its own best construction with ``elite``. The one
+  policy measured so far that places most tight instances (where the feasible decoding's one-pass
+  packing fails), at N actor calls per decision instead of a few.
 * ``sharing`` = "shared": one actor acts for every agent (its input ends with the agent's one-hot
   code) and one critic learns Q for all of them (the reward is shared, so the M critics of v1
   estimate the same function): one gradient step instead of M, and every agent's experience
@@ -214,7 +221,7 @@ adds N_t transitions to the replay memory per episode."""
 
 AgentKind = Literal["quantum", "classical"]
 TargetUpdate = Literal["hard", "soft"]
-Exploration = Literal["flip", "gaussian", "paper"]
+Exploration = Literal["flip", "gaussian", "paper", "gumbel"]
 Decode = Literal["round", "argmax", "feasible", "construct"]
 Observation = Literal["column", "features", "user", "placement"]
 Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
@@ -223,10 +230,10 @@ ConstructOrder = Literal["sure", "constrained"]  # qdt/rl/construct.py: which us
 ConstructGuard = Literal["none", "completion"]
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
-Learner = Literal["maddpg", "ppo"]
+Learner = Literal["maddpg", "ppo", "elite"]
 PpoCredit = Literal["episode", "user", "both"]
 PPO_CREDITS: tuple[str, ...] = get_args(PpoCredit)
-Recipe = Literal["v2", "v3", "v1", "paper"]
+Recipe = Literal["v2", "v3", "v4", "v1", "paper"]
 EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
 RECIPE_NAMES: tuple[str, ...] = get_args(Recipe)
@@ -254,7 +261,8 @@ class TrainConfig:
         default=DEFAULT_RECIPE,
         metadata=_doc(
             "named set of defaults the other options start from: v2 (qdt's default, chosen for 8 to 64 "
-            "users), v3 (v2 learning by policy gradient, no critic), v1 (the defaults before v2; "
+            "users), v3 (v2 learning by policy gradient, no critic), v4 (one instance constructed user "
+            "by user, imitating its best construction), v1 (the defaults before v2; "
             "reproduces benchmarks/results/paper), paper (Algorithm 1 as printed); options given on top "
             "override it (qdt/rl/config.py: RECIPES)"
         ),
@@ -306,9 +314,10 @@ class TrainConfig:
         default="feasible",
         metadata=_doc(
             "actor outputs to placement: feasible (every constraint met by construction), argmax over "
-            "servers, or round (the paper's); qdt/problem/decoding.py; or construct (family runs: user by "
-            "user, the actor rescoring after each placement; needs --observation placement and learns by "
-            "imitation in every episode: qdt/rl/construct.py)"
+            "servers, or round (the paper's); qdt/problem/decoding.py; or construct (user by user, the "
+            "actor rescoring after each placement; needs --observation placement and learns by imitation "
+            "in every episode, of the MILP on a family, of its best construction with --learner elite: "
+            "qdt/rl/construct.py)"
         ),
     )
     observation: Observation = field(
@@ -334,8 +343,11 @@ class TrainConfig:
     learner: Learner = field(
         default="maddpg",
         metadata=_doc(
-            "how the actors learn: maddpg (through the centralised critic, eqs. 37-38) or ppo (clipped "
-            "policy gradient on each episode's rewards of the scores explored with Gaussian noise; no critic)"
+            "how the actors learn: maddpg (through the centralised critic, eqs. 37-38), ppo (clipped "
+            "policy gradient on each episode's rewards of the scores explored with Gaussian noise; no "
+            "critic) or elite (one instance, --decode construct: the actor imitates the best placement its "
+            "--envs Gumbel-sampled constructions per episode have found; no critic, no MILP: "
+            "qdt/rl/construct.py)"
         ),
     )
     ppo_clip: float = field(default=0.2, metadata=_doc("ppo: clip range of the probability ratio"))
@@ -493,6 +505,7 @@ class TrainConfig:
         if self.family is not None:
             self._check_family()
         self._check_imitation()
+        self._check_elite()
         self._check_construct()
         if self.learner == "ppo":
             self._check_ppo()
@@ -564,10 +577,11 @@ class TrainConfig:
                 "add --observation placement",
             ),
             (
-                self.family is None,
+                self.family is None and self.learner != "elite",
                 "--decode",
-                "a family run (it learns by imitating the MILP on the family's training draws)",
-                "add --family users=N,servers=M",
+                "a family run (it learns by imitating the MILP on the family's training draws), or "
+                "--learner elite on one instance (it imitates the best of its own constructions)",
+                "add --family users=N,servers=M, or --learner elite --exploration gumbel",
             ),
             (
                 self.sharing != "shared",
@@ -596,6 +610,53 @@ class TrainConfig:
                     "--imitation-episodes": self.imitation_episodes,
                     "--start": self.start,
                 }[flag]
+                raise QdtInputError(flag, needed, value, fix)
+
+    def _check_elite(self) -> None:
+        """The ``elite`` learner constructs one fixed instance (qdt/rl/construct.py), explored by
+        Gumbel noise on its logits, and ``gumbel`` exploration exists only for it."""
+        if self.learner != "elite":
+            if self.exploration == "gumbel":
+                raise QdtInputError(
+                    "--exploration",
+                    "flip, gaussian or paper (gumbel perturbs the logits of the elite learner's "
+                    "constructions)",
+                    self.exploration,
+                    "add --learner elite --decode construct, or --exploration gaussian",
+                )
+            return
+        for wrong, flag, needed, value, fix in (
+            (
+                self.decode != "construct",
+                "--decode",
+                "construct with the elite learner (it imitates the best of its constructions)",
+                self.decode,
+                "add --decode construct --observation placement",
+            ),
+            (
+                self.family is not None,
+                "--family",
+                "none with the elite learner (its elite is the best placement of one instance; a family "
+                "run imitates the MILP instead)",
+                self.family,
+                "drop --family, or use --learner maddpg with --decode construct on a family",
+            ),
+            (
+                self.exploration != "gumbel",
+                "--exploration",
+                "gumbel with the elite learner (its constructions are sampled by Gumbel noise on the logits)",
+                self.exploration,
+                "add --exploration gumbel",
+            ),
+            (
+                self.channel_fading_db != 0.0,
+                "--fading-db",
+                "0 with the elite learner (its elite is the best placement of one fixed instance)",
+                self.channel_fading_db,
+                "drop --fading-db",
+            ),
+        ):
+            if wrong:
                 raise QdtInputError(flag, needed, value, fix)
 
     def _check_ppo(self) -> None:
@@ -645,8 +706,8 @@ class TrainConfig:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
         ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0,
         ``start`` only when not "empty", ``construct_order`` only when not "sure" and
-        ``construct_guard`` only when not "none" (so older configs and their sweep cells read the
-        same)."""
+        ``construct_guard`` only when not its recipe's (none but in v4; so older configs and their
+        sweep cells read the same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
             del data["torch_device"]
@@ -660,7 +721,7 @@ class TrainConfig:
             del data["label_gap"]
         if data["construct_order"] == "sure":
             del data["construct_order"]
-        if data["construct_guard"] == "none":
+        if data["construct_guard"] == RECIPES[self.recipe].get("construct_guard", "none"):  # read on load
             del data["construct_guard"]
         return data
 
@@ -716,6 +777,7 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "learner",
     "ppo_clip",
     "ppo_credit",
+    "construct_guard",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
 channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,
@@ -741,6 +803,27 @@ prototype measured in qdt/rl/construct.py), constructions from nothing placed.""
 
 RUNTIME_FIELDS: tuple[str, ...] = ("torch_device",)
 """Fields that say where a run computes, not what it computes: ``qdt train --resume`` may change them."""
+
+ELITE_SETTINGS: dict[str, Any] = {
+    "learner": "elite",
+    "decode": "construct",
+    "observation": "placement",
+    "construct_guard": "completion",
+    "hidden": 64,
+    "exploration": "gumbel",
+    "explore_start": 1.0,
+    "explore_end": 1.0,
+    "envs": 64,
+    "batch_size": 32,
+    "replay_size": 32,
+    "gradient_steps": 32,
+    "lr_actor": 3e-3,
+    "episodes": 100,
+}
+"""What v4 changes in v2 (qdt/rl/construct.py, "Self-imitation", says why each): 64 guarded
+constructions per episode, 63 of them with Gumbel noise of scale 1 on the logits, then 32
+cross-entropy steps at learning rate 3e-3 on 32 random parts of the elite; 100 episodes. The replay
+memory is unused (its smallest size)."""
 
 _V1: dict[str, Any] = {
     "episodes": 2000,
@@ -785,6 +868,15 @@ RECIPES: dict[str, dict[str, Any]] = {
             if name in RECIPE_FIELDS
         },
         "learner": "ppo",
+    },
+    # One instance, constructed user by user (guarded), the actor imitating its own best construction.
+    "v4": {
+        **{
+            name: spec.default
+            for name, spec in TrainConfig.__dataclass_fields__.items()
+            if name in RECIPE_FIELDS
+        },
+        **ELITE_SETTINGS,
     },
     # The defaults before v2: benchmarks/results/paper, instances, noise, shots and demo were made with it.
     "v1": _V1,

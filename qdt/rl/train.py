@@ -64,6 +64,7 @@ from qdt.rl.construct import (
     imitation_targets,
     label_optima,
     partial_optima,
+    sampled_placements,
 )
 from qdt.rl.exploration import exploration_level, explore, explore_scores
 from qdt.rl.imitation import IMITATION_TIME_LIMIT_S, imitation_update, near_optimum_states, optimal_servers
@@ -168,6 +169,15 @@ class Trainer:
         self.reward_shift, self.reward_scale = (
             (0.0, 1.0) if self.family is not None else reward_transform(config, self.model)
         )
+        # the elite learner's contexts: its K constructions', and its imitation batch's
+        self._elite_contexts = (
+            (
+                context_of([self.model] * config.envs, self.device),
+                context_of([self.model] * config.batch_size, self.device),
+            )
+            if config.learner == "elite"
+            else None
+        )
         self.validation = (
             [PlacementModel(self.family.held_out(config.seed, i)) for i in range(FAMILY_VALIDATION)]
             if self.family is not None
@@ -184,6 +194,8 @@ class Trainer:
         if self.family is not None:
             self.env.set_instances(self.family.draws(config.seed, episode, config.envs))
         states = self.env.reset()
+        if config.learner == "elite":
+            return self._elite_episode(level)
         if config.decode == "construct":
             return self._construct_episode(level)
         context, context_ids = self._episode_context()
@@ -285,6 +297,69 @@ class Trainer:
         except NonFiniteError as error:
             raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
         self.state.episode += 1
+        return self._imitation_record(
+            last,
+            feasible,
+            level,
+            loss,
+            dagger_states=int(visited.size),
+            imitation_states=int(self.replay.size),
+        )
+
+    def _elite_episode(self, level: float) -> dict[str, Any]:
+        """An episode of the ``elite`` learner (one instance; qdt/rl/construct.py, "Self-imitation"):
+        the actor constructs the instance K = ``envs`` times in one batch, the first time by its logits
+        as they are and K − 1 times with ``level`` · Gumbel noise on them (one environment step, whose
+        rewards the metrics report); the best feasible placement found so far (the elite,
+        ``state.best_seen_*``) is then imitated: ``batch_size`` random parts of it, ``gradient_steps``
+        cross-entropy steps. No MILP and no critic; until a construction is feasible there is no elite
+        and no step."""
+        config = self.config
+        assert self._elite_contexts is not None  # built for the elite learner
+        sampled, taught = self._elite_contexts
+        placements = sampled_placements(
+            self.agents[0].actor,
+            [self.model],
+            sampled,
+            config.envs,
+            level,
+            self.explore_rng,
+            config.construct_order,
+            config.construct_guard,
+        )
+        last, feasible, _ = self.env.step(placements)
+        if not np.all(np.isfinite(last)):
+            raise TrainingDivergedError(
+                f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
+            )
+        for placement in placements[feasible]:
+            self._track_best(placement)
+        loss = None
+        if self.state.best_seen_assignment is not None:
+            elite = np.asarray(self.state.best_seen_assignment, dtype=np.int64)[None]
+            states, labels = partial_optima(elite, config.batch_size, self.explore_rng)
+            try:
+                loss = construct_imitation_update(
+                    self.agents[0], taught, states, labels, config.gradient_steps
+                )
+            except NonFiniteError as error:
+                raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
+        self.state.episode += 1
+        return self._imitation_record(
+            last,
+            feasible,
+            level,
+            loss,
+            reward_last=float(last[0]),  # the plain construction's
+            elite_latency_s=self.state.best_seen_latency,
+            sampled_feasible=float(np.mean(feasible)),
+        )
+
+    def _imitation_record(
+        self, last: np.ndarray, feasible: np.ndarray, level: float, loss: float | None, **extra: Any
+    ) -> dict[str, Any]:
+        """The metrics record of an episode that learned by imitation (a ``construct`` episode, on a
+        family or ``elite``), with ``extra`` on top, and the greedy policy's every EVAL_EVERY episodes."""
         record: dict[str, Any] = {
             "episode": self.state.episode,
             "reward_mean": float(np.mean(last)),
@@ -295,10 +370,9 @@ class Trainer:
             "critic_loss": None,
             "actor_loss": loss,
             "imitation": True,
-            "dagger_states": int(visited.size),
-            "imitation_states": int(self.replay.size),
+            **extra,
         }
-        if self.state.episode % EVAL_EVERY == 0 or self.state.episode == config.episodes:
+        if self.state.episode % EVAL_EVERY == 0 or self.state.episode == self.config.episodes:
             record.update(self._greedy_record())
         return record
 

@@ -155,11 +155,17 @@ def scale_instance(
     )
 
 
-def is_trained(spec: AgentSpec, users: int, servers: int, max_critic_qubits: int) -> bool:
-    """Whether the bench trains ``spec`` at N x M: quantum only up to ``max_critic_qubits``."""
+def critic_qubits(recipe: str, users: int, servers: int) -> int:
+    """The qubits of the quantum critic ``recipe`` trains at N x M (0: it trains none)."""
+    return agent_qubits(TrainConfig.from_recipe(recipe, agent="quantum"), users, servers)[1]
+
+
+def is_trained(spec: AgentSpec, users: int, servers: int, max_critic_qubits: int, recipe: str) -> bool:
+    """Whether the bench trains ``spec`` at N x M by ``recipe``: quantum only where its critic needs
+    at most ``max_critic_qubits`` (always, for a recipe that trains no critic)."""
     if spec.agent != "quantum":
         return True
-    return agent_qubits(TrainConfig(agent="quantum"), users, servers)[1] <= max_critic_qubits
+    return critic_qubits(recipe, users, servers) <= max_critic_qubits
 
 
 SLOW_CRITIC_QUBITS = 10
@@ -223,7 +229,7 @@ def run_scale_bench(
     instances: dict[tuple[int, int], ScaleInstance] = {}
     for n, m in shapes:
         for spec in agents:  # every config and size is checked before any instance is solved
-            if is_trained(spec, n, m, max_critic_qubits):
+            if is_trained(spec, n, m, max_critic_qubits, recipe):
                 check_fits(
                     bench_config(spec, 0, recipe, episodes, quantum_episodes, (n, m), **credit),
                     n,
@@ -234,9 +240,8 @@ def run_scale_bench(
         drawn = scale_instance(n, m, generator, instance_seed, milp_limit_s)
         instances[(n, m)] = drawn
         for spec in agents:
-            if not is_trained(spec, n, m, max_critic_qubits):
-                critic = agent_qubits(TrainConfig(agent="quantum"), n, m)[1]
-                skipped.append(f"{n}x{m} {spec.label} ({critic}-qubit critic)")
+            if not is_trained(spec, n, m, max_critic_qubits, recipe):
+                skipped.append(f"{n}x{m} {spec.label} ({critic_qubits(recipe, n, m)}-qubit critic)")
                 continue
             for seed in range(seeds):
                 config = bench_config(spec, seed, recipe, episodes, quantum_episodes, (n, m), **credit)
