@@ -125,7 +125,7 @@ def test_help_shows_each_flags_dataclass_default_and_doc(capsys, monkeypatch):
     assert _shown_default(helps["--lr-quantum"]) == "0.01"  # the drift this replaced: "as --lr"
     assert "sets lr_actor and lr_critic" in helps["--lr"]
     assert "sets channel_fading_db" in helps["--fading-db"]
-    assert helps["--exploration"].startswith("{flip,gaussian,paper} exploration noise")
+    assert helps["--exploration"].startswith("{flip,gaussian,paper,gumbel} exploration noise")
 
 
 def test_help_follows_a_changed_default(capsys, monkeypatch):

@@ -112,7 +112,9 @@ Defaults and why:
   ``explore_fraction`` = 60% of the episodes. "flip" flips every bit of round(â) (or, with a
   score decoding, redraws a user's row of scores) with probability p on the same schedule.
   "paper" is rule (31) as printed, a = round(â + ε) with ε ~ U[0, 1], which biases every bit
-  towards 1 and never decays.
+  towards 1 and never decays. "gumbel" (the ``elite`` learner's, and only its) adds τ · Gumbel
+  noise to the logits of all but the first of an episode's constructions, τ the level (v4: 1
+  throughout).
 * ``logit_penalty`` = 1e-3: c·mean(z²) of the actor's pre-sigmoid outputs joins the actor loss
   (38), as in the reference MADDPG implementation, so the sigmoids do not saturate; a saturated
   actor has no gradient, and no exploration noise moves its argmax.
