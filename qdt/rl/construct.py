@@ -88,13 +88,15 @@ seed 0; the untrained construction 15.9%): 16 steps at 1e-3 ended at 3.63% with 
 strayed from an elite it had reproduced ten episodes before); 32 steps at 3e-3 at 2.42% (elite
 1.67%, cross-entropy 0.29); 32 steps at 1e-2 at 5.97%. The classical agent is indifferent between
 16 steps at 1e-3 and 32 at 3e-3 (100 episodes, seeds 0 and 1: 1.45, 1.40% and 1.43, 1.55%), so v4
-takes the quantum agent's. With v4 as it is, 100 episodes, run seeds 0 and 1 on that instance, the
-quantum agent ended at 1.09% and 3.82%. Tried on top and not kept (same runs): the probabilities
-times 2^6 before the FC layers, so that they average 1 (the cross-entropy falls to 0.016, yet the
-plain construction stays about 1% above its elite, and the elites are worse): 2.81%, 5.93%;
-labelling also the partial placement where the plain construction left the elite (DAgger's
-state, in place of one part): 4.44%, 1.18%; both: 5.17%, 1.12%. Two seeds do not separate these
-from v4: the quantum runs' spread is larger than any effect measured.
+takes the quantum agent's. With v4 as it is, 100 episodes, run seeds 0–4 on that instance, the
+quantum agent ended at 1.09, 3.82, 1.90, 1.53, 3.31% (elites 0.57, 2.62, 1.47, 0.45, 2.15%); at
+200 episodes at 1.09, 5.58, 2.40, 0.45, 3.93% (elites 0.57, 1.66, 0.84, 0.45, 2.15%): the plain
+construction does not follow its elite reliably. Tried on top and not kept (run seeds 0 and 1):
+the probabilities times 2^6 before the FC layers, so that they average 1 (the cross-entropy
+falls to 0.016, yet the plain construction stays about 1% above its elite, and the elites are
+worse): 2.81%, 5.93%; labelling also the partial placement where the plain construction left
+the elite (DAgger's state, in place of one part): 4.44%, 1.18%; both: 5.17%, 1.12%. Two seeds do
+not separate these from v4: the quantum runs' spread is larger than any effect measured.
 
 Why (the prototype of this policy, commit 22b4a9e, on the 100 unseen instances of
 ``qdt bench generalise --tight`` at 16 × 4; benchmarks/results/constructive-tight-16x4 and

@@ -214,9 +214,7 @@ class Trainer:
             else:
                 actions = explore_scores(config.exploration, scores, level, self.explore_rng)
                 placements = self._decode(actions)
-            last, feasible, _ = self.env.step(placements)
-            if not np.all(np.isfinite(last)):
-                raise TrainingDivergedError(f"episode {episode + 1}: non-finite reward {last.tolist()}")
+            last, feasible = self._step(placements)
             stored = self._scaled_rewards(last)
             if config.learner == "ppo":
                 on_policy.append(OnPolicyStep(states, actions, stored, placements, last))
@@ -262,11 +260,7 @@ class Trainer:
         placements = construct_placements(
             self.agents[0].actor, models, context, trace, config.construct_order, config.construct_guard
         )
-        last, feasible, _ = self.env.step(placements)
-        if not np.all(np.isfinite(last)):
-            raise TrainingDivergedError(
-                f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
-            )
+        last, feasible = self._step(placements)
         targets = label_optima(models, IMITATION_TIME_LIMIT_S, config.label_gap)  # [K, N]
         parts, part_labels = partial_optima(targets, OPTIMUM_COPIES, self.explore_rng)
         visited, states, labels = imitation_targets(
@@ -327,11 +321,7 @@ class Trainer:
             config.construct_order,
             config.construct_guard,
         )
-        last, feasible, _ = self.env.step(placements)
-        if not np.all(np.isfinite(last)):
-            raise TrainingDivergedError(
-                f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
-            )
+        last, feasible = self._step(placements)
         for placement in placements[feasible]:
             self._track_best(placement)
         loss = None
@@ -354,6 +344,16 @@ class Trainer:
             elite_latency_s=self.state.best_seen_latency,
             sampled_feasible=float(np.mean(feasible)),
         )
+
+    def _step(self, placements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The environments stepped to ``placements``: (rewards, feasible) per environment; a
+        non-finite reward stops the run (:class:`TrainingDivergedError`)."""
+        last, feasible, _ = self.env.step(placements)
+        if not np.all(np.isfinite(last)):
+            raise TrainingDivergedError(
+                f"episode {self.state.episode + 1}: non-finite reward {last.tolist()}"
+            )
+        return last, feasible
 
     def _imitation_record(
         self, last: np.ndarray, feasible: np.ndarray, level: float, loss: float | None, **extra: Any
