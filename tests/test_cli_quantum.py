@@ -52,7 +52,7 @@ def test_describe_v3_has_no_critic_so_only_its_actor_limits_the_size(capsys):
     assert code == 2 and "critic 13 qubits" in err and "describe fewer users or servers" in err
 
 
-@pytest.mark.parametrize("recipe", ["paper", "v1", "v2"])
+@pytest.mark.parametrize("recipe", ["paper", "v1", "v2", "v4", "v5"])
 def test_describe_counts_equal_the_built_networks(capsys, recipe):
     import torch
 
@@ -69,12 +69,16 @@ def test_describe_counts_equal_the_built_networks(capsys, recipe):
             actor_builder, critic_builder = network_builders(config, model, np.random.SeedSequence(0))
             actor, critic = actor_builder(0), critic_builder()
             for net, role in ((actor, "actor"), (critic, "critic")):
+                if data[role] is None:  # the recipe's learner trains no critic
+                    continue
                 linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
                 counts = [sum(p.numel() for p in m.parameters()) for m in linear]
                 expected = data[role]["fc" if agent == "quantum" else "fc_classical"]
                 assert counts == expected, (recipe, agent, role)
                 if agent == "quantum":
                     assert net.front.weight.numel() == data[role]["quantum_weights"][str(layers)]
+                    scaling = [p.numel() for n, p in net.named_parameters() if n.startswith("front.input_")]
+                    assert sum(scaling) == data[role].get("input_scaling", 0), (recipe, role)
 
 
 def test_circuit_qasm2_round_trips_and_matches_json(capsys):

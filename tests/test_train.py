@@ -311,7 +311,7 @@ def test_recipes_name_their_settings_and_the_default_is_the_dataclass():
 
 
 def test_unknown_recipe_or_decoding_and_too_large_instances_fail_before_any_work(tmp_path, capsys):
-    with pytest.raises(QdtInputError, match="--recipe: expected one of v2, v3, v4, v1, paper"):
+    with pytest.raises(QdtInputError, match="--recipe: expected one of v2, v3, v4, v5, v1, paper"):
         TrainConfig.from_recipe("v9")
     with pytest.raises(QdtInputError, match="--recipe"):
         TrainConfig(recipe="v9")

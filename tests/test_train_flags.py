@@ -69,6 +69,8 @@ NEW_FLAGS = {
         {"construct_order": "sure"},
     ),  # issue 17: which user a construction places next
     "--construct-guard": ("none", {"construct_guard": "none"}),  # issue 17: constructions kept completable
+    "--input-scaling": ("affine", {"input_scaling": "affine"}),  # issue 13: v5's trained input scaling
+    "--label-smoothing": ("0", {"label_smoothing": 0.0}),  # issue 13: v5's imitation keeps logits bounded
 }
 
 

@@ -128,7 +128,7 @@ def make_scorer(policy: Any, executor: Executor, mitigation: ReadoutMitigation |
         for j, (actor, obs) in enumerate(zip(policy.actors, observations)):
             front = actor.front
             x = actor.front_inputs(torch.as_tensor(obs, dtype=torch.float64), j)  # the observation features
-            items.append((front.prepared, front.vqc.angles(x), front.weight.detach()))
+            items.append((front.prepared, front.angles(x), front.weight.detach()))
         calibration = mitigation.pending() if mitigation is not None else []
         with torch.no_grad():
             results = run_pubs(executor, items + calibration)

@@ -119,6 +119,7 @@ def describe_networks(
     width, joint = actor_width(config, n_users, n_servers), 2 * n_users * n_servers
     actor_qubits, critic_qubits = qubits_for_width(width), qubits_for_width(joint)
     hidden = config.hidden
+    scores = 1 if config.observation in ("user", "placement") else n_users  # per row, or per column
     return {
         "users": n_users,
         "servers": n_servers,
@@ -128,8 +129,9 @@ def describe_networks(
             "shared": config.sharing == "shared",
             "qubits": actor_qubits,
             "quantum_weights": {str(L): build_vqc(input_width=width, n_layers=L).n_weights for L in layers},
-            "fc": linear_parameter_counts(fc_stack(2**actor_qubits, n_users, hidden)),
-            "fc_classical": linear_parameter_counts(fc_stack(width, n_users, hidden)),
+            "input_scaling": 2 * width if config.input_scaling == "affine" else 0,
+            "fc": linear_parameter_counts(fc_stack(2**actor_qubits, scores, hidden)),
+            "fc_classical": linear_parameter_counts(fc_stack(width, scores, hidden)),
         },
         "critic": None
         if not config.trains_critic
@@ -187,6 +189,10 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         width = part["inputs"]
         print(f"{role}: input {width} values -> VQC on {part['qubits']} qubits -> FC")
         rows: list[list[object]] = []
+        if part.get("input_scaling"):
+            rows.append(
+                ["input scaling", part["input_scaling"], "a scale and a shift per input, before the VQC"]
+            )
         for L in layers:
             rows.append([f"VQC, L = {L}", part["quantum_weights"][str(L)], "RX angles"])
         for k, count in enumerate(part["fc"]):

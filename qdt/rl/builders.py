@@ -131,7 +131,7 @@ def actor_builder(
         features = None if plain else ObservationFeatures(config.observation, model, shared)
         if executor is None:
             return Actor(None, width, outputs, config.hidden, features=features, agent=agent).to(device)
-        front = quantum_front(width, config.layers, executor)
+        front = quantum_front(width, config.layers, executor, config.input_scaling == "affine")
         return Actor(front, front.output_width, outputs, config.hidden, features=features, agent=agent).to(
             device
         )

@@ -31,6 +31,11 @@ continues an older run with the settings it was trained with, never with a newer
   cross-entropy steps towards the best feasible placement found so far; 100 episodes
   (:data:`ELITE_SETTINGS`; qdt/rl/construct.py, "Self-imitation", says why each). No MILP and no
   critic, and the decision is the plain construction, with no search.
+* ``v5``: v4 with :data:`V5_SETTINGS`: the quantum actor's circuit reads a trained scale and
+  shift of each input (``input_scaling = "affine"``, qdt/rl/quantum_layer.py), with which it
+  reproduces its elite as the classical actor does, and the imitation's labels are smoothed by 0.1
+  (``label_smoothing``), which keeps both agents' search finding better elites
+  (qdt/rl/construct.py, "Self-imitation", has the measurements).
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
@@ -230,12 +235,14 @@ Start = Literal["empty", "greedy"]  # qdt.problem.decoding.STARTS
 ConstructOrder = Literal["sure", "constrained"]  # qdt/rl/construct.py: which user a construction places next
 # qdt/rl/construct.py: whether a construction is kept completable
 ConstructGuard = Literal["none", "completion"]
+# qdt/rl/quantum_layer.py: what a quantum actor's encoding reads
+InputScaling = Literal["none", "affine"]
 Sharing = Literal["none", "shared"]
 RewardScaling = Literal["lambda", "bound"]
 Learner = Literal["maddpg", "ppo", "elite"]
 PpoCredit = Literal["episode", "user", "both"]
 PPO_CREDITS: tuple[str, ...] = get_args(PpoCredit)
-Recipe = Literal["v2", "v3", "v4", "v1", "paper"]
+Recipe = Literal["v2", "v3", "v4", "v5", "v1", "paper"]
 EXPLORATIONS: tuple[str, ...] = get_args(Exploration)
 DECODES: tuple[str, ...] = get_args(Decode)
 RECIPE_NAMES: tuple[str, ...] = get_args(Recipe)
@@ -414,12 +421,30 @@ class TrainConfig:
             "the last completion that did (one completion per step, no search; qdt/rl/construct.py)"
         ),
     )
+    input_scaling: InputScaling = field(
+        default="none",
+        metadata=_doc(
+            "quantum agents: affine gives each input of an actor's circuit a trainable scale and shift "
+            "before its amplitude encoding (recipe v5; they mix nothing, the circuit still does; "
+            "qdt/rl/quantum_layer.py); none encodes the inputs as they are. The classical agent has no "
+            "circuit and ignores it"
+        ),
+    )
     label_gap: float = field(
         default=0.0,
         metadata=_doc(
             "--decode construct: the imitation labels are MILP placements proven within this share of "
             "the optimum (HiGHS's relative MIP gap; 0: proven optima). On tight 32 x 8 instances 0.01 "
             "finds them in about a sixth of the time of a proof (qdt/rl/construct.py)"
+        ),
+    )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata=_doc(
+            "--decode construct: the imitation's cross-entropy gives its label weight 1 - e and spreads e "
+            "over the servers meeting the user's deadline (label smoothing; v5: 0.1). It bounds how sharp "
+            "the imitated logits grow, so the elite learner's Gumbel noise keeps finding other "
+            "constructions (qdt/rl/construct.py)"
         ),
     )
     start: Start = field(
@@ -451,6 +476,7 @@ class TrainConfig:
         _choice("start", self.start, get_args(Start))
         _choice("construct_order", self.construct_order, get_args(ConstructOrder))
         _choice("construct_guard", self.construct_guard, get_args(ConstructGuard))
+        _choice("input_scaling", self.input_scaling, get_args(InputScaling))
         _choice("sharing", self.sharing, get_args(Sharing))
         _choice("reward_scaling", self.reward_scaling, get_args(RewardScaling))
         _choice("learner", self.learner, get_args(Learner))
@@ -546,6 +572,7 @@ class TrainConfig:
         one shared actor learning by imitation in every episode (qdt/rl/construct.py); only its
         labels have a gap."""
         _float_in("label_gap", self.label_gap, 0.0, MAX_LABEL_GAP)
+        _float_in("label_smoothing", self.label_smoothing, 0.0, MAX_LABEL_SMOOTHING)
         for flag, value, unset, needed in (
             (
                 "--construct-order",
@@ -564,6 +591,12 @@ class TrainConfig:
                 self.label_gap,
                 0.0,
                 "0 unless --decode construct (the other decodings imitate proven optima)",
+            ),
+            (
+                "--label-smoothing",
+                self.label_smoothing,
+                0.0,
+                "0 unless --decode construct (only a constructing actor's imitation is smoothed)",
             ),
         ):
             if value != unset and self.decode != "construct":
@@ -708,8 +741,9 @@ class TrainConfig:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
         ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0,
         ``start`` only when not "empty", ``construct_order`` only when not "sure" and
-        ``construct_guard`` only when not its recipe's (none but in v4; so older configs and their
-        sweep cells read the same)."""
+        ``construct_guard``, ``input_scaling`` and ``label_smoothing`` only when not their recipe's
+        (the first is "completion" in v4 and v5, the others are set in v5 only; so older configs and
+        their sweep cells read the same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
             del data["torch_device"]
@@ -725,6 +759,10 @@ class TrainConfig:
             del data["construct_order"]
         if data["construct_guard"] == RECIPES[self.recipe].get("construct_guard", "none"):  # read on load
             del data["construct_guard"]
+        if data["input_scaling"] == RECIPES[self.recipe].get("input_scaling", "none"):  # read on load
+            del data["input_scaling"]
+        if data["label_smoothing"] == RECIPES[self.recipe].get("label_smoothing", 0.0):  # read on load
+            del data["label_smoothing"]
         return data
 
     @classmethod
@@ -780,10 +818,15 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "ppo_clip",
     "ppo_credit",
     "construct_guard",
+    "input_scaling",
+    "label_smoothing",
 )
 """The fields a recipe sets: how to train. The others (agent, layers, backend, noise, shots,
 channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,
 whatever the recipe."""
+
+MAX_LABEL_SMOOTHING = 0.5
+"""The largest ``label_smoothing``: past it the label weighs no more than the spread beside it."""
 
 MAX_LABEL_GAP = 0.1
 """The largest ``label_gap``: labels further than 10% from the optimum would teach a policy worse
@@ -826,6 +869,12 @@ ELITE_SETTINGS: dict[str, Any] = {
 constructions per episode, 63 of them with Gumbel noise of scale 1 on the logits, then 32
 cross-entropy steps at learning rate 3e-3 on 32 random parts of the elite; 100 episodes. The replay
 memory is unused (its smallest size)."""
+
+V5_SETTINGS: dict[str, Any] = {"input_scaling": "affine", "label_smoothing": 0.1}
+"""What v5 changes in v4 (qdt/rl/construct.py, "Self-imitation", has the measurements): the
+quantum actor's circuit reads a trained scale and shift of each input, so that it fits its elite
+as closely as the classical actor does, and the imitation smooths its labels by 0.1, so that the
+fitted logits stay within reach of the Gumbel noise and the search goes on finding better elites."""
 
 _V1: dict[str, Any] = {
     "episodes": 2000,
@@ -879,6 +928,16 @@ RECIPES: dict[str, dict[str, Any]] = {
             if name in RECIPE_FIELDS
         },
         **ELITE_SETTINGS,
+    },
+    # v4 with label smoothing and a trained scale and shift of every input of the quantum actor's circuit.
+    "v5": {
+        **{
+            name: spec.default
+            for name, spec in TrainConfig.__dataclass_fields__.items()
+            if name in RECIPE_FIELDS
+        },
+        **ELITE_SETTINGS,
+        **V5_SETTINGS,
     },
     # The defaults before v2: benchmarks/results/paper, instances, noise, shots and demo were made with it.
     "v1": _V1,

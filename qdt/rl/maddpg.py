@@ -28,6 +28,7 @@ from torch import nn
 from qdt.rl.config import TrainConfig
 from qdt.rl.networks import Actor, Critic
 from qdt.rl.observations import InstanceContext, context_vector
+from qdt.rl.quantum_layer import QuantumLayer
 
 
 def network_device(net: nn.Module) -> torch.device:
@@ -124,11 +125,14 @@ def make_agents(
 
 
 def make_optimizer(net: nn.Module, lr: float, lr_quantum: float | None) -> torch.optim.Optimizer:
-    """Adam over the network; the circuit weights (the front end's) get ``lr_quantum`` if given."""
-    front = [p for name, p in net.named_parameters() if name.startswith("front.")]
+    """Adam over the network; the circuit weights (the front end's RX angles) get ``lr_quantum`` if
+    given, every other weight ``lr`` (the FC layers, and the front end's input scaling, which is
+    classical)."""
+    circuit = f"front.{QuantumLayer.CIRCUIT_WEIGHT}"
+    front = [p for name, p in net.named_parameters() if name == circuit]
     if lr_quantum is None or not front:
         return torch.optim.Adam(net.parameters(), lr=lr, fused=True)
-    body = [p for name, p in net.named_parameters() if not name.startswith("front.")]
+    body = [p for name, p in net.named_parameters() if name != circuit]
     return torch.optim.Adam([{"params": body}, {"params": front, "lr": lr_quantum}], lr=lr, fused=True)
 
 

@@ -286,7 +286,12 @@ class Trainer:
                 )
                 assert batch_context is not None  # a family's memory
                 loss = construct_imitation_update(
-                    self.agents[0], batch_context, as_assignments(batch), as_assignments(actions), 1
+                    self.agents[0],
+                    batch_context,
+                    as_assignments(batch),
+                    as_assignments(actions),
+                    1,
+                    config.label_smoothing,
                 )
         except NonFiniteError as error:
             raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None
@@ -330,7 +335,7 @@ class Trainer:
             states, labels = partial_optima(elite, config.batch_size, self.explore_rng)
             try:
                 loss = construct_imitation_update(
-                    self.agents[0], taught, states, labels, config.gradient_steps
+                    self.agents[0], taught, states, labels, config.gradient_steps, config.label_smoothing
                 )
             except NonFiniteError as error:
                 raise TrainingDivergedError(f"episode {self.state.episode + 1}: {error}") from None

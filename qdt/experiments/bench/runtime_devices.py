@@ -176,7 +176,7 @@ class DeviceScorer:
         with torch.no_grad():
             for j, (actor, front, twin) in enumerate(zip(self.policy.actors, self.fronts, twins)):
                 assert isinstance(twin, QuantumLayer)
-                angles = front.vqc.angles(actor.front_inputs(observations, j))
+                angles = front.angles(actor.front_inputs(observations, j))
                 self.items.append((front.prepared, angles, front.weight.detach()))
                 exact = twin.executor.run(twin.prepared, angles, twin.weight, readout="probs")
                 self.exact.append(exact.numpy())
