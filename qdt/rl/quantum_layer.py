@@ -12,7 +12,7 @@ weights, and mix nothing: every input still reaches the FC layers only through t
 probabilities. Trainable input scaling is how Jerbi et al. (NeurIPS 2021) and Skolik et al.
 (Quantum 2022) made variational policies learn; here it lets the encoding resolve the small
 differences in capacity and shares that the amplitude encoding of x itself (2x − 1, normalised)
-compresses (qdt/rl/construct.py, "Self-imitation", has the measurements).
+compresses (qdt/rl/construct.py, "Why v5", has the measurements).
 
 Devices: the weights are drawn on the CPU (torch's CPU generator, so a run starts from the same
 weights on every device) and follow ``module.to(device)`` as any parameter. The encoder's and the
