@@ -35,7 +35,7 @@ continues an older run with the settings it was trained with, never with a newer
   shift of each input (``input_scaling = "affine"``, qdt/rl/quantum_layer.py), with which it
   reproduces its elite as the classical actor does, and the imitation's labels are smoothed by 0.1
   (``label_smoothing``), which keeps both agents' search finding better elites
-  (qdt/rl/construct.py, "Self-imitation", has the measurements).
+  (qdt/rl/construct.py, "Why v5", has the measurements).
 * ``v1``: the defaults before v2; ``benchmarks/results/paper``, ``instances``, ``noise``,
   ``shots`` and the demo were made with it, and their benches still train with it.
 * ``paper``: Algorithm 1 as printed: rounding, rule (31) exploration, hard target copies,
@@ -741,8 +741,7 @@ class TrainConfig:
         """Every field, as config.json records it: ``torch_device`` only when it is not "cpu",
         ``family`` only for a family run, ``imitation_episodes`` and ``label_gap`` only when not 0,
         ``start`` only when not "empty", ``construct_order`` only when not "sure" and
-        ``construct_guard``, ``input_scaling`` and ``label_smoothing`` only when not their recipe's
-        (the first is "completion" in v4 and v5, the others are set in v5 only; so older configs and
+        the fields of :data:`RECORDED_OFF_RECIPE` only when not their recipe's (so older configs and
         their sweep cells read the same)."""
         data = dataclasses.asdict(self)
         if data["torch_device"] == DEFAULT_TORCH_DEVICE:
@@ -757,12 +756,10 @@ class TrainConfig:
             del data["label_gap"]
         if data["construct_order"] == "sure":
             del data["construct_order"]
-        if data["construct_guard"] == RECIPES[self.recipe].get("construct_guard", "none"):  # read on load
-            del data["construct_guard"]
-        if data["input_scaling"] == RECIPES[self.recipe].get("input_scaling", "none"):  # read on load
-            del data["input_scaling"]
-        if data["label_smoothing"] == RECIPES[self.recipe].get("label_smoothing", 0.0):  # read on load
-            del data["label_smoothing"]
+        fields = TrainConfig.__dataclass_fields__
+        for name in RECORDED_OFF_RECIPE:  # read back on load from the recipe (or the field's default)
+            if data[name] == RECIPES[self.recipe].get(name, fields[name].default):
+                del data[name]
         return data
 
     @classmethod
@@ -825,6 +822,10 @@ RECIPE_FIELDS: tuple[str, ...] = (
 channel_fading_db, family, checkpoint_every, threads, torch_device, seed) say what to train and where,
 whatever the recipe."""
 
+RECORDED_OFF_RECIPE: tuple[str, ...] = ("construct_guard", "input_scaling", "label_smoothing")
+"""Recipe fields that config.json records only where a run's value differs from its recipe's (fields
+added after run folders existed: an older folder, which lacks them, reads its recipe's value)."""
+
 MAX_LABEL_SMOOTHING = 0.5
 """The largest ``label_smoothing``: past it the label weighs no more than the spread beside it."""
 
@@ -871,7 +872,7 @@ cross-entropy steps at learning rate 3e-3 on 32 random parts of the elite; 100 e
 memory is unused (its smallest size)."""
 
 V5_SETTINGS: dict[str, Any] = {"input_scaling": "affine", "label_smoothing": 0.1}
-"""What v5 changes in v4 (qdt/rl/construct.py, "Self-imitation", has the measurements): the
+"""What v5 changes in v4 (qdt/rl/construct.py, "Why v5", has the measurements): the
 quantum actor's circuit reads a trained scale and shift of each input, so that it fits its elite
 as closely as the classical actor does, and the imitation smooths its labels by 0.1, so that the
 fitted logits stay within reach of the Gumbel noise and the search goes on finding better elites."""
@@ -906,39 +907,19 @@ _V1: dict[str, Any] = {
     "ppo_clip": 0.2,
 }
 
+_V2: dict[str, Any] = {
+    name: spec.default for name, spec in TrainConfig.__dataclass_fields__.items() if name in RECIPE_FIELDS
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # qdt's default: the dataclass defaults above (the module docstring says why each).
-    "v2": {
-        name: spec.default for name, spec in TrainConfig.__dataclass_fields__.items() if name in RECIPE_FIELDS
-    },
+    "v2": _V2,
     # v2 with the actors learning by clipped policy gradient instead of through the critic.
-    "v3": {
-        **{
-            name: spec.default
-            for name, spec in TrainConfig.__dataclass_fields__.items()
-            if name in RECIPE_FIELDS
-        },
-        "learner": "ppo",
-    },
+    "v3": {**_V2, "learner": "ppo"},
     # One instance, constructed user by user (guarded), the actor imitating its own best construction.
-    "v4": {
-        **{
-            name: spec.default
-            for name, spec in TrainConfig.__dataclass_fields__.items()
-            if name in RECIPE_FIELDS
-        },
-        **ELITE_SETTINGS,
-    },
+    "v4": {**_V2, **ELITE_SETTINGS},
     # v4 with label smoothing and a trained scale and shift of every input of the quantum actor's circuit.
-    "v5": {
-        **{
-            name: spec.default
-            for name, spec in TrainConfig.__dataclass_fields__.items()
-            if name in RECIPE_FIELDS
-        },
-        **ELITE_SETTINGS,
-        **V5_SETTINGS,
-    },
+    "v5": {**_V2, **ELITE_SETTINGS, **V5_SETTINGS},
     # The defaults before v2: benchmarks/results/paper, instances, noise, shots and demo were made with it.
     "v1": _V1,
     # Algorithm 1 as printed: rounding (a^j = round(â^j)), rule (31) exploration, hard target
