@@ -16,7 +16,7 @@ from qdt.cli.main import main
 from qdt.errors import QdtInputError
 from qdt.experiments.bench.instances import run_instances_bench
 from qdt.experiments.bench.paper import PAPER_AGENTS, paper_runs
-from qdt.experiments.bench.scale import QUICK_SHAPES, run_scale_bench
+from qdt.experiments.bench.scale import DEFAULT_AGENTS, QUICK_SHAPES, run_scale_bench
 from qdt.experiments.sweep import cell_dir, read_results
 from qdt.experiments.sweep.cell import read_attempts, read_metrics_rewards
 from qdt.rl.config import DEFAULT_RECIPE
@@ -147,7 +147,7 @@ def test_bench_rejects_bad_options_and_unreachable_ray_before_training(tmp_path,
     for argv, named in (
         (["--max-critic-qubits", "13"], "--max-critic-qubits: expected an integer from 1 to 12"),
         (["--recipe", "v9"], "--recipe: expected one of"),
-        (["--ppo-credit", "user"], "--ppo-credit: expected episode with recipe v2 (its learner is maddpg"),
+        (["--ppo-credit", "user"], "--ppo-credit: expected episode with recipe v5 (its learner is elite"),
         (["--recipe", "v3", "--ppo-credit", "joint"], "--ppo-credit: expected one of episode, user, both"),
         (["--shapes", "2000x2"], "--shapes"),
         (["--agents", "classical,qaoa"], "--agents: expected distinct agents from classical, quantum"),
@@ -292,7 +292,7 @@ def test_bench_scale_quick_grid_reports_every_run_once_beside_greedy_and_untrain
     line = _md_row(md, "4×2")
     feasible = sum(r["feasible"] == "True" for r in rows if r["users"] == "4" and r["agent"] == "classical")
     assert line[3] == f"{feasible}/2" and line[7] == "no placement"  # feasible runs, greedy's gap
-    assert "IQM gap" in md and "stratified-bootstrap" in md
+    assert "IQM gap" in md and "stratified-bootstrap" in md and "Wall time of the bench" in md
     for agent in ("classical", "quantum L=6"):
         point, low, high = result["aggregates"][agent]
         assert low <= point <= high
@@ -306,9 +306,15 @@ def test_bench_scale_quick_grid_reports_every_run_once_beside_greedy_and_untrain
         on_result=lambda label, row: heard.append((label, row["status"])),
     )
     assert again["trained"] == 0 and len(heard) == 8
+    assert "which trained 0 of the 8 runs" in (tmp_path / "scale" / "scale.md").read_text()
 
-    capped = run_scale_bench(  # 8x2: the critic reads 32 numbers, 5 qubits > 4: not trained
-        tmp_path / "scale-capped", tmp_path / "scale-runs", **kwargs, max_critic_qubits=4
+    capped = run_scale_bench(  # v2 at 8x2: the critic reads 32 numbers, 5 qubits > 4: not trained
+        tmp_path / "scale-capped",
+        tmp_path / "scale-runs",
+        **{**kwargs, "shapes": ((8, 2),)},
+        agents=DEFAULT_AGENTS[1:],
+        recipe="v2",
+        max_critic_qubits=4,
     )
     assert capped["trained"] == 0 and capped["skipped"] == ["8x2 quantum L=6 (5-qubit critic)"]
     assert (

@@ -30,15 +30,20 @@ def test_describe_matches_the_papers_counts(capsys):
     assert "37056" in out and "reads 16 probabilities" in out and "for each of the 2 agents" in out
 
 
-def test_describe_defaults_to_what_train_builds_the_shared_v2_actor(capsys):
+def test_describe_defaults_to_what_train_builds_on_one_instance_the_v5_actor(capsys):
     code, out, _ = run(capsys, "describe", "--preset", "paper", "--json")
     data = json.loads(out)
-    assert code == 0 and data["recipe"] == "v2"
-    # v2's one actor reads its column of X and the agent's one-hot code: 4 + 2 = 6 inputs, 3 qubits
-    assert (data["actor"]["inputs"], data["actor"]["qubits"], data["actor"]["shared"]) == (6, 3, True)
-    assert data["actor"]["fc"][0] == 8 * 192 + 192
+    assert code == 0 and data["recipe"] == "v5" and data["critic"] is None
+    # v5's one actor scores one user on one server from the partial placement (qdt/rl/observations.py,
+    # "placement"): 7M + 1 = 15 inputs, 4 qubits, a trained scale and shift each
+    assert (data["actor"]["inputs"], data["actor"]["qubits"], data["actor"]["shared"]) == (15, 4, True)
+    assert data["actor"]["input_scaling"] == 2 * 15
     code, out, _ = run(capsys, "describe")
-    assert "shared by the 2 agents" in out and "input 6 values -> VQC on 3 qubits" in out
+    assert "shared by the 2 agents" in out and "input 15 values -> VQC on 4 qubits" in out
+    assert "no critic (learner elite)" in out
+    # the family default, v2, reads the column of X and the one-hot code: 4 + 2 = 6 inputs
+    code, out, _ = run(capsys, "describe", "--recipe", "v2", "--json")
+    assert json.loads(out)["actor"]["inputs"] == 6
 
 
 def test_describe_v3_has_no_critic_so_only_its_actor_limits_the_size(capsys):
@@ -48,7 +53,7 @@ def test_describe_v3_has_no_critic_so_only_its_actor_limits_the_size(capsys):
     code, out, _ = run(capsys, "describe", "--recipe", "v3")
     assert "no critic (learner ppo" in out and "critic:" not in out
     # v2's critic would read 2·300·8 = 4800 values: 13 qubits, past the limit
-    code, _, err = run(capsys, "describe", "--users", "300", "--servers", "8")
+    code, _, err = run(capsys, "describe", "--recipe", "v2", "--users", "300", "--servers", "8")
     assert code == 2 and "critic 13 qubits" in err and "describe fewer users or servers" in err
 
 
@@ -145,7 +150,7 @@ def test_circuit_runs_on_any_backend_profile(capsys, monkeypatch, tmp_path):
         (["--layers", "1,300"], "--layers"),
         (["--layers", "2,-1"], "--layers"),
         (["--users", "100000", "--servers", "1000"], "--users/--servers"),
-        (["--users", "1000", "--servers", "10"], "--users/--servers"),
+        (["--recipe", "v2", "--users", "1000", "--servers", "10"], "--users/--servers"),  # v2's critic
         (["--users", "4"], "--users/--servers"),
     ],
 )

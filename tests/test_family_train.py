@@ -169,6 +169,7 @@ def test_cli_family_run_and_refusals(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "family users=4,servers=2: on 20 held-out instances" in out
     saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["recipe"] == "v2"  # FAMILY_RECIPE: v5, the one-instance default, refuses a family
     assert (saved["observation"], saved["hidden"], saved["start"]) == (
         "user",
         64,

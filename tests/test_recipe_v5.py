@@ -143,3 +143,27 @@ def test_label_smoothing_belongs_to_constructing_actors_and_is_recorded_off_its_
         TrainConfig.from_recipe("v2", label_smoothing=0.1)
     with pytest.raises(QdtInputError, match=r"--label-smoothing: expected a finite number in \[0, 0.5\]"):
         TrainConfig.from_recipe("v5", label_smoothing=0.7)
+
+
+def test_qdt_train_trains_v5_on_one_instance_says_so_in_its_help_and_hints_at_other_recipes(tmp_path, capsys):
+    from qdt.cli.main import main
+
+    run = tmp_path / "one"
+    argv = ["train", "--preset", "paper", "--agent", "classical", "--episodes", "2", "--no-progress"]
+    assert main([*argv, "--out", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["recipe"] == "v5" and saved["learner"] == "elite" and saved["decode"] == "construct"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: v5 on one instance, v2 with --family)" in shown
+    assert "episodes N_e (default: 100 on one instance, 1000 with --family)" in shown
+    assert "steps per episode N_t (default: 10)" in shown  # the same under both: one value
+    # a flag of another recipe than the default: refused before any work, naming the recipe to use
+    assert main([*argv, "--exploration", "gaussian", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--exploration" in err and "--recipe v2 (the default before v5)" in err
+    assert main([*argv, "--recipe", "v4", "--exploration", "gaussian", "--out", str(tmp_path / "y")]) == 2
+    assert "the default before" not in capsys.readouterr().err  # the recipe was named: no hint
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -57,10 +57,14 @@ def test_cell_ids_are_deterministic_and_follow_config_and_instance_content(tmp_p
         parse_spec(_spec({"instance": ["paper.json"], "seed": [0, 1]}), base_dir=tmp_path)
     )
     assert [c.cell_id for c in from_file] == ids
-    direct = make_cell(TrainConfig(**TINY, seed=1), paper_instance(), "paper")
+    # A cell without a recipe trains qdt train's default on one instance (v5), as qdt train does.
+    direct = make_cell(TrainConfig.from_recipe("v5", **TINY, seed=1), paper_instance(), "paper")
     assert direct.cell_id == ids[1]
+    assert {c.config.recipe for c in expand_cells(parse_spec(_spec({"seed": [0, 1]})))} == {"v5"}
+    assert make_cell(TrainConfig(**TINY, seed=1), paper_instance()).cell_id != ids[1]  # v2: another cell
     # A changed setting or instance changes the id.
-    assert make_cell(TrainConfig(**{**TINY, "episodes": 21}, seed=1), paper_instance()).cell_id != ids[1]
+    longer = TrainConfig.from_recipe("v5", **{**TINY, "episodes": 21}, seed=1)
+    assert make_cell(longer, paper_instance()).cell_id != ids[1]
     data = paper_instance().to_dict()
     data["users"][0]["data_bits"] *= 1.01
     (tmp_path / "other.json").write_text(json.dumps(data))

@@ -11,7 +11,7 @@ from qdt.errors import QdtInputError
 from qdt.problem.generator import generate_instance, paper_instance, tight_config
 from qdt.rl import train as train_module
 from qdt.rl.checkpoint import load_checkpoint, save_checkpoint
-from qdt.rl.config import DEFAULT_RECIPE, RECIPE_FIELDS, RECIPES, TrainConfig
+from qdt.rl.config import BASE_RECIPE, DEFAULT_RECIPE, FAMILY_RECIPE, RECIPE_FIELDS, RECIPES, TrainConfig
 from qdt.rl.train import TrainingDivergedError, train
 
 SMALL = dict(
@@ -275,7 +275,7 @@ def test_resume_is_bit_identical_for_every_recipe(tmp_path, recipe, agent):
 
 def test_large_instances_train_on_vectorised_episodes_and_resume_bit_identically(tmp_path):
     instance = generate_instance(tight_config(12, 3), 1)  # 12 users: scored step by step, not by table
-    config = TrainConfig.from_recipe(DEFAULT_RECIPE, **TINY_RECIPE, agent="classical", envs=3, seed=4)
+    config = TrainConfig.from_recipe("v2", **TINY_RECIPE, agent="classical", envs=3, seed=4)
     full = train(config, instance, tmp_path / "full", progress=False)
     train(config, instance, tmp_path / "part", progress=False, stop_after=6)
     train(config, instance, tmp_path / "part", resume=True, progress=False)
@@ -300,9 +300,14 @@ def test_an_older_run_folder_resumes_with_the_recipe_it_was_trained_with(tmp_pat
     )
 
 
-def test_recipes_name_their_settings_and_the_default_is_the_dataclass():
-    assert TrainConfig().recipe == DEFAULT_RECIPE
-    assert {name: getattr(TrainConfig(), name) for name in RECIPE_FIELDS} == RECIPES[DEFAULT_RECIPE]
+def test_recipes_name_their_settings_and_the_dataclass_is_the_base_recipe():
+    assert TrainConfig().recipe == BASE_RECIPE == "v2"
+    assert {name: getattr(TrainConfig(), name) for name in RECIPE_FIELDS} == RECIPES[BASE_RECIPE]
+    # without a recipe: v5 on one instance, v2 for a family (v5's learner refuses a family)
+    assert TrainConfig.from_recipe(seed=2) == TrainConfig.from_recipe(DEFAULT_RECIPE, seed=2)
+    assert DEFAULT_RECIPE == "v5" and TrainConfig.from_recipe().learner == "elite"
+    family = TrainConfig.from_recipe(family="users=4,servers=2", observation="user")
+    assert family.recipe == FAMILY_RECIPE == "v2"
     paper = TrainConfig.from_recipe("paper")
     assert (paper.decode, paper.exploration, paper.target_update) == ("round", "paper", "hard")
     v1 = TrainConfig.from_recipe("v1", seed=3)

@@ -11,7 +11,7 @@ import pytest
 from qdt.cli.config_flags import add_config_flags, apply_changes, config_changes, option_of
 from qdt.cli.main import build_parser, main
 from qdt.errors import QdtInputError
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import DEFAULT_RECIPE, FAMILY_DEFAULTS, FAMILY_RECIPE, RECIPES, TrainConfig
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 NOT_FLAGS = {
@@ -112,18 +112,31 @@ def test_every_field_has_a_doc_and_every_other_field_is_a_flag():
     assert {flag.option for flag in flags} == set(OLD_FLAGS) | set(NEW_FLAGS)
 
 
-def test_help_shows_each_flags_dataclass_default_and_doc(capsys, monkeypatch):
+def _text(value: object) -> str:
+    """A default as --help writes it: none, %g for floats, else as is."""
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def test_help_shows_each_flags_default_on_one_instance_and_with_family_and_doc(capsys, monkeypatch):
+    """A flag shows its default; where qdt train's two default recipes (v5 on one instance, v2 and
+    the family settings with --family) differ, both, named."""
+    one = {**RECIPES[DEFAULT_RECIPE], "recipe": DEFAULT_RECIPE}
+    family = {**RECIPES[FAMILY_RECIPE], **FAMILY_DEFAULTS, "recipe": FAMILY_RECIPE}
     helps = _option_help(capsys, monkeypatch)
+    both = 0
     for flag in _train_args().config_flags:
         text = helps[flag.option]
+        spec = FIELDS[flag.fields[0]]
         for name in flag.fields:
-            spec = FIELDS[name]
-            assert " ".join(spec.metadata["help"].split()) in text, (flag.option, text)
-            shown = _shown_default(text)
-            if spec.default is None:
-                assert shown == "none", (flag.option, text)
-            else:
-                assert type(spec.default)(shown) == spec.default, (flag.option, shown, spec.default)
+            assert " ".join(FIELDS[name].metadata["help"].split()) in text, (flag.option, text)
+        values = [case.get(spec.name, spec.default) for case in (one, family)]
+        shown = _shown_default(text)
+        if values[0] == values[1]:
+            assert shown == _text(values[0]), (flag.option, shown, values)
+        else:
+            both += 1
+            assert shown == f"{_text(values[0])} on one instance, {_text(values[1])} with --family"
+    assert both >= 10  # v5 and v2 differ in learner, decode, observation, episodes, envs, ...
     assert _shown_default(helps["--lr-quantum"]) == "0.01"  # the drift this replaced: "as --lr"
     assert "sets lr_actor and lr_critic" in helps["--lr"]
     assert "sets channel_fading_db" in helps["--fading-db"]
@@ -131,12 +144,13 @@ def test_help_shows_each_flags_dataclass_default_and_doc(capsys, monkeypatch):
 
 
 def test_help_follows_a_changed_default(capsys, monkeypatch):
-    monkeypatch.setattr(FIELDS["episodes"], "default", 1234)
-    monkeypatch.setattr(FIELDS["lr_actor"], "default", 2e-4)
-    monkeypatch.setattr(FIELDS["lr_critic"], "default", 2e-4)
+    monkeypatch.setattr(FIELDS["checkpoint_every"], "default", 1234)  # a field no recipe sets
+    monkeypatch.setitem(RECIPES[DEFAULT_RECIPE], "episodes", 77)  # a recipe's value
+    monkeypatch.setitem(RECIPES[DEFAULT_RECIPE], "lr_actor", 2e-4)
     helps = _option_help(capsys, monkeypatch)
-    assert _shown_default(helps["--episodes"]) == "1234"
-    assert _shown_default(helps["--lr"]) == "0.0002"
+    assert _shown_default(helps["--checkpoint-every"]) == "1234"
+    assert _shown_default(helps["--episodes"]) == "77 on one instance, 1000 with --family"
+    assert _shown_default(helps["--lr"]) == "0.0002 on one instance, 0.001 with --family"
 
 
 def test_old_flags_all_accepted_with_their_meaning():
@@ -193,7 +207,8 @@ def test_resume_refuses_a_changed_generated_flag(tmp_path, capsys):
     refused = (
         (["--lr", "0.003"], "--lr: expected the run's own value 0.002 when resuming, got 0.003"),
         (["--fading-db", "1"], "--fading-db: expected the run's own value 0.0 when resuming, got 1.0"),
-        (["--decode", "round"], "--decode: expected the run's own value 'feasible' when resuming, got round"),
+        # started without --recipe on one instance: v5, which constructs
+        (["--decode", "round"], "--decode: expected the run's own value 'construct' when resuming"),
     )
     for argv, message in refused:
         assert main(["train", "--resume", str(run), "--no-progress", *argv]) == 2

@@ -164,7 +164,9 @@ def _register_scale(kinds: Any) -> None:
             "run's cell is the same either way, so a bench of one agent reuses that agent's finished runs"
         ),
     )
-    scale.add_argument("--recipe", default=None, help="training recipe (default: qdt train's)")
+    scale.add_argument(
+        "--recipe", default=None, help="training recipe (default: qdt train's on one instance, v5)"
+    )
     _add_ppo_credit(scale)
     scale.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the recipe's)")
     scale.add_argument(

@@ -47,6 +47,7 @@ def add_config_flags(
     rename: Mapping[str, str] | None = None,
     combine: Mapping[str, tuple[str, ...]] | None = None,
     title: str | None = None,
+    shown_defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[ConfigFlag, ...]:
     """Add a flag for every field of ``config_type`` not in ``exclude``, in field order.
 
@@ -55,6 +56,9 @@ def add_config_flags(
     ("lr_actor", "lr_critic")}``; they must share one default), listed where its first field is.
     With ``title``, the flags form their own section of the help. A renamed or combined flag's
     help names the fields it sets, for readers of config files and sweep specs.
+    ``shown_defaults`` maps a case to the values its defaults hold (``{"on one instance": {...},
+    "with --family": {...}}``): a flag whose field differs between the cases shows each case's
+    default instead of the dataclass one.
     """
     fields = {f.name: f for f in dataclasses.fields(config_type)}
     hints = typing.get_type_hints(config_type)
@@ -74,7 +78,7 @@ def add_config_flags(
             continue
         flag = owner.get(name) or rename.get(name) or name.replace("_", "-")
         members = combine.get(flag, (name,))
-        table.append(_add_flag(container, flag, [fields[m] for m in members], hints[name]))
+        table.append(_add_flag(container, flag, [fields[m] for m in members], hints[name], shown_defaults))
     parser.set_defaults(**{_TABLE: tuple(table)})
     return tuple(table)
 
@@ -113,7 +117,13 @@ def apply_changes(args: argparse.Namespace, config: Any) -> Any:
         raise QdtInputError(typed, error.expected, error.got, error.fix) from error
 
 
-def _add_flag(container: Any, flag: str, members: list[dataclasses.Field[Any]], hint: Any) -> ConfigFlag:
+def _add_flag(
+    container: Any,
+    flag: str,
+    members: list[dataclasses.Field[Any]],
+    hint: Any,
+    shown_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ConfigFlag:
     first = members[0]
     defaults = {m.name: m.default for m in members}
     if first.default is dataclasses.MISSING:
@@ -125,7 +135,7 @@ def _add_flag(container: Any, flag: str, members: list[dataclasses.Field[Any]], 
         missing = next(m.name for m, doc in zip(members, docs) if not doc)
         raise QdtInputError(missing, 'a one-line doc in metadata["help"]', "none", "add it to the field")
     convert, choices = _argument_type(flag, hint)
-    notes = [f"default: {_shown(first.default)}"]
+    notes = [f"default: {_default_text(first, shown_defaults or {})}"]
     if [m.name for m in members] != [flag.replace("-", "_")]:
         notes.append(f"sets {' and '.join(m.name for m in members)}")
     text = f"{'; '.join(str(doc) for doc in docs)} ({'; '.join(notes)})"
@@ -154,6 +164,15 @@ def _argument_type(flag: str, hint: Any) -> tuple[type, tuple[Any, ...] | None]:
     if hint in (int, float, str):
         return hint, None
     raise QdtInputError(f"--{flag}", "a field typed int, float, str, a Literal or X | None", hint)
+
+
+def _default_text(field: dataclasses.Field[Any], cases: Mapping[str, Mapping[str, Any]]) -> str:
+    """``field``'s default as the help shows it: the dataclass default, or where ``cases`` hold
+    different values for it, each case's (``100 on one instance, 1000 with --family``)."""
+    values = {case: values.get(field.name, field.default) for case, values in cases.items()}
+    if len({repr(value) for value in values.values()}) <= 1:
+        return _shown(next(iter(values.values()), field.default))
+    return ", ".join(f"{_shown(value)} {case}" for case, value in values.items())
 
 
 def _shown(default: Any) -> str:

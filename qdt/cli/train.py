@@ -18,9 +18,11 @@ from qdt.rl.config import (
     CONSTRUCT_DEFAULTS,
     DEFAULT_RECIPE,
     FAMILY_DEFAULTS,
+    FAMILY_RECIPE,
     RECIPES,
     RUNTIME_FIELDS,
     TrainConfig,
+    default_recipe,
     resolve_torch_device,
 )
 
@@ -38,14 +40,26 @@ _RENAMED = {"channel_fading_db": "fading-db"}
 _COMBINED = {"lr": ("lr_actor", "lr_critic")}
 
 
+def _shown_defaults() -> dict[str, dict[str, Any]]:
+    """What --help shows as a flag's default where the two default recipes differ."""
+    return {
+        "on one instance": {**RECIPES[DEFAULT_RECIPE], "recipe": DEFAULT_RECIPE},
+        "with --family": {**RECIPES[FAMILY_RECIPE], **FAMILY_DEFAULTS, "recipe": FAMILY_RECIPE},
+    }
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train the multi-agent actor-critic (Algorithm 1)",
         description=(
-            "Train one actor and one centralised critic per base station on an instance "
-            "(Algorithm 1, eqs. 37-40), or, with --family, one policy on a stream of instances drawn "
-            "fresh every episode and environment (fading, --fading-db, is drawn on top of each). "
+            f"Train the base stations' placement policy on an instance, or, with --family, one policy "
+            f"on a stream of instances drawn fresh every episode and environment (fading, --fading-db, "
+            f"is drawn on top of each). Without --recipe, one instance trains recipe {DEFAULT_RECIPE} "
+            f"(the actor constructs placements user by user and imitates the best it has found; no "
+            f"critic) and a family trains {FAMILY_RECIPE} (one actor and one centralised critic per "
+            f"base station, Algorithm 1, eqs. 37-40); --recipe v1 and --recipe paper reproduce the "
+            f"paper's setting. "
             "Writes DIR/config.json, metrics.jsonl (one line per "
             "episode), checkpoint.pt (every --checkpoint-every episodes), summary.json (the "
             "greedy placement against the exact optimum) and reward.png. `--resume DIR` "
@@ -70,7 +84,8 @@ def register(subparsers: Any) -> None:
         exclude=_NOT_FLAGS,
         rename=_RENAMED,
         combine=_COMBINED,
-        title="training options (TrainConfig fields, qdt/rl/config.py; unset ones keep the default)",
+        title="training options (TrainConfig fields, qdt/rl/config.py; unset ones keep the recipe's)",
+        shown_defaults=_shown_defaults(),
     )
     parser.set_defaults(handler=_cmd_train)
 
@@ -104,7 +119,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise QdtInputError("--out", "a run folder", "nothing", "e.g. --out runs/quantum-l6")
         changes = config_changes(args)
-        recipe = changes.get("recipe", DEFAULT_RECIPE)  # the recipe under the flags given
+        # the recipe under the flags given
+        recipe = changes.get("recipe", default_recipe(family="family" in changes))
         # a family's actors score user by user unless --observation says otherwise (FAMILY_DEFAULTS);
         # with --decode construct they read the whole partial placement (CONSTRUCT_DEFAULTS)
         constructs = changes.get("decode", RECIPES.get(recipe, {}).get("decode")) == "construct"
@@ -119,7 +135,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         try:
             config = apply_changes(args, TrainConfig.from_recipe(recipe, **family_base))
         except QdtInputError as error:
-            raise _named_as_flag(args, error, False) from None
+            error = _named_as_flag(args, error, False)
+            if "recipe" not in changes and recipe == DEFAULT_RECIPE:  # flags meant for another recipe?
+                hint = (
+                    f"without --recipe one instance trains {DEFAULT_RECIPE}; to start from another, "
+                    f"name it, e.g. --recipe {FAMILY_RECIPE} (the default before {DEFAULT_RECIPE})"
+                )
+                fix = f"{error.fix}; or {hint}" if error.fix else hint
+                error = QdtInputError(error.field, error.expected, error.got, fix)
+            raise error from None
         if config.family is not None:
             if args.instance is not None or args.preset is not None:
                 raise QdtInputError(

@@ -5,7 +5,7 @@ For every shape N × M of the grid (default 8×2, 16×4, 32×8, 64×8; ``--full`
 (``tight`` by default: ``qdt/problem/generator.py``, "Tight instances"), the first seed from
 ``instance_seed`` on whose instance the MILP proves an optimum within ``milp_limit_s``. Every
 agent (classical, quantum L = 6) is trained on it with ``seeds`` seeds by the chosen recipe
-(``qdt/rl/config.py``, default v2). Reported per (N, M, agent):
+(``qdt/rl/config.py``; default ``qdt train``'s on one instance, v5). Reported per (N, M, agent):
 
 * feasible runs, and the gap of the trained policy's placement to the optimum: median and
   min–max over the seeds, runs within 2%, runs better than greedy-with-repair;
@@ -308,7 +308,9 @@ def run_scale_bench(
     fallback = sorted(f"{n}x{m}" for (n, m), drawn in instances.items() if drawn.kind != generator)
     kinds = f"{generator} instances" + (f" (default at {', '.join(fallback)})" if fallback else "")
     setting = f"{kinds}, {budget_text(recipe, seeds, episodes, quantum_episodes, ppo_credit)}"
-    markdown = write_markdown(out_dir, summary_rows, aggregates, rows, instances, setting, wall, notes)
+    markdown = write_markdown(
+        out_dir, summary_rows, aggregates, rows, instances, setting, wall, notes, trained=trained.trained
+    )
     if rows:
         plot_scale(out_dir / "scale.png", summary_rows, setting)
     return {
@@ -432,7 +434,9 @@ def write_markdown(
     setting: str,
     wall: float,
     notes: str = "",
+    trained: int | None = None,
 ) -> str:
+    """scale.md; ``trained``: how many of the runs this call trained (the others were reused)."""
     header = [
         "N×M",
         "agent",
@@ -487,7 +491,13 @@ def write_markdown(
     note = (
         f"{setting}. Gap: the trained policy's placement to the MILP optimum (runs that end "
         f"feasible); greedy: greedy-with-repair; untrained: the same decoding fed the freshly "
-        f"initialised policy's scores (median over seeds). Wall time of the bench {wall:.0f} s."
+        f"initialised policy's scores (median over seeds). "
+        + (
+            f"Wall time of the bench {wall:.0f} s."
+            if trained is None or trained == len(rows)
+            else f"Wall time of this call {wall:.0f} s, which trained {trained} of the {len(rows)} runs (the "
+            f"others were finished in the runs folder already); a row's wall time is its runs' own."
+        )
     )
     text = "\n\n".join(
         [
@@ -557,15 +567,8 @@ def plot_scale(path: Path, summary_rows: list[dict[str, Any]], setting: str) -> 
         if untrained:
             ax.plot(*zip(*untrained), "v", mfc="none", color=colors[m], label=f"untrained decoding, M={m}")
     missing = sorted({r["users"] for r in summary_rows if r["greedy_gap"] is None})
-    if missing:
-        ax.text(
-            0.01,
-            0.97,
-            "greedy found no feasible placement at N = " + ", ".join(map(str, missing)),
-            transform=ax.transAxes,
-            fontsize=7,
-            va="top",
-        )
+    if missing:  # in the title: a note inside the axes would sit under the legend
+        setting += "; greedy found no feasible placement at N = " + ", ".join(map(str, missing))
     users = sorted({r["users"] for r in summary_rows})
     ax.set_xscale("log")
     ax.set_xticks(users, [str(n) for n in users])
@@ -575,5 +578,5 @@ def plot_scale(path: Path, summary_rows: list[dict[str, Any]], setting: str) -> 
     ax.set(xlabel="users N", ylabel="gap to the MILP optimum (%)")
     ax.set_title(f"trained policies: median and min–max over seeds\n{setting}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
     save_figure(fig, path)

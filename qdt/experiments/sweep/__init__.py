@@ -7,7 +7,8 @@ Python API::
     result.rows          # one dict per cell: axes, status, summary.json keys, run_dir, ...
     result.summary       # one dict per configuration over seeds
 
-    cells = [make_cell(TrainConfig(agent="classical", seed=s), paper_instance(), "paper") for s in range(5)]
+    configs = [TrainConfig.from_recipe("v5", agent="classical", seed=s) for s in range(5)]
+    cells = [make_cell(config, paper_instance(), "paper") for config in configs]
     run_cells(cells, "runs/mine", max_parallel=2)
 
 See :mod:`qdt.experiments.sweep.spec` for the TOML format and :mod:`qdt.experiments.sweep.engine` for the
