@@ -51,7 +51,7 @@ def _shown_defaults() -> dict[str, dict[str, Any]]:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train the multi-agent actor-critic (Algorithm 1)",
+        help=f"train a placement policy (recipe {DEFAULT_RECIPE} on one instance; v1 or paper: Algorithm 1)",
         description=(
             f"Train the base stations' placement policy on an instance, or, with --family, one policy "
             f"on a stream of instances drawn fresh every episode and environment (fading, --fading-db, "
