@@ -11,7 +11,7 @@ Without ``--recipe``, ``qdt train`` on one instance trains ``v5`` (:data:`DEFAUL
 (``--family``) trains ``v2`` (:data:`FAMILY_RECIPE`: v5's learner imitates the best construction
 of one fixed instance). v5 is the one recipe with which both agents met the per-instance target
 (feasible in every run, within 2% of the optimum in 4 of 5 seeds) at every size up to 32 × 8 on
-the tight instances of ``qdt bench scale`` (benchmarks/results/scale; v2 did not past 8 × 2,
+the tight instances of ``qdt bench scale`` (benchmarks/results/scale; v2 met it only at 8 × 2,
 v4's quantum agent not at 32 × 8). Runs trained by an earlier default record their recipe and
 resume with it.
 
@@ -940,7 +940,7 @@ _V2: dict[str, Any] = {
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # qdt's default: the dataclass defaults above (the module docstring says why each).
+    # The dataclass defaults above (BASE_RECIPE; the family default; the module docstring says why each).
     "v2": _V2,
     # v2 with the actors learning by clipped policy gradient instead of through the critic.
     "v3": {**_V2, "learner": "ppo"},
