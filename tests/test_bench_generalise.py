@@ -138,6 +138,8 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--construct-order", "fewest"], "argument --construct-order: invalid choice"),
         (["--construct-guard", "completion"], "--construct-guard: expected none unless --construct"),
         (["--construct-guard", "search"], "argument --construct-guard: invalid choice"),
+        (["--keep", "first"], "argument --keep: invalid choice"),
+        (["--construct", "--keep", "last"], "--keep: expected no --keep with --construct"),
         (["--agents", "qaoa"], "--agents: expected distinct agents from classical, quantum"),
         (["--agents", "classical,classical"], "--agents: expected distinct agents"),
         (
@@ -210,6 +212,10 @@ def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="u
             else:
                 assert r["gap"] == ""
             assert (r["untrained_gap"] != "") == (r["untrained_feasible"] == "True")
+            if r["keep"] == "best":  # the best placement the rollout visited: never worse than its last
+                assert r["feasible"] == "True" or r["plain_feasible"] == "False"
+                if r["plain_feasible"] == "True":
+                    assert float(r["gap"]) <= float(r["plain_gap"]) + 1e-12
         # the runs trained on draws of this family, never on one of these instances
         for agent, seed in by_run:
             config, _ = load_run_config(_run_dir(runs, agent, seed, n))
@@ -237,6 +243,8 @@ def test_bench_generalise_smoke_via_the_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "4 run(s) trained" in printed and "MILP/decision" in printed and "Targets (issue 17" in printed
     rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4)
+    assert {r["keep"] for r in rows} == {"best"}  # the default: a rollout's best visited placement
+    assert "last placement" in (out / "generalise.md").read_text()
 
     # baselines recomputed for one row: greedy's gap, and the untrained decoding of that seed
     row = next(r for r in rows if r["agent"] == "quantum L=6" and r["milp_status"] == "optimal")
@@ -247,23 +255,26 @@ def test_bench_generalise_smoke_via_the_cli(tmp_path, capsys):
     greedy = solve(model, "greedy")
     assert _float(row["greedy_gap"]) == pytest.approx((greedy.total_latency_s - optimum) / optimum)
     config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], shape[0]))
-    untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
+    untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model, keep="best"))
     assert (row["untrained_feasible"] == "True") == untrained.feasible
     if untrained.feasible:
         assert float(row["untrained_gap"]) == pytest.approx((untrained.total_latency_s - optimum) / optimum)
 
-    # one agent: its runs are the same cells, so nothing is trained again and only it is placed
+    # one agent: its runs are the same cells, so nothing is trained again and only it is placed; with
+    # --keep last each decision is the rollout's last placement, the first call's "last placement"
     argv = ["bench", "generalise", "--quick", "--seeds", "1", "--episodes", "2", "--unseen", "4"]
     argv += ["--agents", "classical", "--out", str(tmp_path / "classical"), "--runs", str(runs)]
+    argv += ["--keep", "last"]
     assert main(argv) == 0
     assert "0 run(s) trained" in capsys.readouterr().out
     with (tmp_path / "classical" / "generalise.csv").open(newline="", encoding="utf-8") as handle:
         alone = list(csv.DictReader(handle))
     assert {r["agent"] for r in alone} == {"classical"}
     ours = [r for r in rows if r["agent"] == "classical"]
-    assert [(r["seed"], r["instance"], r["gap"]) for r in alone] == [
-        (r["seed"], r["instance"], r["gap"]) for r in ours
+    assert [(r["seed"], r["instance"], r["gap"], r["keep"]) for r in alone] == [
+        (r["seed"], r["instance"], r["plain_gap"], "last") for r in ours
     ]
+    assert "last placement" not in (tmp_path / "classical" / "generalise.md").read_text()
 
 
 @pytest.mark.slow
@@ -304,6 +315,7 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     assert "construct_order constrained" in markdown and "construct_guard completion" in markdown
     assert "each step kept completable" in markdown
     rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement")
+    assert {r["keep"] for r in rows} == {""}  # a construction keeps no rollout placement
     row = next(r for r in rows if r["agent"] == "classical" and r["milp_status"] == "optimal")
     config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], int(row["users"])))
     assert (config.decode, config.observation, config.imitation_episodes) == ("construct", "placement", 2)

@@ -132,10 +132,12 @@ def test_statevector_placement_is_the_policys_own_on_the_unseen_instance(
     path = _generate(tmp_path)
     unseen = load_instance(path)
     report = _place(capsys, run, path)
-    # the same weights, loaded directly on the unseen instance (statevector: the run's executor)
+    # the same weights, loaded directly on the unseen instance (statevector: the run's executor),
+    # deciding by the best placement their rollout visited (qdt place's default --keep)
     policy = load_policy(run, instance=unseen)
+    policy.keep = "best"
     expected = policy.placement()
-    assert report["assignment"] == matrix_to_assignment(expected)
+    assert report["assignment"] == matrix_to_assignment(expected) and report["keep"] == "best"
     assert report["total_latency_s"] == PlacementModel(unseen).evaluate(expected).total_latency_s
     assert report["agent"] == agent and report["steps"] == TINY["steps_per_episode"]
     assert report["backend"]["profile"] == ("statevector" if agent == "quantum" else None)
@@ -153,8 +155,47 @@ def test_statevector_placement_is_the_policys_own_on_the_unseen_instance(
     assert not torch.allclose(policy.actor_scores(0, observations), own.actor_scores(0, observations))
     # the run's own instance, given as a file, is placed as the run places it, and said to be seen
     report = _place(capsys, run, _own_instance_file(tmp_path))
+    own.keep = "best"
     assert report["assignment"] == matrix_to_assignment(own.placement())
     assert report["instance"]["seen_in_training"] is True
+
+
+@pytest.mark.parametrize("agent", ["quantum", "classical"])
+def test_keep_best_is_the_best_placement_the_rollout_visited_and_keep_last_its_final_one(
+    agent: str, trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run(trained, agent, tmp_path)
+    path = _generate(tmp_path)
+    model = PlacementModel(load_instance(path))
+    policy = load_policy(run, instance=load_instance(path))
+    visited = [policy.start_placement()]
+    for _ in range(TINY["steps_per_episode"]):
+        visited.append(policy.decide(visited[-1]))
+    evaluations = [model.evaluate(x) for x in visited]
+    assert not evaluations[0].feasible  # the empty start: a one-instance run's (start = "empty")
+    best = min(e.total_latency_s for e in evaluations if e.feasible)
+    kept = _place(capsys, run, path)
+    assert kept["keep"] == "best" and kept["feasible"]
+    assert kept["total_latency_s"] == pytest.approx(best, rel=1e-12)
+    last = _place(capsys, run, path, "--keep", "last")
+    assert last["keep"] == "last" and last["assignment"] == matrix_to_assignment(visited[-1])
+    assert not last["feasible"] or kept["total_latency_s"] <= last["total_latency_s"]
+    capsys.readouterr()
+    assert main(["place", "--run", str(run), str(path)]) == 0
+    assert "the best placement it visited" in capsys.readouterr().out
+    # a rollout that passes a feasible placement and ends infeasible (the decoding scripted): best keeps it
+    placements = [np.eye(2, dtype=np.int8)[np.array(a)] for a in np.ndindex(2, 2, 2, 2)]
+    feasible = [x for x in placements if model.evaluate(x).feasible]
+    infeasible = next(x for x in placements if not model.evaluate(x).feasible)
+    script = iter([feasible[0], infeasible] * 2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("qdt.rl.policy.TrainedPolicy.decode", lambda self, scores: next(script))
+        kept, last = _place(capsys, run, path), _place(capsys, run, path, "--keep", "last")
+    assert kept["assignment"] == matrix_to_assignment(feasible[0]) and kept["feasible"]
+    assert last["assignment"] == matrix_to_assignment(infeasible) and not last["feasible"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["place", "--run", str(run), str(path), "--keep", "first"])
+    assert exit_.value.code == 2 and "--keep: invalid choice: 'first'" in capsys.readouterr().err
 
 
 def _exact_scores_and_sigma(run: Path, unseen: Instance, shots: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import torch
 from qdt.errors import QdtInputError
 from qdt.executors import open_backend
 from qdt.problem.generator import paper_instance
+from qdt.problem.model import PlacementModel
 from qdt.rl.config import TrainConfig
 from qdt.rl.policy import all_observations, load_policy
 from qdt.rl.train import train
@@ -132,3 +133,40 @@ def test_roll_out_counts_its_decisions():
     assert made == 10 and np.array_equal(placement, fixed)
     flip = roll_out(lambda x: 1 - x, start, 3, deterministic=True)
     assert flip[1] == 3 and np.array_equal(flip[0], 1 - start)  # never fixed: all N_t decisions
+
+
+def test_keep_best_returns_the_best_feasible_placement_visited_else_the_last():
+    """roll_out(..., best_of=model): the rollout visits the empty start (infeasible), then feasible
+    placements of known latency, the best in the middle, and ends infeasible: ``best`` returns the
+    middle one, the last of equals, and the last placement when none is feasible; the calls made and
+    the plain rollout are unchanged."""
+    from qdt.problem.family import Family
+    from qdt.rl.rollout import roll_out
+
+    model = PlacementModel(Family(5, 2, seed=3).held_out(0, 0))
+    n, m = model.n_users, model.n_servers
+    placements = [np.eye(m, dtype=np.int8)[np.array(a)] for a in np.ndindex(*([m] * n))]  # all M^N
+    feasible = sorted(
+        (p for p in placements if model.evaluate(p).feasible), key=lambda p: model.evaluate(p).total_latency_s
+    )
+    infeasible = [p for p in placements if not model.evaluate(p).feasible]
+    assert len(feasible) >= 3 and infeasible
+    best, middle, worst = feasible[0], feasible[len(feasible) // 2], feasible[-1]
+    path = [middle, best, worst, infeasible[0]]
+    start = np.zeros((n, m), dtype=np.int8)
+
+    def scripted(x: np.ndarray) -> np.ndarray:
+        index = next((k for k, p in enumerate([start, *path]) if np.array_equal(p, x)), None)
+        assert index is not None
+        return path[min(index, len(path) - 1)]
+
+    last, made = roll_out(scripted, start, 10, deterministic=True)
+    assert made == 5 and np.array_equal(last, infeasible[0])  # the fifth decision repeats the fourth
+    kept, made = roll_out(scripted, start, 10, deterministic=True, best_of=model)
+    assert made == 5 and np.array_equal(kept, best)
+    kept, _ = roll_out(scripted, start, 2, deterministic=True, best_of=model)  # stopped after `best`
+    assert np.array_equal(kept, best)
+    kept, _ = roll_out(scripted, start, 1, deterministic=True, best_of=model)
+    assert np.array_equal(kept, middle)
+    nowhere = roll_out(lambda x: infeasible[-1], start, 3, deterministic=True, best_of=model)[0]
+    assert np.array_equal(nowhere, infeasible[-1])  # nothing feasible visited: the last placement

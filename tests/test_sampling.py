@@ -15,6 +15,7 @@ from helpers import SMALL_CONSTRUCT
 from qdt.cli.main import main
 from qdt.cli.sampling_flags import DEFAULT_TEMPERATURE_TEXT
 from qdt.errors import QdtInputError
+from qdt.problem.decoding import best_placement
 from qdt.problem.family import Family
 from qdt.problem.model import PlacementModel
 from qdt.rl.config import TrainConfig
@@ -22,7 +23,6 @@ from qdt.rl.construct import (
     MAX_SAMPLES,
     SAMPLE_TEMPERATURE,
     Sampling,
-    best_placement,
     construct_best,
 )
 from qdt.rl.policy import load_policy
@@ -110,7 +110,7 @@ def _place(capsys, run, instance, *flags):
 def test_qdt_place_samples_and_reports_it(constructing_run, capsys):
     run, instance = constructing_run
     plain = _place(capsys, run, instance)
-    assert (plain["samples"], plain["temperature"]) == (1, None)
+    assert (plain["samples"], plain["temperature"], plain["keep"]) == (1, None, None)
     first = _place(capsys, run, instance, "--samples", "32", "--temperature", "1.0", "--seed", "4")
     second = _place(capsys, run, instance, "--samples", "32", "--temperature", "1.0", "--seed", "4")
     assert (first["samples"], first["temperature"], first["seed"]) == (32, 1.0, 4)
@@ -132,6 +132,7 @@ def test_qdt_place_samples_and_reports_it(constructing_run, capsys):
         (["--samples", "4", "--temperature", "0"], "--temperature: expected a finite number > 0"),
         (["--temperature", "0.5"], "--temperature: expected no --temperature without --samples"),
         (["--samples", "2", "--seed", "-1"], "--seed: expected an integer >= 0"),
+        (["--keep", "last"], "--keep: expected no --keep for a run with the construct decoding"),
     ],
 )
 def test_bad_sampling_flags_are_refused_before_any_work(constructing_run, capsys, flags, words):

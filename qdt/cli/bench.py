@@ -29,6 +29,7 @@ DEFAULT_OUT = Path("benchmarks/results/paper")
 DEFAULT_RUNS = Path("runs/bench-paper")
 DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # qdt.experiments.bench.noise.SHOTS, not imported here
 DEFAULT_RUNTIME_DEVICES = ("fake_torino", "fake_fractional")  # noise.RUNTIME_DEVICES, not imported here
+KEEPS = ("best", "last")  # qdt.rl.rollout.KEEPS, not imported here
 SWEEP_NOTE = (
     "The training runs are the cells of a sweep on qdt's Ray engine in --runs (results.csv: one "
     "row per run; cells/<id>/: its run folder): a finished run is never trained again, and the "
@@ -217,8 +218,10 @@ def _register_generalise(kinds: Any) -> None:
             "(--imitation-episodes; 0: from rewards only, by the recipe's learner). "
             "Then place --unseen instances of the family "
             "that no run trained on (the same for every agent and seed) with every trained run, one at a "
-            "time, and solve them with the MILP (time limit 20 s), greedy-with-repair, the feasible "
-            "decoding fed uniform random scores and the same rollout fed each seed's untrained actors. "
+            "time, each decision the best placement its rollout visited (--keep; a 'last placement' "
+            "column shows the rollout's last one), and solve them with the MILP (time limit 20 s), "
+            "greedy-with-repair, the feasible decoding fed uniform random scores and the same rollout fed "
+            "each seed's untrained actors. "
             "Reports per shape and agent, over the instances with a proven optimum: feasible share, the "
             "gap to the optimum (median and interquartile range pooled over seeds, each seed's median, the "
             "interquartile mean of the seeds' medians with its 95% stratified-bootstrap interval), "
@@ -334,6 +337,17 @@ def _register_generalise(kinds: Any) -> None:
         generalise,
         "with --construct; the untrained column is decided the same way, and a 'one construction' "
         "column shows the plain one",
+    )
+    generalise.add_argument(
+        "--keep",
+        choices=KEEPS,
+        default=None,
+        help=(
+            "which placement of a rollout decides: best, the feasible one of least total latency it "
+            "visited, greedy-with-repair's start included (the default; a 'last placement' column shows "
+            "the rollout's last one), or last, the policy's own answer (qdt/rl/rollout.py); refused with "
+            "--construct"
+        ),
     )
     generalise.add_argument(
         "--max-critic-qubits",
@@ -734,6 +748,13 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     )
     sampling = sampling_from_flags(args.samples, args.temperature)
     check_sampling(sampling, training)
+    if args.keep is not None and training.construct:
+        raise QdtInputError(
+            "--keep",
+            "no --keep with --construct (a construction builds one placement, not a rollout)",
+            args.keep,
+            "drop --keep (--samples K keeps the best of K constructions)",
+        )
     skipped = check_configs(shapes, agents, training, args.max_critic_qubits)
     total = seeds * (len(shapes) * len(agents) - len(skipped))
     with (
@@ -750,6 +771,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             unseen=unseen,
             max_critic_qubits=args.max_critic_qubits,
             sampling=sampling,
+            keep=args.keep or "best",
             on_result=_run_reporter(step, _gap_text),
             on_shape=lambda shape: step(f"{shape}: {unseen} unseen instances placed"),
             **_sweep_kwargs(args),

@@ -161,7 +161,9 @@ def decode(policy: Any, scores: np.ndarray) -> np.ndarray:
     return policy.decode(scores)  # the run's decoding (qdt/problem/decoding.py)
 
 
-def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+def rollout_table(
+    policy: Any, score: Scorer, steps: int, keep: str = "last"
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     from qdt.rl.maddpg import scores_from_table
     from qdt.rl.policy import all_observations
 
@@ -170,19 +172,20 @@ def rollout_table(policy: Any, score: Scorer, steps: int) -> tuple[np.ndarray, n
     tables = [np.stack(raw)] + ([np.stack(mitigated)] if mitigated is not None else [])
     finals = []
     for table in tables:
-        x = policy.start_placement()
+        visited = [policy.start_placement()]
         for _ in range(steps):
-            x = decode(policy, scores_from_table(table, x))
-        finals.append(x)
+            visited.append(decode(policy, scores_from_table(table, visited[-1])))
+        finals.append(kept(policy, visited, keep))
     return finals[0], (finals[1] if len(finals) > 1 else None), 1
 
 
 def rollout_steps(
-    policy: Any, score: Scorer, steps: int, mitigate: bool
+    policy: Any, score: Scorer, steps: int, mitigate: bool, keep: str = "last"
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     m = policy.n_servers
     x_raw = policy.start_placement()
     x_mit = x_raw.copy() if mitigate else None
+    raw_visited, mit_visited = [x_raw], [x_raw]
     made = 0
     while made < steps:
         made += 1
@@ -195,9 +198,21 @@ def rollout_steps(
         if x_mit is None and policy.deterministic and np.array_equal(following, x_raw):
             break  # a fixed point: every later decision would repeat it (qdt/rl/rollout.py)
         x_raw = following
+        raw_visited.append(x_raw)
         if x_mit is not None and mitigated is not None:
             x_mit = decode(policy, _pick(rows, mitigated, x_mit))
-    return x_raw, x_mit, made
+            mit_visited.append(x_mit)
+    return kept(policy, raw_visited, keep), (kept(policy, mit_visited, keep) if mitigate else None), made
+
+
+def kept(policy: Any, visited: list[np.ndarray], keep: str) -> np.ndarray:
+    """The placement a rollout that ``visited`` these (start first) decides: its last, or with ``keep``
+    "best" the feasible one of least total latency (qdt/rl/rollout.py)."""
+    from qdt.problem.decoding import best_placement
+
+    if keep == "last":
+        return visited[-1]
+    return best_placement(policy.placement_model, np.stack(visited[::-1]))
 
 
 def _pick(rows: list[np.ndarray], scores: list[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -244,6 +259,7 @@ def decide(
     instance: Any = None,
     job_dir: Path | None = None,
     sampling: Any = None,
+    keep: str = "last",
 ) -> Decision:
     """The run's actors decide a placement: N_t steps of the greedy rollout from the run's start one.
 
@@ -253,7 +269,8 @@ def decide(
     instance they act on (:func:`qdt.rl.policy.load_policy`). ``config`` is the run's TrainConfig.
     ``sampling`` (a :class:`qdt.rl.construct.Sampling`, default the plain construction) decides a
     constructing run by the best of several constructions, their noise seeded from the run's seed
-    (or ``seed``).
+    (or ``seed``). ``keep`` says which placement of a rollout decides: its last, or "best", the best
+    it visited (qdt/rl/rollout.py); a construction ignores it.
     """
     from qdt.executors import open_backend
     from qdt.rl.policy import load_policy
@@ -313,11 +330,11 @@ def decide(
         score = make_scorer(policy, executor, mitigation) if executor is not None else torch_scorer(policy)
         decided = time.perf_counter()
         if strategy == "table":
-            x_raw, x_mit, _ = rollout_table(policy, score, config.steps_per_episode)
+            x_raw, x_mit, _ = rollout_table(policy, score, config.steps_per_episode, keep)
             steps = config.steps_per_episode
         else:
             x_raw, x_mit, steps = rollout_steps(
-                policy, score, config.steps_per_episode, mitigation is not None
+                policy, score, config.steps_per_episode, mitigation is not None, keep
             )
         decision_wall_s = time.perf_counter() - decided
     finally:

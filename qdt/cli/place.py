@@ -6,8 +6,10 @@ observation's tables, the feasible decoding's constraints) is rebuilt from INSTA
 (:func:`qdt.rl.policy.load_policy` with ``instance``). The decision is ``qdt infer``'s greedy
 rollout from the run's start placement (:func:`qdt.cli.infer.decide`): quantum actors on ``--backend``
 (default: the executor, noise and shots the run trained with), classical actors as torch networks.
-A constructing run may decide by the best of ``--samples`` constructions in one batch
-(:class:`qdt.rl.construct.Sampling`, noise from ``--seed``, default the run's seed).
+A rollout decides by the best placement it visited (``--keep best``, the default: its start,
+greedy's for a family run, included) or by its last (``--keep last``, ``qdt infer``'s;
+``qdt/rl/rollout.py``). A constructing run may decide by the best of ``--samples`` constructions
+in one batch (:class:`qdt.rl.construct.Sampling`, noise from ``--seed``, default the run's seed).
 
 A run trained on one instance (every run folder until family training exists; its config.json
 holds ``config`` and ``instance``) may place another one: the output says so (``trained_on``
@@ -22,8 +24,9 @@ RUN/jobs.jsonl, so a later ``qdt infer --resume`` of the run only ever reuses in
 JSON contract (``--json``): run, trained_on ("instance" | "family"), note (why the placement may
 not generalise, or null), instance {file, name, users, servers, seen_in_training}, agent, backend
 {profile, executor, shots, noise, ...; profile null for classical actors}, strategy, steps,
-samples (constructions the decision took the best of; 1: the plain construction), temperature (their
-noise's scale, null for 1), seed, assignment (one server index per user, null when some user has no
+keep ("best" or "last": which placement of the rollout decided; null for a construction),
+samples (constructions the decision took the best of; 1: the plain construction), temperature
+(their noise's scale, null for 1), seed, assignment (one server index per user, null when some user has no
 server or two), feasible, violations, total_latency_s, per_user_latency_s, optimum_status, optimum_assignment,
 optimum_total_latency_s (null unless the MILP proved an optimum), gap ((total - optimum) /
 optimum; null when the placement is infeasible or there is no proven optimum), gap_note (why gap
@@ -49,6 +52,7 @@ from qdt.cli.sampling_flags import add_sampling_flags, sampling_from_flags
 from qdt.errors import QdtInputError
 from qdt.experiments.tables import format_table
 from qdt.files import write_json_atomic
+from qdt.rl.rollout import KEEPS
 
 PLACE_DIR = "place"  # under the run folder: reports and the job store of `qdt place`
 
@@ -60,7 +64,10 @@ channel gains, rates, capacities, caps and deadlines, but the run's size (N user
 another size is refused). The run's weights act on it as they are; what the actors and the
 decoding read from an instance is rebuilt from INSTANCE. The decision is the greedy rollout from
 the run's start placement that `qdt infer` runs (N_t steps, the run's decoding; a family run starts
-from greedy-with-repair's placement, and its time is part of decision_ms). A run trained with
+from greedy-with-repair's placement, and its time is part of decision_ms), and by default the
+feasible placement of least total latency it visited, its start included, decides (--keep best):
+so a family run's decision is never worse than greedy-with-repair's. --keep last takes the
+rollout's last placement, the policy's own answer (what `qdt infer` reports). A run trained with
 --decode construct builds the placement user by user instead (strategy "construct"): N calls of
 its actor, each on the whole partial placement, so N jobs on an IBM device. With --samples K it
 runs K constructions in one batch (still N calls, each K times the rows), the plain one and K-1
@@ -113,6 +120,16 @@ def register(subparsers: Any) -> None:
         type=int,
         help="shots per row (default: the run's when --backend is not given, else the profile's)",
     )
+    parser.add_argument(
+        "--keep",
+        choices=KEEPS,
+        default=None,
+        help=(
+            "which placement of the rollout decides: best, the feasible one of least total latency it "
+            "visited, its start included (the default), or last, its final one (qdt infer's); refused for "
+            "a run with the construct decoding, which builds one placement"
+        ),
+    )
     add_sampling_flags(parser, "refused for a run that scores columns of X")
     parser.add_argument(
         "--seed",
@@ -135,8 +152,10 @@ def run_place(
     samples: int = 1,
     temperature: float | None = None,
     seed: int | None = None,
+    keep: str | None = None,
 ) -> dict[str, Any]:
-    """Place ``instance_file`` with the run's actors (module docstring); the report, also saved."""
+    """Place ``instance_file`` with the run's actors (module docstring); the report, also saved.
+    ``keep`` (default "best" for a rollout) says which placement of the rollout decides."""
     from qdt.executors import load_backend_profile, validate_shots
     from qdt.problem.model import matrix_to_assignment
     from qdt.problem.solvers import solve
@@ -155,6 +174,7 @@ def run_place(
     )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise QdtInputError("--seed", "an integer >= 0", seed)
+    keep = check_keep(keep, config.decode, run_dir)
     kind = trained_on(run_dir)
     instance = load_instance_file(instance_file, "INSTANCE")
     check_instance_size(own, instance, "INSTANCE")
@@ -189,6 +209,7 @@ def run_place(
         job_dir=run_dir / PLACE_DIR,
         seed=seed,
         sampling=sampling,
+        keep=keep or "last",
     )
     model = decision.policy.placement_model
     optimum = solve(model, "auto")
@@ -211,6 +232,7 @@ def run_place(
         "backend": _backend(decision.profile, executor, noise),
         "strategy": decision.strategy,
         "steps": decision.steps,
+        "keep": keep,
         "samples": sampling.samples,
         "temperature": sampling.temperature if sampling.sampled else None,
         "seed": decision.seed,
@@ -235,6 +257,25 @@ def run_place(
     write_json_atomic(path, report)
     report["saved"] = str(path)
     return report
+
+
+def check_keep(keep: object, decode: str, run_dir: Path) -> str | None:
+    """The rollout's ``keep`` (default "best"), or None for a constructing run (one placement, nothing
+    to keep; an explicit ``--keep`` is refused for it)."""
+    if decode == "construct":
+        if keep is not None:
+            raise QdtInputError(
+                "--keep",
+                "no --keep for a run with the construct decoding (it builds one placement, not a rollout)",
+                keep,
+                f"drop --keep: {run_dir} constructs its placements (--samples K keeps the best of K)",
+            )
+        return None
+    if keep is None:
+        return "best"
+    if keep not in KEEPS:
+        raise QdtInputError("--keep", f"one of {', '.join(KEEPS)}", keep)
+    return str(keep)
 
 
 def _backend(profile: Any, executor: Any, noise: str | None) -> dict[str, Any]:
@@ -278,6 +319,7 @@ def _cmd_place(args: argparse.Namespace) -> int:
         samples=args.samples,
         temperature=args.temperature,
         seed=args.seed,
+        keep=args.keep,
     )
     if args.json:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
@@ -297,6 +339,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"{printable(report['run'])} places {printable(instance['file'])} ({printable(instance['name'])}, "
         f"{instance['users']} users x {instance['servers']} servers) on {printable(where)}: noise "
         f"{printable(str(noise))}, shots {shots}, strategy {report['strategy']}, {report['steps']} steps"
+        + (f", the {report['keep']} placement it visited" if report["keep"] == "best" else "")
+        + (f", its {report['keep']} placement" if report["keep"] == "last" else "")
         + (
             f", best of {report['samples']} constructions (temperature {report['temperature']:g}, "
             f"seed {report['seed']})"

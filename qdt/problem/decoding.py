@@ -37,6 +37,10 @@ The decodings are deterministic; exploration perturbs the scores before they are
 step after step from a start placement, ``empty`` (nothing placed, the paper's) or ``greedy``:
 greedy-with-repair's placement of the instance (0.45 ms at 32 × 8), which the actors then
 improve, or, when greedy finds none, every user on its fastest server.
+
+**Which placement a search keeps** (:func:`best_placement`): the feasible one of least total
+latency among its candidates: a rollout's visited placements (``qdt/rl/rollout.py``) or sampled
+constructions (``qdt/rl/construct.py``).
 """
 
 from __future__ import annotations
@@ -200,3 +204,13 @@ def start_placement(model: PlacementModel, start: str) -> NDArray[np.int8]:
     fastest = np.asarray(model.latency).argmin(axis=1)
     assignment = fastest if greedy.assignment is None else np.asarray(greedy.assignment, dtype=np.int64)
     return _matrix(assignment, model.n_servers)
+
+
+def best_placement(model: PlacementModel, placements: np.ndarray) -> NDArray[np.int8]:
+    """The feasible placement of least total latency among ``placements`` [K, N, M], the first of
+    equals (the first one when none is feasible: its evaluation then names what it breaks)."""
+    feasible = model.feasible_batch(placements)
+    if not bool(feasible.any()):
+        return placements[0]
+    latency = (placements * model.latency).sum(axis=(1, 2))
+    return placements[int(np.argmin(np.where(feasible, latency, np.inf)))]

@@ -161,6 +161,7 @@ import numpy as np
 import torch
 
 from qdt.errors import QdtInputError
+from qdt.problem.decoding import best_placement
 from qdt.problem.model import RELATIVE_TOLERANCE, PlacementModel
 from qdt.problem.solvers import repair_overloads, solve_completion
 from qdt.rl.config import ConstructGuard, ConstructOrder
@@ -178,7 +179,6 @@ __all__ = [
     "Sampling",
     "as_assignments",
     "as_matrices",
-    "best_placement",
     "check_sampled_decode",
     "construct",
     "construct_best",
@@ -487,16 +487,6 @@ def _perturbed(logits: Logits, copies: int, temperature: float, rng: np.random.G
         return z + temperature * gumbel
 
     return noisy
-
-
-def best_placement(model: PlacementModel, placements: np.ndarray) -> np.ndarray:
-    """The feasible placement of least total latency among ``placements`` [K, N, M] (the first one
-    when none is feasible: its evaluation then names what it breaks)."""
-    feasible = model.feasible_batch(placements)
-    if not bool(feasible.any()):
-        return placements[0]
-    latency = (placements * model.latency).sum(axis=(1, 2))
-    return placements[int(np.argmin(np.where(feasible, latency, np.inf)))]
 
 
 def construct_best(

@@ -4,6 +4,7 @@
 >>> policy = load_policy(Path("runs/q6"), executor=aer_executor)  # same weights, other executor
 >>> policy = load_policy(Path("runs/q6"), instance=unseen)        # same weights, another N x M instance
 >>> policy.placement()              # greedy rollout from the run's start placement, [N, M] int8
+>>> policy.keep = "best"            # ... its best visited placement instead of its last (rollout.py)
 >>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
 
 Every agent's actor sees only its own column of X (and, with ``observation = "features"``,
@@ -42,7 +43,7 @@ from qdt.rl.construct import Sampling, check_sampled_decode, construct_best
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
 from qdt.rl.observations import ObservationFeatures
-from qdt.rl.rollout import roll_out
+from qdt.rl.rollout import Keep, roll_out
 from qdt.sim.device import CPU
 
 __all__ = [
@@ -66,6 +67,7 @@ class TrainedPolicy:
     episode: int  # episodes trained when the checkpoint was written
     sampling: Sampling = field(default_factory=Sampling)  # a constructing run's decision (:meth:`sample`)
     sampling_rng: np.random.Generator | None = None
+    keep: Keep = "last"  # which placement of a rollout decides (qdt/rl/rollout.py); a construction ignores it
 
     @property
     def n_users(self) -> int:
@@ -128,12 +130,14 @@ class TrainedPolicy:
     def placement(self, steps: int | None = None) -> np.ndarray:
         """Greedy rollout of N_t (or ``steps``) decisions from the run's start placement (empty, or
         greedy's: ``config.start``), ended early at a fixed point when the scores are deterministic
-        (:func:`qdt.rl.rollout.roll_out`)."""
+        (:func:`qdt.rl.rollout.roll_out`); its last placement, or with ``keep = "best"`` the best it
+        visited."""
         if self.constructs:
             return self.construct()
         start = self.start_placement()
         steps = self.config.steps_per_episode if steps is None else steps
-        return roll_out(self.decide, start, steps, self.deterministic)[0]
+        best_of = self.placement_model if self.keep == "best" else None
+        return roll_out(self.decide, start, steps, self.deterministic, best_of)[0]
 
     def check_scores_columns(self) -> None:
         """Refuse, with one clear error, to score columns of X with a run that constructs its

@@ -87,7 +87,7 @@ from qdt.rl.maddpg import (
 from qdt.rl.observations import InstanceContext, context_arrays, context_of, stacked_context
 from qdt.rl.ppo import episode_advantages, joint_credit, ppo_update, user_advantages, user_rewards
 from qdt.rl.replay import ReplayMemory
-from qdt.rl.rollout import roll_out
+from qdt.rl.rollout import Keep, roll_out
 from qdt.rl.tensorboard import TensorBoardLog
 
 CONFIG_FILE = "config.json"
@@ -537,11 +537,13 @@ class Trainer:
         model: PlacementModel | None = None,
         sampling: Sampling = PLAIN,
         rng: np.random.Generator | None = None,
+        keep: Keep = "last",
     ) -> np.ndarray:
         """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the run's start
         placement (``config.start``), on the run's instance or (a family's policy) on ``model``'s;
-        ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`).
-        A constructing run constructs instead, as ``sampling`` says (noise from ``rng``)."""
+        ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`),
+        its last placement or the best it visited (``keep``). A constructing run constructs instead,
+        as ``sampling`` says (noise from ``rng``)."""
         model = self.model if model is None else model
         if self.config.decode == "construct":  # no rollout: construction from nothing placed
             return construct_best(
@@ -561,7 +563,8 @@ class Trainer:
             return decode(self.config.decode, self._scores(x[None], table, context)[0], model)
 
         deterministic = all(agent.actor.deterministic for agent in self.agents)
-        return roll_out(decide, start, self.config.steps_per_episode, deterministic)[0]
+        best_of = model if keep == "best" else None
+        return roll_out(decide, start, self.config.steps_per_episode, deterministic, best_of)[0]
 
     def _greedy_record(self) -> dict[str, Any]:
         x = self.greedy_placement()

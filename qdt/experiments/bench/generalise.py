@@ -12,7 +12,10 @@ episode's training draws for the whole run (:data:`GENERALISE_TRAINING`, ``qdt/r
 every trained run, and the same instances are solved by the MILP, greedy-with-repair, the feasible
 decoding fed uniform random scores (``random``: one pass, no search) and the same rollout
 (from greedy's placement) fed each seed's freshly initialised actors (``untrained``: what the
-learned scores add). With ``sampling`` (``--samples K``, constructing runs only) a decision, and
+learned scores add). A rollout's decision, and the untrained column's, is the best placement it
+visited (``keep = "best"``, the default: ``qdt/rl/rollout.py``), its start (greedy's) included, and
+its last placement is scored beside it (``plain_gap``, the table's "last placement"); ``keep =
+"last"`` decides by the last one. With ``sampling`` (``--samples K``, constructing runs only) a decision, and
 the untrained column, is the best of K constructions (:class:`qdt.rl.construct.Sampling`), and each
 run's plain construction is scored beside it (``plain_gap``, the table's "one construction").
 
@@ -29,7 +32,8 @@ Timing, in this process, after training, one instance at a time (a decision's la
 policy's time is rebinding the loaded actors to the instance (their observation tables,
 :meth:`qdt.rl.policy.TrainedPolicy.rebind`, the checkpoint read once per run), then the greedy
 rollout: greedy-with-repair's start placement and up to N_t steps of scoring and decoding, ended
-at the first fixed point (``qdt/rl/rollout.py``); the MILP's is HiGHS on the same PlacementModel, its
+at the first fixed point (``qdt/rl/rollout.py``), and with ``keep = "best"`` the evaluation of the
+placements it visited; the MILP's is HiGHS on the same PlacementModel, its
 own model building included. The MILP first runs with the time limit :data:`MILP_LIMIT_S` (in a
 child process, which ``solve`` uses to enforce a limit); where it proves an optimum it is solved
 again in this process and that solve is timed, so the child's start (15–25 ms measured here) is
@@ -104,6 +108,7 @@ from qdt.rl.builders import agent_qubits, check_fits
 from qdt.rl.config import CONSTRUCT_DEFAULTS, FAMILY_DEFAULTS, ConstructGuard, ConstructOrder, TrainConfig
 from qdt.rl.construct import PLAIN, Sampling
 from qdt.rl.policy import TrainedPolicy, load_policy
+from qdt.rl.rollout import KEEPS, Keep
 from qdt.rl.train import SUMMARY_FILE, Trainer, family_instance, relative_gap
 from qdt.stats import iqm_interval
 
@@ -175,6 +180,7 @@ ROW_FIELDS = [
     "untrained_feasible",
     "untrained_gap",
     "samples",
+    "keep",
     "plain_feasible",
     "plain_gap",
     "episodes",
@@ -298,6 +304,12 @@ def check_configs(
     return skipped
 
 
+def searched_decision(sampling: Sampling, keep: Keep, constructs: bool) -> bool:
+    """Whether a decision searches (the best of sampled constructions, or the best placement a
+    rollout visited), so that its plain counterpart (``plain_gap``) is worth a column of its own."""
+    return sampling.sampled if constructs else keep == "best"
+
+
 def check_sampling(sampling: Sampling, training: GeneraliseTraining) -> None:
     """Refuse sampled decisions (``--samples`` > 1) for a bench whose runs do not construct."""
     if sampling.sampled and not training.construct:
@@ -346,6 +358,7 @@ def run_generalise_bench(
     max_critic_qubits: int = DEFAULT_MAX_CRITIC_QUBITS,
     milp_limit_s: float = MILP_LIMIT_S,
     sampling: Sampling = PLAIN,
+    keep: Keep = "best",
     workers: int | None = None,
     ray_address: str | None = None,
     retry_failed: bool = False,
@@ -354,7 +367,8 @@ def run_generalise_bench(
 ) -> dict[str, Any]:
     """Train every (shape, agent, seed) as a sweep cell as ``training`` says, place the unseen
     instances with every finished run beside the baselines (a constructing run's decision as
-    ``sampling`` says), then write generalise.csv, generalise.md, generalise.png."""
+    ``sampling`` says, a rollout's as ``keep`` does), then write generalise.csv, generalise.md,
+    generalise.png."""
     start = time.perf_counter()
     check_unseen(unseen)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -362,6 +376,9 @@ def run_generalise_bench(
     training = replace(training, ppo_credit=bench_credit(training.recipe, training.ppo_credit))
     tight, construct = training.tight, training.construct
     check_sampling(sampling, training)
+    if keep not in KEEPS:
+        raise QdtInputError("--keep", f"one of {', '.join(KEEPS)}", keep)
+    keep = "last" if construct else keep  # a construction visits no placement to keep
     skipped = check_configs(shapes, agents, training, max_critic_qubits)
     runs: list[BenchRun] = []
     for shape in shapes:
@@ -400,7 +417,7 @@ def run_generalise_bench(
                 if _key(run)[0] == shape and (run_dir := trained.run_dir(run.key)) is not None
             ]
             shape_rows, baselines[shape] = evaluate_shape(
-                shape, unseen_instances(shape, unseen, tight), finished, tight, milp_limit_s, sampling
+                shape, unseen_instances(shape, unseen, tight), finished, tight, milp_limit_s, sampling, keep
             )
             rows.extend(shape_rows)
             if on_shape is not None:
@@ -418,6 +435,7 @@ def run_generalise_bench(
         f"{training_text(training)}, "
         f"{unseen} unseen instances per shape, MILP limit {milp_limit_s:g} s"
         + (f", a decision the {sampling.describe()}" if sampling.sampled else "")
+        + (f", a decision {KEEP_TEXT}" if not construct and keep == "best" else "")
     )
     markdown = write_markdown(
         out_dir,
@@ -430,6 +448,7 @@ def run_generalise_bench(
         construct,
         training.construct_guard,
         sampling,
+        keep,
     )
     plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting)
     return {
@@ -464,11 +483,17 @@ GUARD_TEXT = (
 )
 """What a decision of a guarded construction (``construct_guard = "completion"``) adds."""
 
+KEEP_TEXT = "the best placement its rollout visited, greedy-with-repair's start included"
+"""What a rollout's decision is with ``keep = "best"`` (qdt/rl/rollout.py)."""
+
 SAMPLING_TEXT = (
     "; all the constructions in one batch, K times the rows per actor call, the feasible one of "
     "least total latency kept"
 )
 """What a sampled decision (``--samples`` > 1) adds."""
+
+KEEP_TIME_TEXT = "; every placement visited evaluated, the best feasible one kept"
+"""What a rollout's decision with ``keep = "best"`` adds to its time."""
 
 
 def training_text(training: GeneraliseTraining) -> str:
@@ -562,19 +587,22 @@ def evaluate_shape(
     tight: bool,
     milp_limit_s: float,
     sampling: Sampling = PLAIN,
+    keep: Keep = "last",
 ) -> tuple[list[dict[str, Any]], list[Baseline]]:
     """Rows (one per finished run and unseen instance) and the instances' baselines.
 
     Per instance, in turn: the baselines, then each run's decision (timed); so a change of load on
     the machine falls on the MILP and the policies alike. Each policy is loaded once and warmed up
     by one untimed decision; the untrained decodings (not timed) come after, one run at a time, and
-    with sampled decisions (``sampling``) also each run's plain construction (``plain_gap``, not timed).
+    with sampled decisions (``sampling``) also each run's plain construction (``plain_gap``, not timed),
+    with a rollout's best visited placement (``keep = "best"``) its last one.
     """
     models = [PlacementModel(instance) for instance in instances]
     policies: list[tuple[BenchRun, Path, TrainedPolicy]] = []
     for run, run_dir in finished:
         policy = load_policy(run_dir, instance=instances[0])
         policy.sample(sampling, sampling_seed(run, untrained=False))
+        policy.keep = keep
         policy.placement()  # warm-up: lazy initialisation stays out of the first timed decision
         policies.append((run, run_dir, policy))
     baselines: list[Baseline] = []
@@ -593,15 +621,17 @@ def evaluate_shape(
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         untrained = Trainer(config, family_instance(config))  # never trained: its initial actors
         untrained_rng = np.random.default_rng(sampling_seed(run, untrained=True))
+        searched = searched_decision(sampling, keep, policy.constructs)
         if sampling.sampled:
             policy.sample(PLAIN, sampling_seed(run, untrained=False))  # the plain construction
+        policy.keep = "last"  # a rollout's plain decision: its last placement
         for instance, base, model, (placement, decision_ms) in zip(
             instances, baselines, models, decisions[run.key]
         ):
             evaluation = model.evaluate(placement)
-            untrained_eval = model.evaluate(untrained.greedy_placement(model, sampling, untrained_rng))
+            untrained_eval = model.evaluate(untrained.greedy_placement(model, sampling, untrained_rng, keep))
             plain_eval = evaluation
-            if sampling.sampled:
+            if searched:
                 policy.rebind(instance, model)
                 plain_eval = model.evaluate(policy.placement())
             rows.append(
@@ -626,6 +656,7 @@ def evaluate_shape(
                     "untrained_feasible": bool(untrained_eval.feasible),
                     "untrained_gap": _gap(untrained_eval, base.optimum_s),
                     "samples": sampling.samples,
+                    "keep": None if policy.constructs else keep,
                     "plain_feasible": bool(plain_eval.feasible),
                     "plain_gap": _gap(plain_eval, base.optimum_s),
                     "episodes": summary["episodes"],
@@ -822,8 +853,10 @@ def write_markdown(
     construct: bool = False,
     guard: ConstructGuard = "none",
     sampling: Sampling = PLAIN,
+    keep: Keep = "last",
 ) -> str:
-    sampled = sampling.sampled
+    sampled = searched_decision(sampling, keep, construct)
+    plain_name = "one construction" if construct else "last placement"
     header = [
         "N×M",
         "agent",
@@ -831,7 +864,7 @@ def write_markdown(
         "ms/episode",
         "feasible",
         "gap median [IQR]",
-        *(["one construction"] if sampled else []),
+        *([plain_name] if sampled else []),
         "IQM of seed medians [95%]",
         "greedy",
         "random",
@@ -907,12 +940,19 @@ def write_markdown(
         + (
             "one construction: the median gap of each run's plain construction (no sampling, not timed); "
             f"the decision and the untrained column are the {sampling.describe()}; "
-            if sampled
+            if sampled and construct
+            else ""
+        )
+        + (
+            "last placement: the median gap of each run's rollout's last placement, the policy's own "
+            f"answer (not timed); the decision and the untrained column are {KEEP_TEXT}; "
+            if sampled and not construct
             else ""
         )
         + f"decision: median time of one placement ({DECISION_TEXT[construct]}"
         f"{GUARD_TEXT if guard != 'none' else ''}"
-        f"{SAMPLING_TEXT if sampled else ''}), MILP: median time of HiGHS on "
+        f"{SAMPLING_TEXT if sampling.sampled else ''}"
+        f"{KEEP_TIME_TEXT if sampled and not construct else ''}), MILP: median time of HiGHS on "
         "the same instances, both timed in this run, one "
         f"instance at a time. Wall time of the bench {wall:.0f} s."
     )
