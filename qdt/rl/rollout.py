@@ -16,6 +16,9 @@ still propose every placement it can keep. It costs one evaluation of the visite
 0.1 ms at 32 × 8) and no actor call. Measured on the default 32 × 8 family (40 validation draws,
 the five quantum L = 6 runs of ``qdt bench generalise``): the last placement 1.79–2.22% above the
 optimum per run (greedy 1.76%), the best visited 1.26–1.47%; the rollouts took 4.0–5.8 steps.
+``qdt place`` and ``qdt bench generalise`` decide by ``best`` unless told otherwise; training's
+metrics (the greedy policy, the held-out gaps of summary.json), ``qdt infer`` and ``qdt evaluate``
+score the last placement, the policy's own answer.
 """
 
 from __future__ import annotations
