@@ -110,6 +110,10 @@ def test_quantiles_count_an_infeasible_placement_as_infinitely_far():
 
 
 def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_path, capsys):
+    from qdt.cli import bench
+    from qdt.rl.rollout import KEEPS
+
+    assert bench.KEEPS == KEEPS  # the CLI's copy (not imported there, to keep --help fast)
     folders = ["--out", str(tmp_path / "o"), "--runs", str(tmp_path / "r")]
     for argv, named in (
         (["--unseen", "0"], "--unseen: expected an integer from 1 to 10,000"),

@@ -166,8 +166,9 @@ def test_keep_best_is_the_best_placement_the_rollout_visited_and_keep_last_its_f
 ) -> None:
     run = _run(trained, agent, tmp_path)
     path = _generate(tmp_path)
-    model = PlacementModel(load_instance(path))
-    policy = load_policy(run, instance=load_instance(path))
+    unseen = load_instance(path)
+    model = PlacementModel(unseen)
+    policy = load_policy(run, instance=unseen)
     visited = [policy.start_placement()]
     for _ in range(TINY["steps_per_episode"]):
         visited.append(policy.decide(visited[-1]))

@@ -206,13 +206,11 @@ def rollout_steps(
 
 
 def kept(policy: Any, visited: list[np.ndarray], keep: str) -> np.ndarray:
-    """The placement a rollout that ``visited`` these (start first) decides: its last, or with ``keep``
-    "best" the feasible one of least total latency (qdt/rl/rollout.py)."""
-    from qdt.problem.decoding import best_placement
+    """The placement a rollout that ``visited`` these (start first) decides, as ``keep`` says
+    (:func:`qdt.rl.rollout.kept_placement`)."""
+    from qdt.rl.rollout import kept_placement
 
-    if keep == "last":
-        return visited[-1]
-    return best_placement(policy.placement_model, np.stack(visited[::-1]))
+    return kept_placement(visited, policy.placement_model if keep == "best" else None)
 
 
 def _pick(rows: list[np.ndarray], scores: list[np.ndarray], x: np.ndarray) -> np.ndarray:

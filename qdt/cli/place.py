@@ -55,6 +55,7 @@ from qdt.files import write_json_atomic
 from qdt.rl.rollout import KEEPS
 
 PLACE_DIR = "place"  # under the run folder: reports and the job store of `qdt place`
+KEEP_WORDS = {"best": ", the best placement it visited", "last": ", its last placement"}  # the text report
 
 _DESCRIPTION = """\
 Place INSTANCE with the trained actors of --run, without training anything.
@@ -339,8 +340,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"{printable(report['run'])} places {printable(instance['file'])} ({printable(instance['name'])}, "
         f"{instance['users']} users x {instance['servers']} servers) on {printable(where)}: noise "
         f"{printable(str(noise))}, shots {shots}, strategy {report['strategy']}, {report['steps']} steps"
-        + (f", the {report['keep']} placement it visited" if report["keep"] == "best" else "")
-        + (f", its {report['keep']} placement" if report["keep"] == "last" else "")
+        + KEEP_WORDS.get(report["keep"], "")
         + (
             f", best of {report['samples']} constructions (temperature {report['temperature']:g}, "
             f"seed {report['seed']})"

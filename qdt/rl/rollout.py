@@ -31,7 +31,7 @@ import numpy as np
 from qdt.problem.decoding import best_placement
 from qdt.problem.model import PlacementModel
 
-__all__ = ["KEEPS", "Keep", "roll_out"]
+__all__ = ["KEEPS", "Keep", "kept_placement", "roll_out"]
 
 Keep = Literal["best", "last"]
 KEEPS: tuple[Keep, ...] = ("best", "last")
@@ -57,6 +57,13 @@ def roll_out(
             break
         x = following
         visited.append(x)
+    return kept_placement(visited, best_of), made
+
+
+def kept_placement(visited: list[np.ndarray], best_of: PlacementModel | None) -> np.ndarray:
+    """The placement a rollout that ``visited`` these (start first) decides: its last, or with
+    ``best_of`` (the instance's model) the feasible one of least total latency, the newest of equals,
+    the last one when none is feasible (``keep = "best"``)."""
     if best_of is None:
-        return x, made
-    return best_placement(best_of, np.stack(visited[::-1])), made  # newest first: the last of equals
+        return visited[-1]
+    return best_placement(best_of, np.stack(visited[::-1]))  # newest first: the last of equals
