@@ -333,6 +333,17 @@ def _register_generalise(kinds: Any) -> None:
             "of the last completion that did; qdt train --construct-guard). Default none"
         ),
     )
+    generalise.add_argument(
+        "--input-scaling",
+        choices=["affine", "none"],
+        default=None,
+        help=(
+            "how the quantum actors read their inputs: affine, a trained scale and shift of each input "
+            "before the circuit's encoding (the default for rollouts: closer to the optimum on validation "
+            "draws at 32x8 and 64x8, qdt/experiments/bench/generalise.py), or none, the inputs as they "
+            "are (the default with --construct). The classical runs are the same either way"
+        ),
+    )
     add_sampling_flags(
         generalise,
         "with --construct; the untrained column is decided the same way, and a 'one construction' "
@@ -745,6 +756,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.label_gap,
         args.construct_order,
         args.construct_guard,
+        args.input_scaling,
     )
     sampling = sampling_from_flags(args.samples, args.temperature)
     check_sampling(sampling, training)
