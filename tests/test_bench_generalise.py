@@ -17,10 +17,12 @@ from helpers import benchmark_script
 from qdt.cli.main import main
 from qdt.errors import QdtInputError
 from qdt.experiments.bench.generalise import (
+    DEFAULT_AGENTS,
     QUICK_EPISODES,
     QUICK_SEEDS,
     QUICK_SHAPES,
     QUICK_UNSEEN,
+    GeneraliseTraining,
     family_spec,
     instance_digest,
     quantiles,
@@ -143,6 +145,7 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--construct-guard", "completion"], "--construct-guard: expected none unless --construct"),
         (["--construct-guard", "search"], "argument --construct-guard: invalid choice"),
         (["--keep", "first"], "argument --keep: invalid choice"),
+        (["--input-scaling", "scale"], "argument --input-scaling: invalid choice"),
         (["--construct", "--keep", "last"], "--keep: expected no --keep with --construct"),
         (["--agents", "qaoa"], "--agents: expected distinct agents from classical, quantum"),
         (["--agents", "classical,classical"], "--agents: expected distinct agents"),
@@ -159,6 +162,22 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         err = capsys.readouterr().err
         assert named in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_only_the_quantum_rollout_runs_scale_their_inputs():
+    """The bench's quantum rollout runs read their inputs through a trained scale and shift; the
+    classical runs' cells are the same with or without it, and ``input_scaling="none"`` gives the
+    quantum cells of the bench before it (config.json records no input_scaling)."""
+    classical, quantum = DEFAULT_AGENTS
+    scaled, unscaled = GeneraliseTraining(), GeneraliseTraining(input_scaling="none")
+    for shape in ((8, 2), (64, 8)):
+        assert scaled.config(quantum, 1, shape).input_scaling == "affine"
+        assert scaled.config(classical, 1, shape).to_dict() == unscaled.config(classical, 1, shape).to_dict()
+        assert "input_scaling" not in unscaled.config(quantum, 1, shape).to_dict()
+        assert scaled.config(quantum, 1, shape).to_dict()["input_scaling"] == "affine"
+    constructing = GeneraliseTraining(construct=True, tight=True)
+    assert constructing.config(quantum, 0, (8, 2)).input_scaling == "none"
+    assert replace(constructing, input_scaling="affine").config(quantum, 0, (8, 2)).input_scaling == "affine"
 
 
 def _run_dir(runs, label, seed, users):
@@ -182,8 +201,9 @@ def _md_row(text, first, second):
     raise AssertionError(f"no row {first} {second} in:\n{text}")
 
 
-def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="user"):
-    """What every smoke run must write; returns the CSV rows."""
+def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="user", scaling="affine"):
+    """What every smoke run must write (the quantum runs' actors reading their inputs by
+    ``scaling``, the classical ones never scaled); returns the CSV rows."""
     rows = _csv(out / "generalise.csv")
     labels = ("classical", "quantum L=6")
     assert len(rows) == len(shapes) * len(labels) * seeds * unseen
@@ -225,6 +245,7 @@ def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="u
             config, _ = load_run_config(_run_dir(runs, agent, seed, n))
             assert config.family == family_spec((n, m), tight) and config.observation == observation
             assert config.imitation_episodes == config.episodes and config.learner == "ppo"
+            assert config.input_scaling == (scaling if config.agent == "quantum" else "none")
             drawn = _training_digests(config.family, [config.seed], config.episodes, config.envs)
             assert not drawn & set(expected)
         # the table's feasible share: of the instances the MILP solved, pooled over seeds
@@ -234,6 +255,7 @@ def _check_outputs(out, runs, shapes, seeds, unseen, tight=False, observation="u
             assert 0.0 <= share <= 1.0
             assert _md_row(md, f"{n}×{m}", agent)[4] == f"{100 * share:.1f}%"
     assert "IQM of seed medians" in md and "MILP/decision" in md
+    assert f"quantum input_scaling {scaling}" in md
     assert (out / "generalise.png").read_bytes()[:8] == PNG
     assert (out / ".qdt-owner").read_text() == "qdt bench generalise\n"
     return rows
@@ -264,11 +286,12 @@ def test_bench_generalise_smoke_via_the_cli(tmp_path, capsys):
     if untrained.feasible:
         assert float(row["untrained_gap"]) == pytest.approx((untrained.total_latency_s - optimum) / optimum)
 
-    # one agent: its runs are the same cells, so nothing is trained again and only it is placed; with
-    # --keep last each decision is the rollout's last placement, the first call's "last placement"
+    # one agent: its runs are the same cells (--input-scaling changes only the quantum runs), so
+    # nothing is trained again and only it is placed; with --keep last each decision is the rollout's
+    # last placement, the first call's "last placement"
     argv = ["bench", "generalise", "--quick", "--seeds", "1", "--episodes", "2", "--unseen", "4"]
     argv += ["--agents", "classical", "--out", str(tmp_path / "classical"), "--runs", str(runs)]
-    argv += ["--keep", "last"]
+    argv += ["--keep", "last", "--input-scaling", "none"]
     assert main(argv) == 0
     assert "0 run(s) trained" in capsys.readouterr().out
     with (tmp_path / "classical" / "generalise.csv").open(newline="", encoding="utf-8") as handle:
@@ -318,7 +341,7 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     assert "--ppo-credit" not in markdown and "label_gap 0.01" in markdown
     assert "construct_order constrained" in markdown and "construct_guard completion" in markdown
     assert "each step kept completable" in markdown
-    rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement")
+    rows = _check_outputs(out, runs, QUICK_SHAPES, 1, 4, tight=True, observation="placement", scaling="none")
     assert {r["keep"] for r in rows} == {""}  # a construction keeps no rollout placement
     row = next(r for r in rows if r["agent"] == "classical" and r["milp_status"] == "optimal")
     config, _ = load_run_config(_run_dir(runs, row["agent"], row["seed"], int(row["users"])))
