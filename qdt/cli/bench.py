@@ -231,7 +231,7 @@ def _register_generalise(kinds: Any) -> None:
             "instances, both timed in this run, and their ratio; then whether each target of issue 17 is "
             "met. Writes generalise.csv (one row per run and unseen instance), generalise.md, "
             "generalise.png (gap distributions; decision vs MILP time). Wall time on 2 cores with "
-            "--workers 2: the default grid about 2 h 7 min (32x8 and 64x8 1 h 57 min; README: "
+            "--workers 2: the default grid about 2 h 20 min (32x8 and 64x8 2 h 10 min; README: "
             "'Placing unseen instances'); 1-2 min for --quick. " + SWEEP_NOTE
         ),
         epilog=EXIT_NOTE,
