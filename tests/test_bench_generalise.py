@@ -9,6 +9,7 @@ import csv
 import json
 import math
 from dataclasses import replace
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ from qdt.experiments.sweep import read_results
 from qdt.problem.family import Family, parse_family
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
-from qdt.rl.config import TrainConfig
+from qdt.rl.config import InputScaling, TrainConfig
 from qdt.rl.policy import load_policy
 from qdt.rl.train import Trainer, family_instance, load_run_config, train
 
@@ -115,7 +116,8 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
     from qdt.cli import bench
     from qdt.rl.rollout import KEEPS
 
-    assert bench.KEEPS == KEEPS  # the CLI's copy (not imported there, to keep --help fast)
+    assert bench.KEEPS == KEEPS  # the CLI's copies (not imported there, to keep --help fast)
+    assert set(bench.INPUT_SCALINGS) == set(get_args(InputScaling))
     folders = ["--out", str(tmp_path / "o"), "--runs", str(tmp_path / "r")]
     for argv, named in (
         (["--unseen", "0"], "--unseen: expected an integer from 1 to 10,000"),

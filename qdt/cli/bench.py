@@ -30,6 +30,7 @@ DEFAULT_RUNS = Path("runs/bench-paper")
 DEFAULT_SHOTS = tuple(2**k for k in range(3, 14))  # qdt.experiments.bench.noise.SHOTS, not imported here
 DEFAULT_RUNTIME_DEVICES = ("fake_torino", "fake_fractional")  # noise.RUNTIME_DEVICES, not imported here
 KEEPS = ("best", "last")  # qdt.rl.rollout.KEEPS, not imported here
+INPUT_SCALINGS = ("affine", "none")  # qdt.rl.config.InputScaling, not imported here
 SWEEP_NOTE = (
     "The training runs are the cells of a sweep on qdt's Ray engine in --runs (results.csv: one "
     "row per run; cells/<id>/: its run folder): a finished run is never trained again, and the "
@@ -335,7 +336,7 @@ def _register_generalise(kinds: Any) -> None:
     )
     generalise.add_argument(
         "--input-scaling",
-        choices=["affine", "none"],
+        choices=INPUT_SCALINGS,
         default=None,
         help=(
             "how the quantum actors read their inputs: affine, a trained scale and shift of each input "
