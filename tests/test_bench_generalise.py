@@ -155,6 +155,9 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
             ["--construct", "--tight", "--label-gap", "0.5"],
             "--label-gap: expected a finite number in [0, 0.1]",
         ),
+        (["--milp-gap", "0.5"], "--milp-gap: expected a share in [0, 0.1]"),
+        (["--milp-gap", "-0.01"], "--milp-gap: expected a share in [0, 0.1]"),
+        (["--milp-gap", "x"], "argument --milp-gap: invalid float value"),
     ):
         try:
             status = main(["bench", "generalise", *argv, *folders])
@@ -164,6 +167,32 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         err = capsys.readouterr().err
         assert named in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_baselines_within_a_milp_gap_are_scored_against_its_lower_bound():
+    """--milp-gap: each instance's gaps are to HiGHS's lower bound, never below the gaps to the
+    optimum and within the MILP's own proof of them; 0 scores against proven optima as before."""
+    from qdt.experiments.bench.generalise import solve_baselines
+
+    looser = 0
+    for index, instance in enumerate(unseen_instances((24, 6), 4, True)):
+        model = PlacementModel(instance)
+        exact = solve_baselines(model, index, "d", 60.0)
+        bounded = solve_baselines(model, index, "d", 60.0, milp_gap=0.02)
+        assert not exact.bounded and exact.reference_s == exact.optimum_s == exact.bound_s
+        assert exact.milp_gap == 0.0 and exact.milp_ms > 0
+        assert bounded.bounded and bounded.milp_status == "feasible" and bounded.optimum_s is None
+        assert bounded.reference_s == bounded.bound_s <= exact.optimum_s * (1 + 1e-9)
+        assert 0.0 <= bounded.milp_gap <= 0.02 / (1 - 0.02) + 1e-9 and bounded.milp_ms > 0
+        for name in ("greedy_gap", "random_gap"):
+            tight_gap, loose_gap = getattr(exact, name), getattr(bounded, name)
+            assert (tight_gap is None) == (loose_gap is None)
+            if tight_gap is not None:
+                assert loose_gap >= tight_gap - 1e-12
+                looser += loose_gap > tight_gap + 1e-9
+    assert looser  # the bound sat below the optimum on some of them
+    with pytest.raises(QdtInputError, match="rel_gap"):  # the CLI refuses it first (--milp-gap)
+        solve_baselines(PlacementModel(instance), 0, "d", 60.0, milp_gap=1.5)
 
 
 def test_only_the_quantum_rollout_runs_scale_their_inputs():
@@ -356,6 +385,33 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
     model = PlacementModel(unseen_instances((int(row["users"]), 2), 4, True)[int(row["instance"])])
     untrained = model.evaluate(Trainer(config, family_instance(config)).greedy_placement(model))
     assert (row["untrained_feasible"] == "True") == untrained.feasible
+    # the same runs and decisions scored against the MILP's lower bound where it proves a placement
+    # within 2% (--milp-gap): each gap never below the gap to the optimum, the table says so
+    bound_out = tmp_path / "bounded"
+    argv[argv.index(str(out))] = str(bound_out)
+    assert main([*argv, "--milp-gap", "0.02"]) == 0
+    assert "0 run(s) trained in this call" in capsys.readouterr().out
+    markdown = (bound_out / "generalise.md").read_text()
+    assert "gap to bound median" in markdown and "MILP within 2% proven" in markdown
+    assert "median gap to the MILP's lower bound ≤ 2%" in markdown
+    bounded = _csv(bound_out / "generalise.csv")
+    exact = {(r["agent"], r["users"], r["instance"]): r for r in rows}
+    assert len(bounded) == len(rows)
+    for r in bounded:
+        before = exact[(r["agent"], r["users"], r["instance"])]
+        assert r["total_latency_s"] == before["total_latency_s"]  # the same decision
+        if before["milp_status"] == "infeasible":  # proven so, at any gap: nothing to score against
+            assert (r["milp_status"], r["gap_to_bound"], r["gap"]) == ("infeasible", "False", "")
+            continue
+        assert r["gap_to_bound"] == "True" and r["milp_status"] == "feasible"
+        bound, optimum = float(r["lower_bound_total_latency_s"]), float(before["optimum_total_latency_s"])
+        assert bound <= optimum * (1 + 1e-9) and 0.0 <= float(r["milp_gap"]) <= 0.02 / 0.98 + 1e-9
+        if r["feasible"] == "True":
+            assert float(r["gap"]) == pytest.approx((float(r["total_latency_s"]) - bound) / bound)
+            assert float(r["gap"]) >= float(before["gap"]) - 1e-12
+        else:
+            assert r["gap"] == before["gap"] == ""
+    argv[argv.index(str(bound_out))] = str(out)
     # the same runs (reused, not trained again) decided by the best of 32 sampled constructions: never
     # worse than each run's plain construction, which the rows and the table keep beside it
     sampled_out = tmp_path / "sampled"

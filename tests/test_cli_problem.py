@@ -30,8 +30,10 @@ def test_optimum_json_contract(capsys, paper_file):
     data = json.loads(out)
     assert code == 0
     assert set(data) == {
-        "status", "assignment", "total_latency_s", "per_user_latency_s", "solver", "wall_s", "reason"
+        "status", "assignment", "total_latency_s", "per_user_latency_s", "solver", "wall_s", "reason",
+        "lower_bound_s",
     }  # fmt: skip
+    assert data["lower_bound_s"] == data["total_latency_s"]  # an optimum is its own lower bound
     assert data["status"] == "optimal" and data["assignment"] == [0, 0, 0, 1] and data["reason"] is None
     assert sum(data["per_user_latency_s"]) == pytest.approx(data["total_latency_s"])
     for solver, status in [("milp", "optimal"), ("greedy", "feasible"), ("enumerate", "optimal")]:
@@ -50,6 +52,29 @@ def test_optimum_reports_infeasible_as_a_result(capsys, tmp_path):
         result = json.loads(out)
         assert code == 0 and result["status"] == "infeasible" and result["assignment"] is None
         assert result["total_latency_s"] is None
+
+
+def test_optimum_within_a_relative_gap_reports_its_bound(capsys, tmp_path):
+    from qdt.problem.family import Family
+
+    path = tmp_path / "tight.json"
+    save_instance(Family(32, 8, True, seed=7).held_out(0, 0), path)
+    code, out, _ = run(capsys, "optimum", str(path), "--solver", "milp", "--json")
+    optimum = json.loads(out)
+    code, out, _ = run(capsys, "optimum", str(path), "--solver", "milp", "--rel-gap", "0.02", "--json")
+    within = json.loads(out)
+    assert code == 0 and optimum["status"] == "optimal" and within["status"] == "feasible"
+    assert within["lower_bound_s"] <= optimum["total_latency_s"] <= within["total_latency_s"]
+    assert within["total_latency_s"] - within["lower_bound_s"] <= 0.02 * within["total_latency_s"]
+    code, out, _ = run(capsys, "optimum", str(path), "--solver", "milp", "--rel-gap", "0.02")
+    above = 100 * (within["total_latency_s"] - within["lower_bound_s"]) / within["lower_bound_s"]
+    assert code == 0 and f"at most {above:.2f}% above the optimum" in out
+    for argv, named in (
+        (["--rel-gap", "0.01"], "--rel-gap: expected 0 unless --solver milp, got 0.01 with --solver auto"),
+        (["--solver", "milp", "--rel-gap", "1"], "--rel-gap: expected a relative MIP gap in [0, 1)"),
+    ):
+        code, out, err = run(capsys, "optimum", str(path), *argv)
+        assert code == 2 and named in err and not out
 
 
 def test_score_json_contract(capsys):

@@ -3,6 +3,7 @@ import pytest
 
 from helpers import brute_force_optimum, small_instance
 from qdt.errors import QdtInputError
+from qdt.problem.family import Family
 from qdt.problem.generator import GeneratorConfig, generate_instance, paper_instance
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import ENUMERATION_LIMIT, solve
@@ -130,3 +131,35 @@ def test_unsolved_says_why_and_solved_does_not():
 def test_auto_decides_enumeration_without_computing_huge_powers(users, servers, enumerated):
     model = PlacementModel(generate_instance(GeneratorConfig(users=users, servers=servers), 0))
     assert (solve(model, "auto", time_limit_s=30).solver == "enumerate") == enumerated
+
+
+def test_milp_within_a_relative_gap_is_proven_against_the_optimum():
+    """rel_gap > 0: a placement with HiGHS's lower bound, bound ≤ optimum ≤ placement, within the gap;
+    the same answer in a child process (with a time limit) as in this one."""
+    gap = 0.02
+    loose = 0
+    for i in range(4):
+        model = PlacementModel(Family(24, 6, True, seed=7).held_out(0, i))
+        optimum = solve(model, "milp")
+        within = solve(model, "milp", rel_gap=gap)
+        limited = solve(model, "milp", rel_gap=gap, time_limit_s=60)
+        assert optimum.status == "optimal" and optimum.lower_bound_s == optimum.total_latency_s
+        assert within.status == limited.status == "feasible" and within.reason is None
+        assert within.lower_bound_s == limited.lower_bound_s
+        assert within.total_latency_s == pytest.approx(limited.total_latency_s, rel=1e-12)
+        bound, latency = within.lower_bound_s, within.total_latency_s
+        assert bound <= optimum.total_latency_s * (1 + 1e-9) and optimum.total_latency_s <= latency
+        assert (latency - bound) / latency <= gap + 1e-9
+        loose += latency > optimum.total_latency_s * (1 + 1e-9)
+        assert within.to_dict()["lower_bound_s"] == bound
+    assert loose  # the gap let HiGHS stop short of an optimum on some of these instances
+
+
+def test_heuristics_prove_no_bound_and_rel_gap_is_the_milp_s_alone():
+    model = PlacementModel(paper_instance())
+    assert solve(model, "greedy").lower_bound_s is None
+    for bad in (-0.1, 1.0, float("nan"), True):
+        with pytest.raises(QdtInputError, match="rel_gap"):
+            solve(model, "milp", rel_gap=bad)
+    with pytest.raises(QdtInputError, match="rel_gap"):
+        solve(model, "enumerate", rel_gap=0.01)

@@ -3,7 +3,9 @@
 * ``enumerate``: every one of the M^N assignments (a server per user), vectorised in chunks;
   exact, practical up to about 10^6 assignments.
 * ``milp``: the binary program through ``scipy.optimize.milp`` (HiGHS) with the relative MIP gap
-  set to 0, so "optimal" means optimal; capacity rows are scaled by 1/C_j. The solution is
+  set to 0, so "optimal" means optimal; capacity rows are scaled by 1/C_j. With ``rel_gap`` > 0 it
+  stops at a placement proven within that share of the optimum ("feasible", with HiGHS's lower
+  bound on the optimum in ``lower_bound_s``). The solution is
   re-checked with :class:`~qdt.problem.model.PlacementModel`; should HiGHS's feasibility tolerance let a
   capacity row overshoot by more than qdt's 1e-9, the MILP is solved again with that row's bound
   tightened.
@@ -14,7 +16,8 @@
   until one is feasible ("unsolved" after ``max_draws``).
 * ``auto``: ``enumerate`` when M^N ≤ 10^6, otherwise ``milp``.
 
-Statuses: "optimal" (exact solver), "feasible" (a heuristic's placement), "infeasible" (proven:
+Statuses: "optimal" (exact solver), "feasible" (a heuristic's placement, or the MILP's within
+``rel_gap``), "infeasible" (proven:
 no placement meets all constraints), "unsolved" (a heuristic found nothing, or a solver hit its
 time limit; nothing is proven). An "unsolved" result says why in ``reason``.
 
@@ -85,6 +88,10 @@ class SolveResult:
     solver: str
     wall_s: float
     reason: str | None = None  # why the status is "unsolved" (None when the solver finished)
+    lower_bound_s: float | None = None
+    """A proven lower bound on the optimum's total latency: the optimum itself when "optimal", the
+    MILP's dual bound otherwise (None where no solver proved one: heuristics, "infeasible"). So
+    ``(total_latency_s - lower_bound_s) / lower_bound_s`` bounds the placement's gap from above."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -95,6 +102,7 @@ class SolveResult:
             "solver": self.solver,
             "wall_s": self.wall_s,
             "reason": self.reason,
+            "lower_bound_s": self.lower_bound_s,
         }
 
 
@@ -104,6 +112,7 @@ class _Outcome(NamedTuple):
     status: Status
     assignment: NDArray[np.int64] | None
     reason: str | None = None
+    bound: float | None = None  # the MILP's lower bound on the optimum's total latency (HiGHS's dual bound)
 
 
 @dataclass(frozen=True)
@@ -131,12 +140,17 @@ def solve(
     *,
     seed: int | np.random.SeedSequence | None = None,
     time_limit_s: float | None = None,
+    rel_gap: float = 0.0,
 ) -> SolveResult:
     """Solve with the named solver. ``seed`` drives ``random``.
 
     ``time_limit_s`` bounds the whole call in wall-clock time (see the module docstring); None
     means no limit. A solver stopped by the limit returns "unsolved" with its reason, and with
-    the best placement it had found, if any.
+    the best placement it had found, if any (and the MILP with its lower bound).
+
+    ``rel_gap`` > 0 (``milp`` only, below 1): HiGHS stops at a placement proven within that share
+    of the optimum (its ``mip_rel_gap``: (latency − bound) / latency), returned as "feasible" with
+    the bound in ``lower_bound_s``; often found long before an optimum is proven.
     """
     start = time.perf_counter()
     if solver not in SOLVERS:
@@ -147,13 +161,18 @@ def solve(
         or not (math.isfinite(time_limit_s) and time_limit_s > 0)
     ):
         raise QdtInputError("--time-limit", "a finite number of seconds > 0", time_limit_s)
+    check_rel_gap(rel_gap)
+    if rel_gap and solver != "milp":
+        raise QdtInputError("rel_gap", "0 unless the solver is milp", f"{rel_gap} with {solver}")
     clock = _Clock(start, None if time_limit_s is None else float(time_limit_s))
     if solver == "auto":
         solver = "enumerate" if _enumerable(model) else "milp"
     if solver == "enumerate":
         outcome = _enumerate(model, clock)
     elif solver == "milp":
-        outcome = _milp(model, clock)
+        outcome = _milp(model, clock, float(rel_gap))
+        if rel_gap and outcome.status == "optimal":  # proven within rel_gap, not optimal
+            outcome = outcome._replace(status="feasible")
     elif solver == "greedy":
         outcome = _greedy(model, clock)
     else:
@@ -181,13 +200,21 @@ def _power_text(m: int, n: int) -> str:
     return f"{m**n:,}" if exponent < 15 else f"about 10^{exponent:.0f}"
 
 
+def check_rel_gap(rel_gap: object, name: str = "rel_gap") -> None:
+    """A relative MIP gap in [0, 1), or a QdtInputError naming ``name``."""
+    if isinstance(rel_gap, bool) or not isinstance(rel_gap, (int, float)) or not 0.0 <= rel_gap < 1.0:
+        raise QdtInputError(name, "a relative MIP gap in [0, 1)", rel_gap)
+
+
 def _result(model: PlacementModel, outcome: _Outcome, solver: str, wall: float) -> SolveResult:
-    status, assignment, reason = outcome
+    status, assignment, reason, bound = outcome
     if assignment is None:
-        return SolveResult(status, None, None, None, solver, wall, reason)
+        return SolveResult(status, None, None, None, solver, wall, reason, bound)
     evaluation = model.evaluate_assignment(assignment)
     if not evaluation.feasible:  # a solver bug, never a user's fault
         raise AssertionError(f"{solver} returned an infeasible placement {assignment.tolist()}")
+    if status == "optimal":
+        bound = evaluation.total_latency_s
     return SolveResult(
         status,
         [int(j) for j in assignment],
@@ -196,6 +223,7 @@ def _result(model: PlacementModel, outcome: _Outcome, solver: str, wall: float) 
         solver,
         wall,
         reason,
+        bound,
     )
 
 
@@ -267,13 +295,13 @@ class _MilpProblem:
     capacity: NDArray[np.float64]
 
 
-def _milp(model: PlacementModel, clock: _Clock) -> _Outcome:
+def _milp(model: PlacementModel, clock: _Clock, rel_gap: float = 0.0) -> _Outcome:
     if not model.deadline_ok.any(axis=1).all():
         return _Outcome("infeasible", None)  # some user misses its deadline on every server
     problem = _milp_problem(model)
     if clock.limit_s is None:
-        return _solve_milp(problem, clock)
-    return _solve_milp_in_child(problem, clock)
+        return _solve_milp(problem, clock, rel_gap)
+    return _solve_milp_in_child(problem, clock, rel_gap)
 
 
 def _milp_problem(model: PlacementModel) -> _MilpProblem:
@@ -310,8 +338,7 @@ def solve_completion(
     proven within that share of the optimum's latency (HiGHS's ``mip_rel_gap``), often found
     much sooner than the proof of the optimum. The ``construct`` decoding's imitation labels
     (``qdt/rl/construct.py``)."""
-    if isinstance(rel_gap, bool) or not isinstance(rel_gap, (int, float)) or not 0.0 <= rel_gap < 1.0:
-        raise QdtInputError("rel_gap", "a relative MIP gap in [0, 1)", rel_gap)
+    check_rel_gap(rel_gap)
     n, m = model.n_users, model.n_servers
     servers = np.asarray(partial)
     if (
@@ -355,15 +382,18 @@ def _quiet_stdout() -> Iterator[None]:
 
 def _solve_milp(problem: _MilpProblem, clock: _Clock, rel_gap: float = 0.0) -> _Outcome:
     """HiGHS on the problem, at most three times (each retry tightens an overshooting capacity row);
-    ``rel_gap`` > 0 accepts ("optimal") a placement proven within that share of the optimum."""
+    ``rel_gap`` > 0 accepts ("optimal") a placement proven within that share of the optimum. The
+    outcome's bound is the first attempt's dual bound (a retry's problem is tighter, so its bound
+    need not bound the optimum of this one)."""
     n, m = problem.n, problem.m
     capacity_bound = np.ones(m)
-    for _attempt in range(3):
+    bound: float | None = None
+    for attempt in range(3):
         options: dict[str, object] = {"mip_rel_gap": rel_gap}
         if clock.limit_s is not None:
             remaining = clock.remaining()
             if remaining <= 0:
-                return _Outcome("unsolved", None, f"{clock.reached()} before HiGHS could start again")
+                return _Outcome("unsolved", None, f"{clock.reached()} before HiGHS could start again", bound)
             options["time_limit"] = remaining
         result = milp(
             problem.cost,
@@ -378,11 +408,14 @@ def _solve_milp(problem: _MilpProblem, clock: _Clock, rel_gap: float = 0.0) -> _
         )
         if result.status == 2:
             return _Outcome("infeasible", None)
+        dual = getattr(result, "mip_dual_bound", None)
+        if attempt == 0 and dual is not None and math.isfinite(dual):
+            bound = float(dual)
         stopped = f"HiGHS stopped before proving optimality: {result.message}"
         if result.status == 1 and clock.limit_s is not None:
             stopped = f"{clock.reached()} inside HiGHS"
         if result.x is None:
-            return _Outcome("unsolved", None, f"{stopped}; no placement found yet")
+            return _Outcome("unsolved", None, f"{stopped}; no placement found yet", bound)
         x = np.rint(result.x.reshape(n, m)).astype(np.int64)
         assignment = x.argmax(axis=1)
         load = (
@@ -391,17 +424,20 @@ def _solve_milp(problem: _MilpProblem, clock: _Clock, rel_gap: float = 0.0) -> _
         over = load > problem.capacity * (1 + RELATIVE_TOLERANCE)
         if not over.any():
             if result.status == 0:
-                return _Outcome("optimal", assignment)
+                return _Outcome("optimal", assignment, None, bound)
             return _Outcome(
-                "unsolved", assignment, f"{stopped}; the placement is its best, not proven optimal"
+                "unsolved", assignment, f"{stopped}; the placement is its best, not proven optimal", bound
             )
         capacity_bound = np.where(over, capacity_bound - 1e-6, capacity_bound)
     return _Outcome(
-        "unsolved", None, "HiGHS's placements overshot a server's capacity by more than 1e-9, three times"
+        "unsolved",
+        None,
+        "HiGHS's placements overshot a server's capacity by more than 1e-9, three times",
+        bound,
     )
 
 
-def _solve_milp_in_child(problem: _MilpProblem, clock: _Clock) -> _Outcome:
+def _solve_milp_in_child(problem: _MilpProblem, clock: _Clock, rel_gap: float = 0.0) -> _Outcome:
     """:func:`_solve_milp` in a child process, stopped ``KILL_GRACE_S`` after the time limit."""
     remaining = clock.remaining()
     if remaining <= 0:
@@ -410,7 +446,9 @@ def _solve_milp_in_child(problem: _MilpProblem, clock: _Clock) -> _Outcome:
     receiver, sender = context.Pipe(duplex=False)
     assert clock.limit_s is not None
     elapsed = clock.limit_s - remaining
-    process = context.Process(target=_milp_child, args=(sender, problem, clock.limit_s, elapsed), daemon=True)
+    process = context.Process(
+        target=_milp_child, args=(sender, problem, clock.limit_s, elapsed, rel_gap), daemon=True
+    )
     process.start()
     sender.close()
     message: tuple[str, object] | None = None
@@ -447,7 +485,9 @@ def _solve_milp_in_child(problem: _MilpProblem, clock: _Clock) -> _Outcome:
     return payload
 
 
-def _milp_child(sender: Connection, problem: _MilpProblem, limit_s: float, elapsed_s: float) -> None:
+def _milp_child(
+    sender: Connection, problem: _MilpProblem, limit_s: float, elapsed_s: float, rel_gap: float = 0.0
+) -> None:
     """Child process: solve within what is left of ``limit_s`` after ``elapsed_s``, and send ("ok",
     outcome) or ("error", text). Ctrl-C is the parent's to handle. HiGHS's own prints (it writes
     lines such as "HighsMipSolverData::transformNewIntegerFeasibleSolution" to stdout from C) go
@@ -456,7 +496,7 @@ def _milp_child(sender: Connection, problem: _MilpProblem, limit_s: float, elaps
     with open(os.devnull, "w", encoding="utf-8") as quiet:
         os.dup2(quiet.fileno(), 1)
     try:
-        sender.send(("ok", _solve_milp(problem, _Clock(time.perf_counter() - elapsed_s, limit_s))))
+        sender.send(("ok", _solve_milp(problem, _Clock(time.perf_counter() - elapsed_s, limit_s), rel_gap)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
         sender.send(("error", f"{type(error).__name__}: {error}"))
     finally:
