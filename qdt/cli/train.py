@@ -210,6 +210,13 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
                 f"-{100 * family['gap_q3']:.2f}%)"
             )
         )
+        if family.get("bounded"):  # instances whose optimum the MILP did not prove in the summary's limit
+            bound_median = family["bound_gap_median"]
+            print(
+                f"  on the {family['bounded']} of them without a proven optimum, median gap to the MILP's "
+                "lower bound (at least the gap to the optimum) "
+                + ("n/a" if bound_median is None else f"{100 * bound_median:.2f}%")
+            )
     if summary["best_seen_total_latency_s"] is not None:
         print(f"best feasible placement seen in training: {summary['best_seen_total_latency_s']:.4f} s")
     print(f"{summary['episodes']} episodes in {summary['wall_s']:.1f} s; wrote {run_dir}/summary.json")
