@@ -477,3 +477,13 @@ def test_the_figure_names_a_baseline_that_placed_nothing(tmp_path, monkeypatch):
     generalise.plot_generalise(tmp_path / "g.png", rows, baselines, summary, "setting")
     labels = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
     assert "greedy (3/3 infeasible)" in labels and "classical" in labels and "random" in labels
+
+
+def test_the_progress_bar_tells_an_unproven_optimum_from_an_infeasible_run():
+    from qdt.cli.bench import _gap_text
+
+    assert _gap_text({"gap": 0.0123, "feasible": True, "optimum_status": "optimal"}) == "gap 1.2%"
+    assert _gap_text({"gap": None, "feasible": True, "optimum_status": "feasible"}) == (
+        "feasible, no optimum proven"
+    )
+    assert _gap_text({"gap": None, "feasible": False, "optimum_status": "optimal"}) == "infeasible"

@@ -533,8 +533,14 @@ def _run_reporter(
 
 
 def _gap_text(row: Mapping[str, Any]) -> str:
+    """A finished run's gap on its own instance for the progress bar; "no optimum proven" where the
+    MILP proved none (a family run's summary limit), "infeasible" only where its placement is."""
     gap = row.get("gap")
-    return "infeasible" if gap is None else f"gap {100 * gap:.1f}%"
+    if gap is not None:
+        return f"gap {100 * gap:.1f}%"
+    if row.get("feasible") and row.get("optimum_status") != "optimal":
+        return "feasible, no optimum proven"
+    return "infeasible"
 
 
 def _finish(result: Mapping[str, Any], runs_dir: Path, wrote: str) -> int:
