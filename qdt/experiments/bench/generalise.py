@@ -649,7 +649,7 @@ def solve_baselines(
     bounded = milp_gap > 0 and limited.status == proven and limited.lower_bound_s is not None
     reference = limited.lower_bound_s if bounded else optimum
     milp_ms = None
-    if reference is not None:  # the same HiGHS run again (deterministic), timed without the child
+    if reference is not None:  # the same problem again, in this process: timed without the child
         begin = time.perf_counter()
         again = solve(model, "milp", rel_gap=milp_gap)
         elapsed = time.perf_counter() - begin
