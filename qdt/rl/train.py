@@ -99,7 +99,7 @@ FAMILY_VALIDATION = 8  # held-out instances a family run's greedy policy is eval
 FAMILY_SUMMARY = 20  # held-out instances, solved exactly, behind a family run's summary
 FAMILY_EXACT_LIMIT_S = 5.0
 """How long a family run's summary lets the MILP prove an instance's optimum (the default family's
-optima up to 64 × 8 take below 0.2 s, the tight 32 × 8 ones about 1.6 s at the median); past it, the
+optima up to 64 × 8 take under 0.21 s, the tight 32 × 8 ones about 1.6 s at the median); past it, the
 summary scores against the MILP's lower bound where HiGHS proves a placement within
 :data:`FAMILY_BOUND_GAP` (tight 64 × 8, whose optima take minutes: 60 s limits cost a run 21 minutes
 of summary and proved none)."""

@@ -838,7 +838,6 @@ def summarise(
                 if seed_medians
                 else None,
                 "greedy_gap_median": _median([_scored(b.greedy_gap) for b in solved]),
-                "milp_gap_median": _median([_scored(b.milp_gap) for b in solved]),
                 "random_gap_median": _median([_scored(b.random_gap) for b in solved]),
                 "untrained_gap_median": _median([_scored(r["untrained_gap"]) for r in mine]),
                 "plain_gap_median": _median([_scored(r.get("plain_gap", r["gap"])) for r in mine]),
