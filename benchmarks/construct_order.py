@@ -34,10 +34,11 @@ from qdt.experiments.sweep.table import RESULTS_FILE, read_results
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.config import ConstructGuard, ConstructOrder, TrainConfig
-from qdt.rl.construct import construct_placements, smallest_share_completion
+from qdt.rl.construct import construct_placements
 from qdt.rl.networks import Actor
 from qdt.rl.observations import context_of
 from qdt.rl.policy import load_policy
+from qdt.rl.share_completion import smallest_share_completion
 from qdt.rl.train import Trainer, family_instance
 
 ORDERS: tuple[ConstructOrder, ...] = ("sure", "constrained")

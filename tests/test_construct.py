@@ -28,10 +28,10 @@ from qdt.rl.construct import (
     construction_logits,
     finish_placement,
     label_optima,
-    smallest_share_completion,
 )
 from qdt.rl.observations import context_of, observation_width, placement_inputs
 from qdt.rl.policy import load_policy
+from qdt.rl.share_completion import ShareRule, smallest_share_completion
 from qdt.rl.train import Trainer, family_instance, train
 
 SMALL = SMALL_CONSTRUCT
@@ -179,7 +179,7 @@ def test_the_smallest_share_completion_follows_its_rule_user_by_user():
     have no room left for a user, so both outcomes are compared)."""
     generator = np.random.default_rng(4)
     compared = {True: 0, False: 0}
-    for users, servers, tight in ((8, 2, True), (16, 4, True), (32, 8, True), (16, 4, False)):
+    for users, servers, tight in ((8, 2, True), (16, 4, True), (32, 8, True), (64, 8, True), (16, 4, False)):
         models = _models(users, servers, 6, tight)
         for model in models:
             partial = np.full((10, users), -1)
@@ -502,3 +502,13 @@ def test_cli_construct_defaults_and_qdt_place_on_every_executor_kind(tmp_path, c
     device = reports["fake_manila"]
     assert len(device["jobs"]) == 4  # one job per user placed
     assert device["circuits"][0]["device"] == "fake_manila" and device["circuits"][0]["two_qubit_gates"] > 0
+
+
+def test_a_share_rule_refuses_assignments_of_another_shape():
+    """The compiled completion reads the instances' arrays by index: an assignment of another batch or
+    size is refused with both shapes named, before the loop runs."""
+    rule = ShareRule.of(context_of(_models(8, 2, 3)))
+    with pytest.raises(ValueError, match=r"expected assignments of shape \(3, 8\).*got \(3, 9\)"):
+        rule.complete(torch.full((3, 9), -1))
+    with pytest.raises(ValueError, match=r"got \(2, 8\)"):
+        rule.complete(torch.full((2, 8), -1))
