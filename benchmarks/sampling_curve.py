@@ -14,7 +14,7 @@ generalise --milp-gap`, `gap_to_bound`), its lower bound (`lower_bound_total_lat
 scores those instances; a gap to the bound overstates the gap to the optimum by at most the MILP's gap.
 For every finished constructing run of `--runs` and every K of `--samples`, the run decides each
 of those instances by the best of K constructions (`qdt.rl.construct.Sampling`, the default
-temperature; K = 1: the plain construction), all instances in batches, and the gap to the optimum
+temperature; K = 1: the plain construction), all instances in batches, and the gap to the reference
 is recorded (an infeasible placement counts as infinitely far). The decision time is measured on
 the first `--timed` instances one at a time, as the bench times it (the policy rebound to the
 instance, torch on one thread); run this alone on the machine. Writes sampling.csv (one row per
@@ -96,11 +96,11 @@ def bench_references(
     return shape, references, digests, float(np.median(milp)), len(bounds)
 
 
-def gaps_of(placements: np.ndarray, models: list[PlacementModel], optima: list[float]) -> list[float]:
+def gaps_of(placements: np.ndarray, models: list[PlacementModel], references: list[float]) -> list[float]:
     out = []
-    for model, optimum, placement in zip(models, optima, placements):
+    for model, reference, placement in zip(models, references, placements):
         evaluation = model.evaluate(placement)
-        out.append(evaluation.total_latency_s / optimum - 1.0 if evaluation.feasible else np.inf)
+        out.append(evaluation.total_latency_s / reference - 1.0 if evaluation.feasible else np.inf)
     return out
 
 
@@ -153,16 +153,16 @@ def main(argv: list[str] | None = None) -> int:
             chosen = parse_shapes(args.shape, max_users=1024)[0]
         except QdtInputError as error:
             raise SystemExit(str(error)) from None
-    shape, optima, digests, milp_ms, bounded = bench_references(args.bench, chosen)
+    shape, references, digests, milp_ms, bounded = bench_references(args.bench, chosen)
     instances = unseen_instances(shape, max(digests) + 1, tight=True)
     for index, digest in digests.items():
         if instance_digest(instances[index]) != digest:
             raise SystemExit(
                 f"--bench: unseen instance {index} is not the one the bench placed (digest {digest})"
             )
-    solved = sorted(optima)
+    solved = sorted(references)
     models = [PlacementModel(instances[k]) for k in solved]
-    best = [optima[k] for k in solved]
+    best = [references[k] for k in solved]
     runs = [
         row
         for row in sorted(read_results(results), key=lambda row: (row["agent"], int(row["seed"])))
