@@ -5,7 +5,7 @@ against K, on the bench's own unseen instances.
     .venv/bin/qdt bench generalise --tight --construct --label-gap 0.01 --construct-guard completion \\
         --shapes 32x8 --episodes 60 --runs RUNS --out BENCH
     .venv/bin/python benchmarks/sampling_curve.py --runs RUNS --bench BENCH --out OUT [--samples 1,2,4,8,16]
-        [--agents classical,quantum] [--timed 10] [--shape NxM]
+        [--agents classical,quantum] [--timed 10] [--shape NxM] [--local-search]
 
 The references come from the bench's generalise.csv (each instance checked against its
 `instance_digest`), so no MILP runs here: the optimum of every unseen instance with a proven one
@@ -20,7 +20,9 @@ the first `--timed` instances one at a time, as the bench times it (the policy r
 instance, torch on one thread); run this alone on the machine. Writes sampling.csv (one row per
 run, K and instance), sampling.md (per agent and K: the median gap pooled over seeds, each seed's
 median, the feasible share and the median decision time against the bench's MILP median) and
-sampling.png (gap and decision time against K) to `--out`.
+sampling.png (gap and decision time against K) to `--out`. With `--local-search` every construction
+is improved by the local search before the best is kept (`qdt place --local-search`,
+qdt/problem/local_search.py), inside the timed decision.
 """
 
 from __future__ import annotations
@@ -135,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", default=None, help="NxM, when the bench ran several shapes")
     parser.add_argument("--agents", default="classical,quantum", help="which agents' runs (default both)")
     parser.add_argument(
+        "--local-search",
+        action="store_true",
+        help="improve every construction by the local search (moves and swaps) before the best is kept",
+    )
+    parser.add_argument(
         "--timed", type=int, default=10, help="instances timed one at a time per run and K (default 10)"
     )
     args = parser.parse_args(argv)
@@ -182,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(args.runs / row["run_dir"], instance=instances[0])
         config = policy.config
         label = "classical" if config.agent == "classical" else f"quantum L={config.layers}"
+        policy.local_search = args.local_search
         for k in ks:
             sampling = Sampling(k)
             rng = np.random.default_rng(np.random.SeedSequence(CURVE_SEED, spawn_key=(number, k)))
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     guard=config.construct_guard,
                     sampling=sampling,
                     rng=rng,
+                    local_search=args.local_search,
                 )
                 gaps.extend(gaps_of(placed, chunk, best[start : start + BATCH_INSTANCES]))
             timed = [instances[i] for i in solved[: args.timed]]
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     "agent": label,
                     "seed": config.seed,
                     "samples": k,
+                    "local_search": args.local_search,
                     "instance": i,
                     "gap": g,
                     "decision_ms": ms,
@@ -225,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(stream, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    text = write_table(records, ks, shape, milp_ms, len(solved), args.timed, bounded)
+    text = write_table(records, ks, shape, milp_ms, len(solved), args.timed, bounded, args.local_search)
     (args.out / "sampling.md").write_text(text, encoding="utf-8")
-    plot(records, ks, milp_ms, args.out / "sampling.png", shape, bounded > 0)
+    plot(records, ks, milp_ms, args.out / "sampling.png", shape, bounded > 0, args.local_search)
     print(text)
     return 0
 
@@ -244,6 +254,7 @@ def write_table(
     solved: int,
     timed: int,
     bounded: int = 0,
+    local_search: bool = False,
 ) -> str:
     if bounded:
         scored = (
@@ -256,7 +267,9 @@ def write_table(
         scored, milp = "with a proven optimum", "the bench's median"
     lines = [
         f"Best of K guarded constructions (`Sampling`, temperature {SAMPLE_TEMPERATURE:g}; K = 1: the "
-        f"plain construction) on the {solved} unseen tight {shape[0]} × {shape[1]} instances of the bench "
+        "plain construction"
+        + (", each improved by the local search of qdt/problem/local_search.py" if local_search else "")
+        + f") on the {solved} unseen tight {shape[0]} × {shape[1]} instances of the bench "
         f"{scored} (benchmarks/sampling_curve.py). Gap: median pooled over seeds and each "
         "seed's median; decision: median over seeds of each run's median time on "
         f"{timed} instances, one at a time, torch on one thread; MILP: {milp} "
@@ -287,6 +300,7 @@ def plot(
     path: Path,
     shape: tuple[int, int],
     bounded: bool = False,
+    local_search: bool = False,
 ) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -320,7 +334,10 @@ def plot(
         axis.set_xscale("log", base=2)
         axis.set_xticks(ks, [str(k) for k in ks])
         axis.grid(alpha=0.3, which="both")
-        axis.set_xlabel("K: constructions per decision (best kept)")
+        axis.set_xlabel(
+            "K: constructions per decision"
+            + (", each locally searched (best kept)" if local_search else " (best kept)")
+        )
     left.set(
         ylabel="median gap to the MILP's lower bound (%)" if bounded else "median gap to the MILP optimum (%)"
     )

@@ -433,6 +433,26 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
             better += float(r["gap"]) < float(before["gap"])
         assert r["feasible"] == "True" or before["feasible"] == "False"
     assert better > 0
+    # the same runs, each decision ended with the local search, and so every baseline: never worse than
+    # the plain construction, exactly its local search, and the rows and the table say so
+    searched_out = tmp_path / "searched"
+    argv[argv.index(str(sampled_out))] = str(searched_out)
+    assert main([*argv, "--local-search"]) == 0
+    assert "0 run(s) trained in this call" in capsys.readouterr().out
+    assert "ended with the local search" in (searched_out / "generalise.md").read_text()
+    searched = _csv(searched_out / "generalise.csv")
+    assert len(searched) == len(rows) and {r["local_search"] for r in searched} == {"True"}
+    improved = 0
+    for r in searched:
+        before = plain[(r["agent"], r["users"], r["instance"])]
+        if before["feasible"] == "True":
+            assert r["feasible"] == "True"
+            assert float(r["total_latency_s"]) <= float(before["total_latency_s"]) + 1e-9
+            improved += float(r["total_latency_s"]) < float(before["total_latency_s"]) - 1e-9
+        if r["greedy_gap"] and before["greedy_gap"]:
+            assert float(r["greedy_gap"]) <= float(before["greedy_gap"]) + 1e-12
+    assert improved > 0
+    argv[argv.index(str(searched_out))] = str(sampled_out)
     # benchmarks/sampling_curve.py on the same runs: K = 1 is each run's plain construction, exactly as
     # the bench placed it; K = 8 never worse; its table, csv and figure are written
     curve = tmp_path / "curve"
@@ -470,6 +490,18 @@ def test_bench_generalise_construct_smoke_via_the_cli(tmp_path, capsys):
         assert math.isclose(_float(point["gap"]), _float(placed["gap"]) if placed["gap"] else math.inf)
         scored += 1
     assert scored == sum(r["gap_to_bound"] == "True" for r in to_bound.values())
+    # --local-search: K = 1 is each run's plain construction after the local search, as the searched
+    # bench placed it
+    searched_curve = tmp_path / "searched-curve"
+    argv[argv.index(str(bound_out))], argv[argv.index(str(bound_curve))] = str(out), str(searched_curve)
+    assert sampling_curve.main([*argv, "--shape", "8x2", "--samples", "1", "--local-search"]) == 0
+    capsys.readouterr()
+    assert "each improved by the local search" in (searched_curve / "sampling.md").read_text()
+    by_search = {(r["agent"], r["instance"]): r for r in searched if r["users"] == "8"}
+    for point in _csv(searched_curve / "sampling.csv"):
+        placed = by_search[(point["agent"], point["instance"])]
+        assert point["local_search"] == "True"
+        assert math.isclose(_float(point["gap"]), _float(placed["gap"]) if placed["gap"] else math.inf)
 
 
 def test_the_figure_names_a_baseline_that_placed_nothing(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from qdt.cli.main import main
 from qdt.cli.problem import load_instance_file
 from qdt.errors import QdtInputError
 from qdt.problem.family import Family
+from qdt.problem.local_search import improve_placements
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import _Clock, _enumerate, solve, solve_completion
 from qdt.rl.checkpoint import load_checkpoint
@@ -490,6 +491,12 @@ def test_cli_construct_defaults_and_qdt_place_on_every_executor_kind(tmp_path, c
         assert main(["place", "--run", str(run), str(instance), *backend, "--json"]) == 0
         reports[backend[1]] = json.loads(capsys.readouterr().out)
     assert reports["statevector"]["assignment"] == expected
+    assert not reports["statevector"]["local_search"]
+    # --local-search: the same construction, then the local search, inside the timed decision
+    assert main(["place", "--run", str(run), str(instance), "--local-search", "--json"]) == 0
+    searched = json.loads(capsys.readouterr().out)
+    improved = improve_placements(own.placement_model, own.placement())
+    assert searched["local_search"] and searched["assignment"] == improved.argmax(axis=1).tolist()
     for report in reports.values():
         assert report["strategy"] == "construct" and report["steps"] == 4
         assert len(report["assignment"]) == 4 and set(report["assignment"]) <= {0, 1}

@@ -59,6 +59,28 @@ def test_without_gradients_the_encoded_state_gives_what_the_angles_give(width, l
     torch.testing.assert_close(direct, reference, rtol=0, atol=1e-12)
 
 
+def test_repeated_calls_reuse_the_circuits_matrix_only_while_the_weights_are_the_same() -> None:
+    """A construction calls the circuit N times with the same weights: the dense path keeps the last
+    weights' readout matrix. Same weights (a new tensor with the same values): the same probabilities,
+    bit for bit, as a fresh computation; weights changed in place (an optimiser step): the new ones."""
+    vqc = build_vqc(57, 6)
+    executor = StatevectorExecutor()
+    prepared = executor.prepare_vqc(vqc)
+    weights = torch.rand(vqc.n_weights, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = _inputs(57, 20, 9)
+    with torch.no_grad():
+        first = executor.run_encoded(prepared, vqc.encoder, x, weights)
+        again = executor.run_encoded(prepared, vqc.encoder, x, weights.clone())
+        assert torch.equal(first, again)
+        tables = prepared.payload.unitary
+        assert tables is not None and torch.equal(tables.last_readout[1], tables.layers(weights)[1])
+        weights.add_(0.25)  # in place, as an optimiser step
+        moved = executor.run_encoded(prepared, vqc.encoder, x, weights)
+    fresh = executor.run(prepared, vqc.encoder(x), weights)
+    torch.testing.assert_close(moved, fresh, rtol=0, atol=1e-12)
+    assert not torch.allclose(moved, first)
+
+
 class _NoAngles:
     """An encoder whose angles may not be asked for (the state path must not need them)."""
 

@@ -25,6 +25,7 @@ from qdt.errors import QdtInputError
 from qdt.executors import open_backend
 from qdt.problem.generator import paper_instance
 from qdt.problem.instance import Instance, load_instance
+from qdt.problem.local_search import improve_placements
 from qdt.problem.model import PlacementModel, matrix_to_assignment
 from qdt.rl.config import TrainConfig
 from qdt.rl.maddpg import scores_from_table
@@ -405,3 +406,32 @@ def test_help_says_what_an_unseen_instance_is_and_what_the_json_holds(
     for key in ("assignment", "feasible", "total_latency_s", "optimum_total_latency_s", "gap", "decision_ms"):
         assert key in text
     assert "RUN/place/jobs.jsonl" in text
+
+
+@pytest.mark.parametrize("agent", ["quantum", "classical"])
+def test_local_search_ends_a_rollouts_decision_with_the_searched_placement(
+    agent: str, trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--local-search: the rollout's decision, then qdt/problem/local_search.py on it (inside the
+    timed decision); the JSON and the text report say so. The decoding is scripted to one feasible
+    placement that a move or swap improves, so the search has something to do."""
+    run = _run(trained, agent, tmp_path)
+    path = _generate(tmp_path, seed=2)  # 8 feasible placements (seed 7's draw has one)
+    model = PlacementModel(load_instance(path))
+    placements = [np.eye(2, dtype=np.int8)[np.array(a)] for a in np.ndindex(2, 2, 2, 2)]
+    improvable = next(
+        x
+        for x in placements
+        if model.evaluate(x).feasible and not np.array_equal(improve_placements(model, x), x)
+    )
+    searched = improve_placements(model, improvable)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("qdt.rl.policy.TrainedPolicy.decode", lambda self, scores: improvable)
+        plain = _place(capsys, run, path, "--keep", "last")
+        report = _place(capsys, run, path, "--keep", "last", "--local-search")
+        capsys.readouterr()
+        assert main(["place", "--run", str(run), str(path), "--keep", "last", "--local-search"]) == 0
+    assert not plain["local_search"] and plain["assignment"] == matrix_to_assignment(improvable)
+    assert report["local_search"] and report["assignment"] == matrix_to_assignment(searched)
+    assert report["total_latency_s"] < plain["total_latency_s"] and report["feasible"]
+    assert "then a local search" in capsys.readouterr().out

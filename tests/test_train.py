@@ -74,6 +74,37 @@ def test_resume_is_bit_identical(tmp_path, stop_at, agent, decode, exploration):
         assert full[key] == resumed[key]
 
 
+def test_each_episode_writes_its_metrics_line_when_it_ends_and_a_resume_drops_lines_past_the_checkpoint(
+    tmp_path, monkeypatch
+):
+    """metrics.jsonl grows by one line per episode, checkpoint or not (a bench cell checkpoints once,
+    at its end, and shows no progress bar); the lines a kill leaves after the last checkpoint (one of
+    them torn) are dropped when the run resumes, which then equals the run trained in one go."""
+    config = TrainConfig(**{**SMALL, "episodes": 6, "checkpoint_every": 4}, seed=2)
+    full = train(config, paper_instance(), tmp_path / "full", progress=False)
+    run = tmp_path / "run"
+    seen: list[int] = []
+    run_episode = train_module.Trainer.run_episode
+
+    def killed_at_six(self):
+        seen.append(len((run / "metrics.jsonl").read_text().splitlines()))
+        if self.state.episode == 5:
+            raise KeyboardInterrupt  # killed after episode 5's line, whose checkpoint never came
+        return run_episode(self)
+
+    monkeypatch.setattr(train_module.Trainer, "run_episode", killed_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, paper_instance(), run, progress=False)
+    assert seen == [0, 1, 2, 3, 4, 5] and load_checkpoint(run)["episode"] == 4
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as stream:
+        stream.write('{"episode": 6, "rew')  # and in the middle of the next line
+    monkeypatch.setattr(train_module.Trainer, "run_episode", run_episode)
+    resumed = train(config, paper_instance(), run, resume=True, progress=False)
+    assert _strip_wall(_metrics(run)) == _strip_wall(_metrics(tmp_path / "full"))
+    assert all(torch.equal(x, y) for x, y in zip(_params(tmp_path / "full"), _params(run)))
+    assert full["assignment"] == resumed["assignment"]
+
+
 def test_summary_keys_and_files(tmp_path):
     summary = train(TrainConfig(**SMALL), paper_instance(), tmp_path, progress=False)
     for key in (

@@ -366,6 +366,16 @@ def _register_generalise(kinds: Any) -> None:
         "column shows the plain one",
     )
     generalise.add_argument(
+        "--local-search",
+        action="store_true",
+        help=(
+            "end every decision with a local search (the best single-user move or two-user swap, until "
+            "none lowers the total latency; with --samples, of every construction before the best is "
+            "kept; timed as part of the decision), and greedy's, random's and the untrained column's "
+            "placements too, so every column is searched alike (qdt/problem/local_search.py)"
+        ),
+    )
+    generalise.add_argument(
         "--keep",
         choices=KEEPS,
         default=None,
@@ -809,6 +819,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
             milp_gap=milp_gap,
             sampling=sampling,
             keep=args.keep or "best",
+            local_search=args.local_search,
             on_result=_run_reporter(step, _gap_text),
             on_shape=lambda shape: step(f"{shape}: {unseen} unseen instances placed"),
             **_sweep_kwargs(args),

@@ -258,6 +258,7 @@ def decide(
     job_dir: Path | None = None,
     sampling: Any = None,
     keep: str = "last",
+    local_search: bool = False,
 ) -> Decision:
     """The run's actors decide a placement: N_t steps of the greedy rollout from the run's start one.
 
@@ -268,9 +269,12 @@ def decide(
     ``sampling`` (a :class:`qdt.rl.construct.Sampling`, default the plain construction) decides a
     constructing run by the best of several constructions, their noise seeded from the run's seed
     (or ``seed``). ``keep`` says which placement of a rollout decides: its last, or "best", the best
-    it visited (qdt/rl/rollout.py); a construction ignores it.
+    it visited (qdt/rl/rollout.py); a construction ignores it. ``local_search``: the decision (each
+    sampled construction) is then improved by :func:`qdt.problem.local_search.improve_placements`,
+    inside the timed decision.
     """
     from qdt.executors import open_backend
+    from qdt.problem.local_search import improve_placements
     from qdt.rl.policy import load_policy
 
     run_seed = config.seed if seed is None else seed
@@ -301,6 +305,7 @@ def decide(
                     mitigate,
                     "drop --mitigate (it corrects score tables, which a constructing run does not read)",
                 )
+            policy.local_search = local_search
             decided = time.perf_counter()
             x_raw = policy.placement()
             return Decision(
@@ -334,6 +339,10 @@ def decide(
             x_raw, x_mit, steps = rollout_steps(
                 policy, score, config.steps_per_episode, mitigation is not None, keep
             )
+        if local_search:
+            model = policy.placement_model
+            x_raw = improve_placements(model, x_raw)
+            x_mit = None if x_mit is None else improve_placements(model, x_mit)
         decision_wall_s = time.perf_counter() - decided
     finally:
         if executor is not None:

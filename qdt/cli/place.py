@@ -26,8 +26,10 @@ not generalise, or null), instance {file, name, users, servers, seen_in_training
 {profile, executor, shots, noise, ...; profile null for classical actors}, strategy, steps,
 keep ("best" or "last": which placement of the rollout decided; null for a construction),
 samples (constructions the decision took the best of; 1: the plain construction), temperature
-(their noise's scale, null for 1), seed, assignment (one server index per user, null when some user has no
-server or two), feasible, violations, total_latency_s, per_user_latency_s, optimum_status, optimum_assignment,
+(their noise's scale, null for 1), local_search (whether the decision ended with
+``qdt.problem.local_search``'s moves and swaps: ``--local-search``), seed, assignment (one server
+index per user, null when some user has no server or two), feasible, violations, total_latency_s,
+per_user_latency_s, optimum_status, optimum_assignment,
 optimum_total_latency_s (null unless the MILP proved an optimum), gap ((total - optimum) /
 optimum; null when the placement is infeasible or there is no proven optimum), gap_note (why gap
 is null, else null), decision_ms (wall time of the actors' scoring and the decoding: every job
@@ -74,6 +76,9 @@ its actor, each on the whole partial placement, so N jobs on an IBM device. With
 runs K constructions in one batch (still N calls, each K times the rows), the plain one and K-1
 with Gumbel noise of scale --temperature on the actor's logits, and keeps the feasible placement
 of least total latency: never worse than the plain construction, K times its rows.
+--local-search ends the decision (every construction of it) with a local search: the best
+single-user move or two-user swap, again and again, until none lowers the total latency; a
+feasible placement stays feasible and never gets worse.
 
 Quantum actors run on --backend (a profile from `qdt backends list` or a .toml; default: the
 executor the run trained on, with its noise and shots), with --noise and --shots as in
@@ -89,7 +94,7 @@ auto solver, its default time limit) gives the gap.
 JSON (--json): assignment (a server index per user), feasible, total_latency_s,
 optimum_total_latency_s, gap ((total - optimum) / optimum; null, with gap_note saying why, when
 the placement is infeasible or no optimum is proven), decision_ms (the actors' scoring and the
-decoding, jobs included, the MILP not), samples, temperature, seed, trained_on ("instance" or
+decoding, jobs included, the MILP not), samples, temperature, local_search, seed, trained_on ("instance" or
 "family"), instance, backend, violations, per_user_latency_s, circuits, jobs, saved
 (RUN/place/<utc>-<stem>-<profile>.json).
 """
@@ -133,6 +138,16 @@ def register(subparsers: Any) -> None:
     )
     add_sampling_flags(parser, "refused for a run that scores columns of X")
     parser.add_argument(
+        "--local-search",
+        action="store_true",
+        help=(
+            "end the decision with a local search: single-user moves and two-user swaps, the best of "
+            "them each step, until none lowers the total latency; feasibility kept, an infeasible "
+            "placement left as it is; with --samples every construction is searched, then the best is "
+            "kept. Part of decision_ms (qdt/problem/local_search.py; about 0.1 ms at 64 x 8)"
+        ),
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -154,9 +169,11 @@ def run_place(
     temperature: float | None = None,
     seed: int | None = None,
     keep: str | None = None,
+    local_search: bool = False,
 ) -> dict[str, Any]:
     """Place ``instance_file`` with the run's actors (module docstring); the report, also saved.
-    ``keep`` (default "best" for a rollout) says which placement of the rollout decides."""
+    ``keep`` (default "best" for a rollout) says which placement of the rollout decides;
+    ``local_search`` ends the decision with :func:`qdt.problem.local_search.improve_placements`."""
     from qdt.executors import load_backend_profile, validate_shots
     from qdt.problem.model import matrix_to_assignment
     from qdt.problem.solvers import solve
@@ -211,6 +228,7 @@ def run_place(
         seed=seed,
         sampling=sampling,
         keep=keep or "last",
+        local_search=local_search,
     )
     model = decision.policy.placement_model
     optimum = solve(model, "auto")
@@ -236,6 +254,7 @@ def run_place(
         "keep": keep,
         "samples": sampling.samples,
         "temperature": sampling.temperature if sampling.sampled else None,
+        "local_search": local_search,
         "seed": decision.seed,
         "assignment": placed["assignment"],
         "feasible": placed["feasible"],
@@ -321,6 +340,7 @@ def _cmd_place(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         keep=args.keep,
+        local_search=args.local_search,
     )
     if args.json:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
@@ -347,6 +367,7 @@ def print_report(report: dict[str, Any]) -> None:
             if report["samples"] > 1
             else ""
         )
+        + (", then a local search (moves and swaps)" if report["local_search"] else "")
     )
     if report["note"]:
         print(f"note: {report['note']}")

@@ -5,6 +5,7 @@
 >>> policy = load_policy(Path("runs/q6"), instance=unseen)        # same weights, another N x M instance
 >>> policy.placement()              # greedy rollout from the run's start placement, [N, M] int8
 >>> policy.keep = "best"            # ... its best visited placement instead of its last (rollout.py)
+>>> policy.local_search = True      # ... then improved by moves and swaps (problem/local_search.py)
 >>> policy.scores(states)           # â for a batch of joint states [B, N, M] → [B, N, M]
 
 Every agent's actor sees only its own column of X (and, with ``observation = "features"``,
@@ -35,6 +36,7 @@ from qdt.errors import QdtInputError
 from qdt.executors import Executor, open_backend
 from qdt.problem.decoding import decode, start_placement
 from qdt.problem.instance import Instance
+from qdt.problem.local_search import improve_placements
 from qdt.problem.model import PlacementModel
 from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
@@ -68,6 +70,7 @@ class TrainedPolicy:
     sampling: Sampling = field(default_factory=Sampling)  # a constructing run's decision (:meth:`sample`)
     sampling_rng: np.random.Generator | None = None
     keep: Keep = "last"  # which placement of a rollout decides (qdt/rl/rollout.py); a construction ignores it
+    local_search: bool = False  # every decision ends with qdt/problem/local_search.py (each construction's)
 
     @property
     def n_users(self) -> int:
@@ -131,13 +134,16 @@ class TrainedPolicy:
         """Greedy rollout of N_t (or ``steps``) decisions from the run's start placement (empty, or
         greedy's: ``config.start``), ended early at a fixed point when the scores are deterministic
         (:func:`qdt.rl.rollout.roll_out`); its last placement, or with ``keep = "best"`` the best it
-        visited."""
+        visited. With ``local_search`` the decision is then improved by
+        :func:`qdt.problem.local_search.improve_placements` (each sampled construction before the
+        best is kept)."""
         if self.constructs:
             return self.construct()
         start = self.start_placement()
         steps = self.config.steps_per_episode if steps is None else steps
         best_of = self.placement_model if self.keep == "best" else None
-        return roll_out(self.decide, start, steps, self.deterministic, best_of)[0]
+        placement = roll_out(self.decide, start, steps, self.deterministic, best_of)[0]
+        return improve_placements(self.placement_model, placement) if self.local_search else placement
 
     def check_scores_columns(self) -> None:
         """Refuse, with one clear error, to score columns of X with a run that constructs its
@@ -168,6 +174,7 @@ class TrainedPolicy:
             guard=self.config.construct_guard,
             sampling=self.sampling,
             rng=self.sampling_rng,
+            local_search=self.local_search,
         )[0]
 
     def sample(self, sampling: Sampling, seed: np.random.SeedSequence) -> None:

@@ -26,20 +26,17 @@ over the servers it fits on in server order, with every exp computed by numpy on
 same: the 1,000 placements of that bench (and its plain and untrained constructions) are the same,
 bit for bit, as before.
 
-Compiled on first use (about 1 s), and cached beside this file (numba's ``cache=True``; where that
-cannot be written numba keeps its cache in the user's cache folder, and where neither can, every
-process compiles it once).
+Compiled on first use (about 1 s) and cached where it can be (:func:`qdt.compiled.compiled`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from qdt.compiled import compiled
 from qdt.problem.model import RELATIVE_TOLERANCE
 from qdt.rl.observations import SLOT_EPSILON, InstanceContext
 
@@ -164,12 +161,5 @@ def _complete_rows(
         feasible[b] = ok and bool(placed.all())
 
 
-@functools.cache
-def _compiled() -> Callable[..., None]:
-    """:func:`_complete_rows` compiled (module docstring: on first use, cached where it can be)."""
-    import numba
-
-    try:
-        return numba.njit(cache=True)(_complete_rows)
-    except RuntimeError:  # numba finds no folder to cache in: compile in this process only
-        return numba.njit(cache=False)(_complete_rows)
+_compiled = compiled(_complete_rows)
+""":func:`_complete_rows` compiled (module docstring: on first use, cached where it can be)."""

@@ -39,6 +39,7 @@ from qdt.problem.decoding import decode, decode_feasible, start_placement
 from qdt.problem.env import BatchedPlacementEnv
 from qdt.problem.family import parse_family
 from qdt.problem.instance import Instance
+from qdt.problem.local_search import improve_placements
 from qdt.problem.model import PlacementModel, matrix_to_assignment
 from qdt.problem.solvers import DEFAULT_TIME_LIMIT_S, SolveResult, solve
 from qdt.rl.builders import check_fits, network_builders
@@ -545,12 +546,14 @@ class Trainer:
         sampling: Sampling = PLAIN,
         rng: np.random.Generator | None = None,
         keep: Keep = "last",
+        local_search: bool = False,
     ) -> np.ndarray:
         """Roll the deterministic policy (π(s) decoded without noise) N_t steps from the run's start
         placement (``config.start``), on the run's instance or (a family's policy) on ``model``'s;
         ended early at a fixed point when the scores are deterministic (:func:`qdt.rl.rollout.roll_out`),
         its last placement or the best it visited (``keep``). A constructing run constructs instead,
-        as ``sampling`` says (noise from ``rng``)."""
+        as ``sampling`` says (noise from ``rng``). ``local_search``: the decision then improved as
+        :attr:`qdt.rl.policy.TrainedPolicy.local_search` improves it."""
         model = self.model if model is None else model
         if self.config.decode == "construct":  # no rollout: construction from nothing placed
             return construct_best(
@@ -561,6 +564,7 @@ class Trainer:
                 guard=self.config.construct_guard,
                 sampling=sampling,
                 rng=rng,
+                local_search=local_search,
             )[0]
         start = start_placement(model, self.config.start)
         table = self._score_table()
@@ -571,7 +575,8 @@ class Trainer:
 
         deterministic = all(agent.actor.deterministic for agent in self.agents)
         best_of = model if keep == "best" else None
-        return roll_out(decide, start, self.config.steps_per_episode, deterministic, best_of)[0]
+        placement = roll_out(decide, start, self.config.steps_per_episode, deterministic, best_of)[0]
+        return improve_placements(model, placement) if local_search else placement
 
     def _greedy_record(self) -> dict[str, Any]:
         x = self.greedy_placement()
@@ -737,6 +742,7 @@ def _train_into(
             record = trainer.run_episode()
             trainer.state.wall_s += time.perf_counter() - start
             record["wall_s"] = trainer.state.wall_s
+            _append_metrics(metrics_path, record)  # each episode's line as it ends (progress)
             pending.append(record)
             if bar is not None:
                 bar.update(1)
@@ -744,7 +750,7 @@ def _train_into(
                     reward=f"{record['reward_mean']:.3f}", latency=f"{record['latency_last_s']:.3f}"
                 )
             if trainer.state.episode % config.checkpoint_every == 0 or trainer.state.episode == last:
-                _checkpoint(trainer, run_dir, metrics_path, pending)
+                _checkpoint(trainer, run_dir)
                 if board is not None:
                     board.write(pending)
                 pending = []
@@ -761,14 +767,19 @@ def _train_into(
     return summary
 
 
-def _checkpoint(trainer: Trainer, run_dir: Path, metrics_path: Path, pending: list[dict[str, Any]]) -> None:
+def _append_metrics(metrics_path: Path, record: dict[str, Any]) -> None:
+    """One episode's line of metrics.jsonl, written when the episode ends, so a long run shows its
+    progress there (a bench's cells run without a progress bar and checkpoint rarely). Lines past the
+    last checkpoint are dropped on resume (:func:`_truncate_metrics`), so a kill between an episode's
+    line and its checkpoint, or in the middle of a line, loses nothing the resumed run needs."""
+    with open(metrics_path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+def _checkpoint(trainer: Trainer, run_dir: Path) -> None:
     bad = non_finite_parameter(trainer.modules())
     if bad is not None:
         raise TrainingDivergedError(f"episode {trainer.state.episode}: non-finite parameter {bad}")
-    with open(metrics_path, "a", encoding="utf-8") as stream:
-        for record in pending:
-            stream.write(json.dumps(record, allow_nan=False) + "\n")
-        stream.flush()
     save_checkpoint(run_dir, trainer.checkpoint_payload())
 
 

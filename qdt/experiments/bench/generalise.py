@@ -18,6 +18,10 @@ its last placement is scored beside it (``plain_gap``, the table's "last placeme
 "last"`` decides by the last one. With ``sampling`` (``--samples K``, constructing runs only) a decision, and
 the untrained column, is the best of K constructions (:class:`qdt.rl.construct.Sampling`), and each
 run's plain construction is scored beside it (``plain_gap``, the table's "one construction").
+With ``local_search`` (``--local-search``) every decision ends with the local search of
+:mod:`qdt.problem.local_search` (each sampled construction's, before the best is kept; timed as part
+of the decision), and so do the untrained decodings and greedy's and random's placements (greedy's
+time includes it), so each column is searched alike; the rows say ``local_search``.
 
 The unseen instances. Instance i of shape N × M is
 ``Family(N, M, tight, seed=UNSEEN_SEED).held_out(0, i)``: spawn key (FAMILY_STREAM, HELD_OUT_KEY,
@@ -111,6 +115,7 @@ from qdt.plots import pyplot, save_figure
 from qdt.problem.decoding import decode_feasible
 from qdt.problem.family import Family
 from qdt.problem.instance import Instance
+from qdt.problem.local_search import improve_placements
 from qdt.problem.model import Evaluation, PlacementModel
 from qdt.problem.solvers import solve
 from qdt.rl.builders import agent_qubits, check_fits
@@ -217,6 +222,7 @@ ROW_FIELDS = [
     "untrained_gap",
     "samples",
     "keep",
+    "local_search",
     "plain_feasible",
     "plain_gap",
     "episodes",
@@ -420,6 +426,7 @@ def run_generalise_bench(
     milp_gap: float = 0.0,
     sampling: Sampling = PLAIN,
     keep: Keep = "best",
+    local_search: bool = False,
     workers: int | None = None,
     ray_address: str | None = None,
     retry_failed: bool = False,
@@ -428,8 +435,10 @@ def run_generalise_bench(
 ) -> dict[str, Any]:
     """Train every (shape, agent, seed) as a sweep cell as ``training`` says, place the unseen
     instances with every finished run beside the baselines (a constructing run's decision as
-    ``sampling`` says, a rollout's as ``keep`` does), then write generalise.csv, generalise.md,
-    generalise.png. ``milp_gap`` > 0: gaps to the MILP's lower bound (module docstring)."""
+    ``sampling`` says, a rollout's as ``keep`` does; with ``local_search`` each decision and
+    baseline then improved by the local search, module docstring), then write generalise.csv,
+    generalise.md, generalise.png. ``milp_gap`` > 0: gaps to the MILP's lower bound (module
+    docstring)."""
     start = time.perf_counter()
     check_unseen(unseen)
     check_milp_gap(milp_gap)
@@ -487,6 +496,7 @@ def run_generalise_bench(
                 sampling,
                 keep,
                 milp_gap,
+                local_search,
             )
             rows.extend(shape_rows)
             if on_shape is not None:
@@ -510,6 +520,7 @@ def run_generalise_bench(
         )
         + (f", a decision the {sampling.describe()}" if sampling.sampled else "")
         + (f", a decision {KEEP_TEXT}" if not construct and keep == "best" else "")
+        + (f", {LOCAL_SEARCH_SETTING}" if local_search else "")
     )
     markdown = write_markdown(
         out_dir,
@@ -524,6 +535,7 @@ def run_generalise_bench(
         sampling,
         keep,
         milp_gap,
+        local_search,
     )
     plot_generalise(out_dir / "generalise.png", rows, baselines, summary, setting, bounded=milp_gap > 0)
     return {
@@ -569,6 +581,16 @@ SAMPLING_TEXT = (
 
 KEEP_TIME_TEXT = "; every placement visited evaluated, the best feasible one kept"
 """What a rollout's decision with ``keep = "best"`` adds to its time."""
+
+LOCAL_SEARCH_SETTING = (
+    "every decision, untrained decoding, greedy's and random's placement ended with the local search "
+    "(the best single-user move or two-user swap until none lowers the total latency: "
+    "qdt/problem/local_search.py)"
+)
+"""What ``local_search`` (``--local-search``) changes, for the bench's setting line."""
+
+LOCAL_SEARCH_TIME_TEXT = "; then the local search (of every construction, before the best is kept)"
+"""What the local search adds to a decision's time."""
 
 
 def training_text(training: GeneraliseTraining) -> str:
@@ -638,11 +660,17 @@ class Baseline:
 
 
 def solve_baselines(
-    model: PlacementModel, index: int, digest: str, milp_limit_s: float, milp_gap: float = 0.0
+    model: PlacementModel,
+    index: int,
+    digest: str,
+    milp_limit_s: float,
+    milp_gap: float = 0.0,
+    local_search: bool = False,
 ) -> Baseline:
     """The MILP (limited, then timed in this process where it proved an optimum, or with
     ``milp_gap`` > 0 a placement within that share of it), greedy (timed) and one pass of the
-    feasible decoding over uniform random scores, on one unseen instance."""
+    feasible decoding over uniform random scores, on one unseen instance; with ``local_search``
+    greedy's and random's placements then improved by the local search (greedy's time includes it)."""
     limited = solve(model, "milp", time_limit_s=milp_limit_s, rel_gap=milp_gap)
     proven = "feasible" if milp_gap else "optimal"  # what HiGHS returns when it finished in time
     optimum = limited.total_latency_s if limited.status == "optimal" else None
@@ -656,16 +684,22 @@ def solve_baselines(
         milp_ms = 1e3 * elapsed if again.status == proven else None
     begin = time.perf_counter()
     greedy = solve(model, "greedy")
+    greedy_latency = greedy.total_latency_s if greedy.status == "feasible" else None
+    if local_search and greedy.assignment is not None and greedy_latency is not None:
+        improved = improve_placements(model, model.assignment_to_matrix(greedy.assignment))
+        greedy_latency = float((improved * model.latency).sum())
     greedy_ms = 1e3 * (time.perf_counter() - begin)
     rng = np.random.default_rng(np.random.SeedSequence(RANDOM_SCORES_SEED, spawn_key=(index,)))
     placed = decode_feasible(model, rng.random((model.n_users, model.n_servers))).placement
+    if local_search:
+        placed = improve_placements(model, placed)
     return Baseline(
         index=index,
         digest=digest,
         milp_status=limited.status,
         optimum_s=optimum,
         milp_ms=milp_ms,
-        greedy_gap=relative_gap(greedy.total_latency_s if greedy.status == "feasible" else None, reference),
+        greedy_gap=relative_gap(greedy_latency, reference),
         greedy_ms=greedy_ms,
         random_gap=_gap(model.evaluate(placed), reference),
         bound_s=limited.lower_bound_s,
@@ -689,6 +723,7 @@ def evaluate_shape(
     sampling: Sampling = PLAIN,
     keep: Keep = "last",
     milp_gap: float = 0.0,
+    local_search: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Baseline]]:
     """Rows (one per finished run and unseen instance) and the instances' baselines.
 
@@ -696,7 +731,9 @@ def evaluate_shape(
     the machine falls on the MILP and the policies alike. Each policy is loaded once and warmed up
     by one untimed decision; the untrained decodings (not timed) come after, one run at a time, and
     with sampled decisions (``sampling``) also each run's plain construction (``plain_gap``, not timed),
-    with a rollout's best visited placement (``keep = "best"``) its last one.
+    with a rollout's best visited placement (``keep = "best"``) its last one. ``local_search``:
+    every decision and baseline then improved by the local search (:func:`solve_baselines`,
+    :attr:`TrainedPolicy.local_search`).
     """
     models = [PlacementModel(instance) for instance in instances]
     policies: list[tuple[BenchRun, Path, TrainedPolicy]] = []
@@ -704,12 +741,15 @@ def evaluate_shape(
         policy = load_policy(run_dir, instance=instances[0])
         policy.sample(sampling, sampling_seed(run, untrained=False))
         policy.keep = keep
+        policy.local_search = local_search
         policy.placement()  # warm-up: lazy initialisation stays out of the first timed decision
         policies.append((run, run_dir, policy))
     baselines: list[Baseline] = []
     decisions: dict[Any, list[tuple[np.ndarray, float]]] = {run.key: [] for run, _, _ in policies}
     for index, (instance, model) in enumerate(zip(instances, models)):
-        baselines.append(solve_baselines(model, index, instance_digest(instance), milp_limit_s, milp_gap))
+        baselines.append(
+            solve_baselines(model, index, instance_digest(instance), milp_limit_s, milp_gap, local_search)
+        )
         for run, _, policy in policies:
             begin = time.perf_counter()
             policy.rebind(instance, model)
@@ -730,7 +770,9 @@ def evaluate_shape(
             instances, baselines, models, decisions[run.key]
         ):
             evaluation = model.evaluate(placement)
-            untrained_eval = model.evaluate(untrained.greedy_placement(model, sampling, untrained_rng, keep))
+            untrained_eval = model.evaluate(
+                untrained.greedy_placement(model, sampling, untrained_rng, keep, local_search)
+            )
             plain_eval = evaluation
             if searched:
                 policy.rebind(instance, model)
@@ -762,6 +804,7 @@ def evaluate_shape(
                     "untrained_gap": _gap(untrained_eval, base.reference_s),
                     "samples": sampling.samples,
                     "keep": None if policy.constructs else keep,
+                    "local_search": local_search,
                     "plain_feasible": bool(plain_eval.feasible),
                     "plain_gap": _gap(plain_eval, base.reference_s),
                     "episodes": summary["episodes"],
@@ -963,6 +1006,7 @@ def write_markdown(
     sampling: Sampling = PLAIN,
     keep: Keep = "last",
     milp_gap: float = 0.0,
+    local_search: bool = False,
 ) -> str:
     sampled = searched_decision(sampling, keep, construct)
     bounded = milp_gap > 0
@@ -1070,7 +1114,8 @@ def write_markdown(
         + f"decision: median time of one placement ({DECISION_TEXT[construct]}"
         f"{GUARD_TEXT if guard != 'none' else ''}"
         f"{SAMPLING_TEXT if sampling.sampled else ''}"
-        f"{KEEP_TIME_TEXT if sampled and not construct else ''}), MILP: median time of HiGHS on "
+        f"{KEEP_TIME_TEXT if sampled and not construct else ''}"
+        f"{LOCAL_SEARCH_TIME_TEXT if local_search else ''}), MILP: median time of HiGHS on "
         + (
             f"the same instances to a placement proven within {100 * milp_gap:g}%"
             if bounded

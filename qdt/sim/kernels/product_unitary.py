@@ -26,7 +26,7 @@ factors times sin u to a few ulps).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -66,6 +66,8 @@ class UnitaryTables:
     parts: torch.Tensor  # [2D, D]: [I; I], a² → p
     generators: torch.Tensor  # [D², n]: ½J_q flattened
     identity: torch.Tensor  # [D, D]
+    # the last weights given to :meth:`state_probabilities` and their readout R (empty before)
+    last_readout: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     @property
     def dim(self) -> int:
@@ -91,9 +93,29 @@ class UnitaryTables:
         """Probabilities [B, D] of the layers acting on prepared states ψ₀ [B, D] (real, unit norm)
         given directly instead of as the tree's angles: no tree, no gradient."""
         tables = on_device(self, psi.device)
-        _, readout = tables.layers(weights)
+        readout = tables.readout(weights)
         amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
         return amplitudes.square_().view(-1, 2, self.dim).sum(1)
+
+    def readout(self, weights: torch.Tensor) -> torch.Tensor:
+        """The readout R of :meth:`layers` for ``weights``, without gradient: computed again only
+        when the weights' values differ from the last call's (a construction calls the circuit N
+        times with the same weights: the L − 1 products of D × D matrices and the gather behind R
+        were a fifth of a tight 64 × 8 quantum decision). The same R as :meth:`layers` gives, bit for
+        bit: the same operations on the same values."""
+        last = self.last_readout
+        if (
+            last
+            and last[0].shape == weights.shape
+            and last[0].dtype == weights.dtype
+            and last[0].device == weights.device
+            and torch.equal(last[0], weights)
+        ):
+            return last[1]
+        with torch.no_grad():
+            readout = self.layers(weights)[1]
+        last[:] = [weights.detach().clone(), readout]
+        return readout
 
 
 def unitary_tables(n_qubits: int, n_layers: int) -> UnitaryTables:
