@@ -73,7 +73,7 @@ def test_repeated_calls_reuse_the_circuits_matrix_only_while_the_weights_are_the
         again = executor.run_encoded(prepared, vqc.encoder, x, weights.clone())
         assert torch.equal(first, again)
         tables = prepared.payload.unitary
-        assert tables is not None and torch.equal(tables.last_readout[1], tables.layers(weights)[1])
+        assert tables is not None and torch.equal(tables.last_readout[0][1], tables.layers(weights)[1])
         weights.add_(0.25)  # in place, as an optimiser step
         moved = executor.run_encoded(prepared, vqc.encoder, x, weights)
     fresh = executor.run(prepared, vqc.encoder(x), weights)

@@ -66,8 +66,8 @@ class UnitaryTables:
     parts: torch.Tensor  # [2D, D]: [I; I], a² → p
     generators: torch.Tensor  # [D², n]: ½J_q flattened
     identity: torch.Tensor  # [D, D]
-    # the last weights given to :meth:`state_probabilities` and their readout R (empty before)
-    last_readout: list[torch.Tensor] = field(default_factory=list, repr=False)
+    # [(the last weights given to :meth:`readout`, their R)], empty before the first call
+    last_readout: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
     def dim(self) -> int:
@@ -103,9 +103,9 @@ class UnitaryTables:
         times with the same weights: the L − 1 products of D × D matrices and the gather behind R
         were a fifth of a tight 64 × 8 quantum decision). The same R as :meth:`layers` gives, bit for
         bit: the same operations on the same values."""
-        last = self.last_readout
+        last = self.last_readout[0] if self.last_readout else None  # one read: (weights, R) together
         if (
-            last
+            last is not None
             and last[0].shape == weights.shape
             and last[0].dtype == weights.dtype
             and last[0].device == weights.device
@@ -114,7 +114,7 @@ class UnitaryTables:
             return last[1]
         with torch.no_grad():
             readout = self.layers(weights)[1]
-        last[:] = [weights.detach().clone(), readout]
+        self.last_readout[:] = [(weights.detach().clone(), readout)]
         return readout
 
 
