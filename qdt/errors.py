@@ -40,5 +40,7 @@ class QdtInputError(QdtError, ValueError):
 
 
 def _short_repr(value: object, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    """``value`` for a one-line message: a printable string as it is, anything else (a string with a
+    newline or another control character included) as its repr, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) and value.isprintable() else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

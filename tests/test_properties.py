@@ -80,6 +80,24 @@ def test_mangled_instances_raise_only_input_errors(data):
     solve(model, "auto")
 
 
+def test_a_mangled_value_with_a_control_character_is_named_on_one_line():
+    """What hypothesis once drew (a field set to "\n"): the error stays one line, the value shown as
+    its repr; a printable string is shown as it is."""
+    for path, value in ((("bandwidth_hz",), "\n"), (("servers", 0, "max_users"), "a\tb\r")):
+        raw = paper_instance().to_dict()
+        target = raw
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        try:
+            Instance.from_dict(json.loads(json.dumps(raw)))
+        except QdtInputError as error:
+            assert "\n" not in str(error) and "\r" not in str(error) and repr(value) in str(error)
+        else:
+            raise AssertionError(f"{path} = {value!r} was accepted")
+    assert str(QdtInputError("--order", "sure or constrained", "fast")).endswith("got fast")
+
+
 @SETTINGS
 @given(assignment=st.lists(st.integers(-3, 5), min_size=0, max_size=6))
 def test_score_cli_never_crashes(assignment):
