@@ -44,27 +44,22 @@ def improve_placements(model: PlacementModel, placements: np.ndarray) -> np.ndar
     """The placements [N, M] or [B, N, M] (binary, of ``model``'s instance) after the local search
     (module docstring); infeasible ones unchanged. A new array of the input's shape, int8."""
     x = model.check_matrix(placements)
-    batch = x.reshape(-1, model.n_users, model.n_servers)
-    feasible = model.feasible_batch(batch)
-    complete = batch.sum(axis=2) == 1  # a feasible placement has one server per user; kept explicit
-    assignments = batch.argmax(axis=2).astype(np.int64)
-    rows = np.flatnonzero(feasible & complete.all(axis=1))
-    searched = np.ascontiguousarray(assignments[rows])
-    if rows.size:
-        _improve_rows()(
-            np.ascontiguousarray(model.latency, dtype=np.float64),
-            np.ascontiguousarray(model.compute_rate, dtype=np.float64),
-            np.ascontiguousarray(model.capacity, dtype=np.float64),
-            np.ascontiguousarray(model.max_users, dtype=np.int64),
-            np.ascontiguousarray(model.deadline_ok, dtype=np.bool_),
-            searched,
-        )
-    out = batch.copy()
-    if rows.size:
-        improved = np.zeros((rows.size, model.n_users, model.n_servers), dtype=np.int8)
-        improved[np.arange(rows.size)[:, None], np.arange(model.n_users)[None, :], searched] = 1
-        kept = model.feasible_batch(improved)  # round-off guard (module docstring)
-        out[rows[kept]] = improved[kept]
+    out = x.reshape(-1, model.n_users, model.n_servers).copy()
+    rows = np.flatnonzero(model.feasible_batch(out))  # feasible: one server per user, every row
+    if not rows.size:
+        return out.reshape(x.shape)
+    searched = np.ascontiguousarray(out[rows].argmax(axis=2).astype(np.int64))
+    _improve_rows()(
+        np.ascontiguousarray(model.latency, dtype=np.float64),
+        np.ascontiguousarray(model.compute_rate, dtype=np.float64),
+        np.ascontiguousarray(model.capacity, dtype=np.float64),
+        np.ascontiguousarray(model.max_users, dtype=np.int64),
+        np.ascontiguousarray(model.deadline_ok, dtype=np.bool_),
+        searched,
+    )
+    improved = np.eye(model.n_servers, dtype=np.int8)[searched]
+    kept = model.feasible_batch(improved)  # round-off guard (module docstring)
+    out[rows[kept]] = improved[kept]
     return out.reshape(x.shape)
 
 
