@@ -6,6 +6,7 @@ every executor kind (statevector exactly, aer with shots, a fake IBM device in l
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -23,12 +24,14 @@ from qdt.problem.solvers import _Clock, _enumerate, solve, solve_completion
 from qdt.rl.checkpoint import load_checkpoint
 from qdt.rl.config import TrainConfig
 from qdt.rl.construct import (
+    NO_LOGIT,
     Completions,
     construct,
     construct_imitation_update,
     construction_logits,
     finish_placement,
     label_optima,
+    smoothed_cross_entropy,
 )
 from qdt.rl.observations import context_of, observation_width, placement_inputs
 from qdt.rl.policy import load_policy
@@ -325,6 +328,58 @@ def test_the_imitation_update_learns_the_labels():
     last = construct_imitation_update(trainer.agents[0], context, states, labels, 200)
     assert first is not None and last is not None and last < 0.5 * first
     assert construct_imitation_update(trainer.agents[0], context, labels, labels, 1) is None  # all placed
+
+
+@pytest.mark.parametrize("agent", ["classical", "quantum"])
+def test_the_imitation_update_scores_only_the_taught_users(agent):
+    """The update scores only the unplaced users with a label, and its loss and step are those of
+    the cross-entropy over every row scored and the taught ones read (to round-off)."""
+    config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2, "label_smoothing": 0.1})
+    trainer = Trainer(config, family_instance(config))
+    solved = _solved(_models(6, 2, 8))
+    models = [model for model, _ in solved]
+    labels = np.stack([optimum for _, optimum in solved])
+    rng = np.random.default_rng(0)
+    states = np.where(rng.random(labels.shape) < 0.3, labels, -1)
+    labels = np.where(rng.random(labels.shape) < 0.2, -1, labels)  # some unplaced users unlabelled
+    context = context_of(models)
+    nets = trainer.agents[0]
+    before = copy.deepcopy((nets.actor.state_dict(), nets.actor_optimizer.state_dict()))
+    assignment, target = torch.as_tensor(states), torch.as_tensor(labels)
+    taught = (assignment < 0) & (target >= 0)
+    assert 0 < int(taught.sum()) < int((assignment < 0).sum())
+    inputs, _, _ = placement_inputs(context, assignment)
+    allowed = context.latency > 0
+    z = torch.where(
+        allowed,
+        construction_logits(nets.actor)(inputs, torch.ones_like(taught)),
+        torch.tensor(NO_LOGIT, dtype=torch.float64),
+    )
+    expected = smoothed_cross_entropy(z[taught], allowed[taught], target[taught], 0.1)
+    nets.actor_optimizer.zero_grad(set_to_none=True)
+    expected.backward()
+    nets.actor_optimizer.step()
+    stepped = copy.deepcopy(nets.actor.state_dict())
+    # a direction the loss does not depend on (the last bias shifts every server's logit alike) has a
+    # gradient of round-off, which Adam scales up to a step of noise: compared only where it is not
+    moved = {
+        name: float(param.grad.abs().max()) > 1e-9
+        for name, param in nets.actor.named_parameters()
+        if param.grad is not None
+    }
+    nets.actor.load_state_dict(before[0])
+    nets.actor_optimizer.load_state_dict(before[1])
+    scored: list[int] = []
+    hook = nets.actor.front.register_forward_pre_hook(lambda _module, args: scored.append(args[0].shape[0]))
+    loss = construct_imitation_update(nets, context, states, labels, 1, 0.1)
+    hook.remove()
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-12)
+    assert scored == [int(taught.sum()) * 2]  # one call, M = 2 rows per taught user
+    assert sum(moved.values()) >= 3
+    for name, value in nets.actor.named_parameters():
+        if moved.get(name):
+            assert torch.allclose(value, stepped[name], rtol=0, atol=1e-12), name
+    assert not torch.equal(stepped["body.0.weight"], before[0]["body.0.weight"])  # a step was taken
 
 
 @pytest.mark.parametrize("agent", ["classical", "quantum"])
