@@ -316,6 +316,36 @@ def test_the_last_completable_state_is_found_by_bisection():
         assert scan == list(range(len(scan)))  # once without a completion, never again
 
 
+def test_a_construction_that_ends_feasible_is_completable_all_along_without_a_solve(monkeypatch):
+    """Given its feasible final placement, a construction's last completable state is its last one,
+    and no MILP is solved to find it; a final placement that is infeasible, or that does not extend
+    the path, changes nothing: the bisection runs and agrees with the scan."""
+    solved = _solved(_models(8, 2, 6))
+    model, optimum = solved[0]
+    order = np.random.default_rng(2).permutation(8)
+    path = []
+    for k in range(8):  # the optimum's users placed one by one in a random order
+        state = np.full(8, -1, dtype=np.int64)
+        state[order[:k]] = optimum[order[:k]]
+        path.append(state)
+    calls: list[int] = []
+    real = Completions.of
+    monkeypatch.setattr(Completions, "of", lambda self, step: calls.append(step) or real(self, step))
+    assert Completions(model, path, 20.0, final=optimum).last_completable() == 7 and calls == []
+    other = optimum.copy()
+    other[order[0]] = 1 - other[order[0]]  # disagrees with the path from its second state on
+    for final in (None, other):
+        calls.clear()
+        assert Completions(model, path, 20.0, final=final).last_completable() == 7 and calls
+    stuffed = np.zeros(8, dtype=np.int64)  # every user on server 0: infeasible on the tight family
+    assert not model.feasible_batch(model.assignment_to_matrix(stuffed)[None])[0]
+    prefix = [np.where(step >= 0, 0, -1) for step in path]
+    scan = [k for k, state in enumerate(prefix) if solve_completion(model, state) is not None]
+    calls.clear()
+    assert Completions(model, prefix, 20.0, final=stuffed).last_completable() == (scan[-1] if scan else None)
+    assert calls
+
+
 def test_the_imitation_update_learns_the_labels():
     config = TrainConfig(**{**SMALL, "lr_actor": 1e-2})
     trainer = Trainer(config, family_instance(config))

@@ -1,9 +1,10 @@
-"""The encoded-state path of the statevector executor (``StatevectorExecutor.run_encoded``): without
-gradients, the amplitude encoding's state φ(x)/|φ(x)| goes straight to the product kernel's layers
-instead of through the encoding's angles and the kernel's tree. It must give what the angles give
-(to 1e-12) on the dense (≤ 6 qubits) and the grouped path, for every readout, and it must not be
-taken where it would be wrong: with gradients, on a circuit whose tree reads the angles in another
-order, on another executor."""
+"""The encoded-state path of the statevector executor (``StatevectorExecutor.run_encoded``): the
+amplitude encoding's state φ(x)/|φ(x)| goes straight to the product kernel's layers instead of
+through the encoding's angles and the kernel's tree, without gradients at every width and with them
+on the dense path (≤ 6 qubits). It must give what the angles give (values to 1e-12, gradients to
+1e-10 where the angles are regular, the true gradient where a branch of the encoding is 0 and
+they are not), for every readout, and it must not be taken where it would be wrong: with gradients
+past 6 qubits, on a circuit whose tree reads the angles in another order, on another executor."""
 
 from __future__ import annotations
 
@@ -110,9 +111,79 @@ def test_the_empty_feature_map_is_the_zero_state_on_both_paths() -> None:
     torch.testing.assert_close(direct, executor.run(prepared, vqc.encoder(x), weights), rtol=0, atol=1e-12)
 
 
-def test_with_gradients_the_layer_keeps_the_angles_and_its_gradients() -> None:
-    """A QuantumLayer called with gradients on goes through the angles: the inputs and the weights
-    get their gradients, and the values equal the no-grad call's."""
+@pytest.mark.parametrize("width, layers", [(2, 1), (8, 3), (57, 6)])
+def test_with_gradients_the_dense_path_takes_the_state_and_gives_the_angles_gradients(width, layers) -> None:
+    """Up to 6 qubits, with gradients on (training), run_encoded takes the encoded state too (a spy
+    on the encoder would fail the call) and gives the angle path's values (1e-12) and its gradients
+    to the inputs and the weights (1e-10) on inputs where the angles are regular."""
+    vqc = build_vqc(width, layers)
+    executor = StatevectorExecutor()
+    prepared = executor.prepare_vqc(vqc)
+    weights = torch.rand(vqc.n_weights, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 6
+    pull = torch.randn(17, 1 << vqc.n_qubits, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    results = []
+    for encoder in (_NoAngles(vqc.encoder), None):
+        x = _inputs(width, 17, 7).requires_grad_()
+        w = weights.clone().requires_grad_()
+        if encoder is None:
+            probs = executor.run(prepared, vqc.encoder(x), w)
+        else:
+            probs = executor.run_encoded(prepared, encoder, x, w)
+        results.append((probs.detach(), *torch.autograd.grad((probs * pull).sum(), (x, w))))
+    (direct, direct_x, direct_w), (angles, angles_x, angles_w) = results
+    torch.testing.assert_close(direct, angles, rtol=0, atol=1e-12)
+    torch.testing.assert_close(direct_x, angles_x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(direct_w, angles_w, rtol=0, atol=1e-10)
+    assert float(direct_x.abs().max()) > 1e-3 and float(direct_w.abs().max()) > 1e-3
+
+
+def test_where_a_branch_of_the_encoding_is_zero_the_state_path_has_the_true_gradient() -> None:
+    """φ(x) of the actor's 57 inputs is 2x − 1 in amplitude 56 and 0 in 57–63 (the padding): at
+    x₅₆ = ½ (half the users unplaced) that whole branch of the encoding's tree is 0, its angle
+    atan2(0, 0) carries no derivative, and the angle path gives ∂/∂x₅₆ = 0. The map x → φ(x)/|φ(x)|
+    is smooth there: the state path's gradient is the central difference's."""
+    vqc = build_vqc(57, 6)
+    executor = StatevectorExecutor()
+    prepared = executor.prepare_vqc(vqc)
+    weights = torch.rand(vqc.n_weights, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 6
+    pull = torch.randn(1, 64, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    x = _inputs(57, 1, 10)
+    x[0, 56] = 0.5
+    assert float(vqc.encoder.feature_map(x)[0, 56:].abs().max()) == 0.0
+
+    def loss(inputs: torch.Tensor) -> torch.Tensor:
+        return (executor.run_encoded(prepared, vqc.encoder, inputs, weights) * pull).sum()
+
+    leaf = x.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(loss(leaf), (leaf,))
+    step = 1e-6
+    with torch.no_grad():
+        up, down = x.clone(), x.clone()
+        up[0, 56] += step
+        down[0, 56] -= step
+        central = float((loss(up) - loss(down)) / (2 * step))
+    assert abs(central) > 1e-3
+    assert float(gradient[0, 56]) == pytest.approx(central, rel=1e-6)
+
+
+def test_past_six_qubits_gradients_keep_the_angles() -> None:
+    """Past the dense path (7 qubits here) a call with gradients goes through the angles and the
+    kernel's own backward: the spy refuses it, and the real encoder's call has both gradients."""
+    vqc = build_vqc(100, 2)
+    executor = StatevectorExecutor()
+    prepared = executor.prepare_vqc(vqc)
+    x = _inputs(100, 4, 11).requires_grad_()
+    weights = torch.linspace(0.1, 2.0, vqc.n_weights, dtype=torch.float64).requires_grad_()
+    with pytest.raises(AssertionError, match="angles were computed"):
+        executor.run_encoded(prepared, _NoAngles(vqc.encoder), x, weights)
+    executor.run_encoded(prepared, vqc.encoder, x, weights)[:, 1:].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    assert weights.grad is not None and float(weights.grad.abs().sum()) > 0
+
+
+def test_with_gradients_the_layer_trains_its_inputs_and_weights() -> None:
+    """A QuantumLayer called with gradients on: the inputs and the weights get their gradients, and
+    the values equal the no-grad call's."""
     vqc = build_vqc(57, 6)
     layer = QuantumLayer(vqc, StatevectorExecutor())
     x = _inputs(57, 5, 3).requires_grad_()

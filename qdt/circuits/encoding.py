@@ -388,6 +388,13 @@ class _EncodingAngles(torch.autograd.Function):
     the masks: zero gradient through a zero norm, and atan2's gradient at (0, 0) evaluated at the
     denominator 1 (:func:`atan2_gradient`; tests/test_circuits.py checks values and gradients
     against plain autograd through the definition).
+
+    Where a whole branch of φ(x) is 0 these angles are not differentiable, though the state
+    φ(x)/|φ(x)| they prepare is: a derivative that would move that branch off 0 is lost (the
+    actor's 57 inputs at x₅₆ = ½, half the users unplaced, give ∂/∂x₅₆ = 0 instead of the true
+    value). The statevector executor's training path up to 6 qubits differentiates the state
+    instead (``StatevectorExecutor.run_encoded``, tests/test_encoded_state.py); wider circuits and
+    the other executors still take these angles.
     """
 
     @staticmethod

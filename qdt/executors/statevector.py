@@ -166,18 +166,22 @@ class StatevectorExecutor(Executor):
         weights: torch.Tensor,
         readout: str = "probs",
     ) -> torch.Tensor:
-        """As :meth:`Executor.run_encoded`; without gradients, on the product kernel of a circuit
-        whose tree reads the encoding's angles in order, the encoded state φ(x)/|φ(x)| goes
-        straight to the layers (:meth:`ProductKernel.state_probabilities`): no angles, no tree, the
-        same probabilities to rounding (tests/test_encoded_state.py). 6 qubits, L = 6, 2048 rows,
-        one thread: 2.6 ms instead of 7.9 (benchmarks/encoded_state.py). Training, which needs
-        gradients, keeps the angles."""
+        """As :meth:`Executor.run_encoded`; on the product kernel of a circuit whose tree reads the
+        encoding's angles in order, the encoded state φ(x)/|φ(x)| goes straight to the layers
+        (:meth:`ProductKernel.state_probabilities`): no angles, no tree, the same probabilities to
+        rounding (tests/test_encoded_state.py). 6 qubits, L = 6, 2048 rows, one thread: 2.6 ms
+        instead of 7.9 without gradients (benchmarks/encoded_state.py). With gradients (training)
+        only up to ``UNITARY_QUBITS`` (:attr:`ProductKernel.differentiable_states`), where autograd
+        through the state and the layers' small matrices gives the same gradients to rounding, and
+        the true one where a branch of φ(x) is 0 and the angles have none (``_EncodingAngles``);
+        wider circuits keep the angles and the kernel's own backward. A tight 64 × 8 quantum
+        training episode: 29 s → 24 s (qdt/rl/construct.py, "Learning")."""
         payload = self.check_prepared(prepared).payload
         direct = (
-            not torch.is_grad_enabled()
-            and isinstance(payload, ProductKernel)
+            isinstance(payload, ProductKernel)
             and payload.reads_tree_in_order
             and encoder.n_qubits == payload.n_qubits
+            and (payload.differentiable_states or not torch.is_grad_enabled())
         )
         if not direct:
             return super().run_encoded(prepared, encoder, inputs, weights, readout)

@@ -56,8 +56,12 @@ cross-entropy steps (logits over the servers meeting each unplaced user's deadli
 user's server) on batches of ``batch_size`` states drawn from the memory. A step scores only the
 unplaced users with a label (:func:`construct_imitation_update`), whose logits are all the loss
 reads. Scoring every user of each state, as the runs published before this change did, gives the
-same loss to round-off and took a tight 64 × 8 quantum episode (seed 0, in-process, one thread) 69 s,
-56 of them in these steps; now 29 s, 16 of them. The states are
+same loss to round-off and took a tight 64 × 8 quantum episode (seed 0, in-process, one thread,
+input scaling on) 69 s, 56 of them in these steps; scoring the taught users only, 29 s, 16 of them.
+The quantum actor's calls with gradients then took the encoded state straight to the circuit's
+layers (``StatevectorExecutor.run_encoded``, up to 6 qubits: no encoding angles, no tree), 24 s,
+and a construction that ends feasible no longer bisects for its last completable state
+(:meth:`Completions.ends_completed`), about 22 s; a classical episode 19 s → 16 s. The states are
 
 * parts of the instances' MILP optima: each user placed where the optimum puts it with probability
   p ~ U(0, 1) (:data:`OPTIMUM_COPIES` draws per instance), labelled with the optimum's servers of
@@ -521,16 +525,18 @@ def imitation_targets(
     rng: np.random.Generator,
     time_limit_s: float,
     rel_gap: float = 0.0,
+    finals: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DAgger states of one episode's constructions (``trace``: the N partial placements [K, N]
-    before each step): (instance index [S], state [S, N], label [S, N]) for
-    :data:`DAGGER_STATES` random states per construction and its last completable one (module
-    docstring), each labelled with its optimum completion (within ``rel_gap`` of it when > 0);
-    states with none are left out."""
+    before each step; ``finals``, when given, the placements [K, N, M] they ended in): (instance
+    index [S], state [S, N], label [S, N]) for :data:`DAGGER_STATES` random states per construction
+    and its last completable one (module docstring), each labelled with its optimum completion
+    (within ``rel_gap`` of it when > 0); states with none are left out."""
     n = len(trace)
     index, states, labels = [], [], []
     for k, model in enumerate(models):
-        completions = Completions(model, [step[k] for step in trace], time_limit_s, rel_gap)
+        final = None if finals is None else np.asarray(finals[k]).argmax(axis=1)
+        completions = Completions(model, [step[k] for step in trace], time_limit_s, rel_gap, final)
         picks = set(rng.choice(n, size=min(DAGGER_STATES, n), replace=False).tolist())
         last = completions.last_completable()
         for step in sorted(picks | ({last} if last is not None else set())):
@@ -547,13 +553,31 @@ def imitation_targets(
 
 class Completions:
     """The MILP's optimum completions of one construction's partial placements ``path``, each
-    solved once."""
+    solved once; ``final``, the construction's placement (a server per user), when known."""
 
     def __init__(
-        self, model: PlacementModel, path: list[np.ndarray], time_limit_s: float, rel_gap: float = 0.0
+        self,
+        model: PlacementModel,
+        path: list[np.ndarray],
+        time_limit_s: float,
+        rel_gap: float = 0.0,
+        final: np.ndarray | None = None,
     ) -> None:
         self.model, self.path, self.time_limit_s, self.rel_gap = model, path, time_limit_s, rel_gap
+        self.final = final
         self.solved: dict[int, np.ndarray | None] = {}
+
+    def ends_completed(self) -> bool:
+        """Whether ``final`` is feasible and extends every state of the path: then each state has
+        a feasible completion (``final`` itself), with no MILP solved to show it. A guarded
+        construction (``construct_guard = "completion"``) almost always ends so."""
+        if self.final is None or not self.path:
+            return False
+        final = np.asarray(self.final, dtype=np.int64)
+        states = np.stack(self.path)
+        if not bool(np.all((states < 0) | (states == final))):
+            return False
+        return bool(self.model.feasible_batch(self.model.assignment_to_matrix(final)[None])[0])
 
     def of(self, step: int) -> np.ndarray | None:
         """The completion of ``path[step]`` (a server per user), or None when it has none."""
@@ -563,7 +587,11 @@ class Completions:
 
     def last_completable(self) -> int | None:
         """The last step whose partial placement has a feasible completion, by bisection: once a
-        partial placement has none, every later one has none."""
+        partial placement has none, every later one has none. The last step, unsolved, when the
+        construction :meth:`ends_completed` (on tight 64 × 8 a bisection took about 6 solves,
+        3.4 s of a 24 s quantum training episode)."""
+        if self.ends_completed():
+            return len(self.path) - 1
         low, high, last = 0, len(self.path) - 1, None
         while low <= high:
             middle = (low + high) // 2

@@ -277,6 +277,7 @@ class Trainer:
             self.explore_rng,
             IMITATION_TIME_LIMIT_S,
             config.label_gap,
+            placements,
         )
         ids = [self.replay.add_context(*parts) for parts in arrays]
         rows = np.concatenate([np.tile(np.arange(len(models)), OPTIMUM_COPIES), visited])

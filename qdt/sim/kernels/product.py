@@ -212,13 +212,22 @@ class ProductKernel:
         is the encoding's state (:meth:`state_probabilities` may stand for a call)."""
         return self.io.angle_columns is None
 
+    @property
+    def differentiable_states(self) -> bool:
+        """Whether :meth:`state_probabilities` gives gradients: on the dense path (up to
+        ``UNITARY_QUBITS``), where autograd through the layers' D × D matrices is cheap."""
+        return self.unitary is not None
+
     def state_probabilities(self, psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Probabilities [B, 2**m] of the readout bits after the layers act on prepared states
         ψ₀ [B, 2**n] (real, unit norm) given directly rather than as the tree's angles: what a call
-        on the angles that prepare ψ₀ gives, to rounding, with no tree to compute and no gradient
-        (``StatevectorExecutor.run_encoded``)."""
+        on the angles that prepare ψ₀ gives, to rounding, with no tree to compute
+        (``StatevectorExecutor.run_encoded``). With gradients to ψ₀ and the weights where
+        :attr:`differentiable_states` and gradients are on, else without."""
         kernel = on_device(self, psi.device)
         weights = kernel.io.weights(weights)
+        if kernel.unitary is not None and torch.is_grad_enabled():
+            return kernel.io.readout(kernel.unitary.differentiable_state_probabilities(psi, weights))
         with torch.no_grad():
             if kernel.unitary is not None:
                 return kernel.io.readout(kernel.unitary.state_probabilities(psi, weights))

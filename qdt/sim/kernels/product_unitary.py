@@ -21,6 +21,11 @@ f·∂L/∂f = Σ_k ∂L/∂ψ₀[k]·ψ₀[k] over the amplitudes k it is a fac
 table), so ∂L/∂u = −sin(u)·∂L/∂f = −tan(u)·(f·∂L/∂f): no gather of the other levels' factors,
 no division (tan u is finite: the cosine of a float64 is never 0; ψ₀[k]·tan u is the other
 factors times sin u to a few ulps).
+
+Given ψ₀ itself rather than the angles (the encoded state, ``StatevectorExecutor.run_encoded``):
+p = ((ψ₀ Rᵀ) ⊙ (ψ₀ Rᵀ))·[I; I] with R from :meth:`UnitaryTables.layers`, without gradients through
+the kept R of :meth:`UnitaryTables.readout`, with them by autograd through the layers' D × D
+products (:meth:`UnitaryTables.differentiable_state_probabilities`).
 """
 
 from __future__ import annotations
@@ -96,6 +101,16 @@ class UnitaryTables:
         readout = tables.readout(weights)
         amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
         return amplitudes.square_().view(-1, 2, self.dim).sum(1)
+
+    def differentiable_state_probabilities(self, psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """:meth:`state_probabilities` with gradients to ψ₀ and the weights, by autograd through
+        :meth:`layers` and one product with R: the same function as a call on the angles that
+        prepare ψ₀, so the same values and gradients to rounding, without the angles, the tree or
+        the correlators of the custom backward (training's actor calls, qdt/rl/construct.py)."""
+        tables = on_device(self, psi.device)
+        readout = tables.layers(weights)[1]
+        amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
+        return amplitudes.square().view(-1, 2, self.dim).sum(1)
 
     def readout(self, weights: torch.Tensor) -> torch.Tensor:
         """The readout R of :meth:`layers` for ``weights``, without gradient: computed again only
