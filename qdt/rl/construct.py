@@ -61,7 +61,8 @@ input scaling on) 69 s, 56 of them in these steps; scoring the taught users only
 The quantum actor's calls with gradients then took the encoded state straight to the circuit's
 layers (``StatevectorExecutor.run_encoded``, up to 6 qubits: no encoding angles, no tree), 24 s,
 and a construction that ends feasible no longer bisects for its last completable state
-(:meth:`Completions.ends_completed`), about 22 s; a classical episode 19 s → 16 s. The states are
+(:meth:`Completions.ends_completed`), about 22 s; that last change took a classical episode from 19 s
+to 16 s. The states are
 
 * parts of the instances' MILP optima: each user placed where the optimum puts it with probability
   p ~ U(0, 1) (:data:`OPTIMUM_COPIES` draws per instance), labelled with the optimum's servers of

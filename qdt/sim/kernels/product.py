@@ -226,7 +226,8 @@ class ProductKernel:
         :attr:`differentiable_states` and gradients are on, else without."""
         kernel = on_device(self, psi.device)
         weights = kernel.io.weights(weights)
-        if kernel.unitary is not None and torch.is_grad_enabled():
+        if kernel.differentiable_states and torch.is_grad_enabled():
+            assert kernel.unitary is not None  # the dense path
             return kernel.io.readout(kernel.unitary.differentiable_state_probabilities(psi, weights))
         with torch.no_grad():
             if kernel.unitary is not None:

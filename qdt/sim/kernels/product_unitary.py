@@ -98,9 +98,7 @@ class UnitaryTables:
         """Probabilities [B, D] of the layers acting on prepared states ψ₀ [B, D] (real, unit norm)
         given directly instead of as the tree's angles: no tree, no gradient."""
         tables = on_device(self, psi.device)
-        readout = tables.readout(weights)
-        amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
-        return amplitudes.square_().view(-1, 2, self.dim).sum(1)
+        return self._state_probabilities(psi, tables.readout(weights))
 
     def differentiable_state_probabilities(self, psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """:meth:`state_probabilities` with gradients to ψ₀ and the weights, by autograd through
@@ -108,7 +106,10 @@ class UnitaryTables:
         prepare ψ₀, so the same values and gradients to rounding, without the angles, the tree or
         the correlators of the custom backward (training's actor calls, qdt/rl/construct.py)."""
         tables = on_device(self, psi.device)
-        readout = tables.layers(weights)[1]
+        return self._state_probabilities(psi, tables.layers(weights)[1])
+
+    def _state_probabilities(self, psi: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
+        """p = ((ψ₀ Rᵀ) ⊙ (ψ₀ Rᵀ))·[I; I] [B, D] for states ψ₀ [B, D] and the readout R [2D, D]."""
         amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
         return amplitudes.square().view(-1, 2, self.dim).sum(1)
 
