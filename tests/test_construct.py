@@ -33,7 +33,8 @@ from qdt.rl.construct import (
     label_optima,
     smoothed_cross_entropy,
 )
-from qdt.rl.observations import context_of, observation_width, placement_inputs
+from qdt.rl.observations import context_of, observation_width
+from qdt.rl.placement_observation import placement_inputs
 from qdt.rl.policy import load_policy
 from qdt.rl.share_completion import ShareRule, smallest_share_completion
 from qdt.rl.train import Trainer, family_instance, train
@@ -382,7 +383,7 @@ def test_the_imitation_update_scores_only_the_taught_users(agent):
     allowed = context.latency > 0
     z = torch.where(
         allowed,
-        construction_logits(nets.actor)(inputs, torch.ones_like(taught)),
+        construction_logits(nets.actor)(inputs.flatten(0, 1), torch.ones_like(taught)),  # every user's rows
         torch.tensor(NO_LOGIT, dtype=torch.float64),
     )
     expected = smoothed_cross_entropy(z[taught], allowed[taught], target[taught], 0.1)
@@ -456,11 +457,24 @@ def test_a_constrained_guarded_run_records_its_order_and_guard_and_places_with_t
     assert np.array_equal(policy.placement(), expected)
 
 
+def _every_row(logits_of):
+    """Logits scoring a row for every user of every instance in one call: the unplaced users' rows,
+    the placed users' as zeros."""
+
+    def logits(rows, unplaced):
+        batch, n = unplaced.shape
+        full = torch.zeros((batch, n, *rows.shape[1:]), dtype=rows.dtype)
+        full[unplaced] = rows
+        return logits_of(full.reshape(1, -1, rows.shape[2])).reshape(batch, n, rows.shape[1])
+
+    return logits
+
+
 @pytest.mark.parametrize("agent", ["classical", "quantum"])
 def test_a_construction_scores_only_its_unplaced_users_and_places_as_if_it_scored_all(agent):
     """construction_logits runs the actor on the U·M rows of the U unplaced users (B·M·N(N+1)/2 rows
     over a construction's N calls, not B·M·N²), and the placements equal those of logits computed
-    on every row."""
+    on a row for every user in one call (the placed users' as zeros)."""
     config = TrainConfig(**{**SMALL, "agent": agent, "layers": 2, "family": "users=12,servers=3,tight=true"})
     actor = Trainer(config, family_instance(config)).agents[0].actor
     models = _models(12, 3, 6)
@@ -479,12 +493,7 @@ def test_a_construction_scores_only_its_unplaced_users_and_places_as_if_it_score
         ]
         scored_by_unplaced = sum(scored[:12])
         everyone = [
-            construct(
-                lambda inputs, _unplaced: logits_of(inputs.reshape(6, -1, inputs.shape[3])).reshape(6, 12, 3),
-                context,
-                guard=guard,
-            )[0]
-            for guard in ("none", "completion")
+            construct(_every_row(logits_of), context, guard=guard)[0] for guard in ("none", "completion")
         ]
     finally:
         del actor.logits

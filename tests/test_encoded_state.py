@@ -88,9 +88,13 @@ class _NoAngles:
     def __init__(self, encoder: AmplitudeEncoder) -> None:
         self.encoder = encoder
         self.n_qubits = encoder.n_qubits
+        self.bias = encoder.bias
 
     def state(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder.state(inputs)
+
+    def validated(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.validated(inputs)
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         raise AssertionError("the encoding's angles were computed on the state path")
@@ -109,6 +113,41 @@ def test_the_empty_feature_map_is_the_zero_state_on_both_paths() -> None:
     with torch.no_grad():
         direct = executor.run_encoded(prepared, vqc.encoder, x, weights)
     torch.testing.assert_close(direct, executor.run(prepared, vqc.encoder(x), weights), rtol=0, atol=1e-12)
+
+
+def test_without_gradients_the_dense_path_folds_the_encoding_and_keeps_the_state_near_its_zero(monkeypatch):
+    """Without gradients on the dense path the encoding is folded into the circuit's matrix: no
+    state is formed for regular rows (a spy on encoder.state counts the rows it gets), the values
+    are the angles' to 1e-12; rows within 10⁻⁸ of the encoding's zero, where the fold's rounding
+    would be amplified by the division, go through the state, and agree to 1e-12 as well (the
+    fold alone is off there by far more: checked with the floor at 0)."""
+    from qdt.executors import statevector
+
+    vqc = build_vqc(57, 6)
+    executor = StatevectorExecutor()
+    prepared = executor.prepare_vqc(vqc)
+    weights = torch.linspace(0.1, 5.3, vqc.n_weights, dtype=torch.float64)
+    zero = torch.full((1, 57), 0.5, dtype=torch.float64)
+    zero[0, 0] = 0.25
+    nudge = _inputs(57, 4, 1) - 0.5
+    x = torch.cat([_inputs(57, 6, 0), zero + 1e-9 * nudge, zero])
+    reference = executor.run(prepared, vqc.encoder(x), weights)
+    stated: list[int] = []
+    state = vqc.encoder.state
+
+    class Spy(_NoAngles):
+        def state(self, inputs: torch.Tensor) -> torch.Tensor:
+            stated.append(int(inputs.shape[0]))
+            return state(inputs)
+
+    with torch.no_grad():
+        folded = executor.run_encoded(prepared, Spy(vqc.encoder), x, weights)
+        assert stated == [5]  # the 4 nudged rows and the zero, not the 6 regular ones
+        torch.testing.assert_close(folded, reference, rtol=0, atol=1e-12)
+        monkeypatch.setattr(statevector, "FOLDED_NORM_FLOOR", 0.0)
+        unguarded = executor.run_encoded(prepared, Spy(vqc.encoder), x[:10], weights)
+    assert float((unguarded[6:] - reference[6:10]).abs().max()) > 1e-9
+    torch.testing.assert_close(unguarded[:6], reference[:6], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("width, layers", [(2, 1), (8, 3), (57, 6)])

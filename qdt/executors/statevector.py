@@ -26,7 +26,7 @@ import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from qdt.circuits.encoding import AmplitudeEncoder
+from qdt.circuits.encoding import FEATURE_SCALE, AmplitudeEncoder
 from qdt.errors import QdtInputError
 from qdt.executors.base import (
     Capabilities,
@@ -187,11 +187,45 @@ class StatevectorExecutor(Executor):
             return super().run_encoded(prepared, encoder, inputs, weights, readout)
         assert isinstance(payload, ProductKernel)
         mode = validate_readout(readout)
-        state = encoder.state(inputs)
-        probs = payload.state_probabilities(
-            state, weights_beside(state, weights, prepared.n_weights, "inputs")
-        )
+        if payload.folds_encoding and not torch.is_grad_enabled():
+            probs = _folded_probabilities(payload, encoder, inputs, weights, prepared.n_weights)
+        else:
+            state = encoder.state(inputs)
+            probs = payload.state_probabilities(
+                state, weights_beside(state, weights, prepared.n_weights, "inputs")
+            )
         return probs if mode == "probs" else expval_z(probs)
+
+
+FOLDED_NORM_FLOOR = 1e-12
+"""Below this |φ(x)|² (φ within 10⁻⁶ of 0, the encoding's one zero) a folded call's row is computed
+from the normalised state instead (:func:`_folded_probabilities`)."""
+
+
+def _folded_probabilities(
+    kernel: ProductKernel,
+    encoder: AmplitudeEncoder,
+    inputs: torch.Tensor,
+    weights: torch.Tensor,
+    n_weights: int,
+) -> torch.Tensor:
+    """The probabilities a call gives for ``inputs``, without gradient, from the encoding folded into
+    the circuit's matrix (:meth:`ProductKernel.affine_probabilities`): one addmm on the inputs,
+    then each row divided by its sum |φ(x)|², so no φ(x), norm or state is formed. The same
+    probabilities to rounding (tests/test_encoded_state.py); a row whose |φ(x)|² is under
+    :data:`FOLDED_NORM_FLOOR` (where dividing would amplify the rounding, and at φ(x) = 0, where the
+    encoding prepares |0…0⟩) is computed from the normalised state. 6 qubits, L = 6, 256 rows of 57
+    inputs: 105 µs per call against 134 through the state (median of 5, one
+    process alone on this 2-core machine)."""
+    x = encoder.validated(inputs)
+    w = weights_beside(x, weights, n_weights, "inputs")
+    unnormalised = kernel.affine_probabilities(x, w, FEATURE_SCALE, encoder.bias)
+    norms = unnormalised.sum(dim=1, keepdim=True)
+    small = norms[:, 0] < FOLDED_NORM_FLOOR
+    probs = unnormalised / norms
+    if bool(small.any()):
+        probs[small] = kernel.state_probabilities(encoder.state(x[small]), w)
+    return probs
 
 
 def _open(request: OpenRequest) -> StatevectorExecutor:

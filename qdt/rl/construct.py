@@ -3,7 +3,7 @@ actor rescoring every unplaced user after each placement, and how it learns (imi
 
 **A decision** (:func:`construct`, from the empty placement): N steps; before each, the actor
 gives every unplaced user i and server j a logit from the ``placement`` observation
-(:func:`qdt.rl.observations.placement_inputs`: the whole partial placement, not only server j's
+(:func:`qdt.rl.placement_observation.placement_rows`: the whole partial placement, not only server j's
 column). A softmax over the servers user i still fits on (deadline, a free slot, the capacity)
 says how sure the policy is of that user; the surest user goes to its best server. When no
 unplaced user fits anywhere, the surest one goes to its best server that meets its deadline, and
@@ -47,6 +47,20 @@ kept, is improved by single-user moves and two-user swaps (:mod:`qdt.problem.loc
 tight 64 × 8 bench's 100 unseen instances, one construction then the search: 1.57% from the MILP's
 bound (classical, 5 seeds; 3.97% without the search) in 28 ms, 15.2× faster than the MILP stopped at
 1%, and 2.16% (quantum, L = 6; 4.95% without) in 42 ms (README, "64 × 8 tight").
+
+**Speed.** A decision constructs one instance, so each of its N steps is small (at most N·M rows)
+and its cost was the number of torch calls, not their arithmetic: profiled on tight 64 × 8 (this
+2-core machine, one construction and the local search), a step was about 70 calls for the
+observation, the choice and the guard besides the actor's own, 600 µs of a classical step and 950 µs
+of a quantum one. That bookkeeping now runs on numpy arrays in compiled loops: the observation
+(:mod:`qdt.rl.placement_observation`, one call for the rows of the unplaced users), the choice of the
+next user and server (:mod:`qdt.rl.construct_step`) and the guard's completion; the actor gets each
+step's rows as one tensor. The quantum actor's circuit also takes its inputs folded into the circuit's
+matrix when no gradient is needed (``StatevectorExecutor.run_encoded``). The decisions are the same:
+in ``qdt bench generalise`` on the 100 unseen tight 64 × 8 instances, all 1,000 placements and their
+untrained constructions equal the earlier code's, and the decision went from 40.9 to 18.4 ms
+(classical) and from 62.8 to 35.9 ms (quantum), the MILP at 523 and 537 ms in the two runs. The
+imitation steps of training read the same compiled observation.
 
 **Learning** (every episode of a run with this decoding is imitation): each of the episode's K
 training instances is constructed by the current actor; the labelled states below join the run's
@@ -185,9 +199,11 @@ from qdt.problem.local_search import improve_placements
 from qdt.problem.model import PlacementModel
 from qdt.problem.solvers import repair_overloads, solve_completion
 from qdt.rl.config import ConstructGuard, ConstructOrder
+from qdt.rl.construct_step import choose_users
 from qdt.rl.maddpg import AgentNets, _descend
 from qdt.rl.networks import Actor
-from qdt.rl.observations import InstanceContext, context_of, placement_inputs
+from qdt.rl.observations import InstanceContext, context_of
+from qdt.rl.placement_observation import PlacementArrays, placement_rows
 from qdt.rl.share_completion import ShareRule
 
 __all__ = [
@@ -228,22 +244,23 @@ LEAST_STATES_PER_INSTANCE = OPTIMUM_COPIES
 add up to :data:`DAGGER_STATES` + 1 more): what sizes the replay memory's ring of instances."""
 
 Logits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(placement inputs [B, N, M, W], which users are unplaced [B, N]) → logits [B, N, M], of which only
-the unplaced users' count (:func:`construct` reads no other)."""
+"""(the placement rows [R, M, W] of the unplaced users, row-major over (instance, user)
+(:func:`qdt.rl.placement_observation.placement_rows`), which users are unplaced [B, N]) → logits
+[B, N, M], of which only the unplaced users' count (:func:`construct` reads no other)."""
 
 
 def construction_logits(actor: Actor) -> Logits:
-    """The actor's logits [B, N, M] for the ``placement`` inputs [B, N, M, W] of partial placements
-    (:func:`placement_inputs`): one call of its front end on the rows of the unplaced users only
-    (U·M rows for U unplaced users; a placed user's logits are :data:`NO_LOGIT`), so a construction's
-    N calls score B·M·N(N + 1)/2 rows in all rather than B·M·N²."""
+    """The actor's logits [B, N, M] for the placement rows [R, M, W] of the unplaced users of partial
+    placements (:func:`qdt.rl.placement_observation.placement_rows`): one call of its front end on
+    those rows (U·M rows for U unplaced users; a placed user's logits are :data:`NO_LOGIT`), so a
+    construction's N calls score B·M·N(N + 1)/2 rows in all rather than B·M·N²."""
 
-    def logits(inputs: torch.Tensor, unplaced: torch.Tensor) -> torch.Tensor:
-        batch, n, m, width = inputs.shape
-        if bool(unplaced.all()):
-            return actor.logits(inputs.reshape(batch, n * m, width)).reshape(batch, n, m)
-        z = torch.full((batch, n, m), NO_LOGIT, dtype=inputs.dtype, device=inputs.device)
-        rows = inputs[unplaced]  # [U, M, W], row-major over (instance, user)
+    def logits(rows: torch.Tensor, unplaced: torch.Tensor) -> torch.Tensor:
+        batch, n = unplaced.shape
+        m, width = rows.shape[1], rows.shape[2]
+        if rows.shape[0] == batch * n:
+            return actor.logits(rows.reshape(1, -1, width)).reshape(batch, n, m)
+        z = torch.full((batch, n, m), NO_LOGIT, dtype=rows.dtype, device=rows.device)
         if rows.shape[0]:
             z[unplaced] = actor.logits(rows.reshape(1, -1, width)).reshape(-1, m).to(z.dtype)
         return z
@@ -266,62 +283,58 @@ def construct(
     construction keeps a feasible completion of its partial placement (the incumbent,
     :func:`qdt.rl.share_completion.smallest_share_completion`), and the chosen user goes to the
     actor's server only if the rest still has one after it, else to its server in the incumbent; so
-    a construction whose first completion fits ends feasible."""
-    batch, n, _ = context.latency.shape
+    a construction whose first completion fits ends feasible.
+
+    The bookkeeping between the actor's calls (the observation, the choice, the guard) runs on numpy
+    arrays in compiled loops (:mod:`qdt.rl.placement_observation`, :mod:`qdt.rl.construct_step`,
+    :mod:`qdt.rl.share_completion`); the actor gets each step's rows on the context's device."""
+    arrays = PlacementArrays.of(context)
+    batch, n, _ = arrays.shape
     device = context.latency.device
-    assignment = torch.full((batch, n), -1, dtype=torch.long, device=device)
-    stuck_any = torch.zeros(batch, dtype=torch.bool, device=device)
-    rows = torch.arange(batch, device=device)
-    masked = torch.tensor(NO_LOGIT, dtype=context.latency.dtype, device=device)
-    guarded = guard == "completion"
-    rule = ShareRule.of(context) if guarded else None
-    incumbent, completes = rule.complete(assignment) if rule is not None else (assignment, None)
+    deadline_met = arrays.latency > 0
+    assignment = np.full((batch, n), -1, dtype=np.int64)
+    stuck_any = np.zeros(batch, dtype=np.bool_)
+    rows = np.arange(batch)
+    rule = ShareRule.of(context) if guard == "completion" else None
+    incumbent, completes = rule.complete_array(assignment) if rule is not None else (assignment, None)
     with torch.no_grad():
         for _ in range(n):
-            inputs, fits, unplaced = placement_inputs(context, assignment)
-            z = logits(inputs, unplaced)
-            fitting = torch.where(fits, z, masked)
-            sure = torch.softmax(fitting, dim=2).amax(dim=2)  # in (0, 1]
-            if order == "constrained":  # k fitting servers: in (-k, 1 - k], below every user with fewer
-                sure = sure - fits.sum(dim=2).to(sure.dtype)
-            low = -float(fits.shape[2]) - 1.0  # below every user that fits somewhere
-            sure = torch.where(fits.any(dim=2), sure, torch.full_like(sure, low))
-            sure = torch.where(unplaced, sure, torch.full_like(sure, low - 1.0))
-            user = sure.argmax(dim=1)
-            stuck = sure[rows, user] <= low  # no unplaced user fits anywhere
-            allowed = torch.where(context.latency[rows, user] > 0, z[rows, user], masked)
-            server = torch.where(stuck, allowed.argmax(dim=1), fitting[rows, user].argmax(dim=1))
+            inputs, fits, unplaced = placement_rows(arrays, assignment)
+            z = logits(torch.from_numpy(inputs).to(device), torch.from_numpy(unplaced).to(device))
+            user, server, stuck = choose_users(
+                z.detach().cpu().numpy(), fits, unplaced, deadline_met, order == "constrained"
+            )
             if rule is not None and completes is not None:
                 server, incumbent, completes = _guarded(rule, assignment, user, server, incumbent, completes)
             stuck_any |= stuck
             if trace is not None:
-                trace.append(assignment.clone())
+                trace.append(torch.from_numpy(assignment.copy()).to(device))
             assignment[rows, user] = server
-    return assignment, stuck_any
+    return torch.from_numpy(assignment).to(device), torch.from_numpy(stuck_any).to(device)
 
 
 def _guarded(
     rule: ShareRule,
-    assignment: torch.Tensor,
-    user: torch.Tensor,
-    server: torch.Tensor,
-    incumbent: torch.Tensor,
-    completes: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    assignment: np.ndarray,
+    user: np.ndarray,
+    server: np.ndarray,
+    incumbent: np.ndarray,
+    completes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One guarded step (:func:`construct`): the servers [B] the chosen users go to, and each row's
     incumbent completion [B, N] with whether it is feasible [B]. A row whose choice differs from its
     incumbent (or that has none) tries a completion after the choice; a row that had a feasible
     incumbent and finds none keeps the incumbent's server."""
-    rows = torch.arange(server.shape[0], device=server.device)
+    rows = np.arange(server.shape[0])
     differs = ~completes | (server != incumbent[rows, user])
-    if not bool(differs.any()):
+    if not differs.any():
         return server, incumbent, completes
-    trial = assignment.clone()
+    trial = assignment.copy()
     trial[rows, user] = server
-    completion, fits = rule.complete(trial)
+    completion, fits = rule.complete_array(trial)
     better = differs & fits
-    server = torch.where(completes & differs & ~fits, incumbent[rows, user], server)
-    return server, torch.where(better[:, None], completion, incumbent), completes | better
+    server = np.where(completes & differs & ~fits, incumbent[rows, user], server)
+    return server, np.where(better[:, None], completion, incumbent), completes | better
 
 
 def finish_placement(model: PlacementModel, assignment: np.ndarray, stuck: bool) -> np.ndarray:
@@ -639,8 +652,8 @@ def construct_imitation_update(
     if not bool(taught.any()):
         return None
     allowed = (context.latency > 0)[taught]  # [T, M]
-    inputs, _, _ = placement_inputs(context, assignment)
-    rows = inputs[taught]  # [T, M, W], the same at every step: only the taught users are scored
+    found, _, _ = placement_rows(PlacementArrays.of(context), assignment.cpu().numpy(), taught.cpu().numpy())
+    rows = torch.from_numpy(found).to(device)  # [T, M, W], the same at every step: the taught users'
     labelled = target[taught]
     masked = torch.tensor(NO_LOGIT, dtype=context.latency.dtype, device=device)
     loss = torch.zeros(())

@@ -38,7 +38,8 @@ critic then reads L and c_ij/C_j beside the joint state and action (:func:`conte
   slot, the capacity); then each server's remaining capacity and slots, and the load and slots the
   unplaced users would take if each went to its fastest server that still fits it (the pressure of
   what is left); then the share of users still unplaced: 7M + 1 values
-  (:func:`placement_inputs`). One logit per row: [B, N, M, 7M + 1] in, [B, N, M] out.
+  (:func:`qdt.rl.placement_observation.placement_rows`). One logit per row: [B, N, M, 7M + 1] in,
+  [B, N, M] out.
 
 A quantum actor's width follows: ⌈log2 W⌉ qubits for W inputs (amplitude encoding,
 docs/design.md §3): 64 users × 8 servers read 578 features + 8 (10 qubits).
@@ -52,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qdt.problem.model import RELATIVE_TOLERANCE, PlacementModel
+from qdt.problem.model import PlacementModel
 
 OBSERVATIONS = ("column", "features", "user", "placement")
 INSTANCE_OBSERVATIONS = ("features", "user", "placement")
@@ -246,50 +247,3 @@ def _context_features(
     load = torch.gather(context.load, 2, agent[:, None, None].expand(batch, n, 1))[:, :, 0]
     slot = torch.gather(context.slot, 1, agent[:, None])[:, 0]
     return rows, load, slot
-
-
-def room_left(
-    context: InstanceContext, assignment: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What partial placements ``assignment`` [B, N] (−1: not placed yet) leave: which servers each
-    unplaced user still fits on [B, N, M] (its deadline, a free slot and the capacity for its twin),
-    which users are placed [B, N], and each server's remaining share of capacity and of user slots
-    [B, M]."""
-    latency, share, slot = context.latency, context.load, context.slot
-    m = latency.shape[2]
-    placed = assignment >= 0
-    hosts = torch.nn.functional.one_hot(assignment.clamp(min=0), m).to(latency.dtype) * placed[:, :, None]
-    capacity = 1.0 - (hosts * share).sum(dim=1)  # [B, M]
-    slots = 1.0 - hosts.sum(dim=1) * slot
-    fits = (
-        (latency > 0)  # L is 0 where the deadline is missed
-        & (share <= capacity[:, None, :] + RELATIVE_TOLERANCE)
-        & (slots[:, None, :] >= slot[:, None, :] - SLOT_EPSILON)
-        & ~placed[:, :, None]
-    )
-    return fits, placed, capacity, slots
-
-
-def placement_inputs(
-    context: InstanceContext, assignment: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``placement`` observation of partial placements ``assignment`` [B, N] (a server per
-    user, −1 for a user not placed yet) of the instances ``context``: the actor's input
-    [B, N, M, 7M + 1] (module docstring), which servers each unplaced user still fits on [B, N, M]
-    (its deadline, a free slot and the capacity for its twin), and which users are unplaced [B, N]."""
-    latency, share, slot = context.latency, context.load, context.slot
-    batch, n, m = latency.shape
-    fits, placed, capacity, slots = room_left(context, assignment)
-    waiting = (~placed).to(latency.dtype)[:, :, None]
-    reachable = torch.where(fits, latency, torch.zeros((), dtype=latency.dtype))
-    fastest = torch.nn.functional.one_hot(reachable.argmax(dim=2), m).to(latency.dtype)
-    fastest = fastest * (reachable.amax(dim=2, keepdim=True) > 0)
-    pressure_load = (fastest * share * waiting).sum(dim=1)
-    pressure_slots = (fastest * waiting).sum(dim=1) * slot
-    servers = torch.stack([capacity, slots, pressure_load, pressure_slots], dim=2)  # [B, M, 4]
-    users = torch.stack([latency, share, fits.to(latency.dtype)], dim=3)  # [B, N, M, 3]
-    order = (torch.arange(m, device=latency.device)[:, None] + torch.arange(m, device=latency.device)) % m
-    per_user = users[:, :, order, :].reshape(batch, n, m, 3 * m)  # row j: the servers from j on
-    per_server = servers[:, order, :].reshape(batch, 1, m, 4 * m).expand(batch, n, m, 4 * m)
-    unplaced = waiting.mean(dim=1)[:, :, None, None].expand(batch, n, m, 1)
-    return torch.cat([per_user, per_server, unplaced], dim=3), fits, ~placed

@@ -63,7 +63,7 @@ class QuantumLayer(nn.Module):
         if self.input_scale is None or self.input_shift is None:
             return inputs
         x = torch.as_tensor(inputs, dtype=torch.float64, device=self.input_scale.device)
-        return x * self.input_scale + self.input_shift
+        return torch.addcmul(self.input_shift, x, self.input_scale)  # one call, not two
 
     def angles(self, inputs: torch.Tensor) -> torch.Tensor:
         """The encoding angles [B, n_encoding] of ``inputs`` [B, W] (after the input scaling): what a

@@ -7,7 +7,7 @@ room for its twin), the one whose softmax of −c_ij / C_j over the servers it f
 top value goes to its smallest-share server (ties: the lower user, then the lower server). A
 completion that leaves a user without room stops there, and its row is not feasible; so is a row
 whose partial placement already breaks a constraint. The room left is kept as
-:func:`qdt.rl.observations.room_left` keeps it: capacity 1 − Σ c_ij / C_j over the users placed
+:mod:`qdt.rl.placement_observation` keeps it: capacity 1 − Σ c_ij / C_j over the users placed
 (summed in user order), slots 1 − count / M_j.
 
 **Why compiled.** The guard runs a completion at each of a construction's N steps where the actor's
@@ -70,16 +70,22 @@ class ShareRule:
     def complete(self, assignment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The partial placements ``assignment`` [B, N] (−1: not placed) completed by the rule, and
         whether each completion fits [B] (both on ``assignment``'s device)."""
+        completed, feasible = self.complete_array(assignment.detach().cpu().numpy())
+        device = assignment.device
+        return torch.from_numpy(completed).to(device), torch.from_numpy(feasible).to(device)
+
+    def complete_array(self, assignment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`complete` on numpy arrays: the completions [B, N] (a new array) and whether each
+        fits [B]."""
         if tuple(assignment.shape) != self.share.shape[:2]:
             raise ValueError(
                 f"ShareRule.complete: expected assignments of shape {self.share.shape[:2]} (B, N), "
                 f"got {tuple(assignment.shape)}"
             )
-        completed = np.array(assignment.detach().cpu().numpy(), dtype=np.int64, copy=True)
+        completed = np.array(assignment, dtype=np.int64, copy=True)
         feasible = np.zeros(completed.shape[0], dtype=np.bool_)
         _compiled()(self.share, self.deadline_met, self.slot, self.spread_terms, completed, feasible)
-        device = assignment.device
-        return torch.from_numpy(completed).to(device), torch.from_numpy(feasible).to(device)
+        return completed, feasible
 
 
 def smallest_share_completion(

@@ -235,6 +235,27 @@ class ProductKernel:
             matrices = _layer_matrices(kernel, weights) if kernel.n_layers else []
             return kernel.io.readout(_probabilities(kernel, _evolve(kernel, psi.T, matrices)[-1]))
 
+    @property
+    def folds_encoding(self) -> bool:
+        """Whether :meth:`affine_probabilities` is available: on the dense path (up to
+        ``UNITARY_QUBITS``), where the circuit is one matrix to fold an affine encoding into."""
+        return self.unitary is not None
+
+    def affine_probabilities(
+        self, x: torch.Tensor, weights: torch.Tensor, scale: float, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """Probabilities [B, 2**m] of the readout bits after the layers act on φ = scale·[x, 0] + bias
+        (inputs x [B, W], ``bias`` 2**n values) as it is, not normalised: each row sums to |φ|², and
+        divided by that sum it is what :meth:`state_probabilities` gives for φ/|φ|, to rounding
+        (:meth:`UnitaryTables.affine_probabilities`: one addmm on x). Without gradient; only where
+        :attr:`folds_encoding`."""
+        kernel = on_device(self, x.device)
+        if kernel.unitary is None:
+            raise ValueError("affine_probabilities: only on the dense path (folds_encoding)")
+        with torch.no_grad():
+            probs = kernel.unitary.affine_probabilities(x, kernel.io.weights(weights), scale, bias)
+            return kernel.io.readout(probs)
+
 
 @dataclass(frozen=True, eq=False)
 class CircuitIO:

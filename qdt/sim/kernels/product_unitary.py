@@ -73,6 +73,10 @@ class UnitaryTables:
     identity: torch.Tensor  # [D, D]
     # [(the last weights given to :meth:`readout`, their R)], empty before the first call
     last_readout: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+    # [((R, scale, bias) of the last :meth:`affine_probabilities` call, its folded matrix and offset)]
+    last_folded: list[tuple[tuple[torch.Tensor, float, torch.Tensor], torch.Tensor, torch.Tensor]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def dim(self) -> int:
@@ -112,6 +116,36 @@ class UnitaryTables:
         """p = ((ψ₀ Rᵀ) ⊙ (ψ₀ Rᵀ))·[I; I] [B, D] for states ψ₀ [B, D] and the readout R [2D, D]."""
         amplitudes = torch.nn.functional.linear(psi, readout)  # [B, 2D]: real parts, imaginary parts
         return amplitudes.square().view(-1, 2, self.dim).sum(1)
+
+    def affine_probabilities(
+        self, x: torch.Tensor, weights: torch.Tensor, scale: float, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """|R φ|² [B, D] (real and imaginary parts summed) for φ = scale·[x, 0] + ``bias`` (x [B, W],
+        W ≤ D, ``bias`` D values), without gradient and not normalised: R preserves norms, so the row
+        sums are |φ|², and divided by them these are the probabilities of the state φ/|φ|
+        (:meth:`state_probabilities`). φ is affine in x, so R φ = x (scale·R[:, :W])ᵀ + R·bias is
+        one addmm on the inputs, the folded matrix and offset made once per weights (with R, by
+        :meth:`readout`): no φ, no norm, no normalised state per call (a construction's N calls,
+        qdt/rl/construct.py)."""
+        readout = self.readout(weights)
+        last = self.last_folded[0] if self.last_folded else None
+        key = (readout, float(scale), bias)
+        if (
+            last is None
+            or last[0][0] is not readout
+            or last[0][1] != key[1]
+            or last[0][2] is not bias
+            or last[1].shape[0] != x.shape[1]
+        ):
+            with torch.no_grad():
+                matrix = (scale * readout[:, : x.shape[1]]).t().contiguous()  # [W, 2D]
+                offset = torch.mv(readout, bias.reshape(-1).to(readout.dtype))  # [2D]
+            self.last_folded[:] = [(key, matrix, offset)]
+        else:
+            matrix, offset = last[1], last[2]
+        amplitudes = torch.addmm(offset, x, matrix)  # [B, 2D]: real parts, imaginary parts
+        real, imaginary = amplitudes[:, : self.dim], amplitudes[:, self.dim :]
+        return torch.addcmul(imaginary.square(), real, real)
 
     def readout(self, weights: torch.Tensor) -> torch.Tensor:
         """The readout R of :meth:`layers` for ``weights``, without gradient: computed again only
