@@ -27,6 +27,7 @@ from qdt.experiments.bench.generalise import (
     family_spec,
     instance_digest,
     quantiles,
+    training_text,
     unseen_instances,
 )
 from qdt.experiments.sweep import read_results
@@ -158,6 +159,9 @@ def test_bench_generalise_refuses_bad_flags_with_one_line_before_any_work(tmp_pa
         (["--milp-gap", "0.5"], "--milp-gap: expected a share in [0, 0.1]"),
         (["--milp-gap", "-0.01"], "--milp-gap: expected a share in [0, 0.1]"),
         (["--milp-gap", "x"], "argument --milp-gap: invalid float value"),
+        (["--lr-quantum", "0"], "--lr-quantum: expected a finite learning rate > 0"),
+        (["--lr-quantum", "inf"], "--lr-quantum: expected a finite learning rate > 0"),
+        (["--lr-quantum", "x"], "argument --lr-quantum: invalid float value"),
     ):
         try:
             status = main(["bench", "generalise", *argv, *folders])
@@ -209,6 +213,19 @@ def test_only_the_quantum_rollout_runs_scale_their_inputs():
     constructing = GeneraliseTraining(construct=True, tight=True)
     assert constructing.config(quantum, 0, (8, 2)).input_scaling == "none"
     assert replace(constructing, input_scaling="affine").config(quantum, 0, (8, 2)).input_scaling == "affine"
+
+
+def test_a_circuit_learning_rate_reaches_only_the_quantum_runs():
+    """--lr-quantum sets the quantum runs' circuit learning rate and nothing else: the classical
+    cells are the same, and without it the quantum cells are those of the bench before it."""
+    classical, quantum = DEFAULT_AGENTS
+    plain = GeneraliseTraining(construct=True, tight=True, input_scaling="affine")
+    faster = replace(plain, lr_quantum=0.05)
+    assert faster.config(quantum, 2, (64, 8)).lr_quantum == 0.05
+    assert plain.config(quantum, 2, (64, 8)).lr_quantum == 0.01  # the recipe's rate
+    assert faster.config(classical, 2, (64, 8)).to_dict() == plain.config(classical, 2, (64, 8)).to_dict()
+    assert "quantum lr_quantum 0.05" in training_text(faster)
+    assert "lr_quantum" not in training_text(plain)
 
 
 def _run_dir(runs, label, seed, users):

