@@ -8,9 +8,9 @@ The surest user fitting somewhere goes next, to its best fitting server; when no
 anywhere, the surest one (the first unplaced) is *stuck* and goes to its best server meeting its
 deadline. Ties go to the lower user, then the lower server.
 
-**Why compiled.** The step was about 20 torch calls on [B, N, M] arrays, each paying its fixed cost
-(about 60 µs a step at 64 × 8, B = 1: a tenth of a classical decision); compiled, it is one call of a
-few µs.
+**Why compiled.** The step was about 20 torch calls on [B, N, M] arrays, each paying its fixed cost:
+with the loop's other calls about 100 µs of a 600 µs classical step (tight 64 × 8, B = 1); compiled,
+it is one call of under 20 µs with its wrapper (profiled).
 """
 
 from __future__ import annotations

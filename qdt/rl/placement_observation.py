@@ -11,7 +11,8 @@ fits it (the pressure of what is left); then the share of users still unplaced: 
 decision constructs one instance (B = 1), so each build is small (at most N·M rows) and in torch it
 was about 35 calls, each paying its fixed cost: 160 µs per build at 64 × 8, a quarter of a
 classical decision. The loop writes only the rows asked for (the unplaced users', ``which``), in
-one call of about 15 µs, and returns them ready for the actor. Training's imitation steps read the
+one call (12 µs in the loop, under 30 µs with its numpy wrapper, profiled), and returns them ready
+for the actor. Training's imitation steps read the
 same function, so a policy is trained and decides on the same numbers.
 
 The room left is summed in user order (capacity, slots, pressure), the same sums as
