@@ -292,11 +292,11 @@ def construct(
     arrays = PlacementArrays.of(context)
     batch, n, _ = arrays.shape
     device = context.latency.device
-    deadline_met = arrays.latency > 0
+    rule = ShareRule.of_arrays(arrays) if guard == "completion" else None
+    deadline_met = rule.deadline_met if rule is not None else arrays.latency > 0
     assignment = np.full((batch, n), -1, dtype=np.int64)
     stuck_any = np.zeros(batch, dtype=np.bool_)
     rows = np.arange(batch)
-    rule = ShareRule.of(context) if guard == "completion" else None
     incumbent, completes = rule.complete_array(assignment) if rule is not None else (assignment, None)
     with torch.no_grad():
         for _ in range(n):

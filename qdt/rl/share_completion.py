@@ -39,6 +39,7 @@ import torch
 from qdt.compiled import compiled
 from qdt.problem.model import RELATIVE_TOLERANCE
 from qdt.rl.observations import SLOT_EPSILON, InstanceContext
+from qdt.rl.placement_observation import PlacementArrays
 
 __all__ = ["ShareRule", "smallest_share_completion"]
 
@@ -58,12 +59,16 @@ class ShareRule:
 
     @classmethod
     def of(cls, context: InstanceContext) -> ShareRule:
-        share = np.ascontiguousarray(context.load.detach().cpu().numpy(), dtype=np.float64)
-        smallest = -share  # the rule's logits
+        return cls.of_arrays(PlacementArrays.of(context))
+
+    @classmethod
+    def of_arrays(cls, arrays: PlacementArrays) -> ShareRule:
+        """The rule for instances already in numpy (a construction's :class:`PlacementArrays`)."""
+        smallest = -arrays.share  # the rule's logits
         return cls(
-            share=share,
-            deadline_met=np.ascontiguousarray(context.latency.detach().cpu().numpy() > 0),
-            slot=np.ascontiguousarray(context.slot.detach().cpu().numpy(), dtype=np.float64),
+            share=arrays.share,
+            deadline_met=arrays.latency > 0,
+            slot=arrays.slot,
             spread_terms=np.exp(smallest[:, :, None, :] - smallest[:, :, :, None]),
         )
 

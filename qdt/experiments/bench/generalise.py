@@ -160,9 +160,10 @@ validation draws of the tight 64 × 8 family (entropy 0x76616C69, neither traini
 run seeds 0 and 1 trained again with it and nothing else changed (60 episodes, input scaling), one
 construction then the local search, median gap to the MILP's bound: 1.81 → 1.69% and 1.89 → 1.44%
 (the plain construction 4.17 → 4.09% and 4.12 → 3.81%; the classical seeds 0 and 1: 1.71% and
-1.82%). The imitation loss at episode 60 was still falling at 0.01 (1.38–1.43 over seeds 1–3, the
-classical runs' 1.31–1.34): the circuit learns too slowly. 0.05 is the rate v5's offline fit of
-one label found better than 0.01 (qdt/rl/construct.py, "Why v5"); no other rate was tried here."""
+1.82%). The imitation loss at episode 60 was still falling at 0.01 (1.38–1.43 for four of the five
+seeds and 1.32 for seed 4, the classical runs' 1.31–1.34): the circuit learns too slowly. 0.05 is the
+rate v5's offline fit of one label found better than 0.01 (qdt/rl/construct.py, "Why v5"); no other
+rate was tried here."""
 
 GENERALISE_QUANTUM_SCALING: InputScaling = "affine"
 """How the bench's quantum actors read their inputs when they roll out (not with ``construct``):

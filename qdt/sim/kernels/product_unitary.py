@@ -73,9 +73,9 @@ class UnitaryTables:
     identity: torch.Tensor  # [D, D]
     # [(the last weights given to :meth:`readout`, their R)], empty before the first call
     last_readout: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
-    # [((R, scale, bias) of the last :meth:`affine_probabilities` call, its folded matrix and offset)]
-    last_folded: list[tuple[tuple[torch.Tensor, float, torch.Tensor], torch.Tensor, torch.Tensor]] = field(
-        default_factory=list, repr=False
+    # [((scale, W), R, bias of the last :meth:`affine_probabilities` call, its folded matrix, offset)]
+    last_folded: list[tuple[tuple[float, int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = (
+        field(default_factory=list, repr=False)
     )
 
     @property
@@ -129,21 +129,14 @@ class UnitaryTables:
         qdt/rl/construct.py)."""
         readout = self.readout(weights)
         last = self.last_folded[0] if self.last_folded else None
-        key = (readout, float(scale), bias)
-        if (
-            last is None
-            or last[0][0] is not readout
-            or last[0][1] != key[1]
-            or last[0][2] is not bias
-            or last[1].shape[0] != x.shape[1]
-        ):
+        key = (float(scale), x.shape[1])  # and R, the same object while the weights are, and the bias
+        if last is None or last[0] != key or last[1] is not readout or last[2] is not bias:
             with torch.no_grad():
                 matrix = (scale * readout[:, : x.shape[1]]).t().contiguous()  # [W, 2D]
                 offset = torch.mv(readout, bias.reshape(-1).to(readout.dtype))  # [2D]
-            self.last_folded[:] = [(key, matrix, offset)]
-        else:
-            matrix, offset = last[1], last[2]
-        amplitudes = torch.addmm(offset, x, matrix)  # [B, 2D]: real parts, imaginary parts
+            last = (key, readout, bias, matrix, offset)
+            self.last_folded[:] = [last]
+        amplitudes = torch.addmm(last[4], x, last[3])  # [B, 2D]: real parts, imaginary parts
         real, imaginary = amplitudes[:, : self.dim], amplitudes[:, self.dim :]
         return torch.addcmul(imaginary.square(), real, real)
 
